@@ -1,0 +1,28 @@
+import type { Logger } from '../logger.ts';
+import type { Config } from '../config.ts';
+import { KafkaBus } from './kafka.ts';
+import { MemoryBus } from './memory.ts';
+import type { EventBus } from './types.ts';
+
+export type { EventBus } from './types.ts';
+
+/** Kafka when brokers are configured, otherwise the embedded single-instance bus. */
+export function createBus(config: Config, logger: Logger): EventBus {
+  if (config.kafkaBrokers === null) {
+    logger.warn(
+      'KAFKA_BROKERS is not set: running on the embedded in-memory bus (one instance, nothing persisted). ' +
+        'Set KAFKA_BROKERS=host:port[,host:port] to use Kafka (npm run kafka starts a local broker).',
+    );
+    return new MemoryBus({ partitions: config.topicPartitions });
+  }
+  return new KafkaBus({
+    brokers: config.kafkaBrokers,
+    clientId: config.kafkaClientId,
+    groupId: `${config.consumerGroupPrefix}-${config.instanceId}`,
+    topics: [config.chatTopic, config.tickerTopic],
+    partitions: config.topicPartitions,
+    replicationFactor: config.topicReplicationFactor,
+    publishTimeoutMs: config.publishTimeoutMs,
+    logger: logger.child({ component: 'kafka' }),
+  });
+}

@@ -1,0 +1,279 @@
+import {
+  Kafka,
+  Partitioners,
+  logLevel as KafkaLogLevel,
+  type Admin,
+  type Consumer,
+  type EachBatchPayload,
+  type LogEntry,
+  type Producer,
+} from 'kafkajs';
+import type { Logger } from '../logger.ts';
+import {
+  BusUnavailableError,
+  type BusReadiness,
+  type BusRecord,
+  type EventBus,
+  type OutgoingRecord,
+  type Position,
+  type RecordsHandler,
+} from './types.ts';
+
+export interface KafkaBusOptions {
+  brokers: string[];
+  clientId: string;
+  /** This replica's own consumer group: every replica must receive every partition. */
+  groupId: string;
+  topics: string[];
+  partitions: number;
+  replicationFactor: number;
+  publishTimeoutMs: number;
+  /** Publishes waiting for an acknowledgement beyond this answer 503 at once. */
+  maxPendingPublishes?: number;
+  logger: Logger;
+}
+
+function kafkaLogCreator(logger: Logger) {
+  return () =>
+    ({ level, log }: LogEntry): void => {
+      const { message, ...context } = log;
+      const child = { kafkajs: context };
+      if (level === KafkaLogLevel.ERROR) logger.error(child, message);
+      else if (level === KafkaLogLevel.WARN) logger.warn(child, message);
+      else if (level === KafkaLogLevel.INFO) logger.debug(child, message);
+      else logger.trace(child, message);
+    };
+}
+
+function timeout<T>(promise: Promise<T>, milliseconds: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BusUnavailableError(message)), milliseconds);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+const RETRY_DELAYS_MS = [500, 1000, 2000, 5000];
+
+/**
+ * Kafka as the bus. One idempotent producer (acks from all in-sync replicas) and one
+ * consumer in a group of its own: a shared group would split partitions between replicas and
+ * a client would miss every room whose partition another replica owns.
+ */
+export class KafkaBus implements EventBus {
+  readonly kind = 'kafka';
+  readonly #options: KafkaBusOptions;
+  readonly #logger: Logger;
+  readonly #kafka: Kafka;
+  readonly #producer: Producer;
+  readonly #consumer: Consumer;
+  #admin: Admin | null = null;
+  #producerConnected = false;
+  #consumerJoined = false;
+  #startError: string | null = 'starting';
+  #pendingPublishes = 0;
+  #closed = false;
+  #retryTimer: NodeJS.Timeout | null = null;
+
+  constructor(options: KafkaBusOptions) {
+    this.#options = options;
+    this.#logger = options.logger;
+    this.#kafka = new Kafka({
+      clientId: options.clientId,
+      brokers: options.brokers,
+      logLevel: KafkaLogLevel.INFO,
+      logCreator: kafkaLogCreator(options.logger),
+      connectionTimeout: 3000,
+      requestTimeout: 10000,
+      retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: 8 },
+    });
+    this.#producer = this.#kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 5,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    this.#consumer = this.#kafka.consumer({
+      groupId: options.groupId,
+      allowAutoTopicCreation: false,
+      maxWaitTimeInMs: 500,
+      sessionTimeout: 30000,
+      heartbeatInterval: 3000,
+    });
+    const { CONNECT, DISCONNECT } = this.#producer.events;
+    this.#producer.on(CONNECT, () => {
+      this.#producerConnected = true;
+    });
+    this.#producer.on(DISCONNECT, () => {
+      this.#producerConnected = false;
+    });
+    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+      this.#consumerJoined = false;
+      this.#logger.error({ err: payload.error, restart: payload.restart }, 'Kafka consumer crashed');
+    });
+    this.#consumer.on(this.#consumer.events.STOP, () => {
+      this.#consumerJoined = false;
+    });
+  }
+
+  async start(onRecords: RecordsHandler): Promise<void> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      try {
+        await this.#startOnce(onRecords);
+        this.#startError = null;
+        this.#logger.info(
+          { brokers: this.#options.brokers, groupId: this.#options.groupId, topics: this.#options.topics },
+          'Kafka bus ready',
+        );
+        return;
+      } catch (error) {
+        if (this.#closed) return;
+        const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
+        this.#startError = error instanceof Error ? error.message : String(error);
+        this.#logger.warn({ err: error, retryInMs: delay }, 'Kafka bus not ready; retrying');
+        await this.#safely(() => this.#consumer.disconnect());
+        await new Promise<void>((resolve) => {
+          this.#retryTimer = setTimeout(resolve, delay);
+        });
+      }
+    }
+  }
+
+  async #startOnce(onRecords: RecordsHandler): Promise<void> {
+    const admin = this.#kafka.admin();
+    this.#admin = admin;
+    await admin.connect();
+    try {
+      await this.#ensureTopics(admin);
+      // Where this replica starts reading: the end of every partition as of now. Anything
+      // published after readiness has a higher offset, so it cannot be missed.
+      const startOffsets = new Map<string, string>();
+      for (const topic of this.#options.topics) {
+        for (const { partition, high } of await admin.fetchTopicOffsets(topic)) {
+          startOffsets.set(`${topic}:${partition}`, high);
+        }
+      }
+      await this.#producer.connect();
+      this.#producerConnected = true;
+      await this.#consumer.connect();
+      await this.#consumer.subscribe({ topics: this.#options.topics, fromBeginning: false });
+      const joined = new Promise<void>((resolve, reject) => {
+        const removeJoin = this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+          for (const [topic, partitions] of Object.entries(payload.memberAssignment)) {
+            for (const partition of partitions) {
+              const offset = startOffsets.get(`${topic}:${partition}`);
+              // Only the first join seeks; after a rejoin the committed offsets continue.
+              if (offset !== undefined && !this.#consumerJoined) this.#consumer.seek({ topic, partition, offset });
+            }
+          }
+          this.#consumerJoined = true;
+          removeJoin();
+          removeCrash();
+          resolve();
+        });
+        const removeCrash = this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+          removeJoin();
+          removeCrash();
+          reject(payload.error);
+        });
+      });
+      await this.#consumer.run({
+        autoCommit: true,
+        autoCommitInterval: 1000,
+        eachBatchAutoResolve: true,
+        eachBatch: async ({ batch }: EachBatchPayload) => {
+          const records: BusRecord[] = batch.messages.map((message) => ({
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: message.offset,
+            key: message.key,
+            value: message.value,
+            headers: (message.headers ?? {}) as BusRecord['headers'],
+            timestamp: Number(message.timestamp),
+          }));
+          // Synchronous hand-off: nothing here waits for a client socket, so heartbeats keep flowing.
+          onRecords(records);
+        },
+      });
+      await timeout(joined, 60000, 'consumer did not join its group in time');
+    } finally {
+      this.#admin = null;
+      await this.#safely(() => admin.disconnect());
+    }
+  }
+
+  async #ensureTopics(admin: Admin): Promise<void> {
+    const existing = new Set(await admin.listTopics());
+    const missing = this.#options.topics.filter((topic) => !existing.has(topic));
+    if (missing.length === 0) return;
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((topic) => ({
+          topic,
+          numPartitions: this.#options.partitions,
+          replicationFactor: this.#options.replicationFactor,
+        })),
+      });
+      this.#logger.info({ topics: missing, partitions: this.#options.partitions }, 'created missing topics');
+    } catch (error) {
+      // Another replica may have created them in the meantime.
+      const nowExisting = new Set(await admin.listTopics());
+      if (missing.some((topic) => !nowExisting.has(topic))) throw error;
+    }
+  }
+
+  async publish(record: OutgoingRecord): Promise<Position> {
+    if (this.#closed) throw new BusUnavailableError('the gateway is shutting down');
+    if (!this.#producerConnected) throw new BusUnavailableError('Kafka is not connected');
+    if (this.#pendingPublishes >= (this.#options.maxPendingPublishes ?? 10000)) {
+      throw new BusUnavailableError('too many publishes waiting for Kafka');
+    }
+    this.#pendingPublishes += 1;
+    try {
+      const sent = this.#producer.send({
+        topic: record.topic,
+        acks: -1,
+        messages: [{ key: record.key, value: record.value, headers: record.headers }],
+      });
+      const [metadata] = await timeout(sent, this.#options.publishTimeoutMs, 'Kafka did not acknowledge in time');
+      if (metadata === undefined || metadata.baseOffset === undefined) {
+        throw new BusUnavailableError('Kafka returned no offset');
+      }
+      return { topic: record.topic, partition: metadata.partition, offset: metadata.baseOffset };
+    } catch (error) {
+      if (error instanceof BusUnavailableError) throw error;
+      throw new BusUnavailableError('Kafka rejected the record', { cause: error });
+    } finally {
+      this.#pendingPublishes -= 1;
+    }
+  }
+
+  readiness(): BusReadiness {
+    if (this.#closed) return { ready: false, reason: 'shutting down' };
+    if (this.#startError !== null) return { ready: false, reason: `Kafka: ${this.#startError}` };
+    if (!this.#producerConnected) return { ready: false, reason: 'Kafka producer disconnected' };
+    if (!this.#consumerJoined) return { ready: false, reason: 'Kafka consumer has not joined its group' };
+    return { ready: true };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    const admin = this.#admin;
+    await Promise.all([
+      this.#safely(() => this.#consumer.disconnect()),
+      this.#safely(() => this.#producer.disconnect()),
+      admin ? this.#safely(() => admin.disconnect()) : Promise.resolve(),
+    ]);
+  }
+
+  async #safely(action: () => Promise<unknown>): Promise<void> {
+    try {
+      await action();
+    } catch (error) {
+      this.#logger.debug({ err: error }, 'ignored error while disconnecting from Kafka');
+    }
+  }
+}

@@ -1,0 +1,139 @@
+import { randomUUID } from 'node:crypto';
+import { Type, type Static, type TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
+import type { BusRecord, OutgoingRecord } from './bus/types.ts';
+
+/**
+ * The record contract shared with upstream services (written down in README, "Kafka record
+ * contract"): topic by kind, key = room or symbol, JSON value, the event type in a header.
+ * The gateway validates every record it consumes against it, once.
+ */
+
+export const CHANNEL_NAME_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
+const CHANNEL_NAME = new RegExp(CHANNEL_NAME_PATTERN);
+export const EVENT_TYPE_HEADER = 'event-type';
+
+export const ChannelName = Type.String({ pattern: CHANNEL_NAME_PATTERN, minLength: 1, maxLength: 64 });
+export const MessageId = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', minLength: 1, maxLength: 64 });
+export const ChatUser = Type.String({ minLength: 1, maxLength: 64 });
+export const ChatText = Type.String({ minLength: 1, maxLength: 2000 });
+export const Price = Type.Number({ exclusiveMinimum: 0, maximum: 1e15 });
+export const Currency = Type.String({ pattern: '^[A-Za-z]{3,8}$', minLength: 3, maxLength: 8 });
+
+export const ChatMessageValue = Type.Object(
+  { id: MessageId, user: ChatUser, text: ChatText },
+  { additionalProperties: true },
+);
+export const ChatDeleteValue = Type.Object({ id: MessageId }, { additionalProperties: true });
+export const PriceUpdateValue = Type.Object({ price: Price, currency: Currency }, { additionalProperties: true });
+
+export type ChannelKind = 'room' | 'ticker';
+
+interface EventTypeSpec {
+  kind: ChannelKind;
+  /** The fields copied from the record value into the SSE data, in this order. */
+  fields: readonly string[];
+  check: (value: unknown) => boolean;
+}
+
+function checker(schema: TSchema): (value: unknown) => boolean {
+  const compiled = Compile(schema);
+  return (value) => compiled.Check(value);
+}
+
+export const EVENT_TYPES = {
+  message: { kind: 'room', fields: ['id', 'user', 'text'], check: checker(ChatMessageValue) },
+  delete: { kind: 'room', fields: ['id'], check: checker(ChatDeleteValue) },
+  price_update: { kind: 'ticker', fields: ['price', 'currency'], check: checker(PriceUpdateValue) },
+} as const satisfies Record<string, EventTypeSpec>;
+
+export type EventType = keyof typeof EVENT_TYPES;
+
+export interface Topics {
+  chat: string;
+  ticker: string;
+}
+
+/** Channels are what clients subscribe to: one room, or one ticker symbol. */
+export function channelKey(kind: ChannelKind, name: string): string {
+  return `${kind}:${name}`;
+}
+
+export function isChannelName(name: string): boolean {
+  return CHANNEL_NAME.test(name);
+}
+
+export interface DecodedEvent {
+  channel: string;
+  kind: ChannelKind;
+  name: string;
+  type: EventType;
+  /** The SSE `data` line: the validated fields, the channel, and the Kafka timestamp. */
+  data: string;
+  timestamp: number;
+}
+
+export type DecodeResult = { ok: true; event: DecodedEvent } | { ok: false; reason: string };
+
+function headerText(value: Buffer | string | undefined): string | undefined {
+  return value === undefined ? undefined : value.toString();
+}
+
+export function decodeRecord(record: BusRecord, topics: Topics): DecodeResult {
+  const kind: ChannelKind | undefined =
+    record.topic === topics.chat ? 'room' : record.topic === topics.ticker ? 'ticker' : undefined;
+  if (kind === undefined) return { ok: false, reason: `unexpected topic ${record.topic}` };
+  const name = record.key?.toString('utf8');
+  if (name === undefined || !CHANNEL_NAME.test(name)) return { ok: false, reason: 'key is not a valid room or symbol' };
+  const typeName = headerText(record.headers[EVENT_TYPE_HEADER]);
+  if (typeName === undefined) return { ok: false, reason: `missing ${EVENT_TYPE_HEADER} header` };
+  if (!Object.hasOwn(EVENT_TYPES, typeName)) return { ok: false, reason: `unknown event type` };
+  const type = typeName as EventType;
+  const spec: EventTypeSpec = EVENT_TYPES[type];
+  if (spec.kind !== kind) return { ok: false, reason: `event type ${type} does not belong on ${record.topic}` };
+  if (record.value === null) return { ok: false, reason: 'empty value' };
+  let value: unknown;
+  try {
+    value = JSON.parse(record.value.toString('utf8'));
+  } catch {
+    return { ok: false, reason: 'value is not JSON' };
+  }
+  if (!spec.check(value)) return { ok: false, reason: `value does not match the ${type} schema` };
+  const source = value as Record<string, unknown>;
+  // Only known fields reach browsers, in a fixed order: extra producer fields never leak.
+  const data: Record<string, unknown> = { [kind]: name };
+  for (const field of spec.fields) data[field] = source[field];
+  data.ts = record.timestamp;
+  return {
+    ok: true,
+    event: { channel: channelKey(kind, name), kind, name, type, data: JSON.stringify(data), timestamp: record.timestamp },
+  };
+}
+
+function outgoing(topic: string, key: string, type: EventType, value: Record<string, unknown>): OutgoingRecord {
+  return { topic, key, value: JSON.stringify(value), headers: { [EVENT_TYPE_HEADER]: type } };
+}
+
+export function chatMessageRecord(
+  topics: Topics,
+  room: string,
+  message: { user: string; text: string },
+): { messageId: string; record: OutgoingRecord } {
+  const messageId = randomUUID();
+  const value: Static<typeof ChatMessageValue> = { id: messageId, user: message.user, text: message.text };
+  return { messageId, record: outgoing(topics.chat, room, 'message', value) };
+}
+
+export function chatDeleteRecord(topics: Topics, room: string, messageId: string): OutgoingRecord {
+  const value: Static<typeof ChatDeleteValue> = { id: messageId };
+  return outgoing(topics.chat, room, 'delete', value);
+}
+
+export function priceUpdateRecord(
+  topics: Topics,
+  symbol: string,
+  update: { price: number; currency: string },
+): OutgoingRecord {
+  const value: Static<typeof PriceUpdateValue> = { price: update.price, currency: update.currency };
+  return outgoing(topics.ticker, symbol, 'price_update', value);
+}

@@ -1,0 +1,52 @@
+/**
+ * The local fan-out point of one replica. Keyed by channel: one entry per active room or
+ * symbol holding its subscribers, so publishing touches only that channel's subscribers and
+ * twenty thousand connections never mean twenty thousand listeners on one emitter.
+ */
+
+export interface Subscriber {
+  /** Receives the frame shared by every subscriber of the channel; must not modify it. */
+  deliver(frame: Buffer): void;
+}
+
+export class Hub {
+  readonly #channels = new Map<string, Set<Subscriber>>();
+
+  /** Returns the function that removes this subscription (idempotent). */
+  subscribe(channel: string, subscriber: Subscriber): () => void {
+    let subscribers = this.#channels.get(channel);
+    if (subscribers === undefined) {
+      subscribers = new Set();
+      this.#channels.set(channel, subscribers);
+    }
+    subscribers.add(subscriber);
+    return () => this.#unsubscribe(channel, subscriber);
+  }
+
+  #unsubscribe(channel: string, subscriber: Subscriber): void {
+    const subscribers = this.#channels.get(channel);
+    if (subscribers === undefined) return;
+    subscribers.delete(subscriber);
+    if (subscribers.size === 0) this.#channels.delete(channel);
+  }
+
+  hasSubscribers(channel: string): boolean {
+    return this.#channels.has(channel);
+  }
+
+  /** Hands `frame` to every subscriber of `channel`; returns how many received it. */
+  publish(channel: string, frame: Buffer): number {
+    const subscribers = this.#channels.get(channel);
+    if (subscribers === undefined) return 0;
+    for (const subscriber of subscribers) subscriber.deliver(frame);
+    return subscribers.size;
+  }
+
+  get channelCount(): number {
+    return this.#channels.size;
+  }
+
+  subscriberCount(channel: string): number {
+    return this.#channels.get(channel)?.size ?? 0;
+  }
+}

@@ -1,0 +1,81 @@
+import http from 'node:http';
+import { SseParser, type SseMessage } from '../../src/client/sse-parser.ts';
+
+export interface TestStream {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  events: SseMessage[];
+  /** Everything received, byte for byte, as text. */
+  text(): string;
+  /** Resolves once `count` events have arrived in total (rejects after `timeoutMs`). */
+  waitForEvents(count: number, timeoutMs?: number): Promise<SseMessage[]>;
+  /** Resolves when the server ends the stream. */
+  ended: Promise<void>;
+  close(): void;
+}
+
+/** Opens an event stream over a real HTTP connection, as a browser's EventSource would. */
+export function openStream(url: string, headers: Record<string, string> = {}): Promise<TestStream> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { headers: { accept: 'text/event-stream', ...headers } }, (response) => {
+      const parser = new SseParser();
+      const events: SseMessage[] = [];
+      let raw = '';
+      const waiters = new Set<() => void>();
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        raw += chunk;
+        events.push(...parser.feed(chunk));
+        for (const check of [...waiters]) check();
+      });
+      const ended = new Promise<void>((done) => {
+        response.on('close', () => {
+          done();
+          for (const check of [...waiters]) check();
+        });
+      });
+      let closed = false;
+      response.on('close', () => {
+        closed = true;
+      });
+      resolve({
+        status: response.statusCode ?? 0,
+        headers: response.headers,
+        events,
+        text: () => raw,
+        ended,
+        close: () => request.destroy(),
+        waitForEvents: (count, timeoutMs = 20000) =>
+          new Promise((done, fail) => {
+            const timer = setTimeout(() => {
+              waiters.delete(check);
+              fail(new Error(`timed out waiting for ${count} events; got ${events.length}: ${raw.slice(-500)}`));
+            }, timeoutMs);
+            function check(): void {
+              if (events.length >= count) {
+                clearTimeout(timer);
+                waiters.delete(check);
+                done(events.slice(0, count));
+              } else if (closed) {
+                clearTimeout(timer);
+                waiters.delete(check);
+                fail(new Error(`stream ended after ${events.length} of ${count} events`));
+              }
+            }
+            waiters.add(check);
+            check();
+          }),
+      });
+    });
+    request.on('error', reject);
+  });
+}
+
+/** Polls `condition` until it holds (rejects after `timeoutMs`): for state with no event to await. */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 20000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

@@ -1,0 +1,113 @@
+import t from 'tap';
+import { postJson, startGateway } from './helpers/gateway.ts';
+import { openStream, until } from './helpers/sse-client.ts';
+
+t.test('on the embedded bus, a posted message reaches a stream over real HTTP', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const stream = await openStream(`${gateway.url}/events/lobby`, { origin: 'http://example.test' });
+  t.teardown(() => stream.close());
+  t.equal(stream.status, 200);
+  t.match(stream.headers['content-type'], /^text\/event-stream/);
+  t.match(stream.headers['cache-control'], /no-cache/);
+  t.equal(stream.headers['x-accel-buffering'], 'no');
+  t.equal(stream.headers['access-control-allow-origin'], 'http://example.test');
+
+  const posted = await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'ann', text: 'hello\nworld' });
+  t.equal(posted.status, 202);
+  t.type(posted.body.id, 'string');
+  const deleted = await fetch(`${gateway.url}/rooms/lobby/messages/${posted.body.id}`, { method: 'DELETE' });
+  t.equal(deleted.status, 202);
+
+  const [message, deletion] = await stream.waitForEvents(2);
+  t.equal(message?.event, 'message');
+  t.equal(message?.id, posted.body.eventId);
+  t.match(JSON.parse(message?.data ?? '{}'), { room: 'lobby', id: posted.body.id, user: 'ann', text: 'hello\nworld' });
+  t.equal(deletion?.event, 'delete');
+  t.match(JSON.parse(deletion?.data ?? '{}'), { room: 'lobby', id: posted.body.id });
+  t.match(stream.text(), /^retry: \d+\n\n/, 'the stream starts by telling clients how long to wait before reconnecting');
+  t.match(stream.text(), /\nid: \d+-\d+\nevent: message\ndata: \{[^\n]*\}\n\n/, 'one data line: JSON never carries a raw newline');
+});
+
+t.test('rooms are isolated and tickers stream price updates', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const other = await openStream(`${gateway.url}/events/other`);
+  const ticker = await openStream(`${gateway.url}/tickers/DOGE/events`);
+  t.teardown(() => other.close());
+  t.teardown(() => ticker.close());
+  t.equal((await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'a', text: 'not for other' })).status, 202);
+  t.equal((await postJson(`${gateway.url}/tickers/DOGE/prices`, { price: 0.1234, currency: 'USD' })).status, 202);
+  t.equal((await postJson(`${gateway.url}/rooms/other/messages`, { user: 'b', text: 'for other' })).status, 202);
+  const [update] = await ticker.waitForEvents(1);
+  t.equal(update?.event, 'price_update');
+  t.match(JSON.parse(update?.data ?? '{}'), { ticker: 'DOGE', price: 0.1234, currency: 'USD' });
+  const [message] = await other.waitForEvents(1);
+  t.match(JSON.parse(message?.data ?? '{}'), { text: 'for other' });
+  t.equal(other.events.length, 1);
+});
+
+t.test('bad input answers 4xx JSON naming the problem', async (t) => {
+  const gateway = await startGateway({ bodyLimitBytes: 4096 });
+  t.teardown(() => gateway.close());
+  const cases: Array<[string, string, unknown, number, RegExp]> = [
+    ['POST', '/rooms/lobby/messages', { user: 'a' }, 400, /text/],
+    ['POST', '/rooms/lobby/messages', { user: 'a', text: 'x'.repeat(2001) }, 400, /text/],
+    ['POST', '/rooms/lobby/messages', { user: '', text: 'x' }, 400, /user/],
+    ['POST', '/rooms/lob%20by/messages', { user: 'a', text: 'x' }, 400, /room/],
+    ['POST', `/rooms/${'r'.repeat(65)}/messages`, { user: 'a', text: 'x' }, 400, /room/],
+    ['POST', '/rooms/lobby/messages', '{"user": "a", "text": ', 400, /JSON/],
+    ['POST', '/rooms/lobby/messages', { user: 'a', text: 'x'.repeat(5000) }, 413, /large/],
+    ['POST', '/tickers/DOGE/prices', { price: 0, currency: 'USD' }, 400, /price/],
+    ['POST', '/tickers/DOGE/prices', { price: -1, currency: 'USD' }, 400, /price/],
+    ['POST', '/tickers/DOGE/prices', { price: 1, currency: 'US Dollar' }, 400, /currency/],
+    ['DELETE', '/rooms/lobby/messages/bad%0Aid', undefined, 400, /id/],
+    ['GET', '/events/bad%0Aroom', undefined, 400, /room/],
+    ['GET', '/nowhere', undefined, 404, /no route/],
+  ];
+  for (const [method, path, body, status, message] of cases) {
+    const response = await fetch(`${gateway.url}${path}`, {
+      method,
+      ...(body === undefined
+        ? {}
+        : { headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
+    const reply = (await response.json()) as { statusCode: number; message: string };
+    t.equal(response.status, status, `${method} ${path} → ${status}`);
+    t.equal(reply.statusCode, status);
+    t.match(reply.message, message, `${method} ${path}: "${reply.message}"`);
+  }
+});
+
+t.test('a client that goes away leaves no subscription behind', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const streams = await Promise.all([1, 2, 3].map(() => openStream(`${gateway.url}/events/leaving`)));
+  await until(() => gateway.app.hub.subscriberCount('room:leaving') === 3, 5000, 'three subscribers');
+  for (const stream of streams) stream.close();
+  await until(() => gateway.app.hub.channelCount === 0 && gateway.app.openStreamCount() === 0, 5000, 'no subscriptions');
+  t.equal(gateway.app.hub.subscriberCount('room:leaving'), 0);
+});
+
+t.test('closing the app ends open streams instead of hanging', async (t) => {
+  const gateway = await startGateway();
+  const stream = await openStream(`${gateway.url}/events/closing`);
+  const started = Date.now();
+  await gateway.close();
+  await stream.ended;
+  t.ok(Date.now() - started < 5000, 'closed promptly');
+});
+
+t.test('with Kafka unreachable, publishing answers 503 quickly and /readyz says why', async (t) => {
+  const gateway = await startGateway({ kafkaBrokers: ['127.0.0.1:1'], publishTimeoutMs: 1000 }, { waitReady: false });
+  t.teardown(() => gateway.close());
+  const started = Date.now();
+  const posted = await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'a', text: 'x' });
+  t.equal(posted.status, 503);
+  t.equal(posted.headers.get('retry-after'), '5');
+  t.match(posted.body.message, /Kafka/);
+  t.ok(Date.now() - started < 3000, 'answered within the bound');
+  const ready = await fetch(`${gateway.url}/readyz`);
+  t.equal(ready.status, 503);
+  t.match(await ready.json(), { status: 'not ready', reason: /Kafka/ });
+});
