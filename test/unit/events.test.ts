@@ -1,0 +1,61 @@
+import t from 'tap';
+import { chatMessageRecord, decodeRecord, EVENT_TYPE_HEADER } from '../../src/events.ts';
+import type { BusRecord } from '../../src/bus/types.ts';
+
+const topics = { chat: 'chat', ticker: 'ticker' };
+
+function record(overrides: Partial<BusRecord>): BusRecord {
+  return {
+    topic: 'chat',
+    partition: 2,
+    offset: '41',
+    key: Buffer.from('lobby'),
+    value: Buffer.from(JSON.stringify({ id: 'm1', user: 'ann', text: 'hi' })),
+    headers: { [EVENT_TYPE_HEADER]: Buffer.from('message') },
+    timestamp: 1700000000000,
+    ...overrides,
+  };
+}
+
+t.test('a valid record decodes to its channel, type and data with only known fields', async (t) => {
+  const result = decodeRecord(
+    record({ value: Buffer.from(JSON.stringify({ id: 'm1', user: 'ann', text: 'hi', secret: 'x' })) }),
+    topics,
+  );
+  t.ok(result.ok);
+  if (!result.ok) return;
+  t.equal(result.event.channel, 'room:lobby');
+  t.equal(result.event.type, 'message');
+  t.same(JSON.parse(result.event.data), { room: 'lobby', id: 'm1', user: 'ann', text: 'hi', ts: 1700000000000 });
+});
+
+t.test('records that break the contract are refused with a reason, never thrown', async (t) => {
+  const bad: Array<[string, Partial<BusRecord>]> = [
+    ['not JSON', { value: Buffer.from('{oops') }],
+    ['null value', { value: null }],
+    ['no key', { key: null }],
+    ['bad key', { key: Buffer.from('lob by') }],
+    ['no type header', { headers: {} }],
+    ['unknown type', { headers: { [EVENT_TYPE_HEADER]: 'explode' } }],
+    ['prototype key as type', { headers: { [EVENT_TYPE_HEADER]: '__proto__' } }],
+    ['ticker type on chat', { headers: { [EVENT_TYPE_HEADER]: 'price_update' } }],
+    ['schema violation', { value: Buffer.from(JSON.stringify({ id: 'm1', user: 'ann' })) }],
+    ['JSON but not an object', { value: Buffer.from('42') }],
+    ['unknown topic', { topic: 'elsewhere' }],
+  ];
+  for (const [what, overrides] of bad) {
+    const result = decodeRecord(record(overrides), topics);
+    t.notOk(result.ok, what);
+    if (!result.ok) t.type(result.reason, 'string');
+  }
+});
+
+t.test('what the HTTP side produces is what the consumer side accepts', async (t) => {
+  const { messageId, record: outgoing } = chatMessageRecord(topics, 'lobby', { user: 'ann', text: 'two\nlines' });
+  const result = decodeRecord(
+    record({ key: Buffer.from(outgoing.key), value: Buffer.from(outgoing.value), headers: outgoing.headers }),
+    topics,
+  );
+  t.ok(result.ok);
+  if (result.ok) t.match(JSON.parse(result.event.data), { id: messageId, text: 'two\nlines' });
+});
