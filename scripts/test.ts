@@ -1,0 +1,86 @@
+/**
+ * `npm test [-- <tap args>]`: runs tap against a real Kafka.
+ * If KAFKA_BROKERS is unset, starts one single-node cluster (scripts/kafka/kafka.ts), passes
+ * its address to tap through KAFKA_BROKERS, and stops it when tap exits. If KAFKA_BROKERS is
+ * set, uses it and starts nothing. Exits with tap's exit code.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { constants } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { startKafka, type KafkaCluster } from './kafka/kafka.ts'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const tapBin = join(root, 'node_modules', '.bin', 'tap')
+
+let cluster: KafkaCluster | undefined
+let tap: ChildProcess | undefined
+let signalled: NodeJS.Signals | undefined
+
+async function finish(code: number): Promise<never> {
+  if (cluster) {
+    const c = cluster
+    cluster = undefined
+    await c.stop().catch((err: unknown) => {
+      process.stderr.write(`stopping Kafka failed: ${String(err)}\n`)
+    })
+  }
+  process.exit(code)
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (signalled) {
+    // second signal: give up waiting (the JVM watchdog kills the broker once we are gone)
+    process.exit(128 + (constants.signals[signal] ?? 2))
+  }
+  signalled = signal
+  if (tap?.pid !== undefined && tap.exitCode === null && tap.signalCode === null) {
+    // tap waits for its test processes, so signal its whole process group (tap is detached,
+    // so a terminal Ctrl-C reaches only us), and insist if it has not exited after 20 s.
+    killTapGroup(signal)
+    setTimeout(() => killTapGroup('SIGKILL'), 20_000).unref()
+  } else {
+    void finish(128 + (constants.signals[signal] ?? 2))
+  }
+}
+
+function killTapGroup(signal: NodeJS.Signals): void {
+  if (tap?.pid === undefined) return
+  try {
+    process.kill(-tap.pid, signal)
+  } catch {
+    /* already gone */
+  }
+}
+process.on('SIGINT', onSignal)
+process.on('SIGTERM', onSignal)
+
+const env = { ...process.env }
+if (!env.KAFKA_BROKERS) {
+  const t0 = Date.now()
+  process.stderr.write('starting a single-node Kafka for the tests…\n')
+  try {
+    cluster = await startKafka()
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`)
+    await finish(1)
+  }
+  if (signalled) await finish(128 + (constants.signals[signalled] ?? 2))
+  env.KAFKA_BROKERS = cluster!.brokers.join(',')
+  process.stderr.write(`Kafka ready at ${env.KAFKA_BROKERS} in ${((Date.now() - t0) / 1000).toFixed(1)}s\n`)
+} else {
+  process.stderr.write(`using KAFKA_BROKERS=${env.KAFKA_BROKERS}\n`)
+}
+
+tap = spawn(tapBin, process.argv.slice(2), { stdio: 'inherit', env, cwd: root, detached: true })
+// If we die without waiting for tap, don't leave its test processes running.
+process.on('exit', () => {
+  if (tap && tap.exitCode === null && tap.signalCode === null) killTapGroup('SIGKILL')
+})
+tap.on('error', (err) => {
+  process.stderr.write(`cannot run ${tapBin}: ${err.message}\n`)
+  void finish(1)
+})
+tap.on('exit', (code, signal) => {
+  void finish(code ?? 128 + (signal ? (constants.signals[signal] ?? 1) : 1))
+})
