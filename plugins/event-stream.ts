@@ -11,7 +11,17 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     openStreamCount(): number;
+    streamStats: StreamStats;
   }
+}
+
+export interface StreamStats {
+  opened: number;
+  closed: number;
+  framesWritten: number;
+  bytesWritten: number;
+  /** Streams ended because the client could not keep up. */
+  slowClientDisconnects: number;
 }
 
 /** Frames waiting in one connection's queue before it counts as stuck and is ended. */
@@ -33,7 +43,9 @@ export default fp(
 
     await app.register(FastifySSEPlugin, { retryDelay: config.sseRetryMs });
 
+    const stats: StreamStats = { opened: 0, closed: 0, framesWritten: 0, bytesWritten: 0, slowClientDisconnects: 0 };
     app.decorate('openStreamCount', () => openStreams.size);
+    app.decorate('streamStats', stats);
 
     app.decorateReply('streamChannels', function (this: FastifyReply, channels: readonly string[]) {
       const reply = this;
@@ -53,6 +65,7 @@ export default fp(
       );
       const end = (lastFrame?: Buffer): void => {
         if (!openStreams.delete(end)) return;
+        stats.closed += 1;
         stopStream();
         reply.sseContext?.source.end();
         if (!socket.destroyed) {
@@ -61,6 +74,7 @@ export default fp(
         }
       };
       openStreams.add(end);
+      stats.opened += 1;
       socket.on('close', () => end());
 
       reply.header('X-Accel-Buffering', 'no');
@@ -70,7 +84,10 @@ export default fp(
         for await (const frame of frames) {
           if (socket.destroyed) break;
           socket.write(frame);
+          stats.framesWritten += 1;
+          stats.bytesWritten += frame.length;
           if (socket.writableLength > config.streamMaxBufferedBytes) {
+            stats.slowClientDisconnects += 1;
             request.log.info({ buffered: socket.writableLength }, 'ending the stream of a client too slow to keep up');
             end(overflowFrame);
             break;

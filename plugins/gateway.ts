@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import type { Config } from '../src/config.ts';
 import { createBus, type EventBus } from '../src/bus/index.ts';
-import { createDispatcher, type DispatchStats } from '../src/dispatcher.ts';
+import { createDispatcher, type Dispatcher } from '../src/dispatcher.ts';
 import { Hub } from '../src/hub.ts';
 
 declare module 'fastify' {
@@ -9,7 +9,7 @@ declare module 'fastify' {
     config: Config;
     bus: EventBus;
     hub: Hub;
-    dispatchStats: DispatchStats;
+    dispatcher: Dispatcher;
     /** True from the moment shutdown begins: /readyz turns 503 so load balancers stop sending. */
     isShuttingDown(): boolean;
   }
@@ -36,7 +36,7 @@ export default fp<GatewayPluginOptions>(
     app.decorate('config', config);
     app.decorate('bus', bus);
     app.decorate('hub', hub);
-    app.decorate('dispatchStats', dispatcher.stats);
+    app.decorate('dispatcher', dispatcher);
     app.decorate('isShuttingDown', () => shuttingDown);
 
     app.addHook('onReady', async () => {

@@ -99,7 +99,7 @@ if (kafkaBrokers === undefined) {
     ]);
     const [event] = await stream.waitForEvents(1);
     t.match(JSON.parse(event!.data), { id: 'good', text: 'still here' });
-    await until(() => gateway.app.dispatchStats.recordsSkipped === 2, 5000, 'two skipped records counted');
+    await until(() => gateway.app.dispatcher.stats.recordsSkipped === 2, 5000, 'two skipped records counted');
     t.equal(stream.events.length, 1);
   });
 

@@ -15,6 +15,7 @@ import {
   type BusRecord,
   type EventBus,
   type OutgoingRecord,
+  type PartitionPosition,
   type Position,
   type RecordsHandler,
 } from './types.ts';
@@ -72,6 +73,7 @@ export class KafkaBus implements EventBus {
   #consumerJoined = false;
   #startError: string | null = 'starting';
   #pendingPublishes = 0;
+  readonly #positions = new Map<string, PartitionPosition>();
   #closed = false;
   #retryTimer: NodeJS.Timeout | null = null;
 
@@ -163,7 +165,10 @@ export class KafkaBus implements EventBus {
             for (const partition of partitions) {
               const offset = startOffsets.get(`${topic}:${partition}`);
               // Only the first join seeks; after a rejoin the committed offsets continue.
-              if (offset !== undefined && !this.#consumerJoined) this.#consumer.seek({ topic, partition, offset });
+              if (offset !== undefined && !this.#consumerJoined) {
+                this.#consumer.seek({ topic, partition, offset });
+                this.#positions.set(`${topic}:${partition}`, { topic, partition, next: offset, highWatermark: offset });
+              }
             }
           }
           this.#consumerJoined = true;
@@ -191,6 +196,15 @@ export class KafkaBus implements EventBus {
             headers: (message.headers ?? {}) as BusRecord['headers'],
             timestamp: Number(message.timestamp),
           }));
+          const last = batch.messages[batch.messages.length - 1];
+          if (last !== undefined) {
+            this.#positions.set(`${batch.topic}:${batch.partition}`, {
+              topic: batch.topic,
+              partition: batch.partition,
+              next: (BigInt(last.offset) + 1n).toString(),
+              highWatermark: batch.highWatermark,
+            });
+          }
           // Synchronous hand-off: nothing here waits for a client socket, so heartbeats keep flowing.
           onRecords(records);
         },
@@ -255,6 +269,10 @@ export class KafkaBus implements EventBus {
     if (!this.#producerConnected) return { ready: false, reason: 'Kafka producer disconnected' };
     if (!this.#consumerJoined) return { ready: false, reason: 'Kafka consumer has not joined its group' };
     return { ready: true };
+  }
+
+  partitionPositions(): PartitionPosition[] {
+    return [...this.#positions.values()];
   }
 
   async close(): Promise<void> {

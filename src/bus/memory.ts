@@ -1,4 +1,4 @@
-import type { BusReadiness, BusRecord, EventBus, OutgoingRecord, Position, RecordsHandler } from './types.ts';
+import type { BusReadiness, BusRecord, EventBus, OutgoingRecord, PartitionPosition, Position, RecordsHandler } from './types.ts';
 import { partitionForKey } from './partitioner.ts';
 
 /**
@@ -59,6 +59,17 @@ export class MemoryBus implements EventBus {
   readiness(): BusReadiness {
     if (this.#closed) return { ready: false, reason: 'closed' };
     return this.#onRecords === null ? { ready: false, reason: 'not started' } : { ready: true };
+  }
+
+  partitionPositions(): PartitionPosition[] {
+    const positions: PartitionPosition[] = [];
+    for (const [topic, offsets] of this.#nextOffsets) {
+      offsets.forEach((next, partition) => {
+        // Published records are handed over on the next turn: nothing can lag behind for longer.
+        positions.push({ topic, partition, next: next.toString(), highWatermark: next.toString() });
+      });
+    }
+    return positions;
   }
 
   async close(): Promise<void> {

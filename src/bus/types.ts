@@ -35,6 +35,15 @@ export interface BusReadiness {
   reason?: string;
 }
 
+export interface PartitionPosition {
+  topic: string;
+  partition: number;
+  /** The next offset this replica will consume. */
+  next: string;
+  /** The partition's end offset as last seen (next = highWatermark means caught up). */
+  highWatermark: string;
+}
+
 export interface EventBus {
   readonly kind: 'kafka' | 'memory';
   /**
@@ -45,6 +54,8 @@ export interface EventBus {
   /** Resolves with the record's position once the bus has durably accepted it. */
   publish(record: OutgoingRecord): Promise<Position>;
   readiness(): BusReadiness;
+  /** Where this replica's consumer stands in each partition (for lag metrics and status). */
+  partitionPositions(): PartitionPosition[];
   close(): Promise<void>;
 }
 
