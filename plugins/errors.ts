@@ -3,6 +3,11 @@ import fp from 'fastify-plugin';
 import type { FastifyError } from 'fastify';
 import { BusUnavailableError } from '../src/bus/types.ts';
 
+/** An error the error handler answers with this status and message (for 4xx from route code). */
+export function httpError(statusCode: number, message: string): Error & { statusCode: number } {
+  return Object.assign(new Error(message), { statusCode });
+}
+
 function body(statusCode: number, message: string) {
   return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message };
 }

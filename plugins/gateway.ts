@@ -1,7 +1,10 @@
 import fp from 'fastify-plugin';
 import type { Config } from '../src/config.ts';
 import { createBus, type EventBus } from '../src/bus/index.ts';
-import { createDispatcher, type Dispatcher } from '../src/dispatcher.ts';
+import type { Position } from '../src/bus/types.ts';
+import { CursorCodec } from '../src/cursor.ts';
+import { Dispatcher } from '../src/dispatcher.ts';
+import { History } from '../src/history.ts';
 import { Hub } from '../src/hub.ts';
 
 declare module 'fastify' {
@@ -9,7 +12,11 @@ declare module 'fastify' {
     config: Config;
     bus: EventBus;
     hub: Hub;
+    history: History;
+    cursorCodec: CursorCodec;
     dispatcher: Dispatcher;
+    /** The SSE id a stream of the event's one channel shows for the event at `position`. */
+    eventIdFor(position: Position): string;
     /** True from the moment shutdown begins: /readyz turns 503 so load balancers stop sending. */
     isShuttingDown(): boolean;
   }
@@ -21,31 +28,58 @@ export interface GatewayPluginOptions {
   bus?: EventBus;
 }
 
+const HISTORY_SWEEP_INTERVAL_MS = 10_000;
+
 /**
- * Wires the domain into the app: the bus (Kafka or embedded), the hub, and the dispatcher
- * between them. The bus starts once the app is ready and keeps retrying in the background, so
- * the HTTP server answers (and /readyz explains) even while Kafka is unreachable.
+ * Wires the domain into the app: the bus (Kafka or embedded), the hub, the history and the
+ * dispatcher between them. The bus starts once the app is ready and keeps retrying in the
+ * background, so the HTTP server answers (and /readyz explains) even while Kafka is unreachable.
  */
 export default fp<GatewayPluginOptions>(
   async (app, { config, bus: givenBus }) => {
+    const topics = { chat: config.chatTopic, ticker: config.tickerTopic };
     const bus = givenBus ?? createBus(config, app.log);
     const hub = new Hub();
-    const dispatcher = createDispatcher(hub, { chat: config.chatTopic, ticker: config.tickerTopic }, app.log);
+    const history = new History({
+      maxEventsPerChannel: config.historyMaxEventsPerChannel,
+      maxAgeMs: config.historyMaxAgeMs,
+      maxTotalEvents: config.historyMaxTotalEvents,
+    });
+    const cursorCodec = new CursorCodec(config.cursorSecret, topics);
+    const dispatcher = new Dispatcher(hub, history, cursorCodec, topics, app.log);
     let shuttingDown = false;
+
+    if (config.cursorSecretIsDefault && config.kafkaBrokers !== null) {
+      app.log.warn(
+        'CURSOR_SECRET is not set: event ids are signed with the public development secret. ' +
+          'Set the same CURSOR_SECRET (16+ characters) on every replica.',
+      );
+    }
 
     app.decorate('config', config);
     app.decorate('bus', bus);
     app.decorate('hub', hub);
+    app.decorate('history', history);
+    app.decorate('cursorCodec', cursorCodec);
     app.decorate('dispatcher', dispatcher);
+    app.decorate('eventIdFor', (position: Position) => {
+      const slot = dispatcher.slotOf(position.topic) ?? 0;
+      return cursorCodec.encode([{ slot, partition: position.partition, next: Number(position.offset) + 1 }]);
+    });
     app.decorate('isShuttingDown', () => shuttingDown);
 
+    // One shared timer ages out idle channels' history; appends age out busy ones as they go.
+    const sweeper = setInterval(() => history.sweep(), HISTORY_SWEEP_INTERVAL_MS);
+    sweeper.unref();
+
     app.addHook('onReady', async () => {
-      bus.start(dispatcher.handle).catch((error: unknown) => app.log.error({ err: error }, 'the bus failed to start'));
+      bus.start(dispatcher).catch((error: unknown) => app.log.error({ err: error }, 'the bus failed to start'));
     });
     app.addHook('preClose', async () => {
       shuttingDown = true;
     });
     app.addHook('onClose', async () => {
+      clearInterval(sweeper);
       await bus.close();
     });
   },

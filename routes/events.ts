@@ -1,20 +1,49 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { channelKey } from '../src/events.ts';
+import { Type } from '@fastify/type-provider-typebox';
+import { ChannelName } from '../src/events.ts';
+import { MAX_CURSOR_LENGTH } from '../src/cursor.ts';
+import type { ChannelRef } from '../src/subscription.ts';
+import { parseSince } from '../plugins/event-stream.ts';
+import { httpError } from '../plugins/errors.ts';
 import { eventStreamReply, RoomParams, SymbolParams } from './schemas.ts';
 
+const ResumeQuery = {
+  lastEventId: Type.Optional(
+    Type.String({ maxLength: MAX_CURSOR_LENGTH, description: 'Resume after this event id (the Last-Event-ID header wins when both are sent)' }),
+  ),
+  since: Type.Optional(
+    Type.String({
+      pattern: '^(\\d{1,15}|\\d{4}-\\d{2}-\\d{2}(T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:?\\d{2})?)?)$',
+      description: 'Start at this time: epoch milliseconds or ISO-8601',
+    }),
+  ),
+};
+
+const STREAM_DESCRIPTION =
+  'Server-Sent Events. `id:` is an opaque signed resume cursor (send it back as Last-Event-ID). ' +
+  'Besides the channel events: `reset` {reason} when the requested position cannot be honoured ' +
+  '(reload state; the stream continues live), `lag` {behindMs} and `live` around a long replay, ' +
+  '`overflow` before a too-slow client is disconnected.';
+
 const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const checkSince = (since: string | undefined) => {
+    if (since !== undefined && !Number.isFinite(parseSince(since))) throw httpError(400, 'querystring/since is not a valid time');
+  };
+
   app.get(
     '/events/:room',
     {
       schema: {
         summary: "A room's chat events",
-        description: 'Server-Sent Events: `message` {room,id,user,text,ts} and `delete` {room,id,ts}; `id:` is the event position.',
+        description: `${STREAM_DESCRIPTION} Events: \`message\` {room,id,user,text,ts}, \`delete\` {room,id,ts}.`,
         params: RoomParams,
+        querystring: Type.Object(ResumeQuery),
         response: eventStreamReply,
       },
     },
     (request, reply) => {
-      reply.streamChannels([channelKey('room', request.params.room)]);
+      checkSince(request.query.since);
+      reply.streamChannels([{ kind: 'room', name: request.params.room }]);
     },
   );
 
@@ -23,13 +52,44 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         summary: "A ticker symbol's price updates",
-        description: 'Server-Sent Events: `price_update` {ticker,price,currency,ts}; `id:` is the event position.',
+        description: `${STREAM_DESCRIPTION} Events: \`price_update\` {ticker,price,currency,ts}.`,
         params: SymbolParams,
+        querystring: Type.Object(ResumeQuery),
         response: eventStreamReply,
       },
     },
     (request, reply) => {
-      reply.streamChannels([channelKey('ticker', request.params.symbol)]);
+      checkSince(request.query.since);
+      reply.streamChannels([{ kind: 'ticker', name: request.params.symbol }]);
+    },
+  );
+
+  app.get(
+    '/events',
+    {
+      schema: {
+        summary: 'Several rooms and tickers on one connection',
+        description: `${STREAM_DESCRIPTION} \`?room=a&room=b&ticker=DOGE\`: the events of every channel named, each with its channel in the data; one id resumes them all.`,
+        querystring: Type.Object({
+          room: Type.Optional(Type.Array(ChannelName, { maxItems: 1000 })),
+          ticker: Type.Optional(Type.Array(ChannelName, { maxItems: 1000 })),
+          ...ResumeQuery,
+        }),
+        response: eventStreamReply,
+      },
+    },
+    (request, reply) => {
+      const { room = [], ticker = [], since } = request.query;
+      const channels: ChannelRef[] = [
+        ...[...new Set(room)].map((name) => ({ kind: 'room' as const, name })),
+        ...[...new Set(ticker)].map((name) => ({ kind: 'ticker' as const, name })),
+      ];
+      if (channels.length === 0) throw httpError(400, 'name at least one room or ticker: /events?room=a&ticker=B');
+      if (channels.length > app.config.maxChannelsPerStream) {
+        throw httpError(400, `at most ${app.config.maxChannelsPerStream} rooms and tickers per stream, got ${channels.length}`);
+      }
+      checkSince(since);
+      reply.streamChannels(channels);
     },
   );
 };

@@ -10,27 +10,41 @@ import {
   chatMessageRecord,
   priceUpdateRecord,
 } from '../src/events.ts';
-import { eventIdOf } from '../src/event-id.ts';
-import { AcceptedReply, errorReplies, RoomParams, SymbolParams } from './schemas.ts';
+import { AcceptedReply, ErrorReply, errorReplies, RoomParams, SymbolParams } from './schemas.ts';
+
+/** Publishing is authenticated (token or service API key) and rate-limited per IP and identity. */
+const authReplies = { 401: ErrorReply, 403: ErrorReply, 429: ErrorReply };
 
 /** Publishing: each answers 202 only once the bus has acknowledged the record. */
 const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const topics = { chat: app.config.chatTopic, ticker: app.config.tickerTopic };
+  const guarded = (kind: 'room' | 'ticker') => [
+    app.publishRateLimit.perIp,
+    app.authorizePublishing(kind),
+    app.publishRateLimit.perIdentity,
+  ];
 
   app.post(
     '/rooms/:room/messages',
     {
       schema: {
         summary: 'Post a chat message to a room',
+        description: 'With auth on, `user` is taken from the token (`name`, else `sub`) and the body\'s `user` is ignored.',
         params: RoomParams,
-        body: Type.Object({ user: ChatUser, text: ChatText }, { additionalProperties: false }),
-        response: { 202: AcceptedReply, ...errorReplies },
+        body: Type.Object({ user: Type.Optional(ChatUser), text: ChatText }, { additionalProperties: false }),
+        response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
       },
+      preHandler: guarded('room'),
     },
     async (request, reply) => {
-      const { messageId, record } = chatMessageRecord(topics, request.params.room, request.body);
+      // Nobody posts as someone else: a token's identity replaces whatever the body claims.
+      const user = request.publisher?.displayName ?? request.body.user;
+      if (user === undefined) {
+        return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: "body must have required property 'user'" });
+      }
+      const { messageId, record } = chatMessageRecord(topics, request.params.room, { user, text: request.body.text });
       const position = await app.bus.publish(record);
-      return reply.code(202).send({ id: messageId, eventId: eventIdOf(position) });
+      return reply.code(202).send({ id: messageId, eventId: app.eventIdFor(position) });
     },
   );
 
@@ -40,12 +54,13 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         summary: 'Delete a chat message (publishes a `delete` event)',
         params: Type.Object({ room: RoomParams.properties.room, id: MessageId }),
-        response: { 202: AcceptedReply, ...errorReplies },
+        response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
       },
+      preHandler: guarded('room'),
     },
     async (request, reply) => {
       const position = await app.bus.publish(chatDeleteRecord(topics, request.params.room, request.params.id));
-      return reply.code(202).send({ id: request.params.id, eventId: eventIdOf(position) });
+      return reply.code(202).send({ id: request.params.id, eventId: app.eventIdFor(position) });
     },
   );
 
@@ -56,12 +71,13 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Publish a price for a ticker symbol',
         params: SymbolParams,
         body: Type.Object({ price: Price, currency: Currency }, { additionalProperties: false }),
-        response: { 202: AcceptedReply, ...errorReplies },
+        response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
       },
+      preHandler: guarded('ticker'),
     },
     async (request, reply) => {
       const position = await app.bus.publish(priceUpdateRecord(topics, request.params.symbol, request.body));
-      return reply.code(202).send({ eventId: eventIdOf(position) });
+      return reply.code(202).send({ eventId: app.eventIdFor(position) });
     },
   );
 };

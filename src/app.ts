@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { loadConfig, type Config } from './config.ts';
 import type { EventBus } from './bus/types.ts';
@@ -9,6 +9,14 @@ import eventStream from '../plugins/event-stream.ts';
 import healthRoutes from '../routes/health.ts';
 import eventRoutes from '../routes/events.ts';
 import publishRoutes from '../routes/publish.ts';
+import docs from '../plugins/docs.ts';
+import metrics from '../plugins/metrics.ts';
+import statusRoutes from '../routes/status.ts';
+import historyRoutes from '../routes/history.ts';
+import staticFiles from '../plugins/static.ts';
+import auth from '../plugins/auth.ts';
+import rateLimit from '../plugins/rate-limit.ts';
+import { redactTokenInUrl } from './auth/token-source.ts';
 
 export interface BuildAppOptions {
   /** Defaults to the environment (`loadConfig()`). */
@@ -23,6 +31,16 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
     redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'], censor: '[redacted]' },
+    // Fastify's request serializer, with `?token=` (EventSource's only way to send a token) redacted.
+    serializers: {
+      req: (request: FastifyRequest) => ({
+        method: request.method,
+        url: redactTokenInUrl(request.url),
+        host: request.host,
+        remoteAddress: request.ip,
+        remotePort: request.socket?.remotePort,
+      }),
+    },
   };
 }
 
@@ -39,9 +57,17 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   await app.register(gateway, { config, ...(options.bus ? { bus: options.bus } : {}) });
   await app.register(errors);
   await app.register(cors);
+  await app.register(auth);
+  await app.register(rateLimit);
+  // Before every route: the OpenAPI document lists only routes registered after it.
+  await app.register(docs);
   await app.register(eventStream);
+  await app.register(metrics);
   await app.register(healthRoutes);
   await app.register(eventRoutes);
   await app.register(publishRoutes);
+  await app.register(statusRoutes);
+  await app.register(historyRoutes);
+  await app.register(staticFiles);
   return app;
 }

@@ -1,10 +1,11 @@
-import type { Logger } from './logger.ts';
-import type { BusRecord, RecordsHandler } from './bus/types.ts';
+import type { BusConsumer, BusRecord, PartitionStart } from './bus/types.ts';
+import { positionKey, type CursorCodec, type TopicSlot } from './cursor.ts';
 import { decodeRecord, type DecodedEvent, type Topics } from './events.ts';
-import { eventIdOf } from './event-id.ts';
-import type { Hub } from './hub.ts';
-import { eventFrame } from './sse-frame.ts';
+import type { History, StoredEvent } from './history.ts';
+import type { Hub, HubEvent } from './hub.ts';
+import type { Logger } from './logger.ts';
 import { rateLimitedWarn } from './rate-limited-log.ts';
+import { bodyFrame, withId } from './sse-frame.ts';
 
 export interface DispatchStats {
   recordsConsumed: number;
@@ -16,48 +17,128 @@ export interface DispatchStats {
 /** Told of every valid event once (not per subscriber): metrics, chart history. */
 export type EventObserver = (event: DecodedEvent, record: BusRecord, subscribers: number) => void;
 
-export interface Dispatcher {
-  handle: RecordsHandler;
-  stats: DispatchStats;
-  observe(observer: EventObserver): void;
+class DispatchedEvent implements HubEvent {
+  #frame: Buffer | undefined;
+
+  constructor(
+    readonly channel: string,
+    readonly slot: TopicSlot,
+    readonly partition: number,
+    readonly offset: number,
+    readonly timestamp: number,
+    readonly body: Buffer,
+    private readonly codec: CursorCodec,
+  ) {}
+
+  get frame(): Buffer {
+    this.#frame ??= withId(this.codec.encode([{ slot: this.slot, partition: this.partition, next: this.offset + 1 }]), this.body);
+    return this.#frame;
+  }
 }
 
 /**
- * Turns consumed records into SSE frames on the hub: each record is decoded and validated
- * once, its frame built once, and a record that breaks the contract is skipped, counted and
- * logged, never thrown: one bad producer must not stop the stream for everyone.
+ * Turns consumed records into events: each record is decoded and validated once, its frame
+ * body built once, kept in the history and handed to the hub. A record that breaks the contract
+ * is skipped, counted and logged, never thrown: one bad producer must not stop the stream for
+ * everyone. It also tracks how far this replica has read each partition: the position a new
+ * stream starts from.
  */
-export function createDispatcher(hub: Hub, topics: Topics, logger: Logger): Dispatcher {
-  const stats: DispatchStats = { recordsConsumed: 0, recordsSkipped: 0, deliveries: 0 };
-  const observers: EventObserver[] = [];
-  const warnSkipped = rateLimitedWarn(logger);
-  const handleOne = (record: BusRecord): void => {
-    stats.recordsConsumed += 1;
-    const decoded = decodeRecord(record, topics);
-    if (!decoded.ok) {
-      stats.recordsSkipped += 1;
-      warnSkipped(
-        { topic: record.topic, partition: record.partition, offset: record.offset, reason: decoded.reason },
+export class Dispatcher implements BusConsumer {
+  readonly stats: DispatchStats = { recordsConsumed: 0, recordsSkipped: 0, deliveries: 0 };
+  readonly #observers: EventObserver[] = [];
+  readonly #next = new Map<string, number>();
+  readonly #partitionCounts: [number, number] = [0, 0];
+  readonly #warnSkipped: (context: object, message: string) => void;
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly history: History,
+    private readonly codec: CursorCodec,
+    readonly topics: Topics,
+    logger: Logger,
+  ) {
+    this.#warnSkipped = rateLimitedWarn(logger);
+  }
+
+  observe(observer: EventObserver): void {
+    this.#observers.push(observer);
+  }
+
+  slotOf(topic: string): TopicSlot | undefined {
+    return topic === this.topics.chat ? 0 : topic === this.topics.ticker ? 1 : undefined;
+  }
+
+  topicOf(slot: TopicSlot): string {
+    return slot === 0 ? this.topics.chat : this.topics.ticker;
+  }
+
+  /** The next offset this replica will read in the partition, once it knows. */
+  nextOffset(slot: TopicSlot, partition: number): number | undefined {
+    return this.#next.get(positionKey(slot, partition));
+  }
+
+  partitionCount(slot: TopicSlot): number {
+    return this.#partitionCounts[slot];
+  }
+
+  onPartitionsStart(starts: readonly PartitionStart[]): void {
+    for (const start of starts) {
+      const slot = this.slotOf(start.topic);
+      if (slot === undefined) continue;
+      const offset = Number(start.offset);
+      this.#next.set(positionKey(slot, start.partition), offset);
+      this.#partitionCounts[slot] = Math.max(this.#partitionCounts[slot], start.partition + 1);
+      this.history.coverPartitionFrom(slot, start.partition, offset, start.time);
+    }
+  }
+
+  /** Decodes a record read outside the live flow (a resume reading Kafka) the same way. */
+  toStored(record: BusRecord): StoredEvent | null {
+    const slot = this.slotOf(record.topic);
+    const decoded = decodeRecord(record, this.topics);
+    if (slot === undefined || !decoded.ok) return null;
+    const { event } = decoded;
+    return {
+      channel: event.channel,
+      slot,
+      partition: record.partition,
+      offset: Number(record.offset),
+      timestamp: record.timestamp,
+      body: bodyFrame(event.type, event.data),
+    };
+  }
+
+  readonly onRecords = (records: readonly BusRecord[]): void => {
+    for (const record of records) this.#handle(record);
+  };
+
+  #handle(record: BusRecord): void {
+    this.stats.recordsConsumed += 1;
+    const slot = this.slotOf(record.topic);
+    const offset = Number(record.offset);
+    if (slot !== undefined) this.#next.set(positionKey(slot, record.partition), offset + 1);
+    const decoded = decodeRecord(record, this.topics);
+    if (slot === undefined || !decoded.ok) {
+      this.stats.recordsSkipped += 1;
+      this.#warnSkipped(
+        { topic: record.topic, partition: record.partition, offset: record.offset, reason: decoded.ok ? 'unknown topic' : decoded.reason },
         'skipped a record that does not match the contract',
       );
       return;
     }
     const { event } = decoded;
-    let subscribers = 0;
-    if (hub.hasSubscribers(event.channel)) {
-      const frame = eventFrame({ id: eventIdOf(record), event: event.type, data: event.data });
-      subscribers = hub.publish(event.channel, frame);
-      stats.deliveries += subscribers;
-    }
-    for (const observer of observers) observer(event, record, subscribers);
-  };
-  return {
-    stats,
-    observe: (observer) => {
-      observers.push(observer);
-    },
-    handle: (records) => {
-      for (const record of records) handleOne(record);
-    },
-  };
+    const dispatched = new DispatchedEvent(
+      event.channel,
+      slot,
+      record.partition,
+      offset,
+      record.timestamp,
+      bodyFrame(event.type, event.data),
+      this.codec,
+    );
+    this.history.append(dispatched);
+    const subscribers = this.hub.publish(dispatched);
+    this.stats.deliveries += subscribers;
+    for (const observer of this.#observers) observer(event, record, subscribers);
+  }
 }

@@ -1,12 +1,29 @@
+import type { TopicSlot } from './cursor.ts';
+
 /**
  * The local fan-out point of one replica. Keyed by channel: one entry per active room or
  * symbol holding its subscribers, so publishing touches only that channel's subscribers and
  * twenty thousand connections never mean twenty thousand listeners on one emitter.
  */
 
+export interface HubEvent {
+  channel: string;
+  slot: TopicSlot;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  /** `event:` and `data:` lines and the blank line: shared by every subscriber. */
+  body: Buffer;
+  /**
+   * The whole frame for streams of this one channel: its `id:` is the same for all of them,
+   * so it is built once, on first use, and shared.
+   */
+  readonly frame: Buffer;
+}
+
 export interface Subscriber {
-  /** Receives the frame shared by every subscriber of the channel; must not modify it. */
-  deliver(frame: Buffer): void;
+  /** Receives the event shared by every subscriber of the channel; must not modify it. */
+  deliver(event: HubEvent): void;
 }
 
 export class Hub {
@@ -34,11 +51,11 @@ export class Hub {
     return this.#channels.has(channel);
   }
 
-  /** Hands `frame` to every subscriber of `channel`; returns how many received it. */
-  publish(channel: string, frame: Buffer): number {
-    const subscribers = this.#channels.get(channel);
+  /** Hands `event` to every subscriber of its channel; returns how many received it. */
+  publish(event: HubEvent): number {
+    const subscribers = this.#channels.get(event.channel);
     if (subscribers === undefined) return 0;
-    for (const subscriber of subscribers) subscriber.deliver(frame);
+    for (const subscriber of subscribers) subscriber.deliver(event);
     return subscribers.size;
   }
 

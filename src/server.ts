@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace';
 import { buildApp, loggerOptions } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
+import { describeKafkaConnection, isUnrecoverableKafkaError } from './bus/kafka-connection.ts';
 
 function configOrExit(): Config {
   try {
@@ -28,3 +29,33 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger: app.log }, async ({ si
 });
 
 await app.listen({ port: config.port, host: config.host });
+
+if (config.kafkaBrokers !== null) {
+  const security = config.kafkaSecurity;
+  app.log.info({ kafka: describeKafkaConnection(security) }, 'Kafka connection security');
+  if (security.sasl?.mechanism === 'plain' && security.ssl === null) {
+    app.log.warn('KAFKA_SASL_MECHANISM=plain without KAFKA_SSL sends the Kafka password in clear text');
+  }
+  if (security.failFast) exitOnUnrecoverableKafkaError();
+}
+
+/**
+ * KAFKA_FAIL_FAST: the bus retries in the background forever (right for an unreachable
+ * broker), but wrong credentials or a rejected certificate will not fix themselves: exit 1 so
+ * the orchestrator reports the deployment as failed instead of a replica that never gets ready.
+ */
+function exitOnUnrecoverableKafkaError(): void {
+  const timer = setInterval(() => {
+    const { ready, reason } = app.bus.readiness();
+    if (ready || app.isShuttingDown()) {
+      clearInterval(timer);
+      return;
+    }
+    if (reason === undefined || !isUnrecoverableKafkaError(reason)) return;
+    clearInterval(timer);
+    app.log.fatal({ reason }, 'Kafka refused the connection (KAFKA_FAIL_FAST is set): exiting');
+    const forceExit = setTimeout(() => process.exit(1), 3000);
+    forceExit.unref();
+    app.close().finally(() => process.exit(1));
+  }, 200);
+}

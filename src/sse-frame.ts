@@ -21,16 +21,41 @@ export function singleLine(value: string): string {
   return value.replace(FIELD_BREAKERS, '');
 }
 
+function idLine(id: string): string {
+  return `id: ${singleLine(id)}\n`;
+}
+
+/** Everything of an event but its id: the part shared by streams whose ids differ. */
+export function serializeBody(event: string | undefined, data: string): string {
+  let body = event === undefined ? '' : `event: ${singleLine(event)}\n`;
+  for (const line of data.split(LINE_BREAK)) body += `data: ${line}\n`;
+  return `${body}\n`;
+}
+
 export function serializeEvent({ id, event, data }: SseEvent): string {
-  let frame = '';
-  if (id !== undefined) frame += `id: ${singleLine(id)}\n`;
-  if (event !== undefined) frame += `event: ${singleLine(event)}\n`;
-  for (const line of data.split(LINE_BREAK)) frame += `data: ${line}\n`;
-  return `${frame}\n`;
+  return `${id === undefined ? '' : idLine(id)}${serializeBody(event, data)}`;
 }
 
 export function eventFrame(event: SseEvent): Buffer {
   return Buffer.from(serializeEvent(event), 'utf8');
+}
+
+export function bodyFrame(event: string, data: string): Buffer {
+  return Buffer.from(serializeBody(event, data), 'utf8');
+}
+
+/** `id:` then a shared body. */
+export function withId(id: string, body: Buffer): Buffer {
+  const line = Buffer.from(idLine(id), 'utf8');
+  return Buffer.concat([line, body], line.length + body.length);
+}
+
+/**
+ * An `id:` with no data: EventSource records it as the last event id without firing any
+ * event, so a client that has seen nothing yet still reconnects from the right place.
+ */
+export function idOnlyFrame(id: string): Buffer {
+  return Buffer.from(`${idLine(id)}\n`, 'utf8');
 }
 
 /** A comment line: ignored by EventSource, keeps proxies from timing out an idle stream. */

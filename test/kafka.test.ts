@@ -2,7 +2,6 @@ import t from 'tap';
 import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
 import { rawProducer } from './helpers/kafka.ts';
 import { openStream, until } from './helpers/sse-client.ts';
-import { eventIdOf } from '../src/event-id.ts';
 
 if (kafkaBrokers === undefined) {
   t.fail('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker');
@@ -31,8 +30,8 @@ if (kafkaBrokers === undefined) {
     t.same(events.map((event) => event.event), Array(5).fill('message'));
     t.same(
       events.map((event) => event.id),
-      sent.map((metadata) => eventIdOf({ partition: metadata.partition, offset: metadata.baseOffset! })),
-      'each id is the Kafka partition and offset',
+      sent.map((metadata) => gateway.app.eventIdFor({ topic: topics.chatTopic, partition: metadata.partition, offset: metadata.baseOffset! })),
+      'each id is the signed Kafka position after the event',
     );
   });
 
@@ -48,7 +47,7 @@ if (kafkaBrokers === undefined) {
     t.same(posts.map((post) => post.status), Array(40).fill(202));
     const events = await stream.waitForEvents(40);
     t.same(new Set(events.map((event) => JSON.parse(event.data).text)).size, 40, 'all 40, none twice');
-    const offsets = events.map((event) => Number(event.id?.split('-')[1]));
+    const offsets = events.map((event) => gateway.app.cursorCodec.decode(event.id ?? '')?.[0]?.next ?? -1);
     t.same(offsets, [...offsets].sort((a, b) => a - b), 'delivered in offset order');
     t.same(new Set(events.map((event) => event.id)), new Set(posts.map((post) => post.body.eventId)), 'ids match the 202 answers');
   });

@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.ts';
 import type { Config } from '../config.ts';
 import { KafkaBus } from './kafka.ts';
+import { kafkaConnectionOptions } from './kafka-connection.ts';
 import { MemoryBus } from './memory.ts';
 import type { EventBus } from './types.ts';
 
@@ -13,7 +14,7 @@ export function createBus(config: Config, logger: Logger): EventBus {
       'KAFKA_BROKERS is not set: running on the embedded in-memory bus (one instance, nothing persisted). ' +
         'Set KAFKA_BROKERS=host:port[,host:port] to use Kafka (npm run kafka starts a local broker).',
     );
-    return new MemoryBus({ partitions: config.topicPartitions });
+    return new MemoryBus({ partitions: config.topicPartitions, topics: [config.chatTopic, config.tickerTopic] });
   }
   return new KafkaBus({
     brokers: config.kafkaBrokers,
@@ -23,6 +24,8 @@ export function createBus(config: Config, logger: Logger): EventBus {
     partitions: config.topicPartitions,
     replicationFactor: config.topicReplicationFactor,
     publishTimeoutMs: config.publishTimeoutMs,
+    warmUpMs: config.historyMaxAgeMs,
+    connection: kafkaConnectionOptions(config.kafkaSecurity),
     logger: logger.child({ component: 'kafka' }),
   });
 }

@@ -9,15 +9,18 @@ import {
   type Producer,
 } from 'kafkajs';
 import type { Logger } from '../logger.ts';
+import type { KafkaConnectionOptions } from './kafka-connection.ts';
+import { KafkaRangeReader } from './kafka-range-reader.ts';
 import {
   BusUnavailableError,
+  type BusConsumer,
   type BusReadiness,
   type BusRecord,
   type EventBus,
   type OutgoingRecord,
   type PartitionPosition,
+  type PartitionStart,
   type Position,
-  type RecordsHandler,
 } from './types.ts';
 
 export interface KafkaBusOptions {
@@ -31,6 +34,10 @@ export interface KafkaBusOptions {
   publishTimeoutMs: number;
   /** Publishes waiting for an acknowledgement beyond this answer 503 at once. */
   maxPendingPublishes?: number;
+  /** At startup the consumer starts this far back in time, to fill the history. */
+  warmUpMs: number;
+  /** TLS and SASL (src/bus/kafka-connection.ts). */
+  connection?: KafkaConnectionOptions;
   logger: Logger;
 }
 
@@ -72,6 +79,9 @@ export class KafkaBus implements EventBus {
   #producerConnected = false;
   #consumerJoined = false;
   #startError: string | null = 'starting';
+  /** Per partition, the end offset seen at startup: ready once the consumer has read up to it. */
+  readonly #catchUpTargets = new Map<string, number>();
+  readonly rangeReader: KafkaRangeReader;
   #pendingPublishes = 0;
   readonly #positions = new Map<string, PartitionPosition>();
   #closed = false;
@@ -88,6 +98,7 @@ export class KafkaBus implements EventBus {
       connectionTimeout: 3000,
       requestTimeout: 10000,
       retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: 8 },
+      ...options.connection,
     });
     this.#producer = this.#kafka.producer({
       idempotent: true,
@@ -101,6 +112,13 @@ export class KafkaBus implements EventBus {
       maxWaitTimeInMs: 500,
       sessionTimeout: 30000,
       heartbeatInterval: 3000,
+    });
+    this.rangeReader = new KafkaRangeReader({
+      kafka: this.#kafka,
+      admin: () => this.#admin,
+      groupId: `${options.groupId}-reader`,
+      topics: options.topics,
+      logger: options.logger,
     });
     const { CONNECT, DISCONNECT } = this.#producer.events;
     this.#producer.on(CONNECT, () => {
@@ -118,10 +136,10 @@ export class KafkaBus implements EventBus {
     });
   }
 
-  async start(onRecords: RecordsHandler): Promise<void> {
+  async start(consumer: BusConsumer): Promise<void> {
     for (let attempt = 0; !this.#closed; attempt++) {
       try {
-        await this.#startOnce(onRecords);
+        await this.#startOnce(consumer);
         this.#startError = null;
         this.#logger.info(
           { brokers: this.#options.brokers, groupId: this.#options.groupId, topics: this.#options.topics },
@@ -141,79 +159,98 @@ export class KafkaBus implements EventBus {
     }
   }
 
-  async #startOnce(onRecords: RecordsHandler): Promise<void> {
-    const admin = this.#kafka.admin();
-    this.#admin = admin;
-    await admin.connect();
-    try {
-      await this.#ensureTopics(admin);
-      // Where this replica starts reading: the end of every partition as of now. Anything
-      // published after readiness has a higher offset, so it cannot be missed.
-      const startOffsets = new Map<string, string>();
-      for (const topic of this.#options.topics) {
-        for (const { partition, high } of await admin.fetchTopicOffsets(topic)) {
-          startOffsets.set(`${topic}:${partition}`, high);
-        }
+  async #startOnce(busConsumer: BusConsumer): Promise<void> {
+    const admin = this.#admin ?? this.#kafka.admin();
+    if (this.#admin === null) {
+      await admin.connect();
+      this.#admin = admin;
+    }
+    await this.#ensureTopics(admin);
+    // Where this replica starts reading: the warm-up window's first offsets, so the history is
+    // full from the start; it is ready once it has read up to the end offsets seen now. Anything
+    // published after that has a higher offset and is read live.
+    const warmUpFrom = Date.now() - this.#options.warmUpMs;
+    const starts: PartitionStart[] = [];
+    for (const topic of this.#options.topics) {
+      const [ends, byTime] = await Promise.all([
+        admin.fetchTopicOffsets(topic),
+        admin.fetchTopicOffsetsByTimestamp(topic, warmUpFrom),
+      ]);
+      for (const { partition, high, low } of ends) {
+        const found = Number(byTime.find((entry) => entry.partition === partition)?.offset ?? -1);
+        const offset = found < 0 ? Number(high) : Math.max(found, Number(low));
+        starts.push({ topic, partition, offset: String(offset), time: warmUpFrom });
+        this.#catchUpTargets.set(`${topic}:${partition}`, Number(high));
       }
-      await this.#producer.connect();
-      this.#producerConnected = true;
-      await this.#consumer.connect();
-      await this.#consumer.subscribe({ topics: this.#options.topics, fromBeginning: false });
-      const joined = new Promise<void>((resolve, reject) => {
-        const removeJoin = this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
-          for (const [topic, partitions] of Object.entries(payload.memberAssignment)) {
-            for (const partition of partitions) {
-              const offset = startOffsets.get(`${topic}:${partition}`);
-              // Only the first join seeks; after a rejoin the committed offsets continue.
-              if (offset !== undefined && !this.#consumerJoined) {
-                this.#consumer.seek({ topic, partition, offset });
-                this.#positions.set(`${topic}:${partition}`, { topic, partition, next: offset, highWatermark: offset });
-              }
+    }
+    const startOffsets = new Map(starts.map((start) => [`${start.topic}:${start.partition}`, start.offset]));
+    busConsumer.onPartitionsStart(starts);
+    await this.#producer.connect();
+    this.#producerConnected = true;
+    await this.#consumer.connect();
+    await this.#consumer.subscribe({ topics: this.#options.topics, fromBeginning: false });
+    const joined = new Promise<void>((resolve, reject) => {
+      const removeJoin = this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+        for (const [topic, partitions] of Object.entries(payload.memberAssignment)) {
+          for (const partition of partitions) {
+            const offset = startOffsets.get(`${topic}:${partition}`);
+            // Only the first join seeks; after a rejoin the committed offsets continue.
+            if (offset !== undefined && !this.#consumerJoined) {
+              this.#consumer.seek({ topic, partition, offset });
+              this.#positions.set(`${topic}:${partition}`, { topic, partition, next: offset, highWatermark: offset });
             }
           }
-          this.#consumerJoined = true;
-          removeJoin();
-          removeCrash();
-          resolve();
-        });
-        const removeCrash = this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
-          removeJoin();
-          removeCrash();
-          reject(payload.error);
-        });
+        }
+        this.#consumerJoined = true;
+        removeJoin();
+        removeCrash();
+        resolve();
       });
-      await this.#consumer.run({
-        autoCommit: true,
-        autoCommitInterval: 1000,
-        eachBatchAutoResolve: true,
-        eachBatch: async ({ batch }: EachBatchPayload) => {
-          const records: BusRecord[] = batch.messages.map((message) => ({
+      const removeCrash = this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+        removeJoin();
+        removeCrash();
+        reject(payload.error);
+      });
+    });
+    await this.#consumer.run({
+      autoCommit: true,
+      autoCommitInterval: 1000,
+      eachBatchAutoResolve: true,
+      eachBatch: async ({ batch }: EachBatchPayload) => {
+        const records: BusRecord[] = batch.messages.map((message) => ({
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: message.offset,
+          key: message.key,
+          value: message.value,
+          headers: (message.headers ?? {}) as BusRecord['headers'],
+          timestamp: Number(message.timestamp),
+        }));
+        const last = batch.messages[batch.messages.length - 1];
+        if (last !== undefined) {
+          this.#positions.set(`${batch.topic}:${batch.partition}`, {
             topic: batch.topic,
             partition: batch.partition,
-            offset: message.offset,
-            key: message.key,
-            value: message.value,
-            headers: (message.headers ?? {}) as BusRecord['headers'],
-            timestamp: Number(message.timestamp),
-          }));
-          const last = batch.messages[batch.messages.length - 1];
-          if (last !== undefined) {
-            this.#positions.set(`${batch.topic}:${batch.partition}`, {
-              topic: batch.topic,
-              partition: batch.partition,
-              next: (BigInt(last.offset) + 1n).toString(),
-              highWatermark: batch.highWatermark,
-            });
-          }
-          // Synchronous hand-off: nothing here waits for a client socket, so heartbeats keep flowing.
-          onRecords(records);
-        },
-      });
-      await timeout(joined, 60000, 'consumer did not join its group in time');
-    } finally {
-      this.#admin = null;
-      await this.#safely(() => admin.disconnect());
+            next: (BigInt(last.offset) + 1n).toString(),
+            highWatermark: batch.highWatermark,
+          });
+        }
+        // Synchronous hand-off: nothing here waits for a client socket, so heartbeats keep flowing.
+        busConsumer.onRecords(records);
+      },
+    });
+    await timeout(joined, 60000, 'consumer did not join its group in time');
+  }
+
+  /** Partitions still short of the end offsets seen at startup. */
+  #catchingUp(): number {
+    let behind = 0;
+    for (const [key, target] of this.#catchUpTargets) {
+      const position = this.#positions.get(key);
+      if (position === undefined || Number(position.next) < target) behind += 1;
+      else this.#catchUpTargets.delete(key);
     }
+    return behind;
   }
 
   async #ensureTopics(admin: Admin): Promise<void> {
@@ -268,6 +305,8 @@ export class KafkaBus implements EventBus {
     if (this.#startError !== null) return { ready: false, reason: `Kafka: ${this.#startError}` };
     if (!this.#producerConnected) return { ready: false, reason: 'Kafka producer disconnected' };
     if (!this.#consumerJoined) return { ready: false, reason: 'Kafka consumer has not joined its group' };
+    const behind = this.#catchingUp();
+    if (behind > 0) return { ready: false, reason: `warming up the history: ${behind} partitions still catching up` };
     return { ready: true };
   }
 
@@ -283,8 +322,10 @@ export class KafkaBus implements EventBus {
     await Promise.all([
       this.#safely(() => this.#consumer.disconnect()),
       this.#safely(() => this.#producer.disconnect()),
-      admin ? this.#safely(() => admin.disconnect()) : Promise.resolve(),
+      this.#safely(() => this.rangeReader.close()),
     ]);
+    this.#admin = null;
+    if (admin) await this.#safely(() => admin.disconnect());
   }
 
   async #safely(action: () => Promise<unknown>): Promise<void> {

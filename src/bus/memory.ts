@@ -1,4 +1,4 @@
-import type { BusReadiness, BusRecord, EventBus, OutgoingRecord, PartitionPosition, Position, RecordsHandler } from './types.ts';
+import type { BusConsumer, BusReadiness, BusRecord, EventBus, OutgoingRecord, PartitionPosition, Position } from './types.ts';
 import { partitionForKey } from './partitioner.ts';
 
 /**
@@ -10,17 +10,26 @@ export class MemoryBus implements EventBus {
   readonly kind = 'memory';
   readonly #partitions: number;
   readonly #nextOffsets = new Map<string, bigint[]>();
-  #onRecords: RecordsHandler | null = null;
+  readonly #topics: readonly string[];
+  #consumer: BusConsumer | null = null;
   #pending: BusRecord[] = [];
   #flushScheduled = false;
   #closed = false;
 
-  constructor(options: { partitions: number }) {
+  constructor(options: { partitions: number; topics: readonly string[] }) {
     this.#partitions = options.partitions;
+    this.#topics = options.topics;
+    for (const topic of options.topics) this.#nextOffsets.set(topic, new Array<bigint>(options.partitions).fill(0n));
   }
 
-  async start(onRecords: RecordsHandler): Promise<void> {
-    this.#onRecords = onRecords;
+  async start(consumer: BusConsumer): Promise<void> {
+    const now = Date.now();
+    consumer.onPartitionsStart(
+      this.#topics.flatMap((topic) =>
+        Array.from({ length: this.#partitions }, (_, partition) => ({ topic, partition, offset: '0', time: now })),
+      ),
+    );
+    this.#consumer = consumer;
   }
 
   async publish(record: OutgoingRecord): Promise<Position> {
@@ -52,13 +61,13 @@ export class MemoryBus implements EventBus {
       this.#flushScheduled = false;
       const batch = this.#pending;
       this.#pending = [];
-      if (!this.#closed) this.#onRecords?.(batch);
+      if (!this.#closed) this.#consumer?.onRecords(batch);
     });
   }
 
   readiness(): BusReadiness {
     if (this.#closed) return { ready: false, reason: 'closed' };
-    return this.#onRecords === null ? { ready: false, reason: 'not started' } : { ready: true };
+    return this.#consumer === null ? { ready: false, reason: 'not started' } : { ready: true };
   }
 
   partitionPositions(): PartitionPosition[] {

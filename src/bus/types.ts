@@ -29,6 +29,35 @@ export interface OutgoingRecord {
 
 export type RecordsHandler = (records: readonly BusRecord[]) => void;
 
+export interface PartitionStart {
+  topic: string;
+  partition: number;
+  /** The first offset this replica will consume. */
+  offset: string;
+  /** Every record from this time on will be consumed (the warm-up window's start). */
+  time: number;
+}
+
+/** What the bus feeds: records in partition order, and first where each partition starts. */
+export interface BusConsumer {
+  onPartitionsStart(starts: readonly PartitionStart[]): void;
+  onRecords: RecordsHandler;
+}
+
+export type RangeResult = { expired: true } | { expired: false; records: BusRecord[]; complete: boolean };
+
+/** Reads past ranges of a partition for resumes older than the in-memory history. */
+export interface RangeReader {
+  /**
+   * Records of `partition` with `from <= offset < to` whose key is `key`, at most `limit` of
+   * them (`complete: false` when there were more). `expired` when `from` is older than the
+   * partition's retention.
+   */
+  read(topic: string, partition: number, from: number, to: number, key: string, limit: number): Promise<RangeResult>;
+  /** The first offset at or after `timestamp`, null when the bus cannot tell. */
+  offsetForTime(topic: string, partition: number, timestamp: number): Promise<number | null>;
+}
+
 export interface BusReadiness {
   ready: boolean;
   /** Why not ready, for /readyz and logs. */
@@ -50,12 +79,14 @@ export interface EventBus {
    * Connects and starts delivering records published from now on to `onRecords`. Resolves
    * once the bus is ready; keeps retrying in the background until then.
    */
-  start(onRecords: RecordsHandler): Promise<void>;
+  start(consumer: BusConsumer): Promise<void>;
   /** Resolves with the record's position once the bus has durably accepted it. */
   publish(record: OutgoingRecord): Promise<Position>;
   readiness(): BusReadiness;
   /** Where this replica's consumer stands in each partition (for lag metrics and status). */
   partitionPositions(): PartitionPosition[];
+  /** Present when the bus keeps more than the in-memory history (Kafka). */
+  readonly rangeReader?: RangeReader;
   close(): Promise<void>;
 }
 

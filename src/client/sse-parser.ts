@@ -22,6 +22,11 @@ export class SseParser {
   retry: number | undefined;
   comments = 0;
 
+  /** The id a reconnect must send as Last-Event-ID (ids without data count, as in EventSource). */
+  get lastEventId(): string {
+    return this.#lastEventId;
+  }
+
   /** Returns the events completed by this chunk. */
   feed(chunk: string): SseMessage[] {
     const events: SseMessage[] = [];
@@ -59,14 +64,14 @@ export class SseParser {
     if (value.startsWith(' ')) value = value.slice(1);
     if (field === 'data') this.#data.push(value);
     else if (field === 'event') this.#event = value;
-    else if (field === 'id' && !value.includes('\0')) {
-      this.#id = value;
-      this.#lastEventId = value;
-    } else if (field === 'retry' && /^\d+$/.test(value)) this.retry = Number(value);
+    else if (field === 'id' && !value.includes('\0')) this.#id = value;
+    else if (field === 'retry' && /^\d+$/.test(value)) this.retry = Number(value);
     return undefined;
   }
 
   #dispatch(): SseMessage | undefined {
+    // As EventSource does: the id takes effect when the event is dispatched, data or not.
+    if (this.#id !== undefined) this.#lastEventId = this.#id;
     const hadData = this.#data.length > 0;
     const message: SseMessage = {
       id: this.#id,

@@ -5,6 +5,8 @@ export interface TestStream {
   status: number;
   headers: http.IncomingHttpHeaders;
   events: SseMessage[];
+  /** What EventSource would send as Last-Event-ID on reconnect. */
+  lastEventId(): string;
   /** Everything received, byte for byte, as text. */
   text(): string;
   /** Resolves once `count` events have arrived in total (rejects after `timeoutMs`). */
@@ -43,6 +45,7 @@ export function openStream(url: string, headers: Record<string, string> = {}): P
         headers: response.headers,
         events,
         text: () => raw,
+        lastEventId: () => parser.lastEventId,
         ended,
         close: () => request.destroy(),
         waitForEvents: (count, timeoutMs = 20000) =>

@@ -1,0 +1,901 @@
+/**
+ * `npm run bench`: the gateway (embedded bus and Kafka) and two reference servers (the talk's
+ * architecture, Nchan) under identical load, side by side in one run. Prints a table with
+ * ratios, then the whole result as JSON on stdout; progress goes to stderr.
+ *
+ * Scenarios (BENCH_SCENARIOS, comma-separated):
+ *   saturation  BENCH_SUBSCRIBERS streams over BENCH_ROOMS rooms, 64-byte payloads, publishers
+ *               posting as fast as every subscriber keeps up (each room at most BENCH_WINDOW
+ *               events ahead of its slowest subscriber) for BENCH_DURATION_S seconds.
+ *   idle        BENCH_IDLE_STREAMS idle streams: time to establish, RSS per stream.
+ *   latency     BENCH_SUBSCRIBERS streams, BENCH_LATENCY_DELIVERIES deliveries/s (published at a
+ *               fixed rate: straight to Kafka for gateway-kafka, over HTTP otherwise):
+ *               publish→deliver percentiles, lost, duplicated.
+ *   ingest      gateway-kafka only: BENCH_INGEST_RECORDS records produced straight to Kafka while
+ *               the gateway is paused (SIGSTOP), then the time it takes to consume them all.
+ * Servers (BENCH_SERVERS): gateway-memory, gateway-kafka, talk, nchan.
+ * `--quick` (or BENCH_QUICK=1) shrinks everything to a smoke run of well under a minute per server.
+ *
+ * Every process this starts is killed when it ends, on failure too, and the whole run is bounded
+ * by BENCH_MAX_S.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { createServer } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { sampleGroup, sampleProcess } from './procfs.ts';
+import { summariseProfile } from './profile-summary.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BENCH = join(ROOT, 'bench');
+const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+const profile = process.argv.includes('--cpu-prof') || process.env.BENCH_CPU_PROF === '1';
+
+function envNumber(name: string, full: number, smoke: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return quick ? smoke : full;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`);
+  return value;
+}
+
+const settings = {
+  subscribers: envNumber('BENCH_SUBSCRIBERS', 10_000, 500),
+  rooms: envNumber('BENCH_ROOMS', 10, 10),
+  durationS: envNumber('BENCH_DURATION_S', 20, 5),
+  warmupS: envNumber('BENCH_WARMUP_S', 3, 1),
+  window: envNumber('BENCH_WINDOW', 8, 8),
+  payloadBytes: envNumber('BENCH_PAYLOAD_BYTES', 64, 64),
+  idleStreams: envNumber('BENCH_IDLE_STREAMS', 19_000, 1_000),
+  latencyDeliveries: envNumber('BENCH_LATENCY_DELIVERIES', 20_000, 1_000),
+  ingestRecords: envNumber('BENCH_INGEST_RECORDS', 200_000, 20_000),
+  connsPerWorker: envNumber('BENCH_CONNS_PER_WORKER', 9_500, 9_500),
+  maxSeconds: envNumber('BENCH_MAX_S', 1_500, 300),
+  servers: (process.env.BENCH_SERVERS ?? 'gateway-memory,gateway-kafka,talk,nchan').split(',').filter(Boolean),
+  scenarios: (process.env.BENCH_SCENARIOS ?? 'saturation,idle,latency,ingest').split(',').filter(Boolean),
+  gatewayDir: process.env.BENCH_GATEWAY_DIR ?? ROOT,
+};
+
+const log = (message: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Process bookkeeping: everything started here is stopped here.
+
+const children = new Set<ChildProcess>();
+const cleanups: Array<() => Promise<void>> = [];
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+function killChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    // Servers run in a process group of their own (nginx has a worker under its master).
+    if ((child as ChildProcess & { benchGroup?: boolean }).benchGroup) {
+      process.kill(-child.pid, signal);
+    } else child.kill(signal);
+  } catch {
+    /* already gone */
+  }
+}
+
+function killEverything(): void {
+  for (const child of children) killChild(child);
+}
+process.on('exit', killEverything);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    log(`${signal}: stopping everything`);
+    killEverything();
+    process.exit(130);
+  });
+}
+const overall = setTimeout(() => {
+  log(`BENCH_MAX_S=${settings.maxSeconds} reached: stopping everything`);
+  killEverything();
+  process.exit(2);
+}, settings.maxSeconds * 1000);
+overall.unref();
+
+async function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  return await Promise.race([
+    new Promise<boolean>((resolve) => child.once('exit', () => resolve(true))),
+    sleep(ms).then(() => false),
+  ]);
+}
+
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load client (bench/sse-load.c), compiled once into node_modules/.cache.
+
+function loadClientBinary(): string {
+  const source = join(BENCH, 'sse-load.c');
+  const dir = join(ROOT, 'node_modules', '.cache', 'kafka-sse-gateway-bench');
+  const binary = join(dir, 'sse-load');
+  if (existsSync(binary) && statSync(binary).mtimeMs > statSync(source).mtimeMs) return binary;
+  mkdirSync(dir, { recursive: true });
+  const result = spawnSync('gcc', ['-O2', '-Wall', '-o', binary, source], { stdio: 'inherit' });
+  if (result.status !== 0) throw new Error('compiling bench/sse-load.c failed (is gcc installed?)');
+  return binary;
+}
+
+interface RoomCounters {
+  name: string;
+  open: number;
+  unique: number;
+  dups: number;
+  gaps: number;
+  other: number;
+  minLast: number;
+  maxLast: number;
+}
+interface Mark {
+  tUs: number;
+  events: number;
+  bytes: number;
+  established: number;
+  failed: number;
+  closed: number;
+  httpErrors: number;
+  rooms: RoomCounters[];
+  hist: Array<[number, number]>;
+}
+
+class LoadWorker {
+  readonly child: ChildProcess;
+  connected: Promise<{ established: number; failed: number; httpErrors: number; ms: number }>;
+  minLast: number[] = [];
+  events = 0;
+  closed = 0;
+  #marks: Array<(mark: Mark) => void> = [];
+
+  constructor(binary: string, args: string[], onProgress: () => void) {
+    this.child = track(spawn(binary, args, { stdio: ['pipe', 'pipe', 'inherit'] }));
+    let resolveConnected!: (value: { established: number; failed: number; httpErrors: number; ms: number }) => void;
+    let rejectConnected!: (error: Error) => void;
+    this.connected = new Promise((resolve, reject) => {
+      resolveConnected = resolve;
+      rejectConnected = reject;
+    });
+    this.child.once('exit', (code) => rejectConnected(new Error(`load worker exited with ${code}`)));
+    // A rejection nobody awaited yet must not crash the run: connected is awaited later.
+    this.connected.catch(() => undefined);
+    const lines = createInterface({ input: this.child.stdout! });
+    lines.on('line', (line) => {
+      // any: the worker's JSON lines are typed by their "type" field right here.
+      const message = JSON.parse(line) as any;
+      if (message.type === 'connected') resolveConnected(message);
+      else if (message.type === 'progress') {
+        this.minLast = message.minLast;
+        this.events = message.events;
+        this.closed = message.closed;
+        onProgress();
+      } else if (message.type === 'mark') this.#marks.shift()?.(message as Mark);
+    });
+  }
+
+  mark(): Promise<Mark> {
+    return new Promise((resolve) => {
+      this.#marks.push(resolve);
+      this.child.stdin!.write('mark\n');
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.child.stdin!.end('quit\n');
+    if (!(await waitExit(this.child, 3000))) killChild(this.child);
+  }
+}
+
+class LoadClient {
+  workers: LoadWorker[] = [];
+  #progressWaiters: Array<() => void> = [];
+  #onProgress = (): void => {
+    const waiters = this.#progressWaiters;
+    this.#progressWaiters = [];
+    for (const resolve of waiters) resolve();
+  };
+
+  constructor(binary: string, port: number, rooms: string[], streams: number) {
+    const workerCount = Math.max(1, Math.ceil(streams / settings.connsPerWorker));
+    let offset = 0;
+    for (let i = 0; i < workerCount; i++) {
+      const conns = Math.floor(streams / workerCount) + (i < streams % workerCount ? 1 : 0);
+      const args = ['--port', String(port), '--conns', String(conns), '--rooms', rooms.join(','), '--offset', String(offset)];
+      args.push('--src', `127.0.0.${2 + (i % 250)}`, '--max-pending', '200', '--deadline-s', String(settings.maxSeconds));
+      this.workers.push(new LoadWorker(loadClientBinary(), args, this.#onProgress));
+      offset += conns;
+    }
+  }
+
+  async connected(): Promise<{ established: number; failed: number; httpErrors: number; ms: number }> {
+    const results = await Promise.all(this.workers.map((worker) => worker.connected));
+    return {
+      established: results.reduce((sum, r) => sum + r.established, 0),
+      failed: results.reduce((sum, r) => sum + r.failed, 0),
+      httpErrors: results.reduce((sum, r) => sum + r.httpErrors, 0),
+      ms: Math.max(...results.map((r) => r.ms)),
+    };
+  }
+
+  /** Lowest last-seen sequence number of each room over every open stream. */
+  minLast(roomIndex: number): number {
+    let min = Infinity;
+    for (const worker of this.workers) {
+      const value = worker.minLast[roomIndex];
+      if (value !== undefined && value >= 0) min = Math.min(min, value);
+    }
+    return min === Infinity ? 0 : min;
+  }
+
+  /** Resolves at the next progress report of any worker (every 50 ms). */
+  nextProgress(): Promise<void> {
+    return new Promise((resolve) => this.#progressWaiters.push(resolve));
+  }
+
+  async mark(): Promise<Mark> {
+    const marks = await Promise.all(this.workers.map((worker) => worker.mark()));
+    const hist = new Map<number, number>();
+    for (const mark of marks) for (const [bucket, count] of mark.hist) hist.set(bucket, (hist.get(bucket) ?? 0) + count);
+    const rooms = marks[0]!.rooms.map((room, index) => {
+      const all = marks.map((mark) => mark.rooms[index]!);
+      return {
+        name: room.name,
+        open: all.reduce((sum, r) => sum + r.open, 0),
+        unique: all.reduce((sum, r) => sum + r.unique, 0),
+        dups: all.reduce((sum, r) => sum + r.dups, 0),
+        gaps: all.reduce((sum, r) => sum + r.gaps, 0),
+        other: all.reduce((sum, r) => sum + r.other, 0),
+        minLast: Math.min(...all.filter((r) => r.minLast >= 0).map((r) => r.minLast)),
+        maxLast: Math.max(...all.map((r) => r.maxLast)),
+      };
+    });
+    const sum = (key: 'events' | 'bytes' | 'established' | 'failed' | 'closed' | 'httpErrors'): number =>
+      marks.reduce((total, mark) => total + mark[key], 0);
+    return {
+      tUs: Math.max(...marks.map((mark) => mark.tUs)),
+      events: sum('events'),
+      bytes: sum('bytes'),
+      established: sum('established'),
+      failed: sum('failed'),
+      closed: sum('closed'),
+      httpErrors: sum('httpErrors'),
+      rooms,
+      hist: [...hist.entries()].sort((a, b) => a[0] - b[0]),
+    };
+  }
+
+  cpuSeconds(): number {
+    return this.workers.reduce((sum, worker) => sum + (worker.child.pid ? sampleProcess(worker.child.pid).cpuSeconds : 0), 0);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.workers.map((worker) => worker.stop()));
+  }
+}
+
+function percentiles(hist: Array<[number, number]>): { count: number; p50: number; p99: number; p999: number; max: number } | null {
+  const count = hist.reduce((sum, [, n]) => sum + n, 0);
+  if (count === 0) return null;
+  const at = (q: number): number => {
+    const rank = Math.ceil(q * count);
+    let seen = 0;
+    for (const [upperUs, n] of hist) {
+      seen += n;
+      if (seen >= rank) return upperUs / 1000;
+    }
+    return hist[hist.length - 1]![0] / 1000;
+  };
+  return { count, p50: at(0.5), p99: at(0.99), p999: at(0.999), max: hist[hist.length - 1]![0] / 1000 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers under test
+
+type ServerName = 'gateway-memory' | 'gateway-kafka' | 'talk' | 'nchan';
+
+interface RunningServer {
+  name: ServerName;
+  port: number;
+  pid: number;
+  /** The process group to measure (every process of the server). */
+  sample(): { cpuSeconds: number; rssBytes: number };
+  stop(): Promise<void>;
+}
+
+let kafka: { brokers: string[]; stop(): Promise<void> } | undefined;
+let chatTopic = '';
+
+async function ensureKafka(): Promise<string[]> {
+  if (kafka) return kafka.brokers;
+  if (process.env.KAFKA_BROKERS) {
+    kafka = { brokers: process.env.KAFKA_BROKERS.split(','), stop: async () => undefined };
+  } else {
+    log('starting a Kafka broker (scripts/kafka/kafka.ts)…');
+    const { startKafka } = await import('../scripts/kafka/kafka.ts');
+    const cluster = await startKafka();
+    kafka = cluster;
+    cleanups.push(() => cluster.stop());
+  }
+  chatTopic = `bench-chat-${Date.now().toString(36)}`;
+  return kafka.brokers;
+}
+
+function nchanModule(): string {
+  const candidates = ['/usr/lib/nginx/modules/ngx_nchan_module.so', '/usr/share/nginx/modules/ngx_nchan_module.so'];
+  const found = candidates.find((path) => existsSync(path));
+  if (found && existsSync('/usr/sbin/nginx')) return found;
+  log('installing nginx + libnginx-mod-nchan with apt-get (first run only)…');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env, timeout: 180_000 });
+  const install = spawnSync('apt-get', ['install', '-y', '-qq', 'nginx-light', 'libnginx-mod-nchan'], { stdio: 'inherit', env, timeout: 300_000 });
+  const after = candidates.find((path) => existsSync(path));
+  if (install.status !== 0 || !after) throw new Error('could not install libnginx-mod-nchan');
+  return after;
+}
+
+async function waitHttp(url: string, ok: (status: number) => boolean, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${url}: the server exited (${child.exitCode ?? child.signalCode})`);
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      await response.arrayBuffer();
+      if (ok(response.status)) return;
+    } catch {
+      /* not listening yet */
+    }
+    await sleep(100);
+  }
+  throw new Error(`${url} not ready within ${timeoutMs} ms`);
+}
+
+function groupSpawn(command: string, args: string[], env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
+  const child = spawn(command, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  (child as ChildProcess & { benchGroup?: boolean }).benchGroup = true;
+  let output = '';
+  const keep = (chunk: Buffer): void => {
+    output = (output + chunk.toString()).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  child.once('exit', () => writeFileSync(logFile, output));
+  return track(child);
+}
+
+async function startServer(name: ServerName, options: { cpuProfileDir?: string } = {}): Promise<RunningServer> {
+  const port = await freePort();
+  const logDir = mkdtempSync(join(tmpdir(), `bench-${name}-`));
+  const baseEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production' };
+  let child: ChildProcess;
+  let readyUrl = `http://127.0.0.1:${port}/readyz`;
+  let ready = (status: number): boolean => status === 200;
+  if (name === 'gateway-memory' || name === 'gateway-kafka') {
+    const env: NodeJS.ProcessEnv = { ...baseEnv, INSTANCE_ID: `bench-${process.pid}-${Date.now().toString(36)}` };
+    delete env.KAFKA_BROKERS;
+    if (name === 'gateway-kafka') {
+      env.KAFKA_BROKERS = (await ensureKafka()).join(',');
+      env.CHAT_TOPIC = chatTopic;
+      env.TICKER_TOPIC = `${chatTopic}-ticker`;
+    }
+    const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+    child = groupSpawn(process.execPath, [...nodeArgs, join(settings.gatewayDir, 'dist', 'src', 'server.js')], env, join(logDir, 'server.log'));
+  } else if (name === 'talk') {
+    child = groupSpawn(process.execPath, ['--import', 'tsx', join(BENCH, 'baselines', 'talk.ts')], baseEnv, join(logDir, 'server.log'));
+    readyUrl = `http://127.0.0.1:${port}/healthz`;
+    ready = (status) => status === 404;
+  } else {
+    const module = nchanModule();
+    const conf = readFileSync(join(BENCH, 'baselines', 'nginx-nchan.conf'), 'utf8')
+      .replaceAll('__PORT__', String(port))
+      .replaceAll('__PREFIX__', logDir)
+      .replaceAll('__MODULE__', module);
+    writeFileSync(join(logDir, 'nginx.conf'), conf);
+    child = groupSpawn('nginx', ['-p', logDir, '-c', join(logDir, 'nginx.conf')], baseEnv, join(logDir, 'server.log'));
+    readyUrl = `http://127.0.0.1:${port}/healthz`;
+  }
+  const pid = child.pid!;
+  try {
+    await waitHttp(readyUrl, ready, child);
+  } catch (error) {
+    killChild(child);
+    throw new Error(`${name} did not start (logs in ${logDir}): ${(error as Error).message}`);
+  }
+  return {
+    name,
+    port,
+    pid,
+    sample: () => sampleGroup(pid),
+    stop: async () => {
+      // SIGTERM first so a profiled gateway writes its profile; SIGKILL if it takes too long.
+      killChild(child, 'SIGTERM');
+      if (!(await waitExit(child, options.cpuProfileDir ? 20_000 : 3_000))) killChild(child);
+      await waitExit(child, 3000);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publishers
+
+function payload(seq: number): string {
+  const publishedUs = Math.round((performance.timeOrigin + performance.now()) * 1000);
+  const marker = `#S${seq}#T${publishedUs}#`;
+  return marker.padEnd(settings.payloadBytes, 'x');
+}
+
+const httpAgent = new Agent({ keepAlive: true, maxSockets: 64 });
+
+function postHttp(port: number, path: string, body: string, contentType: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path, method: 'POST', agent: httpAgent, headers: { 'content-type': contentType, 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        res.resume();
+        res.once('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.setTimeout(30_000, () => req.destroy(new Error('publish timed out')));
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+/** Publishes seq to a room over HTTP in the server's own request shape. Resolves when acknowledged. */
+function httpPublisher(server: RunningServer): (room: string, seq: number) => Promise<boolean> {
+  return async (room, seq) => {
+    const text = payload(seq);
+    const path = `/rooms/${room}/messages`;
+    const status =
+      server.name === 'nchan'
+        ? // Nchan forwards the body as it is: post the same JSON the gateway sends its subscribers.
+          await postHttp(server.port, path, JSON.stringify({ room, id: `m${seq}`, user: 'bench', text, ts: Date.now() }), 'application/json')
+        : await postHttp(server.port, path, JSON.stringify({ user: 'bench', text }), 'application/json');
+    return status >= 200 && status < 300;
+  };
+}
+
+let kafkaProducer: Producer | undefined;
+async function kafkaPublisher(): Promise<(room: string, seq: number) => Promise<boolean>> {
+  const brokers = await ensureKafka();
+  if (!kafkaProducer) {
+    kafkaProducer = new Kafka({ clientId: 'bench', brokers, logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false });
+    await kafkaProducer.connect();
+    const producer = kafkaProducer;
+    cleanups.push(() => producer.disconnect());
+  }
+  const producer = kafkaProducer;
+  return async (room, seq) => {
+    await producer.send({
+      topic: chatTopic,
+      acks: -1,
+      messages: [{ key: room, value: JSON.stringify({ id: `m${seq}`, user: 'bench', text: payload(seq) }), headers: { 'event-type': 'message' } }],
+    });
+    return true;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+const roomNames = (prefix: string): string[] => Array.from({ length: settings.rooms }, (_, i) => `${prefix}${i}`);
+
+function lossAndDuplicates(final: Mark, published: number[]): { expected: number; received: number; lost: number; duplicated: number; gapsSeen: number } {
+  let expected = 0;
+  let received = 0;
+  let duplicated = 0;
+  let gapsSeen = 0;
+  final.rooms.forEach((room, index) => {
+    expected += room.open * published[index]!;
+    received += room.unique;
+    duplicated += room.dups;
+    gapsSeen += room.gaps;
+  });
+  return { expected, received, lost: Math.max(0, expected - received), duplicated, gapsSeen };
+}
+
+async function drain(client: LoadClient, published: number[], timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (published.every((count, index) => client.minLast(index) >= count)) return true;
+    await Promise.race([client.nextProgress(), sleep(200)]);
+  }
+  return false;
+}
+
+async function withServerAndClient<T>(
+  name: ServerName,
+  streams: number,
+  roomPrefix: string,
+  body: (server: RunningServer, client: LoadClient, rooms: string[], connect: { established: number; failed: number; httpErrors: number; ms: number }, rssBefore: number) => Promise<T>,
+  serverOptions: { cpuProfileDir?: string } = {},
+): Promise<T> {
+  const server = await startServer(name, serverOptions);
+  let client: LoadClient | undefined;
+  try {
+    await sleep(500);
+    const rssBefore = server.sample().rssBytes;
+    const rooms = roomNames(roomPrefix);
+    client = new LoadClient(loadClientBinary(), server.port, rooms, streams);
+    const connect = await client.connected();
+    log(`${name}: ${connect.established}/${streams} streams in ${connect.ms.toFixed(0)} ms (${connect.failed} failed)`);
+    return await body(server, client, rooms, connect, rssBefore);
+  } finally {
+    await client?.stop();
+    await server.stop();
+  }
+}
+
+async function saturation(name: ServerName, cpuProfileDir?: string): Promise<Record<string, unknown>> {
+  return await withServerAndClient(
+    name,
+    settings.subscribers,
+    'sat',
+    async (server, client, rooms, connect) => {
+      const publish = httpPublisher(server);
+      const published = rooms.map(() => 0);
+      let publishErrors = 0;
+      let running = true;
+      const loops = rooms.map(async (room, index) => {
+        while (running) {
+          // Stay at most `window` events ahead of the slowest subscriber of the room.
+          if (published[index]! - client.minLast(index) >= settings.window) {
+            await Promise.race([client.nextProgress(), sleep(100)]);
+            continue;
+          }
+          const seq = published[index]! + 1;
+          try {
+            if (await publish(room, seq)) published[index] = seq;
+            else publishErrors += 1;
+          } catch {
+            publishErrors += 1;
+            await sleep(50);
+          }
+        }
+      });
+      await sleep(settings.warmupS * 1000);
+      const startMark = await client.mark();
+      const serverStart = server.sample();
+      const clientCpuStart = client.cpuSeconds();
+      const publisherCpuStart = process.cpuUsage();
+      await sleep(settings.durationS * 1000);
+      const publisherCpu = process.cpuUsage(publisherCpuStart);
+      const endMark = await client.mark();
+      const serverEnd = server.sample();
+      const clientCpuEnd = client.cpuSeconds();
+      running = false;
+      await Promise.all(loops);
+      const drained = await drain(client, published, 10_000);
+      const final = await client.mark();
+      const seconds = (endMark.tUs - startMark.tUs) / 1e6;
+      const deliveriesPerSecond = (endMark.events - startMark.events) / seconds;
+      const serverCores = (serverEnd.cpuSeconds - serverStart.cpuSeconds) / seconds;
+      const result = {
+        server: name,
+        streams: connect.established,
+        connectFailed: connect.failed,
+        seconds: round(seconds, 2),
+        published: published.reduce((a, b) => a + b, 0),
+        publishErrors,
+        deliveriesPerSecond: Math.round(deliveriesPerSecond),
+        serverCpuCores: round(serverCores, 3),
+        deliveriesPerServerCpuSecond: Math.round(deliveriesPerSecond / Math.max(serverCores, 0.01)),
+        serverRssMB: round(serverEnd.rssBytes / 2 ** 20, 1),
+        clientCpuCores: round((clientCpuEnd - clientCpuStart) / seconds, 3),
+        publisherCpuCores: round((publisherCpu.user + publisherCpu.system) / 1e6 / seconds, 3),
+        latencyMs: percentiles(endMark.hist),
+        streamsClosedByServer: final.closed,
+        drained,
+        ...lossAndDuplicates(final, published),
+      };
+      log(`${name} saturation: ${result.deliveriesPerSecond} deliveries/s at ${result.serverCpuCores} cores = ${result.deliveriesPerServerCpuSecond}/CPU-s`);
+      return result;
+    },
+    cpuProfileDir ? { cpuProfileDir } : {},
+  );
+}
+
+async function idle(name: ServerName): Promise<Record<string, unknown>> {
+  return await withServerAndClient(name, settings.idleStreams, 'idle', async (server, _client, _rooms, connect, rssBefore) => {
+    await sleep(3000);
+    const after = server.sample();
+    const result = {
+      server: name,
+      streams: connect.established,
+      connectFailed: connect.failed,
+      establishMs: round(connect.ms, 0),
+      rssBeforeMB: round(rssBefore / 2 ** 20, 1),
+      rssAfterMB: round(after.rssBytes / 2 ** 20, 1),
+      rssPerStreamKB: round((after.rssBytes - rssBefore) / 1024 / Math.max(connect.established, 1), 2),
+      rssTotalPerStreamKB: round(after.rssBytes / 1024 / Math.max(connect.established, 1), 2),
+    };
+    log(`${name} idle: ${result.streams} streams in ${result.establishMs} ms, ${result.rssPerStreamKB} KB/stream`);
+    return result;
+  });
+}
+
+async function latency(name: ServerName): Promise<Record<string, unknown>> {
+  return await withServerAndClient(name, settings.subscribers, 'lat', async (server, client, rooms, connect) => {
+    const viaKafka = name === 'gateway-kafka';
+    const publish = viaKafka ? await kafkaPublisher() : httpPublisher(server);
+    const subscribersPerRoom = settings.subscribers / settings.rooms;
+    const publishesPerSecond = settings.latencyDeliveries / subscribersPerRoom;
+    const interval = 1000 / publishesPerSecond;
+    const published = rooms.map(() => 0);
+    const chains = rooms.map(() => Promise.resolve());
+    let publishErrors = 0;
+    await sleep(500);
+    const startMark = await client.mark();
+    const serverStart = server.sample();
+    const clientCpuStart = client.cpuSeconds();
+    const t0 = performance.now();
+    const total = Math.floor(settings.durationS * publishesPerSecond);
+    for (let k = 0; k < total; k++) {
+      const due = t0 + k * interval;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait);
+      const index = k % rooms.length;
+      // One chain per room keeps each room's events in order.
+      chains[index] = chains[index]!.then(async () => {
+        const seq = published[index]! + 1;
+        try {
+          if (await publish(rooms[index]!, seq)) published[index] = seq;
+          else publishErrors += 1;
+        } catch {
+          publishErrors += 1;
+        }
+      });
+    }
+    await Promise.all(chains);
+    const drained = await drain(client, published, 10_000);
+    const endMark = await client.mark();
+    const serverEnd = server.sample();
+    const seconds = (endMark.tUs - startMark.tUs) / 1e6;
+    const result = {
+      server: name,
+      publishedVia: viaKafka ? 'kafka' : 'http',
+      streams: connect.established,
+      targetDeliveriesPerSecond: settings.latencyDeliveries,
+      deliveriesPerSecond: Math.round((endMark.events - startMark.events) / seconds),
+      published: published.reduce((a, b) => a + b, 0),
+      publishErrors,
+      serverCpuCores: round((serverEnd.cpuSeconds - serverStart.cpuSeconds) / seconds, 3),
+      clientCpuCores: round((client.cpuSeconds() - clientCpuStart) / seconds, 3),
+      latencyMs: percentiles(endMark.hist),
+      streamsClosedByServer: endMark.closed,
+      drained,
+      ...lossAndDuplicates(endMark, published),
+    };
+    log(`${name} latency: p99 ${result.latencyMs?.p99} ms, lost ${result.lost}, dup ${result.duplicated}`);
+    return result;
+  });
+}
+
+async function ingest(): Promise<Record<string, unknown>> {
+  const brokers = await ensureKafka();
+  const server = await startServer('gateway-kafka');
+  const admin = new Kafka({ clientId: 'bench-admin', brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  let client: LoadClient | undefined;
+  let paused = false;
+  try {
+    const metadata = await admin.fetchTopicMetadata({ topics: [chatTopic] });
+    const partitions = metadata.topics[0]!.partitions.map((p) => p.partitionId).sort((a, b) => a - b);
+    // One watcher stream per partition: a sentinel record produced last into each partition
+    // arrives only once the gateway consumed everything before it there.
+    const sentinelRooms = partitions.map((p) => `sentinel-p${p}`);
+    client = new LoadClient(loadClientBinary(), server.port, sentinelRooms, sentinelRooms.length);
+    await client.connected();
+    const producer = new Kafka({ clientId: 'bench-ingest', brokers, logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false });
+    await producer.connect();
+    try {
+      process.kill(server.pid, 'SIGSTOP');
+      paused = true;
+      const producedAt = Date.now();
+      const batch = 2000;
+      const text = 'x'.repeat(settings.payloadBytes);
+      const inFlight: Array<Promise<unknown>> = [];
+      for (let sent = 0; sent < settings.ingestRecords; sent += batch) {
+        const messages = [];
+        for (let i = sent; i < Math.min(sent + batch, settings.ingestRecords); i++) {
+          messages.push({ key: `ingest-${i % 1000}`, value: JSON.stringify({ id: `i${i}`, user: 'bench', text }), headers: { 'event-type': 'message' } });
+        }
+        inFlight.push(producer.send({ topic: chatTopic, acks: 1, messages }));
+        if (inFlight.length >= 8) await inFlight.shift();
+      }
+      await Promise.all(inFlight);
+      await producer.send({
+        topic: chatTopic,
+        acks: -1,
+        messages: partitions.map((partition) => ({
+          key: `sentinel-p${partition}`,
+          partition,
+          value: JSON.stringify({ id: `s${partition}`, user: 'bench', text: payload(1) }),
+          headers: { 'event-type': 'message' },
+        })),
+      });
+      const produceSeconds = (Date.now() - producedAt) / 1000;
+      log(`ingest: produced ${settings.ingestRecords} records in ${produceSeconds.toFixed(1)} s with the gateway paused`);
+      const cpuBefore = server.sample().cpuSeconds;
+      const resumedAt = performance.now();
+      process.kill(server.pid, 'SIGCONT');
+      paused = false;
+      const drained = await drain(client, partitions.map(() => 1), 120_000);
+      const seconds = (performance.now() - resumedAt) / 1000;
+      const cpu = server.sample().cpuSeconds - cpuBefore;
+      const result = {
+        server: 'gateway-kafka',
+        records: settings.ingestRecords + partitions.length,
+        partitions: partitions.length,
+        produceSeconds: round(produceSeconds, 2),
+        consumeSeconds: round(seconds, 3),
+        drained,
+        recordsPerSecond: Math.round((settings.ingestRecords + partitions.length) / seconds),
+        serverCpuSeconds: round(cpu, 2),
+        recordsPerServerCpuSecond: Math.round((settings.ingestRecords + partitions.length) / Math.max(cpu, 0.01)),
+      };
+      log(`ingest: ${result.recordsPerSecond} records/s (${result.recordsPerServerCpuSecond}/CPU-s), drained=${drained}`);
+      return result;
+    } finally {
+      if (paused) process.kill(server.pid, 'SIGCONT');
+      await producer.disconnect();
+    }
+  } finally {
+    await client?.stop();
+    await admin.disconnect();
+    await server.stop();
+  }
+}
+
+function round(value: number, digits: number): number {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function table(rows: Array<Array<string | number>>): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => String(row[column] ?? '').length)));
+  return rows.map((row) => row.map((cell, column) => String(cell ?? '').padStart(widths[column]!)).join('  ')).join('\n');
+}
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  return a && b ? `${(a / b).toFixed(2)}x` : '-';
+}
+
+// any: result rows are heterogeneous JSON records printed by field name.
+function report(results: Record<string, any[]>): string {
+  const out: string[] = [];
+  const sat = results.saturation ?? [];
+  if (sat.length) {
+    const gateway = sat.find((r) => r.server === 'gateway-memory')?.deliveriesPerServerCpuSecond;
+    out.push(`fan-out saturation: ${settings.subscribers} subscribers / ${settings.rooms} rooms, ${settings.payloadBytes}-byte payloads, ${settings.durationS} s`);
+    out.push(
+      table([
+        ['server', 'streams', 'deliveries/s', 'server cores', 'deliveries/CPU-s', 'gateway-memory ÷ this', 'p50 ms', 'p99 ms', 'lost', 'dup', 'closed', 'client cores', 'publisher cores'],
+        ...sat.map((r) => [r.server, r.streams, r.deliveriesPerSecond, r.serverCpuCores, r.deliveriesPerServerCpuSecond, ratio(gateway, r.deliveriesPerServerCpuSecond), r.latencyMs?.p50 ?? '-', r.latencyMs?.p99 ?? '-', r.lost, r.duplicated, r.streamsClosedByServer, r.clientCpuCores, r.publisherCpuCores]),
+      ]),
+    );
+    out.push('');
+  }
+  const idleRows = results.idle ?? [];
+  if (idleRows.length) {
+    out.push(`idle streams: ${settings.idleStreams}`);
+    out.push(
+      table([
+        ['server', 'streams', 'failed', 'establish ms', 'RSS before MB', 'RSS after MB', 'KB/stream (delta)', 'KB/stream (total)'],
+        ...idleRows.map((r) => [r.server, r.streams, r.connectFailed, r.establishMs, r.rssBeforeMB, r.rssAfterMB, r.rssPerStreamKB, r.rssTotalPerStreamKB]),
+      ]),
+    );
+    out.push('');
+  }
+  const lat = results.latency ?? [];
+  if (lat.length) {
+    out.push(`latency: ${settings.subscribers} subscribers, ${settings.latencyDeliveries} deliveries/s for ${settings.durationS} s`);
+    out.push(
+      table([
+        ['server', 'via', 'deliveries/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'lost', 'dup', 'server cores', 'client cores'],
+        ...lat.map((r) => [r.server, r.publishedVia, r.deliveriesPerSecond, r.latencyMs?.p50 ?? '-', r.latencyMs?.p99 ?? '-', r.latencyMs?.p999 ?? '-', r.latencyMs?.max ?? '-', r.lost, r.duplicated, r.serverCpuCores, r.clientCpuCores]),
+      ]),
+    );
+    out.push('');
+  }
+  for (const r of results.ingest ?? []) {
+    out.push(`ingest: ${r.records} records over ${r.partitions} partitions consumed in ${r.consumeSeconds} s = ${r.recordsPerSecond} records/s (${r.recordsPerServerCpuSecond} per gateway CPU-second)`);
+  }
+  if (results.profile?.length) {
+    out.push('', 'gateway-memory CPU profile during saturation (top self time):');
+    for (const entry of results.profile) out.push(`  ${entry.selfPercent.toFixed(1).padStart(5)}%  ${entry.function}  ${entry.location}`);
+  }
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  log(`settings: ${JSON.stringify(settings)}`);
+  loadClientBinary();
+  if (settings.servers.some((s) => s.startsWith('gateway')) && process.env.BENCH_SKIP_BUILD !== '1') {
+    log(`building the gateway in ${settings.gatewayDir}…`);
+    const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: settings.gatewayDir, stdio: 'inherit' });
+    if (build.status !== 0) throw new Error('the gateway build failed: fix it or set BENCH_GATEWAY_DIR to a tree that builds');
+  }
+  if (settings.servers.includes('nchan')) nchanModule();
+  // any: heterogeneous result records (see report()).
+  const results: Record<string, any[]> = {};
+  const servers = settings.servers as ServerName[];
+  const attempt = async (scenario: string, run: () => Promise<Record<string, unknown>>): Promise<void> => {
+    try {
+      (results[scenario] ??= []).push(await run());
+    } catch (error) {
+      log(`${scenario} failed: ${(error as Error).stack ?? error}`);
+      (results.errors ??= []).push({ scenario, error: String((error as Error).message ?? error) });
+    }
+  };
+  for (const scenario of settings.scenarios) {
+    for (const server of scenario === 'ingest' ? (['gateway-kafka'] as ServerName[]) : servers) {
+      if (scenario === 'ingest' && !servers.includes('gateway-kafka')) continue;
+      log(`${scenario} × ${server}`);
+      if (scenario === 'saturation') await attempt(scenario, () => saturation(server));
+      else if (scenario === 'idle') await attempt(scenario, () => idle(server));
+      else if (scenario === 'latency') await attempt(scenario, () => latency(server));
+      else if (scenario === 'ingest') await attempt(scenario, () => ingest());
+    }
+  }
+  if (profile) {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-cpuprof-'));
+    log(`profiling gateway-memory under saturation into ${dir}`);
+    await attempt('profiledSaturation', () => saturation('gateway-memory', dir));
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (file) {
+      results.profile = summariseProfile(join(dir, file), 15);
+      results.profileFile = [join(dir, file)];
+    }
+  }
+  const machine = {
+    cpus: cpus().length,
+    cpuModel: /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model,
+    memoryGiB: round(totalmem() / 2 ** 30, 1),
+    node: process.version,
+    kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+  };
+  process.stdout.write(`${report(results)}\n\n`);
+  process.stdout.write(`${JSON.stringify({ startedAt: startedAt.toISOString(), machine, settings, results }, null, 2)}\n`);
+}
+
+try {
+  await main();
+} catch (error) {
+  log(`failed: ${(error as Error).stack ?? error}`);
+  process.exitCode = 1;
+} finally {
+  killEverything();
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  killEverything();
+  process.exit();
+}

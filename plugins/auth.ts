@@ -1,0 +1,198 @@
+import { readFileSync } from 'node:fs';
+import fp from 'fastify-plugin';
+import fastifyJwt from '@fastify/jwt';
+import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import { ApiKeys } from '../src/auth/api-keys.ts';
+import {
+  decidePublish,
+  decideSubscription,
+  type AuthPolicy,
+  type Publisher,
+  type Refusal,
+  type SubscriptionGrant,
+  type VerifyToken,
+} from '../src/auth/authorizer.ts';
+import type { Channel, ChannelKind } from '../src/auth/claims.ts';
+import { parsePublicKeyFile, secretKey, selectKey, type VerificationKey } from '../src/auth/keys.ts';
+import { StreamQuota } from '../src/auth/stream-quota.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * Resolves when the request may stream these channels, else throws a 401/403 (or 429
+     * over the per-identity stream cap). Holds one of the identity's stream slots until the
+     * response closes. Stream routes call it before opening the stream, and end the stream at
+     * `expiresAt`.
+     */
+    authorizeSubscription(channels: readonly Channel[]): Promise<SubscriptionGrant>;
+    /** Set by `app.authorizePublishing(kind)` on publish routes. */
+    publisher: Publisher | null;
+  }
+  interface FastifyInstance {
+    authEnabled: boolean;
+    /** Open streams per identity (acquire/count); `authorizeSubscription` already uses it. */
+    streamQuota: StreamQuota;
+    /** A preHandler for a publish route whose `:room` or `:symbol` param names the channel. */
+    authorizePublishing(kind: ChannelKind): preHandlerAsyncHookHandler;
+  }
+}
+
+class AuthError extends Error {
+  constructor(readonly statusCode: number, message: string) {
+    super(message);
+    this.name = 'AuthError';
+  }
+}
+
+function refusal(reply: FastifyReply | undefined, { statusCode, reason }: Refusal): AuthError {
+  // RFC 6750: a 401 says how to authenticate.
+  if (statusCode === 401) reply?.header('www-authenticate', 'Bearer realm="kafka-sse-gateway"');
+  return new AuthError(statusCode, reason);
+}
+
+function loadKeys(secret: string | null, keyFile: string | null): VerificationKey[] {
+  if (secret !== null) return [secretKey(secret)];
+  if (keyFile === null) return [];
+  let content: string;
+  try {
+    content = readFileSync(keyFile, 'utf8');
+  } catch (error) {
+    throw new Error(`JWT_PUBLIC_KEY_FILE ${keyFile} cannot be read: ${(error as Error).message}`);
+  }
+  try {
+    return parsePublicKeyFile(content);
+  } catch (error) {
+    throw new Error(`JWT_PUBLIC_KEY_FILE ${keyFile}: ${(error as Error).message}`);
+  }
+}
+
+function tokenError(code: string): Error {
+  return Object.assign(new Error(code), { code });
+}
+
+/** The `alg` a token's header names; throws "malformed" when there is no readable header. */
+function tokenAlgorithm(token: string): unknown {
+  const header = token.slice(0, Math.max(0, token.indexOf('.')));
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
+  } catch {
+    throw tokenError('FAST_JWT_MALFORMED');
+  }
+  if (typeof parsed !== 'object' || parsed === null) throw tokenError('FAST_JWT_MALFORMED');
+  return (parsed as { alg?: unknown }).alg;
+}
+
+/**
+ * Subscriber and publisher authentication. Off unless JWT_SECRET (HS256) or
+ * JWT_PUBLIC_KEY_FILE (RS256/ES256, PEM or JWKS) is set; when off it says so loudly at
+ * startup. Tokens are verified by @fastify/jwt (fast-jwt) with the algorithms of the
+ * configured keys only: `none`, and HS256 against a public key, are refused.
+ */
+export default fp(
+  async (app) => {
+    const settings = app.config.auth;
+    const keys = loadKeys(settings.jwtSecret, settings.jwtPublicKeyFile);
+    const enabled = keys.length > 0;
+    const policy: AuthPolicy = {
+      enabled,
+      cookieName: settings.cookieName,
+      publicChannels: { rooms: settings.publicRooms, tickers: settings.publicTickers },
+    };
+    const apiKeys = new ApiKeys(settings.serviceApiKeys);
+    const streamQuota = new StreamQuota(settings.maxStreamsPerIdentity);
+    const algorithms = [...new Set(keys.map((key) => key.algorithm))];
+
+    let verify: VerifyToken = async () => {
+      throw tokenError('AUTH_OFF');
+    };
+    if (enabled) {
+      await app.register(fastifyJwt, {
+        // The key is picked per token (by `kid` and `alg` in its header) among the configured ones.
+        secret: async (decoded: { header: { kid?: unknown; alg?: unknown } }) => {
+          const key = selectKey(keys, decoded.header);
+          if (key === null) throw new Error('no configured key matches the token header');
+          return key.material;
+        },
+        verify: {
+          algorithms,
+          ...(settings.jwtIssuer !== null ? { allowedIss: settings.jwtIssuer } : {}),
+          ...(settings.jwtAudience !== null ? { allowedAud: settings.jwtAudience } : {}),
+          requiredClaims: [...(settings.jwtIssuer !== null ? ['iss'] : []), ...(settings.jwtAudience !== null ? ['aud'] : [])],
+          clockTolerance: 5,
+          cache: 10000,
+        },
+      });
+      verify = async (token) => {
+        // Checked before any key lookup, so `none` and foreign algorithms get their own reason.
+        if (!algorithms.includes(tokenAlgorithm(token) as never)) throw tokenError('FAST_JWT_INVALID_ALGORITHM');
+        return app.jwt.verify(token);
+      };
+      app.log.info(
+        { algorithms, keys: keys.length, publicRooms: settings.publicRooms, publicTickers: settings.publicTickers, serviceApiKeys: apiKeys.size },
+        'auth is on: streams need a token unless their rooms are public, publishing needs a token or an API key',
+      );
+    } else {
+      app.log.warn(
+        'AUTH IS OFF: anyone can read every room and publish as anyone. Set JWT_SECRET or JWT_PUBLIC_KEY_FILE to require tokens.',
+      );
+    }
+
+    // authorizeSubscription needs the reply to tie the stream slot to the response's lifetime.
+    const replies = new WeakMap<FastifyRequest, FastifyReply>();
+    app.addHook('onRequest', async (request, reply) => {
+      replies.set(request, reply);
+    });
+
+    app.decorate('authEnabled', enabled);
+    app.decorate('streamQuota', streamQuota);
+    app.decorateRequest('publisher', null);
+    app.decorateRequest('authorizeSubscription', async function (this: FastifyRequest, channels: readonly Channel[]) {
+      const request = this;
+      const decision = await decideSubscription(
+        policy,
+        verify,
+        { authorization: request.headers.authorization, cookie: request.headers.cookie, url: request.url },
+        channels,
+      );
+      if (!decision.ok) {
+        request.log.info({ statusCode: decision.statusCode, reason: decision.reason }, 'stream refused');
+        throw refusal(replies.get(request), decision);
+      }
+      const { identity } = decision.value;
+      if (identity !== null) {
+        const release = streamQuota.acquire(identity);
+        if (release === null) {
+          request.log.info({ identity, max: streamQuota.maxPerIdentity }, 'stream refused: too many open streams');
+          replies.get(request)?.header('retry-after', '5');
+          throw new AuthError(429, `too many open streams for this identity (at most ${streamQuota.maxPerIdentity})`);
+        }
+        const response = replies.get(request)?.raw;
+        if (response === undefined || response.destroyed) release();
+        else response.once('close', release);
+      }
+      return decision.value;
+    });
+
+    app.decorate('authorizePublishing', (kind: ChannelKind): preHandlerAsyncHookHandler => {
+      const param = kind === 'room' ? 'room' : 'symbol';
+      return async function (request, reply) {
+        const name = (request.params as Record<string, string | undefined>)[param] ?? '';
+        const apiKey = request.headers['x-api-key'];
+        const decision = await decidePublish(
+          policy,
+          verify,
+          apiKeys,
+          { authorization: request.headers.authorization, apiKey: Array.isArray(apiKey) ? apiKey[0] : apiKey },
+          { kind, name },
+        );
+        if (!decision.ok) {
+          request.log.info({ statusCode: decision.statusCode, reason: decision.reason }, 'publish refused');
+          throw refusal(reply, decision);
+        }
+        request.publisher = decision.value;
+      };
+    });
+  },
+  { name: 'auth', fastify: '5.x', dependencies: ['gateway'] },
+);

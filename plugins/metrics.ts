@@ -1,0 +1,205 @@
+import fp from 'fastify-plugin';
+import { Type } from '@fastify/type-provider-typebox';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** This app's own Prometheus registry: several apps in one process never share metrics. */
+    metrics: Registry;
+  }
+}
+
+const PREFIX = 'sse_gateway_';
+
+/** The routes whose answers count as publishes, as `METHOD url-pattern`. */
+const PUBLISH_ROUTES = new Set([
+  'POST /rooms/:room/messages',
+  'DELETE /rooms/:room/messages/:id',
+  'POST /tickers/:symbol/prices',
+]);
+
+/** Statuses that mean the request reached the bus: 202 acknowledged, 503 not (in time). */
+const BUS_OUTCOME_STATUSES = new Set([202, 503]);
+
+/** From "instantly" to just past the longest PUBLISH_TIMEOUT_MS one would configure. */
+const PUBLISH_BUCKETS = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** End-to-end: a healthy replica stays in the low tens of milliseconds; a lagging one drifts to minutes. */
+const END_TO_END_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+/**
+ * Prometheus metrics at `GET /metrics`. Almost everything is read at scrape time from the
+ * counters the gateway keeps anyway (dispatcher, stream and bus state), so the event path pays
+ * nothing for metrics; only the once-per-event observer and the publish routes' onResponse hook
+ * do any work per event or request. No label carries a room, symbol or client: their number is
+ * unbounded.
+ */
+export default fp(
+  async (app) => {
+    const registry = new Registry();
+    app.decorate('metrics', registry);
+    collectDefaultMetrics({ register: registry });
+
+    const { dispatcher, bus, hub } = app;
+    const registers = [registry];
+
+    // Counters mirrored from state the gateway already keeps: set, not incremented, on scrape.
+    const mirroredCounter = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name: PREFIX + name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name: PREFIX + name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+
+    mirroredCounter('records_consumed_total', 'Records read from the bus', () => dispatcher.stats.recordsConsumed);
+    mirroredCounter(
+      'records_skipped_total',
+      'Records skipped because they break the record contract',
+      () => dispatcher.stats.recordsSkipped,
+    );
+    mirroredCounter(
+      'events_delivered_total',
+      'Events handed to a stream, counted once per receiving stream',
+      () => dispatcher.stats.deliveries,
+    );
+    mirroredCounter(
+      'frames_written_total',
+      'Frames written to client sockets: events, and control frames such as a stream\'s starting position',
+      () => app.streamStats.framesWritten,
+    );
+    mirroredCounter('bytes_written_total', 'Bytes of frames written to client sockets', () => app.streamStats.bytesWritten);
+    mirroredCounter('streams_opened_total', 'Event streams opened', () => app.streamStats.opened);
+    mirroredCounter('streams_closed_total', 'Event streams closed, for any reason', () => app.streamStats.closed);
+    mirroredCounter(
+      'slow_client_disconnects_total',
+      'Streams ended because the client could not keep up (STREAM_MAX_BUFFERED_BYTES)',
+      () => app.streamStats.slowClientDisconnects,
+    );
+    new Gauge({
+      name: `${PREFIX}open_streams`,
+      help: 'Event streams open now, by kind: room, ticker, or multi (several channels on one stream)',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        for (const [kind, open] of Object.entries(app.streamStats.open)) this.set({ kind }, open);
+      },
+    });
+    new Counter({
+      name: `${PREFIX}resumes_total`,
+      help: 'Streams that resumed from a position (Last-Event-ID or since), by where the missed events came from',
+      labelNames: ['from'],
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ from: 'memory' }, app.streamStats.resumesFromMemory);
+        this.inc({ from: 'kafka' }, app.streamStats.resumesFromKafka);
+      },
+    });
+    mirroredCounter(
+      'resume_resets_total',
+      'Resume positions that could not be honoured (invalid, unknown or expired): the client got `event: reset` and starts live',
+      () => app.streamStats.resets,
+    );
+    gauge('history_events', 'Events held in the in-memory resume history', () => app.history.totalEvents);
+    gauge('history_channels', 'Rooms and symbols with events in the in-memory resume history', () => app.history.channelCount);
+    gauge('active_channels', 'Rooms and ticker symbols with at least one open stream', () => hub.channelCount);
+    gauge('bus_ready', '1 when the bus is ready (what /readyz reports), else 0', () => (bus.readiness().ready ? 1 : 0));
+    new Gauge({
+      name: `${PREFIX}bus_info`,
+      help: 'Always 1; the label names the bus this replica runs on (kafka or memory)',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.set({ kind: bus.kind }, 1);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}consumer_lag_records`,
+      help: "Records in the partition this replica has not consumed yet (end offset - next offset, as of the consumer's last fetch)",
+      labelNames: ['topic', 'partition'],
+      registers,
+      collect() {
+        // Reset so that a partition no longer assigned disappears instead of freezing at its last value.
+        this.reset();
+        for (const { topic, partition, next, highWatermark } of bus.partitionPositions()) {
+          const lag = BigInt(highWatermark) - BigInt(next);
+          this.set({ topic, partition: String(partition) }, Number(lag > 0n ? lag : 0n));
+        }
+      },
+    });
+
+    const eventsByType = new Counter({
+      name: `${PREFIX}events_total`,
+      help: 'Valid events consumed, by event type',
+      labelNames: ['type'],
+      registers,
+    });
+    const endToEnd = new Histogram({
+      name: `${PREFIX}end_to_end_latency_seconds`,
+      help: 'From the record timestamp (publish time) to the event being handed to its streams',
+      buckets: END_TO_END_BUCKETS,
+      registers,
+    });
+    dispatcher.observe((event, record) => {
+      eventsByType.inc({ type: event.type });
+      // Clocks of producer and gateway may disagree by a little: never report negative latency.
+      endToEnd.observe(Math.max(0, Date.now() - record.timestamp) / 1000);
+    });
+
+    const publishRequests = new Counter({
+      name: `${PREFIX}publish_requests_total`,
+      help: 'Publish requests answered, by route and HTTP status',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    const publishDuration = new Histogram({
+      name: `${PREFIX}publish_duration_seconds`,
+      help: 'Publish requests from arrival to answer: 202 once the bus acknowledged, 503 when it did not',
+      labelNames: ['method', 'route', 'status'],
+      buckets: PUBLISH_BUCKETS,
+      registers,
+    });
+    app.addHook('onResponse', async (request, reply) => {
+      const route = request.routeOptions.url;
+      if (route === undefined || !PUBLISH_ROUTES.has(`${request.method} ${route}`)) return;
+      const labels = { method: request.method, route, status: String(reply.statusCode) };
+      publishRequests.inc(labels);
+      if (BUS_OUTCOME_STATUSES.has(reply.statusCode)) publishDuration.observe(labels, reply.elapsedTime / 1000);
+    });
+
+    app.get(
+      '/metrics',
+      {
+        schema: {
+          summary: 'Prometheus metrics',
+          description:
+            'Prometheus text exposition format (see the README "Operations" section for the list). ' +
+            'Includes the default Node.js process and event-loop metrics.',
+          response: {
+            200: {
+              description: 'Prometheus text format 0.0.4',
+              content: { 'text/plain': { schema: Type.String() } },
+            },
+          },
+        },
+      },
+      async (_request, reply) => {
+        const body = await registry.metrics();
+        return reply.type(registry.contentType).send(body);
+      },
+    );
+  },
+  { name: 'metrics', fastify: '5.x', dependencies: ['gateway', 'event-stream'] },
+);

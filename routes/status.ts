@@ -1,0 +1,122 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@fastify/type-provider-typebox';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * Marks an operator-only route. Nothing enforces it yet: the authentication work adds an
+     * onRequest hook that checks the admin token on every route whose config has `admin: true`.
+     */
+    admin?: boolean;
+  }
+}
+
+/** A setting whose name says it holds a credential: never shown, whatever its value. */
+const SECRET_NAME = /secret|password|token|key/i;
+export const REDACTED = '[redacted]';
+
+/** The value with every credential-named field, at any depth, replaced by "[redacted]". */
+export function redactSecrets(value: unknown): unknown {
+  if (Array.isArray(value) || value instanceof Set) return [...value].map(redactSecrets);
+  if (value instanceof Map) return redactSecrets(Object.fromEntries(value));
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([name, item]) => [name, SECRET_NAME.test(name) ? REDACTED : redactSecrets(item)]),
+  );
+}
+
+const PartitionStatus = Type.Object({
+  topic: Type.String(),
+  partition: Type.Integer(),
+  next: Type.String({ description: 'The next offset this replica will consume' }),
+  highWatermark: Type.String({ description: "The partition's end offset as of the consumer's last fetch" }),
+  lag: Type.Integer({ description: 'highWatermark - next: records not consumed yet' }),
+});
+
+const StatusReply = Type.Object({
+  instanceId: Type.String(),
+  startedAt: Type.String({ description: 'ISO 8601' }),
+  uptimeSeconds: Type.Number(),
+  bus: Type.Object({
+    kind: Type.Union([Type.Literal('kafka'), Type.Literal('memory')]),
+    brokers: Type.Union([Type.Array(Type.String()), Type.Null()], { description: 'null on the embedded bus' }),
+    ready: Type.Boolean(),
+    reason: Type.Optional(Type.String()),
+  }),
+  partitions: Type.Array(PartitionStatus),
+  streams: Type.Object({
+    open: Type.Integer(),
+    openByKind: Type.Object({ room: Type.Integer(), ticker: Type.Integer(), multi: Type.Integer() }),
+    opened: Type.Integer(),
+    closed: Type.Integer(),
+    slowClientDisconnects: Type.Integer(),
+    resumesFromMemory: Type.Integer(),
+    resumesFromKafka: Type.Integer(),
+    resumeResets: Type.Integer(),
+  }),
+  history: Type.Object({
+    events: Type.Integer({ description: 'Events held in the in-memory resume history' }),
+    channels: Type.Integer({ description: 'Rooms and symbols with history' }),
+  }),
+  channels: Type.Object({ active: Type.Integer({ description: 'Rooms and symbols with at least one open stream' }) }),
+  records: Type.Object({ consumed: Type.Integer(), skipped: Type.Integer(), deliveries: Type.Integer() }),
+  config: Type.Object({}, { additionalProperties: true, description: 'The settings in effect, credentials redacted' }),
+});
+
+/** `GET /status`: what an operator wants to know about this one replica, as JSON. */
+const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const startedAt = new Date();
+
+  app.get(
+    '/status',
+    {
+      config: { admin: true },
+      schema: {
+        summary: "This replica's state",
+        description:
+          'Instance, bus connection, consumed partitions with their lag, stream and channel counts, and the ' +
+          'configuration with credentials redacted. Operator-only: protected by the admin token once authentication is on.',
+        response: { 200: StatusReply },
+      },
+    },
+    async () => {
+      const { config, bus, dispatcher, streamStats } = app;
+      const readiness = bus.readiness();
+      return {
+        instanceId: config.instanceId,
+        startedAt: startedAt.toISOString(),
+        uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 100) / 10,
+        bus: {
+          kind: bus.kind,
+          brokers: config.kafkaBrokers,
+          ready: readiness.ready,
+          ...(readiness.reason === undefined ? {} : { reason: readiness.reason }),
+        },
+        partitions: bus
+          .partitionPositions()
+          .map((position) => ({ ...position, lag: Number(BigInt(position.highWatermark) - BigInt(position.next)) }))
+          .sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition),
+        streams: {
+          open: app.openStreamCount(),
+          openByKind: { ...streamStats.open },
+          opened: streamStats.opened,
+          closed: streamStats.closed,
+          slowClientDisconnects: streamStats.slowClientDisconnects,
+          resumesFromMemory: streamStats.resumesFromMemory,
+          resumesFromKafka: streamStats.resumesFromKafka,
+          resumeResets: streamStats.resets,
+        },
+        history: { events: app.history.totalEvents, channels: app.history.channelCount },
+        channels: { active: app.hub.channelCount },
+        records: {
+          consumed: dispatcher.stats.recordsConsumed,
+          skipped: dispatcher.stats.recordsSkipped,
+          deliveries: dispatcher.stats.deliveries,
+        },
+        config: redactSecrets(config) as Record<string, unknown>,
+      };
+    },
+  );
+};
+
+export default statusRoutes;

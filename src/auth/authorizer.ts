@@ -1,0 +1,111 @@
+import type { ApiKeys } from './api-keys.ts';
+import { isPublic, mayPublish, maySubscribe, parseClaims, type Channel, type Claims, type PublicChannels } from './claims.ts';
+import { bearerToken, findToken, type TokenCarriers } from './token-source.ts';
+import { rejectionReason } from './verify-errors.ts';
+
+/**
+ * Who may read and who may publish, decided without any HTTP framework: the Fastify plugin
+ * turns a refusal into a 401/403 reply. 401 means "no usable token" (the client should get a
+ * fresh one), 403 means "a good token that does not grant this".
+ */
+
+/** Verifies a token's signature and standard claims, resolving to its payload; throws with a `code`. */
+export type VerifyToken = (token: string) => Promise<unknown>;
+
+export interface AuthPolicy {
+  enabled: boolean;
+  cookieName: string;
+  publicChannels: PublicChannels;
+}
+
+export type Refusal = { ok: false; statusCode: 401 | 403; reason: string };
+export type Decision<T> = { ok: true; value: T } | Refusal;
+
+export interface SubscriptionGrant {
+  /** The token's `sub`; null when auth is off or every channel is public and no valid token came. */
+  identity: string | null;
+  /** When the stream must end (the token's `exp`), or null. */
+  expiresAt: number | null;
+}
+
+export interface Publisher {
+  /** `sub` of the token, `service:<name>` for an API key, null when auth is off. */
+  identity: string | null;
+  /** The chat `user` others see; null when the body's `user` stands (auth off, or a service). */
+  displayName: string | null;
+  service: string | null;
+}
+
+function refuse(statusCode: 401 | 403, reason: string): Refusal {
+  return { ok: false, statusCode, reason };
+}
+
+function describe(channel: Channel): string {
+  return `${channel.kind} "${channel.name}"`;
+}
+
+async function verifiedClaims(verify: VerifyToken, token: string): Promise<Decision<Claims>> {
+  let payload: unknown;
+  try {
+    payload = await verify(token);
+  } catch (error) {
+    return refuse(401, rejectionReason((error as { code?: unknown } | null)?.code));
+  }
+  const parsed = parseClaims(payload);
+  return parsed.ok ? { ok: true, value: parsed.claims } : refuse(401, parsed.reason);
+}
+
+export async function decideSubscription(
+  policy: AuthPolicy,
+  verify: VerifyToken,
+  carriers: TokenCarriers,
+  channels: readonly Channel[],
+): Promise<Decision<SubscriptionGrant>> {
+  if (!policy.enabled) return { ok: true, value: { identity: null, expiresAt: null } };
+  const lookup = findToken(carriers, policy.cookieName);
+  const restricted = channels.filter((channel) => !isPublic(policy.publicChannels, channel));
+
+  if (restricted.length === 0) {
+    // Public channels only: a stale cookie must not lock anyone out of them, so a bad token
+    // is ignored here; a good one still names who holds the stream.
+    if (!lookup.found) return { ok: true, value: { identity: null, expiresAt: null } };
+    const claims = await verifiedClaims(verify, lookup.token);
+    return { ok: true, value: { identity: claims.ok ? claims.value.subject : null, expiresAt: null } };
+  }
+
+  if (!lookup.found) return refuse(401, lookup.malformed ?? 'missing token');
+  const claims = await verifiedClaims(verify, lookup.token);
+  if (!claims.ok) return claims;
+  const denied = restricted.filter((channel) => !maySubscribe(claims.value, channel));
+  if (denied.length > 0) {
+    return refuse(403, `token does not grant ${denied.slice(0, 5).map(describe).join(', ')}${denied.length > 5 ? ', …' : ''}`);
+  }
+  return { ok: true, value: { identity: claims.value.subject, expiresAt: claims.value.expiresAt } };
+}
+
+export interface PublishCarriers {
+  authorization?: string | undefined;
+  apiKey?: string | undefined;
+}
+
+export async function decidePublish(
+  policy: AuthPolicy,
+  verify: VerifyToken,
+  apiKeys: ApiKeys,
+  carriers: PublishCarriers,
+  channel: Channel,
+): Promise<Decision<Publisher>> {
+  if (!policy.enabled && apiKeys.size === 0) return { ok: true, value: { identity: null, displayName: null, service: null } };
+  if (carriers.apiKey !== undefined && carriers.apiKey !== '') {
+    const service = apiKeys.serviceFor(carriers.apiKey);
+    if (service === null) return refuse(401, 'invalid API key');
+    return { ok: true, value: { identity: `service:${service}`, displayName: null, service } };
+  }
+  if (!policy.enabled) return { ok: true, value: { identity: null, displayName: null, service: null } };
+  const lookup = bearerToken(carriers.authorization);
+  if (!lookup.found) return refuse(401, lookup.malformed ?? 'missing token: send Authorization: Bearer <token> or X-API-Key');
+  const claims = await verifiedClaims(verify, lookup.token);
+  if (!claims.ok) return claims;
+  if (!mayPublish(claims.value, channel)) return refuse(403, `token does not grant publishing to ${describe(channel)}`);
+  return { ok: true, value: { identity: claims.value.subject, displayName: claims.value.displayName, service: null } };
+}

@@ -1,0 +1,234 @@
+/**
+ * A small typed client for Node/TypeScript consumers of the gateway: it subscribes to rooms and
+ * tickers over Server-Sent Events, and behaves like a browser's EventSource where it matters:
+ * on a dropped stream it waits the server's `retry:` delay, reconnects and sends the last `id:`
+ * it saw as `Last-Event-ID`, so the gateway can resume where it stopped.
+ *
+ *   const stream = subscribe(roomUrl('http://127.0.0.1:3000', 'lobby'));
+ *   stream.on('message', (message) => console.log(message.user, message.text));
+ *   // later: stream.close();
+ */
+import { SseParser, type SseMessage } from './sse-parser.ts';
+
+export interface ChatMessageEvent {
+  room: string;
+  id: string;
+  user: string;
+  text: string;
+  ts: number;
+}
+export interface ChatDeleteEvent {
+  room: string;
+  id: string;
+  ts: number;
+}
+export interface PriceUpdateEvent {
+  ticker: string;
+  price: number;
+  currency: string;
+  ts: number;
+}
+/** The gateway could not resume from the id this client sent: events may have been missed. */
+export interface ResetEvent {
+  reason: string;
+}
+
+/** The events a stream carries, by their SSE `event:` name. */
+export interface GatewayEvents {
+  message: ChatMessageEvent;
+  delete: ChatDeleteEvent;
+  price_update: PriceUpdateEvent;
+  reset: ResetEvent;
+  /** The stream is replaying missed events (resume); `live` follows when it has caught up. */
+  lag: Record<string, unknown>;
+  live: Record<string, unknown>;
+  /** The client was too slow and is disconnected; it reconnects and resumes by itself. */
+  overflow: { reason: string };
+}
+
+export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+/** Told of the connection itself, beside the events. */
+export interface ConnectionEvents {
+  /** Each time a response starts streaming; `resumed` when it was sent a Last-Event-ID. */
+  open: { resumed: boolean; lastEventId: string };
+  /** A failed attempt or a dropped stream; the client retries unless `willRetry` is false. */
+  error: { error: Error; willRetry: boolean; status?: number };
+  state: ConnectionState;
+}
+
+type Listeners = { [K in keyof (GatewayEvents & ConnectionEvents)]?: Set<(value: never, meta: EventMeta) => void> };
+
+/** Where an event came from: its SSE id (the gateway's position for it). */
+export interface EventMeta {
+  id: string | undefined;
+  lastEventId: string;
+}
+
+export interface SubscribeOptions {
+  /** Resume from this id on the first connection (it is sent as Last-Event-ID). */
+  lastEventId?: string;
+  /** Reconnection delay until the server sends `retry:`; EventSource's usual default. */
+  retryMs?: number;
+  /** After this many failed attempts in a row the delay doubles each time, up to `maxRetryMs`. */
+  maxRetryMs?: number;
+  headers?: Record<string, string>;
+  fetch?: typeof fetch;
+}
+
+export interface GatewayStream {
+  readonly url: string;
+  readonly state: ConnectionState;
+  /** The last id received: what a reconnection sends as Last-Event-ID. */
+  readonly lastEventId: string;
+  /** The reconnection delay in force (the server's `retry:` once it sent one). */
+  readonly retryMs: number;
+  on<K extends keyof GatewayEvents>(type: K, listener: (data: GatewayEvents[K], meta: EventMeta) => void): () => void;
+  on<K extends keyof ConnectionEvents>(type: K, listener: (value: ConnectionEvents[K]) => void): () => void;
+  close(): void;
+}
+
+function path(part: string): string {
+  return encodeURIComponent(part);
+}
+
+export function roomUrl(baseUrl: string, room: string): string {
+  return new URL(`/events/${path(room)}`, baseUrl).href;
+}
+
+export function tickerUrl(baseUrl: string, symbol: string): string {
+  return new URL(`/tickers/${path(symbol)}/events`, baseUrl).href;
+}
+
+/** Several rooms and tickers on one connection (`GET /events?room=…&ticker=…`). */
+export function channelsUrl(baseUrl: string, channels: { rooms?: readonly string[]; tickers?: readonly string[] }): string {
+  const url = new URL('/events', baseUrl);
+  for (const room of channels.rooms ?? []) url.searchParams.append('room', room);
+  for (const ticker of channels.tickers ?? []) url.searchParams.append('ticker', ticker);
+  return url.href;
+}
+
+/** HTTP answers after which EventSource gives up too: retrying would not change them. */
+function isFinalStatus(status: number): boolean {
+  return status === 204 || (status >= 400 && status < 500 && status !== 408 && status !== 429);
+}
+
+/** Opens an event stream that reconnects (and resumes) by itself until `close()`. */
+export function subscribe(url: string, options: SubscribeOptions = {}): GatewayStream {
+  const doFetch = options.fetch ?? fetch;
+  const maxRetryMs = options.maxRetryMs ?? 30_000;
+  const listeners: Listeners = {};
+  let state: ConnectionState = 'connecting';
+  let lastEventId = options.lastEventId ?? '';
+  let retryMs = options.retryMs ?? 3000;
+  let failuresInARow = 0;
+  let abort = new AbortController();
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  function emit(type: keyof (GatewayEvents & ConnectionEvents), value: unknown, meta?: EventMeta): void {
+    for (const listener of listeners[type] ?? []) {
+      // never: the overloads of `on` tie each listener to its type; here they are one set.
+      (listener as (value: unknown, meta: EventMeta | undefined) => void)(value, meta);
+    }
+  }
+
+  function setState(next: ConnectionState): void {
+    if (state === next) return;
+    state = next;
+    emit('state', next);
+  }
+
+  function dispatch(message: SseMessage): void {
+    lastEventId = message.lastEventId;
+    let data: unknown;
+    try {
+      data = JSON.parse(message.data);
+    } catch {
+      data = message.data;
+    }
+    emit(message.event as keyof GatewayEvents, data, { id: message.id, lastEventId: message.lastEventId });
+  }
+
+  async function connectOnce(): Promise<void> {
+    const headers: Record<string, string> = { accept: 'text/event-stream', 'cache-control': 'no-cache', ...options.headers };
+    const resumed = lastEventId !== '';
+    if (resumed) headers['last-event-id'] = lastEventId;
+    const response = await doFetch(url, { headers, signal: abort.signal });
+    if (response.status !== 200 || !response.headers.get('content-type')?.startsWith('text/event-stream')) {
+      await response.body?.cancel();
+      const error = Object.assign(new Error(`GET ${url} answered ${response.status}`), { status: response.status });
+      throw error;
+    }
+    failuresInARow = 0;
+    setState('open');
+    emit('open', { resumed, lastEventId });
+    const parser = new SseParser();
+    const decoder = new TextDecoder();
+    if (response.body === null) return;
+    for await (const chunk of response.body) {
+      const messages = parser.feed(decoder.decode(chunk, { stream: true }));
+      if (parser.retry !== undefined) retryMs = parser.retry;
+      for (const message of messages) {
+        dispatch(message);
+        if (state === 'closed') return;
+      }
+    }
+  }
+
+  function scheduleReconnect(): void {
+    const delay = Math.min(retryMs * 2 ** Math.max(0, failuresInARow - 1), Math.max(retryMs, maxRetryMs));
+    setState('reconnecting');
+    retryTimer = setTimeout(run, delay);
+  }
+
+  function run(): void {
+    retryTimer = undefined;
+    connectOnce().then(
+      () => {
+        if (state === 'closed') return;
+        emit('error', { error: new Error('the stream ended'), willRetry: true });
+        scheduleReconnect();
+      },
+      (error: unknown) => {
+        if (state === 'closed') return;
+        const status = (error as { status?: number }).status;
+        const final = status !== undefined && isFinalStatus(status);
+        const reported = error instanceof Error ? error : new Error(String(error));
+        if (state !== 'open') failuresInARow += 1;
+        emit('error', { error: reported, willRetry: !final, ...(status === undefined ? {} : { status }) });
+        if (final) {
+          setState('closed');
+          return;
+        }
+        abort = new AbortController();
+        scheduleReconnect();
+      },
+    );
+  }
+
+  run();
+
+  return {
+    url,
+    get state() {
+      return state;
+    },
+    get lastEventId() {
+      return lastEventId;
+    },
+    get retryMs() {
+      return retryMs;
+    },
+    on(type: keyof (GatewayEvents & ConnectionEvents), listener: (value: never, meta: EventMeta) => void) {
+      const set = (listeners[type] ??= new Set());
+      set.add(listener);
+      return () => set.delete(listener);
+    },
+    close() {
+      if (state === 'closed') return;
+      setState('closed');
+      clearTimeout(retryTimer);
+      abort.abort();
+    },
+  } as GatewayStream;
+}

@@ -1,0 +1,211 @@
+import { positionKey, type TopicSlot } from './cursor.ts';
+
+/**
+ * Recent events per channel, so a reconnecting client resumes from memory on any replica.
+ * Bounded three ways: events per channel, age, and events in all. The store also knows from
+ * which offset its view of each channel is complete, so it can tell "nothing happened since"
+ * from "I no longer know": the second sends the resume to Kafka.
+ */
+
+export interface StoredEvent {
+  channel: string;
+  slot: TopicSlot;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  /** The `event:` and `data:` lines and the closing blank line: the frame without its id. */
+  body: Buffer;
+}
+
+export interface HistoryLimits {
+  maxEventsPerChannel: number;
+  maxAgeMs: number;
+  maxTotalEvents: number;
+}
+
+interface Coverage {
+  /** Every event from this offset on has been seen. */
+  offset: number;
+  /** …and every event from this time on. */
+  time: number;
+}
+
+class ChannelLog {
+  readonly entries: (StoredEvent | undefined)[];
+  start = 0;
+  size = 0;
+  /** Dropped so far: every event below `offset`, all with timestamps up to `time`. */
+  readonly dropped: Coverage = { offset: 0, time: -Infinity };
+
+  constructor(
+    capacity: number,
+    readonly slot: TopicSlot,
+    public partition: number,
+  ) {
+    this.entries = new Array(capacity);
+  }
+
+  at(index: number): StoredEvent {
+    return this.entries[(this.start + index) % this.entries.length]!;
+  }
+
+  /** Returns true when the log was full and its oldest entry made room. */
+  push(event: StoredEvent): boolean {
+    const full = this.size === this.entries.length;
+    if (full) this.dropOldest();
+    this.entries[(this.start + this.size) % this.entries.length] = event;
+    this.size += 1;
+    this.partition = event.partition;
+    return full;
+  }
+
+  dropOldest(): void {
+    const oldest = this.at(0);
+    this.entries[this.start] = undefined;
+    this.start = (this.start + 1) % this.entries.length;
+    this.size -= 1;
+    this.dropped.offset = oldest.offset + 1;
+    this.dropped.time = Math.max(this.dropped.time, oldest.timestamp);
+  }
+
+  /** Index of the first entry with offset >= `offset` (binary search: offsets only grow). */
+  firstAtOrAfter(offset: number): number {
+    let low = 0;
+    let high = this.size;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (this.at(middle).offset < offset) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}
+
+export class History {
+  readonly #limits: HistoryLimits;
+  /** Map order is the order channels last received an event: the first is the stalest. */
+  readonly #channels = new Map<string, ChannelLog>();
+  /** Per partition: from where (offset and time) this replica's view is complete. */
+  readonly #partitions = new Map<string, Coverage>();
+  #total = 0;
+
+  constructor(limits: HistoryLimits) {
+    this.#limits = limits;
+  }
+
+  get totalEvents(): number {
+    return this.#total;
+  }
+
+  get channelCount(): number {
+    return this.#channels.size;
+  }
+
+  /** This replica sees every record of the partition from `offset` (and from `time`) on. */
+  coverPartitionFrom(slot: TopicSlot, partition: number, offset: number, time: number): void {
+    this.#partitions.set(positionKey(slot, partition), { offset, time });
+  }
+
+  append(event: StoredEvent, now = Date.now()): void {
+    let log = this.#channels.get(event.channel);
+    if (log === undefined) {
+      log = new ChannelLog(this.#limits.maxEventsPerChannel, event.slot, event.partition);
+    } else {
+      this.#channels.delete(event.channel);
+    }
+    this.#channels.set(event.channel, log);
+    if (!log.push(event)) this.#total += 1;
+    this.#dropOlderThan(log, now - this.#limits.maxAgeMs);
+    while (this.#total > this.#limits.maxTotalEvents) this.#dropStalestChannel();
+  }
+
+  /** Drops events past the age limit everywhere (a shared timer calls this; appends do it per channel). */
+  sweep(now = Date.now()): void {
+    const cutoff = now - this.#limits.maxAgeMs;
+    for (const [channel, log] of this.#channels) {
+      this.#dropOlderThan(log, cutoff);
+      if (log.size === 0) this.#forget(channel, log);
+    }
+  }
+
+  #dropOlderThan(log: ChannelLog, cutoff: number): void {
+    while (log.size > 0 && log.at(0).timestamp < cutoff) {
+      log.dropOldest();
+      this.#total -= 1;
+    }
+  }
+
+  #dropStalestChannel(): void {
+    const stalest = this.#channels.entries().next().value;
+    if (stalest === undefined) return;
+    const [channel, log] = stalest;
+    this.#total -= log.size;
+    while (log.size > 0) log.dropOldest();
+    this.#forget(channel, log);
+  }
+
+  /**
+   * Without its log nothing says what the channel lost, so its whole partition's view now
+   * starts after the channel's last dropped event: conservative for the partition's other
+   * channels (they fall back to Kafka sooner), never wrong.
+   */
+  #forget(channel: string, log: ChannelLog): void {
+    this.#channels.delete(channel);
+    const key = positionKey(log.slot, log.partition);
+    const coverage = this.#partitions.get(key);
+    if (coverage === undefined) return;
+    this.#partitions.set(key, {
+      offset: Math.max(coverage.offset, log.dropped.offset),
+      time: Math.max(coverage.time, log.dropped.time + 1),
+    });
+  }
+
+  /** What the store can vouch for about a channel: complete from `offset` and from `time`. */
+  #coverage(channel: string, slot: TopicSlot, partition: number): { log: ChannelLog | undefined; offset: number; time: number } | null {
+    const partitionCoverage = this.#partitions.get(positionKey(slot, partition));
+    if (partitionCoverage === undefined) return null;
+    const log = this.#channels.get(channel);
+    if (log === undefined || log.partition !== partition) {
+      return log === undefined ? { log, ...partitionCoverage } : null;
+    }
+    return {
+      log,
+      offset: Math.max(partitionCoverage.offset, log.dropped.offset),
+      time: Math.max(partitionCoverage.time, log.dropped.time + 1),
+    };
+  }
+
+  /**
+   * The channel's events with `from <= offset < to`, or null when the store cannot vouch that
+   * it holds all of them (the caller reads Kafka instead).
+   */
+  range(channel: string, slot: TopicSlot, partition: number, from: number, to: number): StoredEvent[] | null {
+    const coverage = this.#coverage(channel, slot, partition);
+    if (coverage === null || from < coverage.offset) return null;
+    const { log } = coverage;
+    const events: StoredEvent[] = [];
+    if (log === undefined) return events;
+    for (let index = log.firstAtOrAfter(from); index < log.size; index++) {
+      const event = log.at(index);
+      if (event.offset >= to) break;
+      events.push(event);
+    }
+    return events;
+  }
+
+  /**
+   * Where a stream of the channel starting at `timestamp` begins: the offset of its first event
+   * at or after that time, `current` when there is none, null when memory cannot tell.
+   */
+  offsetAtTime(channel: string, slot: TopicSlot, partition: number, timestamp: number, current: number): number | null {
+    const coverage = this.#coverage(channel, slot, partition);
+    if (coverage === null || timestamp < coverage.time) return null;
+    const { log } = coverage;
+    if (log !== undefined) {
+      for (let index = 0; index < log.size; index++) {
+        if (log.at(index).timestamp >= timestamp) return log.at(index).offset;
+      }
+    }
+    return current;
+  }
+}

@@ -1,0 +1,261 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName, type TestGateway } from '../helpers/gateway.ts';
+import { rawProducer } from '../helpers/kafka.ts';
+import { until } from '../helpers/sse-client.ts';
+
+/**
+ * The demo page in a real browser (Debian's chromium, driven by playwright-core), against real
+ * gateway replicas on a real Kafka. Each test leaves a screenshot in test-artifacts/.
+ */
+
+const CHROMIUM = '/usr/bin/chromium';
+const HAPROXY = '/usr/sbin/haproxy';
+const artifacts = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
+
+async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+}
+
+async function openPage(browser: Browser, url: string): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 640 }, locale: 'en-US' });
+  page.setDefaultTimeout(20_000);
+  await page.goto(url);
+  return page;
+}
+
+/** Every stream of the page is open (the badge shows the worst of them). */
+async function waitForBadge(page: Page, state: string): Promise<void> {
+  await page.waitForSelector(`#badge[data-state="${state}"]`);
+}
+
+function messageTexts(page: Page): Promise<string[]> {
+  return page.locator('#messages li .text').allTextContents();
+}
+
+async function waitForText(page: Page, text: string): Promise<void> {
+  await page.locator('#messages li .text').getByText(text, { exact: true }).first().waitFor();
+}
+
+async function say(page: Page, text: string): Promise<void> {
+  await page.fill('#text', text);
+  await page.click('#post-form button[type="submit"]');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** A local HAProxy in front of the replicas, set up for SSE as in docker-compose.kafka.yml. */
+async function startHaproxy(backends: TestGateway[]): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const servers = backends.map((gateway, index) => {
+    const { hostname, port: backendPort } = new URL(gateway.url);
+    return `  server replica${index} ${hostname}:${backendPort} check inter 300 fall 1 rise 1`;
+  });
+  const config = [
+    'global',
+    '  maxconn 256',
+    'defaults',
+    '  mode http',
+    '  timeout connect 2s',
+    '  timeout client 120s',
+    '  timeout server 120s',
+    '  timeout tunnel 120s',
+    // A GET that meets a stopped or closing replica is retried on the next one.
+    '  retries 3',
+    '  option redispatch 1',
+    '  retry-on conn-failure empty-response 503',
+    'frontend web',
+    `  bind 127.0.0.1:${port}`,
+    '  default_backend gateways',
+    'backend gateways',
+    // Everything goes to the first replica while it is up: the test knows which one to stop.
+    '  balance first',
+    '  option httpchk GET /readyz',
+    ...servers,
+    '',
+  ].join('\n');
+  const file = join(tmpdir(), `${uniqueName('haproxy')}.cfg`);
+  writeFileSync(file, config);
+  const child = spawn(HAPROXY, ['-f', file, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}`;
+  await until(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`haproxy exited: ${stderr}`);
+      return (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200;
+    },
+    20_000,
+    'haproxy to answer',
+  );
+  return {
+    url,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+if (kafkaBrokers === undefined) {
+  t.fail('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker');
+} else if (!existsSync(CHROMIUM)) {
+  t.fail(`${CHROMIUM} is missing: run scripts/install-chromium.sh`);
+} else {
+  const brokers = kafkaBrokers;
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(() => browser.close());
+
+  t.test('the page is served at / with its script and stylesheet', async (t) => {
+    const gateway = await startGateway();
+    t.teardown(() => gateway.close());
+    for (const [path, type] of [['/', 'text/html'], ['/app.js', 'javascript'], ['/style.css', 'text/css']] as const) {
+      const response = await fetch(`${gateway.url}${path}`);
+      t.equal(response.status, 200, path);
+      t.match(response.headers.get('content-type'), type);
+    }
+    const missing = await fetch(`${gateway.url}/nope.html`);
+    t.equal(missing.status, 404);
+    t.match(await missing.json(), { statusCode: 404 }, 'unknown paths still get the JSON 404');
+  });
+
+  t.test("two pages on two replicas of one Kafka see each other's messages", async (t) => {
+    const topics = kafkaTopics();
+    const a = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => a.close());
+    const b = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => b.close());
+    const query = `?room=${uniqueName('room')}&symbol=${uniqueName('SYM')}`;
+    const onA = await openPage(browser, `${a.url}/${query}`);
+    const onB = await openPage(browser, `${b.url}/${query}`);
+    t.teardown(() => onA.close());
+    t.teardown(() => onB.close());
+    await onA.fill('#user', 'ann');
+    await onB.fill('#user', 'bob');
+    await waitForBadge(onA, 'live');
+    await waitForBadge(onB, 'live');
+
+    await say(onA, 'hello from replica A');
+    await waitForText(onB, 'hello from replica A');
+    await say(onB, 'hello from replica B');
+    await waitForText(onA, 'hello from replica B');
+    await waitForText(onB, 'hello from replica B');
+    t.same(await messageTexts(onA), ['hello from replica A', 'hello from replica B']);
+    t.same(await messageTexts(onB), ['hello from replica A', 'hello from replica B']);
+    t.equal(await onA.locator('#messages li').nth(0).locator('button').count(), 1, 'ann may delete her own message');
+    t.equal(await onA.locator('#messages li').nth(1).locator('button').count(), 0, "but not bob's");
+
+    await onA.locator('#messages li').nth(0).locator('button').click();
+    await onB.locator('#messages li').nth(1).waitFor({ state: 'detached' });
+    t.same(await messageTexts(onB), ['hello from replica B'], "ann's delete reaches bob's page on the other replica");
+    await screenshot(onA, 'two-replicas-page-a');
+    await screenshot(onB, 'two-replicas-page-b');
+  });
+
+  t.test('the chart shows history, then live points', async (t) => {
+    const topics = kafkaTopics();
+    const gateway = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => gateway.close());
+    const symbol = uniqueName('SYM');
+    // An upstream service's prices over the last few minutes, with their own timestamps.
+    const producer = await rawProducer();
+    t.teardown(() => producer.close());
+    const now = Date.now();
+    const past = Array.from({ length: 24 }, (_, i) => ({
+      key: symbol,
+      value: JSON.stringify({ price: 100 + 10 * Math.sin(i / 3), currency: 'USD' }),
+      headers: { 'event-type': 'price_update' },
+      timestamp: String(now - 240_000 + i * 10_000),
+    }));
+    await producer.send(topics.tickerTopic, past);
+    await until(
+      async () => ((await (await fetch(`${gateway.url}/tickers/${symbol}/history?window=5m`)).json()) as { points: unknown[] }).points.length === 24,
+      20_000,
+      'the gateway to have the history',
+    );
+
+    const page = await openPage(browser, `${gateway.url}/?room=${uniqueName('room')}&symbol=${symbol}&window=5m`);
+    t.teardown(() => page.close());
+    await page.waitForSelector('#chart[data-points="24"]');
+    t.equal(await page.textContent('#currency'), 'USD');
+    t.equal(await page.textContent('#last-price'), (100 + 10 * Math.sin(23 / 3)).toLocaleString('en-US', { maximumFractionDigits: 2 }));
+    await waitForBadge(page, 'live');
+    await screenshot(page, 'chart-history');
+
+    t.equal((await postJson(`${gateway.url}/tickers/${symbol}/prices`, { price: 123.45, currency: 'USD' })).status, 202);
+    await page.waitForSelector('#chart[data-points="25"]');
+    t.equal(await page.textContent('#last-price'), '123.45', 'the live price');
+    const line = await page.getAttribute('#line', 'points');
+    t.equal(line?.trim().split(/\s+/).length, 25, 'the line has the history and the live point');
+    await screenshot(page, 'chart-live');
+
+    const room = new URL(page.url()).searchParams.get('room')!;
+    for (const [user, text] of [['ann', 'BTC looks lively today'], ['bob', 'that spike at the end!']] as const) {
+      t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user, text })).status, 202);
+      await waitForText(page, text);
+    }
+    await screenshot(page, 'overview');
+  });
+
+  t.test(
+    'a page whose replica is stopped reconnects to the other and shows every message published meanwhile exactly once',
+    { skip: existsSync(HAPROXY) ? false : `${HAPROXY} is missing: apt-get install haproxy` },
+    async (t) => {
+      const topics = kafkaTopics();
+      const a = await startGateway({ kafkaBrokers: brokers, ...topics, sseRetryMs: 2000 });
+      let aClosed: Promise<void> | undefined;
+      t.teardown(() => aClosed ?? a.close());
+      const b = await startGateway({ kafkaBrokers: brokers, ...topics, sseRetryMs: 2000 });
+      t.teardown(() => b.close());
+      const balancer = await startHaproxy([a, b]);
+      t.teardown(() => balancer.stop());
+
+      const room = uniqueName('room');
+      const page = await openPage(browser, `${balancer.url}/?room=${room}&symbol=${uniqueName('SYM')}`);
+      t.teardown(() => page.close());
+      await waitForBadge(page, 'live');
+      t.ok(a.app.openStreamCount() > 0 && b.app.openStreamCount() === 0, 'the page streams from replica A');
+      await say(page, 'before');
+      await waitForText(page, 'before');
+
+      aClosed = a.close();
+      await waitForBadge(page, 'reconnecting');
+      const meanwhile = Array.from({ length: 5 }, (_, i) => `meanwhile ${i}`);
+      for (const text of meanwhile) {
+        t.equal((await postJson(`${b.url}/rooms/${room}/messages`, { user: 'bob', text })).status, 202);
+      }
+      t.equal(await page.getAttribute('#badge', 'data-state'), 'reconnecting', 'all were published while the page was away');
+      await aClosed;
+
+      await page.waitForSelector('#badge[data-state="resumed"], #badge[data-state="live"]');
+      t.ok(b.app.openStreamCount() > 0, 'the page now streams from replica B');
+      await say(page, 'after');
+      await waitForText(page, 'after');
+      await screenshot(page, 'failover');
+      t.same(await messageTexts(page), ['before', ...meanwhile, 'after'], 'every message, once, in order');
+    },
+  );
+}

@@ -1,0 +1,154 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import t from 'tap';
+import { channelsUrl, roomUrl, subscribe, tickerUrl, type ChatMessageEvent, type PriceUpdateEvent } from '../src/client/index.ts';
+import { buildApp } from '../src/app.ts';
+import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
+import { until } from './helpers/sse-client.ts';
+
+/** A scripted SSE server: answer `n` (0-based) is `script[n]`, and every request is recorded. */
+async function scriptedServer(script: ((response: http.ServerResponse) => void)[]) {
+  const requests: { at: number; headers: http.IncomingHttpHeaders; closed: boolean }[] = [];
+  const server = http.createServer((request, response) => {
+    const answer = script[Math.min(requests.length, script.length - 1)]!;
+    const record = { at: Date.now(), headers: request.headers, closed: false };
+    requests.push(record);
+    response.on('close', () => {
+      record.closed = true;
+    });
+    answer(response);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/events/lobby`,
+    requests,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+const sse = (response: http.ServerResponse, body: string, end = true) => {
+  response.writeHead(200, { 'content-type': 'text/event-stream' });
+  if (end) response.end(body);
+  else response.write(body);
+};
+
+t.test('builds the stream URLs', async (t) => {
+  t.equal(roomUrl('http://h:1', 'a b'), 'http://h:1/events/a%20b');
+  t.equal(tickerUrl('http://h:1/', 'BTC'), 'http://h:1/tickers/BTC/events');
+  t.equal(channelsUrl('http://h:1', { rooms: ['a', 'b'], tickers: ['X'] }), 'http://h:1/events?room=a&room=b&ticker=X');
+});
+
+t.test('reconnects after the retry: delay the server sent, with Last-Event-ID', async (t) => {
+  const server = await scriptedServer([
+    (response) => sse(response, 'retry: 150\n\nid: 3-7\nevent: message\ndata: {"room":"lobby","id":"m1","user":"ann","text":"hi","ts":1}\n\n'),
+    (response) => sse(response, 'id: 3-8\nevent: message\ndata: {"room":"lobby","id":"m2","user":"bob","text":"yo","ts":2}\n\n', false),
+  ]);
+  t.teardown(server.close);
+  const stream = subscribe(server.url, { retryMs: 10_000 });
+  t.teardown(() => stream.close());
+  const received: { message: ChatMessageEvent; id: string | undefined }[] = [];
+  const opens: boolean[] = [];
+  stream.on('message', (message, meta) => received.push({ message, id: meta.id }));
+  stream.on('open', ({ resumed }) => opens.push(resumed));
+
+  await until(() => received.length === 2, 5000, 'two messages');
+  t.same(received.map((event) => [event.message.text, event.id]), [['hi', '3-7'], ['yo', '3-8']]);
+  t.equal(server.requests[0]!.headers['last-event-id'], undefined, 'nothing to resume on the first connection');
+  t.equal(server.requests[1]!.headers['last-event-id'], '3-7', 'the reconnection resumes from the last id');
+  const gap = server.requests[1]!.at - server.requests[0]!.at;
+  t.ok(gap >= 140 && gap < 5000, `waited the server's retry: 150 ms, not the 10 s default (waited ${gap} ms)`);
+  t.same(opens, [false, true]);
+  t.equal(stream.retryMs, 150);
+  t.equal(stream.lastEventId, '3-8');
+  t.equal(stream.state, 'open');
+});
+
+t.test('keeps retrying through server errors, and stops on a 4xx', async (t) => {
+  const server = await scriptedServer([
+    (response) => response.writeHead(503).end('{}'),
+    (response) => response.writeHead(404).end('{}'),
+  ]);
+  t.teardown(server.close);
+  const stream = subscribe(server.url, { retryMs: 20, lastEventId: '0-41' });
+  const errors: { status?: number; willRetry: boolean }[] = [];
+  stream.on('error', ({ status, willRetry }) => errors.push({ ...(status === undefined ? {} : { status }), willRetry }));
+  await until(() => stream.state === 'closed', 5000, 'closed');
+  t.same(errors, [{ status: 503, willRetry: true }, { status: 404, willRetry: false }]);
+  t.equal(server.requests.length, 2);
+  t.equal(server.requests[0]!.headers['last-event-id'], '0-41', 'a given lastEventId is sent on the first connection');
+});
+
+t.test('close() stops the stream and any reconnection', async (t) => {
+  const server = await scriptedServer([(response) => sse(response, ':connected\n\n', false)]);
+  t.teardown(server.close);
+  const stream = subscribe(server.url, { retryMs: 20 });
+  await until(() => stream.state === 'open', 5000, 'open');
+  const states: string[] = [];
+  stream.on('state', (state) => states.push(state));
+  stream.close();
+  t.equal(stream.state, 'closed');
+  await until(() => server.requests[0]!.closed, 5000, 'the server sees the connection go');
+  t.same(states, ['closed']);
+  t.equal(server.requests.length, 1, 'no reconnection');
+});
+
+t.test('against the gateway: typed chat and ticker events, ids as the gateway gives them', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const symbol = uniqueName('SYM');
+  const chat = subscribe(roomUrl(gateway.url, room));
+  const ticker = subscribe(tickerUrl(gateway.url, symbol));
+  t.teardown(() => chat.close());
+  t.teardown(() => ticker.close());
+  const messages: ChatMessageEvent[] = [];
+  const deleted: string[] = [];
+  const prices: PriceUpdateEvent[] = [];
+  chat.on('message', (message) => messages.push(message));
+  chat.on('delete', (deletion) => deleted.push(deletion.id));
+  ticker.on('price_update', (update) => prices.push(update));
+  await until(() => chat.state === 'open' && ticker.state === 'open', 5000, 'both open');
+
+  const posted = await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'hello' });
+  t.equal(posted.status, 202);
+  await postJson(`${gateway.url}/tickers/${symbol}/prices`, { price: 42.5, currency: 'USD' });
+  await until(() => messages.length === 1 && prices.length === 1, 5000, 'events');
+  t.match(messages[0], { room, id: posted.body.id, user: 'ann', text: 'hello' });
+  t.equal(chat.lastEventId, posted.body.eventId);
+  t.match(prices[0], { ticker: symbol, price: 42.5, currency: 'USD' });
+
+  const deletion = await fetch(`${gateway.url}/rooms/${room}/messages/${posted.body.id}`, { method: 'DELETE' });
+  t.equal(deletion.status, 202);
+  await until(() => deleted.length === 1, 5000, 'delete');
+  t.same(deleted, [posted.body.id]);
+});
+
+t.test('against the gateway: reconnects to a replica that restarts on the same port', { skip: kafkaBrokers === undefined ? 'needs KAFKA_BROKERS (npm test)' : false }, async (t) => {
+  // On Kafka: the restarted replica reads the same log, so the client's last id still means something there.
+  const first = await startGateway({ kafkaBrokers, ...kafkaTopics(), sseRetryMs: 100 });
+  const port = new URL(first.url).port;
+  const room = uniqueName('room');
+  const stream = subscribe(roomUrl(first.url, room));
+  t.teardown(() => stream.close());
+  const texts: string[] = [];
+  stream.on('message', (message) => texts.push(message.text));
+  await until(() => stream.state === 'open', 5000, 'open');
+  await postJson(`${first.url}/rooms/${room}/messages`, { user: 'ann', text: 'before' });
+  await until(() => texts.length === 1, 5000, 'first message');
+  await first.close();
+  await until(() => stream.state === 'reconnecting', 5000, 'reconnecting');
+
+  // startGateway picks a free port; the second gateway must take over the first one's.
+  const second = await buildApp({ config: { ...first.config, instanceId: uniqueName('test') } });
+  t.teardown(() => second.close());
+  await second.listen({ port: Number(port), host: '127.0.0.1' });
+  await until(async () => (await fetch(`${first.url}/readyz`)).status === 200, 60_000, 'the second replica to be ready');
+  await until(() => stream.state === 'open', 10_000, 'reopened');
+  await postJson(`${first.url}/rooms/${room}/messages`, { user: 'ann', text: 'after' });
+  await until(() => texts.length === 2, 5000, 'second message');
+  t.same(texts, ['before', 'after']);
+});

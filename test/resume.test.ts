@@ -1,0 +1,306 @@
+import t from 'tap';
+import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
+import { openStream, until, type TestStream } from './helpers/sse-client.ts';
+import type { SseMessage } from '../src/client/sse-parser.ts';
+
+/** Posts `texts` to a room, in order, each acknowledged before the next. */
+async function post(gateway: TestGateway, room: string, texts: string[]): Promise<void> {
+  for (const text of texts) {
+    const posted = await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'seq', text });
+    if (posted.status !== 202) throw new Error(`post failed: ${posted.status} ${JSON.stringify(posted.body)}`);
+  }
+}
+
+const range = (prefix: string, from: number, to: number) => Array.from({ length: to - from }, (_, i) => `${prefix}${from + i}`);
+const texts = (events: SseMessage[]) => events.filter((event) => event.event === 'message').map((event) => JSON.parse(event.data).text as string);
+
+async function messages(stream: TestStream, count: number): Promise<string[]> {
+  await until(() => texts(stream.events).length >= count, 20000, `${count} messages (got ${texts(stream.events).length})`);
+  return texts(stream.events);
+}
+
+t.test('embedded bus: a client that reconnects with its last id gets exactly what it missed', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const first = await openStream(`${gateway.url}/events/${room}`);
+  await post(gateway, room, range('m', 0, 3));
+  t.same(await messages(first, 3), range('m', 0, 3));
+  first.close();
+  await post(gateway, room, range('m', 3, 8));
+  const resumed = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': first.lastEventId() });
+  t.teardown(() => resumed.close());
+  t.same(await messages(resumed, 5), range('m', 3, 8), 'the five missed, none repeated');
+  await post(gateway, room, ['live']);
+  t.same(await messages(resumed, 6), [...range('m', 3, 8), 'live']);
+  t.equal(gateway.app.streamStats.resumesFromMemory, 1);
+});
+
+t.test('a client that saw no event yet still resumes from where it connected', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const first = await openStream(`${gateway.url}/events/${room}`);
+  await until(() => first.lastEventId() !== '', 5000, 'the initial id');
+  first.close();
+  await post(gateway, room, ['while away']);
+  const resumed = await openStream(`${gateway.url}/events/${room}?lastEventId=${encodeURIComponent(first.lastEventId())}`);
+  t.teardown(() => resumed.close());
+  t.same(await messages(resumed, 1), ['while away'], '?lastEventId= works for clients that cannot send headers');
+});
+
+t.test('forged and tampered ids get `reset`, then live events, never another room', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const other = uniqueName('other');
+  const watcher = await openStream(`${gateway.url}/events/${other}`);
+  await post(gateway, other, ['secret']);
+  await watcher.waitForEvents(1);
+  const realId = watcher.lastEventId();
+  const tampered = `${realId.slice(0, -2)}${realId.endsWith('A') ? 'B' : 'A'}${realId.slice(-1)}`;
+  for (const id of ['0-0', 'not base64!', tampered, 'A'.repeat(5000), '\u00ff\u00fe']) {
+    const stream = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': encodeURI(id) });
+    const [reset] = await stream.waitForEvents(1);
+    t.equal(reset?.event, 'reset', `reset for ${id.slice(0, 20)}`);
+    t.same(JSON.parse(reset!.data), { reason: 'invalid-id' });
+    await post(gateway, room, [`after ${id.length}`]);
+    const [, live] = await stream.waitForEvents(2);
+    t.equal(JSON.parse(live!.data).text, `after ${id.length}`);
+    t.notOk(stream.text().includes('secret'));
+    stream.close();
+  }
+  // A valid id of another room replays nothing of that room: events come from the channel in the URL.
+  const crossRoom = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': realId });
+  t.teardown(() => crossRoom.close());
+  await post(gateway, room, ['mine']);
+  await until(() => texts(crossRoom.events).includes('mine'), 5000, 'live event');
+  t.notOk(crossRoom.text().includes('secret'));
+});
+
+t.test('embedded bus: a position older than the history gets `reset` with reason expired', async (t) => {
+  const gateway = await startGateway({ historyMaxEventsPerChannel: 3 });
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const first = await openStream(`${gateway.url}/events/${room}`);
+  await post(gateway, room, ['a']);
+  await messages(first, 1);
+  first.close();
+  await post(gateway, room, range('m', 0, 6));
+  const resumed = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': first.lastEventId() });
+  t.teardown(() => resumed.close());
+  const [reset] = await resumed.waitForEvents(1);
+  t.equal(reset?.event, 'reset');
+  t.same(JSON.parse(reset!.data), { reason: 'expired' });
+  await post(gateway, room, ['live']);
+  t.same(await messages(resumed, 1), ['live']);
+});
+
+t.test('multi-channel streams: several rooms and a ticker on one connection, resumed with one id', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const [a, b] = [uniqueName('a'), uniqueName('b')];
+  const url = `${gateway.url}/events?room=${a}&room=${b}&ticker=DOGE`;
+  const first = await openStream(url);
+  await post(gateway, a, ['a1']);
+  await post(gateway, b, ['b1']);
+  t.equal((await postJson(`${gateway.url}/tickers/DOGE/prices`, { price: 1, currency: 'USD' })).status, 202);
+  await first.waitForEvents(3);
+  t.same(new Set(texts(first.events)), new Set(['a1', 'b1']));
+  t.ok(first.events.some((event) => event.event === 'price_update'));
+  first.close();
+  await post(gateway, a, ['a2', 'a3']);
+  await post(gateway, b, ['b2']);
+  const resumed = await openStream(url, { 'last-event-id': first.lastEventId() });
+  t.teardown(() => resumed.close());
+  await messages(resumed, 3);
+  t.same(texts(resumed.events).sort(), ['a2', 'a3', 'b2']);
+  const rooms = resumed.events.map((event) => JSON.parse(event.data).room);
+  t.same(rooms.filter((name) => name === a).length, 2);
+
+  const tooMany = await fetch(`${gateway.url}/events?${Array.from({ length: 21 }, (_, i) => `room=r${i}`).join('&')}`);
+  t.equal(tooMany.status, 400);
+  t.match(await tooMany.json(), { message: /at most 20/ });
+  t.equal((await fetch(`${gateway.url}/events`)).status, 400);
+});
+
+t.test('?since= starts a stream at a point in time', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const watcher = await openStream(`${gateway.url}/events/${room}`);
+  t.teardown(() => watcher.close());
+  await post(gateway, room, ['old1', 'old2']);
+  await messages(watcher, 2);
+  await until(() => Date.now() > JSON.parse(watcher.events[1]!.data).ts, 1000, 'the clock to move on');
+  const since = Date.now();
+  await post(gateway, room, ['new1', 'new2']);
+  await messages(watcher, 4);
+  for (const value of [String(since), new Date(since).toISOString()]) {
+    const stream = await openStream(`${gateway.url}/events/${room}?since=${encodeURIComponent(value)}`);
+    t.same(await messages(stream, 2), ['new1', 'new2'], `since=${value}`);
+    stream.close();
+  }
+  const before = await openStream(`${gateway.url}/events/${room}?since=1000`);
+  const [reset] = await before.waitForEvents(1);
+  t.same(JSON.parse(reset!.data), { reason: 'since-unavailable' }, 'a time before anything this replica knows');
+  before.close();
+  t.equal((await fetch(`${gateway.url}/events/${room}?since=yesterday`)).status, 400);
+});
+
+if (kafkaBrokers === undefined) {
+  t.fail('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker');
+} else {
+  const brokers = kafkaBrokers;
+
+  t.test('Kafka: cut off on replica A, resumed on replica B: exactly the missed events, then live', async (t) => {
+    const topics = kafkaTopics();
+    const a = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => a.close());
+    const b = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => b.close());
+    const room = uniqueName('room');
+    const onA = await openStream(`${a.url}/events/${room}`);
+    await post(a, room, range('s', 0, 5));
+    await messages(onA, 5);
+    onA.close();
+    await post(a, room, range('s', 5, 25));
+    const onB = await openStream(`${b.url}/events/${room}`, { 'last-event-id': onA.lastEventId() });
+    t.teardown(() => onB.close());
+    t.same(await messages(onB, 20), range('s', 5, 25), 'the 20 missed events, in order, none repeated');
+    await post(b, room, ['live']);
+    t.same((await messages(onB, 21)).slice(20), ['live']);
+  });
+
+  t.test('Kafka: resume while events keep being published: no gap, no duplicate across the hand-over', async (t) => {
+    const topics = kafkaTopics();
+    const a = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => a.close());
+    const b = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => b.close());
+    const room = uniqueName('room');
+    const total = 120;
+    let published = 0;
+    const publishing = (async () => {
+      for (; published < total; published++) await post(published % 2 === 0 ? a : b, room, [`n${published}`]);
+    })();
+    const onA = await openStream(`${a.url}/events/${room}`);
+    await until(() => texts(onA.events).length >= 10, 20000, 'some events on A');
+    onA.close();
+    const seenOnA = texts(onA.events);
+    const onB = await openStream(`${b.url}/events/${room}`, { 'last-event-id': onA.lastEventId() });
+    t.teardown(() => onB.close());
+    await publishing;
+    const expected = range('n', 0, total).slice(range('n', 0, total).indexOf(seenOnA[0]!));
+    await until(() => seenOnA.length + texts(onB.events).length >= expected.length, 30000, 'all events');
+    t.same([...seenOnA, ...texts(onB.events)], expected, 'every event once, in order, across the two replicas');
+  });
+
+  t.test('Kafka: a position older than the in-memory history is served from Kafka', async (t) => {
+    const topics = kafkaTopics();
+    const a = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => a.close());
+    const b = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxEventsPerChannel: 4 });
+    t.teardown(() => b.close());
+    const room = uniqueName('room');
+    const noise = uniqueName('noise');
+    const onA = await openStream(`${a.url}/events/${room}`);
+    await post(a, room, ['first']);
+    await messages(onA, 1);
+    onA.close();
+    await post(a, room, range('k', 0, 15));
+    await post(a, noise, range('x', 0, 5));
+    await post(a, room, range('k', 15, 20));
+    await until(() => b.app.history.totalEvents >= 8, 10000, 'B consumed the events');
+    const onB = await openStream(`${b.url}/events/${room}`, { 'last-event-id': onA.lastEventId() });
+    t.teardown(() => onB.close());
+    t.same(await messages(onB, 20), range('k', 0, 20));
+    t.equal(b.app.streamStats.resumesFromKafka, 1);
+    t.notOk(onB.events.some((event) => event.event === 'reset'));
+  });
+
+  t.test('Kafka: a replay larger than RESUME_MAX_EVENTS is sent in pages; the client resumes for the rest', async (t) => {
+    const topics = kafkaTopics();
+    const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxEventsPerChannel: 2, resumeMaxEvents: 7 });
+    t.teardown(() => gateway.close());
+    const room = uniqueName('room');
+    const first = await openStream(`${gateway.url}/events/${room}`);
+    await until(() => first.lastEventId() !== '', 5000, 'initial id');
+    first.close();
+    await post(gateway, room, range('p', 0, 16));
+    let lastId = first.lastEventId();
+    const received: string[] = [];
+    for (let page = 0; page < 3; page++) {
+      const stream = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': lastId });
+      if (page < 2) await stream.ended;
+      else await until(() => texts(stream.events).length >= 2, 10000, 'last page');
+      received.push(...texts(stream.events));
+      lastId = stream.lastEventId();
+      stream.close();
+    }
+    t.same(received, range('p', 0, 16), 'pages of 7, 7 and 2, nothing lost or repeated');
+  });
+
+  t.test('Kafka: a freshly started replica warms its history and resumes a client published to before it started', async (t) => {
+    const topics = kafkaTopics();
+    const a = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => a.close());
+    const room = uniqueName('room');
+    const onA = await openStream(`${a.url}/events/${room}`);
+    await post(a, room, ['w0']);
+    await messages(onA, 1);
+    onA.close();
+    await post(a, room, range('w', 1, 9));
+    const fresh = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => fresh.close());
+    const resumed = await openStream(`${fresh.url}/events/${room}`, { 'last-event-id': onA.lastEventId() });
+    t.teardown(() => resumed.close());
+    t.same(await messages(resumed, 8), range('w', 1, 9));
+    t.equal(fresh.app.streamStats.resumesFromMemory, 1, 'served from the warmed history');
+  });
+
+  t.test('Kafka: a multi-room stream resumes all its rooms on another replica', async (t) => {
+    const topics = kafkaTopics();
+    const a = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => a.close());
+    const b = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => b.close());
+    const rooms = [uniqueName('r'), uniqueName('r'), uniqueName('r')];
+    const query = rooms.map((room) => `room=${room}`).join('&');
+    const onA = await openStream(`${a.url}/events?${query}`);
+    for (const room of rooms) await post(a, room, [`${room}-0`]);
+    await messages(onA, 3);
+    onA.close();
+    for (const room of rooms) await post(b, room, [`${room}-1`, `${room}-2`]);
+    const onB = await openStream(`${b.url}/events?${query}`, { 'last-event-id': onA.lastEventId() });
+    t.teardown(() => onB.close());
+    await messages(onB, 6);
+    t.same(texts(onB.events).sort(), rooms.flatMap((room) => [`${room}-1`, `${room}-2`]).sort());
+    for (const room of rooms) {
+      const own = texts(onB.events).filter((text) => text.startsWith(room));
+      t.same(own, [`${room}-1`, `${room}-2`], 'in order within a room');
+    }
+  });
+
+  t.test('Kafka: since= reaches back into Kafka when memory does not cover it', async (t) => {
+    const topics = kafkaTopics();
+    const a = await startGateway({ kafkaBrokers: brokers, ...topics });
+    t.teardown(() => a.close());
+    const room = uniqueName('room');
+    const watcher = await openStream(`${a.url}/events/${room}`);
+    t.teardown(() => watcher.close());
+    await post(a, room, ['before']);
+    await messages(watcher, 1);
+    await until(() => Date.now() > JSON.parse(watcher.events[0]!.data).ts, 1000, 'the clock to move on');
+    const since = Date.now();
+    await post(a, room, ['after1', 'after2']);
+    await messages(watcher, 3);
+    // A replica whose history window does not reach back to `since`.
+    await until(() => Date.now() - since > 1500, 5000, 'since to fall outside a one-second window');
+    const b = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: 1000 });
+    t.teardown(() => b.close());
+    const stream = await openStream(`${b.url}/events/${room}?since=${since}`);
+    t.teardown(() => stream.close());
+    t.same(await messages(stream, 2), ['after1', 'after2']);
+  });
+}

@@ -1,0 +1,72 @@
+import t from 'tap';
+import { isPublic, mayPublish, maySubscribe, parseClaims, type Claims } from '../../src/auth/claims.ts';
+
+function claims(payload: unknown): Claims {
+  const result = parseClaims(payload);
+  if (!result.ok) throw new Error(result.reason);
+  return result.claims;
+}
+
+t.test('reads sub, name, grants and exp', async (t) => {
+  const parsed = claims({ sub: 'u1', name: 'Ann', rooms: ['lobby', 'team-*'], tickers: ['BTC'], publish: ['lobby', 'room:team-a', 'ticker:ETH*'], exp: 2000000000 });
+  t.equal(parsed.subject, 'u1');
+  t.equal(parsed.displayName, 'Ann');
+  t.same(parsed.rooms, ['lobby', 'team-*']);
+  t.same(parsed.publishRooms, ['lobby', 'team-a']);
+  t.same(parsed.publishTickers, ['ETH*']);
+  t.equal(parsed.expiresAt, 2000000000000);
+});
+
+t.test('name defaults to sub; absent grants grant nothing', async (t) => {
+  const parsed = claims({ sub: 'u2' });
+  t.equal(parsed.displayName, 'u2');
+  t.equal(parsed.expiresAt, null);
+  t.notOk(maySubscribe(parsed, { kind: 'room', name: 'lobby' }));
+  t.notOk(mayPublish(parsed, { kind: 'room', name: 'lobby' }));
+});
+
+t.test('malformed claims refuse the whole token', async (t) => {
+  const bad: unknown[] = [
+    null,
+    'string',
+    [],
+    {},
+    { sub: '' },
+    { sub: 42 },
+    { sub: 'x'.repeat(257) },
+    { sub: 'u', name: '' },
+    { sub: 'u', name: 'n'.repeat(65) },
+    { sub: 'u', exp: 'tomorrow' },
+    { sub: 'u', rooms: 'lobby' },
+    { sub: 'u', rooms: [1] },
+    { sub: 'u', rooms: ['te*m'] },
+    { sub: 'u', tickers: ['a b'] },
+    { sub: 'u', publish: ['ticker:'] },
+    { sub: 'u', publish: ['ticker:B*C'] },
+    { sub: 'u', rooms: new Array(1001).fill('a') },
+  ];
+  for (const payload of bad) {
+    const result = parseClaims(payload);
+    t.equal(result.ok, false, JSON.stringify(payload)?.slice(0, 60) ?? String(payload));
+  }
+});
+
+t.test('subscribe and publish grants are separate, and per kind', async (t) => {
+  const parsed = claims({ sub: 'u', rooms: ['team-*'], tickers: ['BTC'], publish: ['team-a', 'ticker:BTC'] });
+  t.ok(maySubscribe(parsed, { kind: 'room', name: 'team-b' }));
+  t.notOk(maySubscribe(parsed, { kind: 'ticker', name: 'team-b' }), 'rooms do not grant tickers');
+  t.ok(maySubscribe(parsed, { kind: 'ticker', name: 'BTC' }));
+  t.notOk(maySubscribe(parsed, { kind: 'room', name: 'BTC' }));
+  t.ok(mayPublish(parsed, { kind: 'room', name: 'team-a' }));
+  t.notOk(mayPublish(parsed, { kind: 'room', name: 'team-b' }), 'reading does not grant publishing');
+  t.ok(mayPublish(parsed, { kind: 'ticker', name: 'BTC' }));
+  t.notOk(mayPublish(parsed, { kind: 'room', name: 'BTC' }), 'ticker:BTC is not room BTC');
+});
+
+t.test('public channels', async (t) => {
+  const publicChannels = { rooms: ['lobby', 'public-*'], tickers: ['*'] };
+  t.ok(isPublic(publicChannels, { kind: 'room', name: 'public-x' }));
+  t.notOk(isPublic(publicChannels, { kind: 'room', name: 'team-a' }));
+  t.ok(isPublic(publicChannels, { kind: 'ticker', name: 'BTC' }));
+  t.notOk(isPublic({ rooms: [], tickers: [] }, { kind: 'room', name: 'lobby' }));
+});
