@@ -144,6 +144,15 @@ export default fp(
       replies.set(request, reply);
     });
 
+    // Operator-only routes (`config: { admin: true }`, e.g. /status): a service API key, once auth is on.
+    app.addHook('onRequest', async (request, reply) => {
+      if (!enabled || request.routeOptions.config?.admin !== true) return;
+      const apiKey = request.headers['x-api-key'];
+      const presented = Array.isArray(apiKey) ? apiKey[0] : apiKey;
+      if (presented === undefined || presented === '') throw refusal(reply, { ok: false, statusCode: 401, reason: 'operator route: send X-API-Key' });
+      if (apiKeys.serviceFor(presented) === null) throw refusal(reply, { ok: false, statusCode: 401, reason: 'invalid API key' });
+    });
+
     app.decorate('authEnabled', enabled);
     app.decorate('streamQuota', streamQuota);
     app.decorateRequest('publisher', null);

@@ -2,7 +2,8 @@ import fp from 'fastify-plugin';
 import { FastifySSEPlugin } from 'fastify-sse-v2';
 import { EventIterator } from 'event-iterator';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { bodyFrame } from '../src/sse-frame.ts';
+import { bodyFrame, commentFrame, retryFrame } from '../src/sse-frame.ts';
+import { httpError } from './errors.ts';
 import { Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/subscription.ts';
 
 declare module 'fastify' {
@@ -34,6 +35,11 @@ export interface StreamStats {
   resumesFromMemory: number;
   resumesFromKafka: number;
   resets: number;
+  /** Ticker frames replaced by a newer price while their client was behind. */
+  conflated: number;
+  refusedAtCapacity: number;
+  refusedPerIp: number;
+  heartbeats: number;
   /** Open streams by kind. */
   open: { room: number; ticker: number; multi: number };
 }
@@ -41,10 +47,17 @@ export interface StreamStats {
 interface OpenStream {
   end(lastFrame?: Buffer): void;
   endAt: number | null;
+  /** Set on every write; the heartbeat timer clears it and pings the streams that stayed idle. */
+  active: boolean;
+  write(frame: Buffer): void;
 }
 
-/** Frames waiting in one connection's queue before it counts as stuck and is ended. */
-const MAX_QUEUED_FRAMES = 10_000;
+/** A frame, and for ticker prices the channel: while its client is behind, a newer price replaces it. */
+interface QueuedFrame {
+  frame: Buffer;
+  conflateKey: string | undefined;
+}
+
 const EXPIRY_CHECK_INTERVAL_MS = 1000;
 
 /** `?since=` is epoch milliseconds or an ISO-8601 time; anything else was refused by the schema. */
@@ -85,6 +98,10 @@ export default fp(
       resumesFromMemory: 0,
       resumesFromKafka: 0,
       resets: 0,
+      conflated: 0,
+      refusedAtCapacity: 0,
+      refusedPerIp: 0,
+      heartbeats: 0,
       open: { room: 0, ticker: 0, multi: 0 },
     };
     const overflowFrame = bodyFrame('overflow', '{"reason":"client too slow; reconnect to resume"}');
@@ -96,7 +113,7 @@ export default fp(
       codec: app.cursorCodec,
       rangeReader: app.bus.rangeReader,
       maxReplayEvents: config.resumeMaxEvents,
-      maxPendingEvents: MAX_QUEUED_FRAMES,
+      maxPendingEvents: config.streamMaxQueuedEvents,
       lagThresholdMs: config.lagThresholdMs,
     };
 
@@ -112,34 +129,86 @@ export default fp(
     }, EXPIRY_CHECK_INTERVAL_MS);
     expiryTimer.unref();
 
+    // One timer for all heartbeats: a comment on every stream that sent nothing since the last tick.
+    const heartbeat = commentFrame();
+    const heartbeatTimer = setInterval(() => {
+      for (const stream of openStreams) {
+        if (stream.active) stream.active = false;
+        else {
+          stream.write(heartbeat);
+          stats.heartbeats += 1;
+        }
+      }
+    }, config.heartbeatMs);
+    heartbeatTimer.unref();
+
+    const streamsPerIp = new Map<string, number>();
+    let draining = false;
+    /** A reconnect delay spread over the drain window, so clients return gradually, elsewhere. */
+    const jitteredRetry = () => retryFrame(config.sseRetryMs + Math.floor(Math.random() * Math.max(config.drainWindowMs, 1000)));
+
     app.decorateReply('streamChannels', function (this: FastifyReply, channels: readonly ChannelRef[], options: StreamOptions = {}) {
       const reply = this;
       const { request } = reply;
       const socket = reply.raw;
       const kind = channels.length > 1 ? 'multi' : (channels[0]?.kind ?? 'room');
+      if (openStreams.size >= config.maxStreams) {
+        stats.refusedAtCapacity += 1;
+        reply.header('Retry-After', String(Math.ceil(config.sseRetryMs / 1000) + 1 + Math.floor(Math.random() * 5)));
+        throw httpError(503, `this replica is at its limit of ${config.maxStreams} streams; retry later or elsewhere`);
+      }
+      const ip = request.ip;
+      const fromIp = streamsPerIp.get(ip) ?? 0;
+      if (fromIp >= config.maxStreamsPerIp) {
+        stats.refusedPerIp += 1;
+        reply.header('Retry-After', String(Math.ceil(config.sseRetryMs / 1000)));
+        throw httpError(429, `too many streams from this address (at most ${config.maxStreamsPerIp})`);
+      }
+      streamsPerIp.set(ip, fromIp + 1);
+      // Streams are long-lived responses: no socket idle timeout (heartbeats keep proxies awake).
+      request.raw.socket.setTimeout(0);
       const openedAt = Date.now();
-      let push: (frame: Buffer) => void = () => {};
+      let push: (item: QueuedFrame) => void = () => {};
       let stopQueue: () => void = () => {};
-      const frames = new EventIterator<Buffer>(
+      const frames = new EventIterator<QueuedFrame>(
         (queue) => {
           push = queue.push;
           stopQueue = queue.stop;
           queue.on('highWater', () => stream.end(overflowFrame));
         },
-        { highWaterMark: MAX_QUEUED_FRAMES },
+        { highWaterMark: config.streamMaxQueuedEvents },
       );
       const subscription = new Subscription(context, channels, {
-        write: (frame) => push(frame),
+        write: (frame, conflateKey) => push({ frame, conflateKey }),
         end: (lastFrame) => {
-          if (lastFrame !== undefined) push(lastFrame);
+          if (lastFrame !== undefined) push({ frame: lastFrame, conflateKey: undefined });
           // Let the queue drain what is already in it, then end.
           stopQueue();
         },
+        // After the queued frames reach the socket (next turn), wait while the client is behind.
+        whenWritable: () =>
+          new Promise<void>((resolve) => {
+            setImmediate(() => {
+              if (socket.destroyed || !socket.writableNeedDrain) return resolve();
+              const done = () => {
+                socket.off('drain', done);
+                socket.off('close', done);
+                resolve();
+              };
+              socket.once('drain', done);
+              socket.once('close', done);
+            });
+          }),
       });
       const stream: OpenStream = {
         endAt: options.endAt ?? null,
+        active: true,
+        write: (frame) => push({ frame, conflateKey: undefined }),
         end: (lastFrame) => {
           if (!openStreams.delete(stream)) return;
+          const remaining = (streamsPerIp.get(ip) ?? 1) - 1;
+          if (remaining > 0) streamsPerIp.set(ip, remaining);
+          else streamsPerIp.delete(ip);
           expiring.delete(stream);
           stats.closed += 1;
           stats.open[kind] -= 1;
@@ -149,6 +218,8 @@ export default fp(
           if (!socket.destroyed) {
             if (lastFrame !== undefined) socket.write(lastFrame);
             socket.end();
+            // A client that does not read would hold the unsent bytes forever: let go soon.
+            if (socket.writableLength > 0) setTimeout(() => socket.destroy(), 2000).unref();
           }
           request.log.debug({ channels: channels.length, kind, durationMs: Date.now() - openedAt }, 'stream closed');
         },
@@ -162,12 +233,30 @@ export default fp(
       reply.header('X-Accel-Buffering', 'no');
       reply.sse({ comment: 'connected' });
 
+      const write = (frame: Buffer): void => {
+        socket.write(frame);
+        stream.active = true;
+        stats.framesWritten += 1;
+        stats.bytesWritten += frame.length;
+      };
+      // Ticker prices that arrived while the socket was full: only the latest per symbol is kept.
+      const conflated = new Map<string, Buffer>();
+      const flushConflated = (): void => {
+        for (const frame of conflated.values()) write(frame);
+        conflated.clear();
+      };
+      socket.on('drain', flushConflated);
+
       void (async () => {
-        for await (const frame of frames) {
+        for await (const { frame, conflateKey } of frames) {
           if (socket.destroyed) break;
-          socket.write(frame);
-          stats.framesWritten += 1;
-          stats.bytesWritten += frame.length;
+          if (conflateKey !== undefined && socket.writableNeedDrain) {
+            if (conflated.has(conflateKey)) stats.conflated += 1;
+            conflated.delete(conflateKey);
+            conflated.set(conflateKey, frame);
+            continue;
+          }
+          write(frame);
           if (socket.writableLength > config.streamMaxBufferedBytes) {
             stats.slowClientDisconnects += 1;
             request.log.info({ buffered: socket.writableLength }, 'ending the stream of a client too slow to keep up');
@@ -178,6 +267,12 @@ export default fp(
         // The subscription ended the stream (replay page full, or too far behind): client resumes.
         stream.end();
       })();
+
+      if (draining) {
+        // A stream opened while this replica drains goes straight elsewhere.
+        stream.end(jitteredRetry());
+        return reply;
+      }
 
       const from = startFrom(request);
       subscription.start(from).then(
@@ -195,10 +290,27 @@ export default fp(
       return reply;
     });
 
-    // Open streams would hold app.close() forever; end them first (clients reconnect elsewhere).
+    // Open streams would hold app.close() forever. They are ended spread over the drain window,
+    // each told a jittered reconnect delay, so clients move to other replicas gradually instead of
+    // all at once (and resume there by id).
     app.addHook('preClose', async () => {
+      draining = true;
       clearInterval(expiryTimer);
-      for (const stream of [...openStreams]) stream.end();
+      clearInterval(heartbeatTimer);
+      const streams = [...openStreams];
+      if (streams.length === 0) return;
+      app.log.info({ streams: streams.length, windowMs: config.drainWindowMs }, 'draining streams');
+      // A few streams every tick, so the last ends as the window closes.
+      const tickMs = 100;
+      const perTick = Math.max(1, Math.ceil((streams.length * tickMs) / Math.max(config.drainWindowMs, tickMs)));
+      await new Promise<void>((resolve) => {
+        const endSome = (): void => {
+          for (const stream of streams.splice(0, perTick)) stream.end(jitteredRetry());
+          if (streams.length === 0) resolve();
+          else setTimeout(endSome, tickMs);
+        };
+        endSome();
+      });
     });
   },
   { name: 'event-stream', fastify: '5.x', dependencies: ['gateway'] },

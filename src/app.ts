@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { loadConfig, type Config } from './config.ts';
 import type { EventBus } from './bus/types.ts';
@@ -51,8 +51,23 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     logger: options.logger ?? loggerOptions(config),
     bodyLimit: config.bodyLimitBytes,
     requestIdHeader: 'x-request-id',
-    return503OnClosing: true,
+    // While draining, a new stream is accepted and told to come back later (a 503 would make
+    // EventSource give up for good); /readyz already tells the load balancer to look elsewhere.
+    return503OnClosing: false,
+    trustProxy: config.trustProxy,
+    // Slow or idle request senders are cut off; open event streams are not (they are responses).
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: 5000,
+    // Fastify's own answers to a malformed URL quote the whole URL, `?token=` included.
+    frameworkErrors: (error, _request, reply) => {
+      const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      const message = tooLong ? 'a URL parameter is too long' : 'malformed URL (invalid percent-encoding)';
+      // The framework hands an untyped-route reply; its generic status type admits no number.
+      return (reply as FastifyReply).code(tooLong ? 414 : 400).send({ statusCode: tooLong ? 414 : 400, error: tooLong ? 'URI Too Long' : 'Bad Request', message });
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // Node reads this per connection; Fastify's `http` option would widen the server's types.
+  (app.server as { maxHeaderSize?: number }).maxHeaderSize = config.maxHeaderBytes;
 
   await app.register(gateway, { config, ...(options.bus ? { bus: options.bus } : {}) });
   await app.register(errors);

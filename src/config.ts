@@ -47,6 +47,21 @@ export interface Config {
   maxChannelsPerStream: number;
   /** A replay starting further back than this sends `event: lag`, then `event: live`. */
   lagThresholdMs: number;
+  /** A comment line goes to every stream idle this long (one shared timer). */
+  heartbeatMs: number;
+  /** Frames queued for one stream beyond which it is ended (a chat client resumes). */
+  streamMaxQueuedEvents: number;
+  /** Concurrent streams per instance (503 with Retry-After beyond). */
+  maxStreams: number;
+  /** Concurrent streams per client IP (429 beyond). */
+  maxStreamsPerIp: number;
+  maxHeaderBytes: number;
+  /** How long a client may take to send a whole request; idle keep-alive sockets close too. */
+  requestTimeoutMs: number;
+  /** On shutdown, streams are ended spread over this window, with jittered `retry:`. */
+  drainWindowMs: number;
+  /** Read the client IP from X-Forwarded-For (behind a load balancer). */
+  trustProxy: boolean;
   /** Security settings (issue 6); null secret and key file = auth off. */
   auth: AuthConfig;
   /** TLS and SASL towards the brokers. */
@@ -274,7 +289,7 @@ export function loadConfig(env: Env = process.env): Config {
     corsOrigins: corsOrigins(env),
     sseRetryMs: integer(env, 'SSE_RETRY_MS', 3000, 0, 3600000),
     streamMaxBufferedBytes: integer(env, 'STREAM_MAX_BUFFERED_BYTES', 1048576, 1024, 1073741824),
-    shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10000, 100, 600000),
+    shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 30000, 100, 600000),
     cursorSecret: cursorSecret(env),
     cursorSecretIsDefault: read(env, 'CURSOR_SECRET') === undefined,
     historyMaxEventsPerChannel: integer(env, 'HISTORY_MAX_EVENTS', 1000, 1, 1000000),
@@ -283,6 +298,14 @@ export function loadConfig(env: Env = process.env): Config {
     resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 10000, 1, 1000000),
     maxChannelsPerStream: integer(env, 'MAX_CHANNELS_PER_STREAM', 20, 1, 1000),
     lagThresholdMs: integer(env, 'LAG_THRESHOLD_MS', 5000, 0, 86400000),
+    heartbeatMs: integer(env, 'HEARTBEAT_MS', 15000, 100, 3600000),
+    streamMaxQueuedEvents: integer(env, 'STREAM_MAX_QUEUED_EVENTS', 10000, 10, 10000000),
+    maxStreams: integer(env, 'MAX_STREAMS', 50000, 1, 10000000),
+    maxStreamsPerIp: integer(env, 'MAX_STREAMS_PER_IP', 100, 1, 10000000),
+    maxHeaderBytes: integer(env, 'MAX_HEADER_BYTES', 16384, 1024, 1048576),
+    requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 10000, 100, 600000),
+    drainWindowMs: integer(env, 'DRAIN_WINDOW_MS', 10000, 0, 600000),
+    trustProxy: bool(env, 'TRUST_PROXY', false),
     auth: authConfig(env),
     kafkaSecurity: kafkaSecurity(env),
   };

@@ -116,7 +116,11 @@ export class Dispatcher implements BusConsumer {
     this.stats.recordsConsumed += 1;
     const slot = this.slotOf(record.topic);
     const offset = Number(record.offset);
-    if (slot !== undefined) this.#next.set(positionKey(slot, record.partition), offset + 1);
+    if (slot !== undefined) {
+      const key = positionKey(slot, record.partition);
+      // Records read again after a consumer restart never move the position back.
+      if (offset + 1 > (this.#next.get(key) ?? 0)) this.#next.set(key, offset + 1);
+    }
     const decoded = decodeRecord(record, this.topics);
     if (slot === undefined || !decoded.ok) {
       this.stats.recordsSkipped += 1;

@@ -108,6 +108,8 @@ export class History {
 
   append(event: StoredEvent, now = Date.now()): void {
     let log = this.#channels.get(event.channel);
+    // A consumer that restarts from its last commit reads some records again: keep them once.
+    if (log !== undefined && log.size > 0 && log.partition === event.partition && event.offset <= log.at(log.size - 1).offset) return;
     if (log === undefined) {
       log = new ChannelLog(this.#limits.maxEventsPerChannel, event.slot, event.partition);
     } else {

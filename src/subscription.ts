@@ -30,10 +30,16 @@ export type StartFrom = { kind: 'live' } | { kind: 'cursor'; id: string } | { ki
 export type ResetReason = 'invalid-id' | 'expired' | 'unknown-position' | 'since-unavailable' | 'unavailable';
 
 export interface SubscriptionSink {
-  write(frame: Buffer): void;
+  /** `conflateKey`: set on ticker prices, which a client that is behind may skip for a newer one. */
+  write(frame: Buffer, conflateKey?: string): void;
   /** Ends the stream (after `lastFrame`); the client reconnects and resumes from its last id. */
   end(lastFrame?: Buffer): void;
+  /** Resolves once the client has taken what was written: a replay goes at the client's pace. */
+  whenWritable?(): Promise<void>;
 }
+
+/** How many replayed events are written between two checks of the client's pace. */
+const REPLAY_STRIDE = 16;
 
 export interface SubscriptionContext {
   hub: Hub;
@@ -65,6 +71,11 @@ export interface SubscriptionOutcome {
 }
 
 const SLOTS: Record<ChannelKind, TopicSlot> = { room: 0, ticker: 1 };
+
+/** Ticker prices may be conflated for a client that is behind; chat events never are. */
+function conflateKey(event: { slot: TopicSlot; channel: string }): string | undefined {
+  return event.slot === 1 ? event.channel : undefined;
+}
 
 export class Subscription {
   readonly #context: SubscriptionContext;
@@ -124,7 +135,13 @@ export class Subscription {
     const oldest = replay.events[0]?.timestamp;
     const lagging = oldest !== undefined && now - oldest > this.#context.lagThresholdMs;
     if (lagging) this.#sink.write(bodyFrame('lag', JSON.stringify({ behindMs: now - oldest })));
-    for (const event of replay.events) this.#emit(event.slot, event.partition, event.offset, event.body);
+    for (let index = 0; index < replay.events.length; index++) {
+      this.#emit(replay.events[index]!);
+      if (index % REPLAY_STRIDE === REPLAY_STRIDE - 1 && this.#sink.whenWritable !== undefined) {
+        await this.#sink.whenWritable();
+        if (this.#closed) return { resumedFrom: replay.source, resets: [...resets], replayed: index + 1 };
+      }
+    }
     for (const [key, to] of replay.completeUpTo) {
       const channel = this.#channels.find((candidate) => candidate.key === key)!;
       this.#advance(channel.slot, channel.partition, to);
@@ -254,17 +271,18 @@ export class Subscription {
     if (entry !== undefined && event.offset < entry.next) return;
     if (this.#cursor.size === 1 && entry !== undefined) {
       entry.next = event.offset + 1;
-      this.#sink.write(event.frame);
+      this.#sink.write(event.frame, conflateKey(event));
       return;
     }
-    this.#emit(event.slot, event.partition, event.offset, event.body);
+    this.#emit(event);
   }
 
-  #emit(slot: TopicSlot, partition: number, offset: number, body: Buffer): void {
+  #emit(event: HubEvent | StoredEvent): void {
+    const { slot, partition, offset } = event;
     const entry = this.#cursor.get(positionKey(slot, partition));
     if (entry !== undefined && offset < entry.next) return;
     this.#advance(slot, partition, offset + 1);
-    this.#sink.write(withId(this.#cursorId(), body));
+    this.#sink.write(withId(this.#cursorId(), event.body), conflateKey(event));
   }
 
   /** Moves the stream's position in a partition forward (never back). */

@@ -239,3 +239,15 @@ t.test('tokens never reach the logs', async (t) => {
     t.notOk(log.includes(secret), 'no token, key or secret in the logs');
   }
 });
+
+t.test('operator routes (config.admin) need a service API key once auth is on', async (t) => {
+  const gateway = await startGateway(auth());
+  t.teardown(() => gateway.close());
+  const anonymous = await fetch(`${gateway.url}/status`);
+  t.equal(anonymous.status, 401);
+  t.equal((await fetch(`${gateway.url}/status`, { headers: { 'x-api-key': 'wrong' } })).status, 401);
+  t.equal((await fetch(`${gateway.url}/status`, { headers: bearer(token({ sub: 'ann', rooms: ['*'] })) })).status, 401, 'a user token is not enough');
+  const operator = await fetch(`${gateway.url}/status`, { headers: { 'x-api-key': API_KEY } });
+  t.equal(operator.status, 200);
+  t.notOk((await operator.text()).includes(API_KEY), 'the status page does not show the keys');
+});

@@ -86,6 +86,10 @@ export class KafkaBus implements EventBus {
   readonly #positions = new Map<string, PartitionPosition>();
   #closed = false;
   #retryTimer: NodeJS.Timeout | null = null;
+  #busConsumer: BusConsumer | null = null;
+  /** The first join seeks to the warm-up offsets; later joins continue from committed offsets. */
+  #seeked = false;
+  #restarts = 0;
 
   constructor(options: KafkaBusOptions) {
     this.#options = options;
@@ -127,9 +131,15 @@ export class KafkaBus implements EventBus {
     this.#producer.on(DISCONNECT, () => {
       this.#producerConnected = false;
     });
+    this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => {
+      this.#consumerJoined = true;
+    });
     this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
       this.#consumerJoined = false;
       this.#logger.error({ err: payload.error, restart: payload.restart }, 'Kafka consumer crashed');
+      // kafkajs restarts by itself after retriable errors; after any other, this replica does,
+      // from the committed offsets, so no event is skipped.
+      if (!payload.restart && this.#busConsumer !== null && !this.#closed) this.#restartConsumer(this.#busConsumer);
     });
     this.#consumer.on(this.#consumer.events.STOP, () => {
       this.#consumerJoined = false;
@@ -159,7 +169,27 @@ export class KafkaBus implements EventBus {
     }
   }
 
+  #restartConsumer(busConsumer: BusConsumer): void {
+    const delay = RETRY_DELAYS_MS[Math.min(this.#restarts, RETRY_DELAYS_MS.length - 1)]!;
+    this.#restarts += 1;
+    this.#retryTimer = setTimeout(() => {
+      void (async () => {
+        await this.#safely(() => this.#consumer.disconnect());
+        if (this.#closed) return;
+        try {
+          await this.#runConsumer(busConsumer, new Map());
+          this.#restarts = 0;
+          this.#logger.info('Kafka consumer restarted');
+        } catch (error) {
+          this.#logger.warn({ err: error }, 'Kafka consumer restart failed; retrying');
+          this.#restartConsumer(busConsumer);
+        }
+      })();
+    }, delay);
+  }
+
   async #startOnce(busConsumer: BusConsumer): Promise<void> {
+    this.#busConsumer = busConsumer;
     const admin = this.#admin ?? this.#kafka.admin();
     if (this.#admin === null) {
       await admin.connect();
@@ -187,6 +217,10 @@ export class KafkaBus implements EventBus {
     busConsumer.onPartitionsStart(starts);
     await this.#producer.connect();
     this.#producerConnected = true;
+    await this.#runConsumer(busConsumer, startOffsets);
+  }
+
+  async #runConsumer(busConsumer: BusConsumer, startOffsets: Map<string, string>): Promise<void> {
     await this.#consumer.connect();
     await this.#consumer.subscribe({ topics: this.#options.topics, fromBeginning: false });
     const joined = new Promise<void>((resolve, reject) => {
@@ -195,12 +229,13 @@ export class KafkaBus implements EventBus {
           for (const partition of partitions) {
             const offset = startOffsets.get(`${topic}:${partition}`);
             // Only the first join seeks; after a rejoin the committed offsets continue.
-            if (offset !== undefined && !this.#consumerJoined) {
+            if (offset !== undefined && !this.#seeked) {
               this.#consumer.seek({ topic, partition, offset });
               this.#positions.set(`${topic}:${partition}`, { topic, partition, next: offset, highWatermark: offset });
             }
           }
         }
+        this.#seeked = true;
         this.#consumerJoined = true;
         removeJoin();
         removeCrash();

@@ -230,5 +230,6 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
       clearTimeout(retryTimer);
       abort.abort();
     },
+    // The cast: one `on` implementation serves both overloads, which TypeScript cannot infer.
   } as GatewayStream;
 }

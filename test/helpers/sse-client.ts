@@ -5,6 +5,8 @@ export interface TestStream {
   status: number;
   headers: http.IncomingHttpHeaders;
   events: SseMessage[];
+  /** Comment lines received (heartbeats, `:connected`). */
+  comments(): number;
   /** What EventSource would send as Last-Event-ID on reconnect. */
   lastEventId(): string;
   /** Everything received, byte for byte, as text. */
@@ -17,9 +19,10 @@ export interface TestStream {
 }
 
 /** Opens an event stream over a real HTTP connection, as a browser's EventSource would. */
-export function openStream(url: string, headers: Record<string, string> = {}): Promise<TestStream> {
+export function openStream(url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<TestStream> {
   return new Promise((resolve, reject) => {
-    const request = http.get(url, { headers: { accept: 'text/event-stream', ...headers } }, (response) => {
+    const options = { headers: { accept: 'text/event-stream', ...headers }, ...(localAddress ? { localAddress } : {}) };
+    const request = http.get(url, options, (response) => {
       const parser = new SseParser();
       const events: SseMessage[] = [];
       let raw = '';
@@ -46,6 +49,7 @@ export function openStream(url: string, headers: Record<string, string> = {}): P
         events,
         text: () => raw,
         lastEventId: () => parser.lastEventId,
+        comments: () => parser.comments,
         ended,
         close: () => request.destroy(),
         waitForEvents: (count, timeoutMs = 20000) =>

@@ -1,0 +1,172 @@
+import t from 'tap';
+import net from 'node:net';
+import http from 'node:http';
+import { chatMessageRecord, priceUpdateRecord } from '../src/events.ts';
+import { SseParser, type SseMessage } from '../src/client/sse-parser.ts';
+import { postJson, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
+import { openStream, until } from './helpers/sse-client.ts';
+
+/** A client that sends its request and then reads nothing: the socket stays paused. */
+function stalledClient(gateway: TestGateway, path: string): Promise<{ socket: net.Socket; closed: Promise<void> }> {
+  const port = Number(new URL(gateway.url).port);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
+      socket.pause();
+      resolve({ socket, closed: new Promise((done) => socket.once('close', () => done())) });
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** Reads everything a stalled socket received and parses its SSE events (after the HTTP head). */
+async function drain(socket: net.Socket, closed: Promise<void>): Promise<{ events: SseMessage[]; lastEventId: string }> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.on('error', () => {});
+  socket.resume();
+  await closed;
+  const raw = Buffer.concat(chunks).toString('utf8');
+  const body = raw.slice(raw.indexOf('\r\n\r\n') + 4);
+  // Chunked transfer encoding: drop the chunk-size lines.
+  const unchunked = body.replace(/(^|\r\n)[0-9a-fA-F]+\r\n/g, '');
+  const parser = new SseParser();
+  return { events: parser.feed(unchunked), lastEventId: parser.lastEventId };
+}
+
+t.test('heartbeats: idle streams get a comment line from one shared timer', async (t) => {
+  const gateway = await startGateway({ heartbeatMs: 150 });
+  t.teardown(() => gateway.close());
+  const streams = await Promise.all([1, 2].map(() => openStream(`${gateway.url}/events/${uniqueName('idle')}`)));
+  t.teardown(() => streams.forEach((stream) => stream.close()));
+  for (const stream of streams) await until(() => stream.comments() >= 3, 5000, 'two heartbeats after :connected');
+  t.match(streams[0]!.text(), /\n:\n\n/, 'a bare comment line');
+  t.ok(gateway.app.streamStats.heartbeats >= 4);
+});
+
+t.test('a chat client that stops reading is cut off with bounded memory, resumes without loss, and others keep up', async (t) => {
+  const gateway = await startGateway({ streamMaxBufferedBytes: 256 * 1024, historyMaxEventsPerChannel: 10000, historyMaxTotalEvents: 20000 });
+  t.teardown(() => gateway.close());
+  const room = uniqueName('busy');
+  const normal = await openStream(`${gateway.url}/events/${room}`);
+  t.teardown(() => normal.close());
+  const slow = await stalledClient(gateway, `/events/${room}`);
+  await until(() => gateway.app.hub.subscriberCount(`room:${room}`) === 2, 5000, 'both subscribed');
+
+  const total = 4000;
+  const text = 'x'.repeat(1500);
+  const rssBefore = process.memoryUsage().rss;
+  const topics = { chat: gateway.config.chatTopic, ticker: gateway.config.tickerTopic };
+  const delays: number[] = [];
+  normal.events.length = 0;
+  for (let i = 0; i < total; i++) {
+    await gateway.app.bus.publish(chatMessageRecord(topics, room, { user: 'load', text: `${i} ${text}` }).record);
+    // The test client shares this process's event loop: give it turns to read, as a real one would.
+    if (i % 10 === 9) await new Promise((resolve) => setImmediate(resolve));
+  }
+  await normal.waitForEvents(total, 60000);
+  for (const event of normal.events) delays.push(Date.now() - JSON.parse(event.data).ts);
+  const rssGrowthMb = (process.memoryUsage().rss - rssBefore) / 1024 / 1024;
+  t.ok(rssGrowthMb < 200, `server memory stays bounded: grew ${rssGrowthMb.toFixed(1)} MB while ${((total * 1600) / 1e6).toFixed(1)} MB went to a client that reads nothing`);
+  t.equal(gateway.app.streamStats.slowClientDisconnects, 1, 'the stalled stream was ended');
+  await until(() => gateway.app.hub.subscriberCount(`room:${room}`) === 1, 5000, 'its subscription removed');
+  t.equal(normal.events.length, total, 'the normal client got everything');
+
+  const received = await drain(slow.socket, slow.closed);
+  t.equal(received.events.at(-1)?.event, 'overflow', 'told why, if it fits');
+  const seen = received.events.filter((event) => event.event === 'message').length;
+  t.ok(seen < total, `the stalled client got ${seen} before the cut`);
+  const resumed = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': received.lastEventId });
+  t.teardown(() => resumed.close());
+  const messagesOf = (events: SseMessage[]) => events.filter((event) => event.event === 'message');
+  await until(() => messagesOf(resumed.events).length >= total - seen, 30000, 'the rest');
+  const rest = resumed.events;
+  const numbers = [...received.events, ...rest].filter((event) => event.event === 'message').map((event) => Number(JSON.parse(event.data).text.split(' ')[0]));
+  t.same(numbers, Array.from({ length: total }, (_, i) => i), 'the resume fills the gap exactly');
+});
+
+t.test('a ticker client that stops reading is not cut off: it gets the latest price per symbol', async (t) => {
+  const gateway = await startGateway({ streamMaxBufferedBytes: 256 * 1024 });
+  t.teardown(() => gateway.close());
+  const slow = await stalledClient(gateway, '/tickers/DOGE/events');
+  await until(() => gateway.app.hub.subscriberCount('ticker:DOGE') === 1, 5000, 'subscribed');
+  const topics = { chat: gateway.config.chatTopic, ticker: gateway.config.tickerTopic };
+  const total = 60000;
+  for (let i = 1; i <= total; i++) {
+    await gateway.app.bus.publish(priceUpdateRecord(topics, 'DOGE', { price: i, currency: 'USD' }));
+    if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  await until(() => gateway.app.dispatcher.stats.recordsConsumed >= total, 20000, 'all prices dispatched');
+  t.ok(gateway.app.streamStats.conflated > 0, `${gateway.app.streamStats.conflated} stale prices replaced`);
+  t.equal(gateway.app.streamStats.slowClientDisconnects, 0, 'ticker streams conflate instead of being cut');
+  const chunks: Buffer[] = [];
+  const parser = new SseParser();
+  const prices: number[] = [];
+  slow.socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    for (const event of parser.feed(chunk.toString('utf8').replace(/(^|\r\n)[0-9a-fA-F]+\r\n/g, ''))) {
+      if (event.event === 'price_update') prices.push(JSON.parse(event.data).price);
+    }
+  });
+  slow.socket.resume();
+  await until(() => prices.at(-1) === total, 20000, 'the latest price');
+  t.ok(prices.length < total, `received ${prices.length} of ${total} prices`);
+  t.same(prices, [...prices].sort((a, b) => a - b), 'prices stay in order');
+  slow.socket.destroy();
+});
+
+t.test('limits: 503 with Retry-After past the instance cap, 429 past the per-IP cap, 431 for huge headers', async (t) => {
+  const gateway = await startGateway({ maxStreams: 3, maxStreamsPerIp: 2 });
+  t.teardown(() => gateway.close());
+  const first = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
+  const second = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
+  const perIp = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
+  t.equal(perIp.status, 429);
+  t.ok(Number(perIp.headers['retry-after']) > 0);
+  t.match(JSON.parse(perIp.text()), { statusCode: 429, message: /too many streams from this address/ });
+  const third = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.3');
+  t.equal(third.status, 200);
+  const overCap = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.4');
+  t.equal(overCap.status, 503);
+  t.ok(Number(overCap.headers['retry-after']) > 0, 'Retry-After');
+  for (const stream of [first, second, third]) stream.close();
+  await until(() => gateway.app.openStreamCount() === 0, 5000, 'streams closed');
+  const again = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
+  t.equal(again.status, 200, 'slots are given back when streams close');
+  again.close();
+
+  const status = await new Promise<number>((resolve, reject) => {
+    http.get(`${gateway.url}/healthz`, { headers: { 'x-big': 'y'.repeat(40000) } }, (response) => resolve(response.statusCode ?? 0)).on('error', reject);
+  });
+  t.equal(status, 431);
+});
+
+t.test('closing the app drains streams over the window with a jittered retry, then stops', async (t) => {
+  const gateway = await startGateway({ drainWindowMs: 1000, sseRetryMs: 1000 });
+  const streams = await Promise.all(Array.from({ length: 10 }, () => openStream(`${gateway.url}/events/${uniqueName('d')}`)));
+  const endedAt: number[] = [];
+  for (const stream of streams) void stream.ended.then(() => endedAt.push(Date.now()));
+  const closing = gateway.close();
+  await until(async () => (await fetch(`${gateway.url}/readyz`).then((r) => r.status, () => 503)) === 503, 2000, 'not ready while draining');
+  await closing;
+  await Promise.all(streams.map((stream) => stream.ended));
+  const spread = Math.max(...endedAt) - Math.min(...endedAt);
+  t.ok(spread >= 500, `ends spread over the window (${spread} ms)`);
+  const retries = streams.map((stream) => Number(/retry: (\d+)\n\n$/.exec(stream.text())?.[1]));
+  t.ok(retries.every((retry) => retry >= 1000 && retry < 2000), `each told a reconnect delay within the window: ${retries.join(',')}`);
+  t.ok(new Set(retries).size > 1, 'delays are jittered');
+});
+
+t.test('publishing while the server drains still works; new streams are sent elsewhere', async (t) => {
+  const gateway = await startGateway({ drainWindowMs: 1500 });
+  const holders = await Promise.all(Array.from({ length: 15 }, () => openStream(`${gateway.url}/events/${uniqueName('h')}`)));
+  const closing = gateway.close();
+  await until(async () => gateway.app.isShuttingDown(), 2000, 'draining');
+  const late = await openStream(`${gateway.url}/events/late`);
+  t.equal(late.status, 200, 'not a 503: EventSource would give up for good');
+  await late.ended;
+  t.match(late.text(), /retry: \d+\n\n$/);
+  t.equal((await postJson(`${gateway.url}/rooms/x/messages`, { user: 'a', text: 'b' })).status, 202);
+  await closing;
+  await Promise.all(holders.map((holder) => holder.ended));
+});
