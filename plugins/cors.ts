@@ -9,6 +9,8 @@ export default fp(
       methods: ['GET', 'HEAD', 'POST', 'DELETE', 'OPTIONS'],
       allowedHeaders: ['Content-Type', 'Authorization', 'Last-Event-ID'],
       maxAge: 600,
+      // Cookies (a token for EventSource) only ever go to origins named in the allow-list.
+      credentials: app.config.corsOrigins !== true,
     });
   },
   { name: 'cors', fastify: '5.x', dependencies: ['gateway'] },

@@ -81,6 +81,9 @@ export default fp(
     );
     mirroredCounter('bytes_written_total', 'Bytes of frames written to client sockets', () => app.streamStats.bytesWritten);
     mirroredCounter('streams_opened_total', 'Event streams opened', () => app.streamStats.opened);
+    mirroredCounter('events_conflated_total', 'Ticker prices replaced by a newer one while their client was behind', () => app.streamStats.conflated);
+    mirroredCounter('streams_refused_total', 'Streams refused at the instance or per-IP cap', () => app.streamStats.refusedAtCapacity + app.streamStats.refusedPerIp);
+    mirroredCounter('heartbeats_total', 'Heartbeat comments sent to idle streams', () => app.streamStats.heartbeats);
     mirroredCounter('streams_closed_total', 'Event streams closed, for any reason', () => app.streamStats.closed);
     mirroredCounter(
       'slow_client_disconnects_total',

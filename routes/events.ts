@@ -1,3 +1,4 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import { ChannelName } from '../src/events.ts';
@@ -26,8 +27,11 @@ const STREAM_DESCRIPTION =
   '`overflow` before a too-slow client is disconnected.';
 
 const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const checkSince = (since: string | undefined) => {
+  /** Checks the start time, then the caller's right to every channel (401/403), then streams until the grant expires. */
+  const openStream = async (request: FastifyRequest, reply: FastifyReply, channels: ChannelRef[], since: string | undefined) => {
     if (since !== undefined && !Number.isFinite(parseSince(since))) throw httpError(400, 'querystring/since is not a valid time');
+    const grant = await request.authorizeSubscription(channels);
+    return reply.streamChannels(channels, { endAt: grant.expiresAt });
   };
 
   app.get(
@@ -41,10 +45,7 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: eventStreamReply,
       },
     },
-    (request, reply) => {
-      checkSince(request.query.since);
-      reply.streamChannels([{ kind: 'room', name: request.params.room }]);
-    },
+    async (request, reply) => openStream(request, reply, [{ kind: 'room', name: request.params.room }], request.query.since),
   );
 
   app.get(
@@ -58,10 +59,7 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: eventStreamReply,
       },
     },
-    (request, reply) => {
-      checkSince(request.query.since);
-      reply.streamChannels([{ kind: 'ticker', name: request.params.symbol }]);
-    },
+    async (request, reply) => openStream(request, reply, [{ kind: 'ticker', name: request.params.symbol }], request.query.since),
   );
 
   app.get(
@@ -78,7 +76,7 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: eventStreamReply,
       },
     },
-    (request, reply) => {
+    async (request, reply) => {
       const { room = [], ticker = [], since } = request.query;
       const channels: ChannelRef[] = [
         ...[...new Set(room)].map((name) => ({ kind: 'room' as const, name })),
@@ -88,8 +86,7 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (channels.length > app.config.maxChannelsPerStream) {
         throw httpError(400, `at most ${app.config.maxChannelsPerStream} rooms and tickers per stream, got ${channels.length}`);
       }
-      checkSince(since);
-      reply.streamChannels(channels);
+      return openStream(request, reply, channels, since);
     },
   );
 };
