@@ -1,4 +1,4 @@
-import type { TopicSlot } from './cursor.ts';
+import type { StoredEvent } from './history.ts';
 
 /**
  * The local fan-out point of one replica. Keyed by channel: one entry per active room or
@@ -6,14 +6,8 @@ import type { TopicSlot } from './cursor.ts';
  * twenty thousand connections never mean twenty thousand listeners on one emitter.
  */
 
-export interface HubEvent {
-  channel: string;
-  slot: TopicSlot;
-  partition: number;
-  offset: number;
-  timestamp: number;
-  /** `event:` and `data:` lines and the blank line: shared by every subscriber. */
-  body: Buffer;
+/** A live event: what the history keeps, plus the frame streams of its one channel share. */
+export interface HubEvent extends StoredEvent {
   /**
    * The whole frame for streams of this one channel: its `id:` is the same for all of them,
    * so it is built once, on first use, and shared.

@@ -1,6 +1,19 @@
-import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import type { Admin, Batch, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import type { BusRecord, RangeReader, RangeResult } from './types.ts';
+
+/** A kafkajs message as the bus hands records on. */
+export function busRecordOf(batch: Pick<Batch, 'topic' | 'partition'>, message: KafkaMessage): BusRecord {
+  return {
+    topic: batch.topic,
+    partition: batch.partition,
+    offset: message.offset,
+    key: message.key,
+    value: message.value,
+    headers: (message.headers ?? {}) as BusRecord['headers'],
+    timestamp: Number(message.timestamp),
+  };
+}
 
 interface RangeRequest {
   to: number;
@@ -115,15 +128,7 @@ export class KafkaRangeReader implements RangeReader {
       request.cursor = offset + 1;
       request.scanned += 1;
       if (message.key?.toString('utf8') === request.key) {
-        request.records.push({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: message.offset,
-          key: message.key,
-          value: message.value,
-          headers: (message.headers ?? {}) as BusRecord['headers'],
-          timestamp: Number(message.timestamp),
-        });
+        request.records.push(busRecordOf(batch, message));
         if (request.records.length >= request.limit) break;
       }
       if (request.scanned >= maxScanned) break;

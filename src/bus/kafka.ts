@@ -10,7 +10,7 @@ import {
 } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import type { KafkaConnectionOptions } from './kafka-connection.ts';
-import { KafkaRangeReader } from './kafka-range-reader.ts';
+import { busRecordOf, KafkaRangeReader } from './kafka-range-reader.ts';
 import {
   BusUnavailableError,
   type BusConsumer,
@@ -252,15 +252,7 @@ export class KafkaBus implements EventBus {
       autoCommitInterval: 1000,
       eachBatchAutoResolve: true,
       eachBatch: async ({ batch }: EachBatchPayload) => {
-        const records: BusRecord[] = batch.messages.map((message) => ({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: message.offset,
-          key: message.key,
-          value: message.value,
-          headers: (message.headers ?? {}) as BusRecord['headers'],
-          timestamp: Number(message.timestamp),
-        }));
+        const records: BusRecord[] = batch.messages.map((message) => busRecordOf(batch, message));
         const last = batch.messages[batch.messages.length - 1];
         if (last !== undefined) {
           this.#positions.set(`${batch.topic}:${batch.partition}`, {
