@@ -5,7 +5,7 @@
  * it saw as `Last-Event-ID`, so the gateway can resume where it stopped.
  *
  *   const stream = subscribe(roomUrl('http://127.0.0.1:3000', 'lobby'));
- *   stream.on('message', (message) => console.log(message.user, message.text));
+ *   stream.on('message', (message) => render(message.user, message.text));
  *   // later: stream.close();
  */
 import { SseParser, type SseMessage } from './sse-parser.ts';
