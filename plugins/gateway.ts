@@ -3,7 +3,7 @@ import type { Config } from '../src/config.ts';
 import { createBus, type EventBus } from '../src/bus/index.ts';
 import type { Position } from '../src/bus/types.ts';
 import { CursorCodec } from '../src/cursor.ts';
-import { Dispatcher } from '../src/dispatcher.ts';
+import { Dispatcher, singleChannelEventId } from '../src/dispatcher.ts';
 import { History } from '../src/history.ts';
 import { Hub } from '../src/hub.ts';
 
@@ -62,10 +62,9 @@ export default fp<GatewayPluginOptions>(
     app.decorate('history', history);
     app.decorate('cursorCodec', cursorCodec);
     app.decorate('dispatcher', dispatcher);
-    app.decorate('eventIdFor', (position: Position) => {
-      const slot = dispatcher.slotOf(position.topic) ?? 0;
-      return cursorCodec.encode([{ slot, partition: position.partition, next: Number(position.offset) + 1 }]);
-    });
+    app.decorate('eventIdFor', (position: Position) =>
+      singleChannelEventId(cursorCodec, dispatcher.slotOf(position.topic) ?? 0, position.partition, Number(position.offset)),
+    );
     app.decorate('isShuttingDown', () => shuttingDown);
 
     // One shared timer ages out idle channels' history; appends age out busy ones as they go.

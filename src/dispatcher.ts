@@ -17,6 +17,11 @@ export interface DispatchStats {
 /** Told of every valid event once (not per subscriber): metrics, chart history. */
 export type EventObserver = (event: DecodedEvent, record: BusRecord, subscribers: number) => void;
 
+/** The id a stream of one channel shows after the event at `offset`: its position is just past it. */
+export function singleChannelEventId(codec: CursorCodec, slot: TopicSlot, partition: number, offset: number): string {
+  return codec.encode([{ slot, partition, next: offset + 1 }]);
+}
+
 class DispatchedEvent implements HubEvent {
   #frame: Buffer | undefined;
 
@@ -31,7 +36,7 @@ class DispatchedEvent implements HubEvent {
   ) {}
 
   get frame(): Buffer {
-    this.#frame ??= withId(this.codec.encode([{ slot: this.slot, partition: this.partition, next: this.offset + 1 }]), this.body);
+    this.#frame ??= withId(singleChannelEventId(this.codec, this.slot, this.partition, this.offset), this.body);
     return this.#frame;
   }
 }

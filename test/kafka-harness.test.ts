@@ -4,19 +4,10 @@ import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Kafka, logLevel, type KafkaMessage } from 'kafkajs'
-import { startKafka, type KafkaCluster } from '../scripts/kafka/kafka.ts'
+import { pidAlive, startKafka, type KafkaCluster } from '../scripts/kafka/kafka.ts'
 
 // Starting a private broker can take a while on a cold machine; tap's default is 30 s per file.
 t.setTimeout(180_000)
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 function client(brokers: string[]): Kafka {
   return new Kafka({

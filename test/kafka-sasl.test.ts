@@ -23,6 +23,29 @@ function scram(password: string, failFast = false): KafkaSecurityConfig {
   return { ssl: null, sasl: { mechanism: 'scram-sha-256', username: USER, password }, failFast };
 }
 
+/** `src/server.ts` as its own process on the SASL broker, with KAFKA_FAIL_FAST; `output()` is its logs so far. */
+function spawnServer(password: string) {
+  const topics = kafkaTopics();
+  const env = {
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    KAFKA_BROKERS: cluster.brokers.join(','),
+    CHAT_TOPIC: topics.chatTopic,
+    TICKER_TOPIC: topics.tickerTopic,
+    KAFKA_SASL_MECHANISM: 'scram-sha-256',
+    KAFKA_SASL_USERNAME: USER,
+    KAFKA_SASL_PASSWORD: password,
+    KAFKA_FAIL_FAST: 'true',
+  };
+  const child = spawn(`${root}node_modules/.bin/tsx`, ['src/server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  return { child, output: () => output };
+}
+
 let cluster: KafkaCluster;
 t.before(async () => {
   cluster = await startKafka({ sasl: { mechanism: 'SCRAM-SHA-256', username: USER, password: PASSWORD } });
@@ -90,60 +113,26 @@ t.test('wrong credentials: logged, /readyz 503 with the reason, publishing 503',
 });
 
 t.test('wrong credentials with KAFKA_FAIL_FAST: the server exits 1 at startup', async (t) => {
-  const topics = kafkaTopics();
-  const env = {
-    ...process.env,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'info',
-    KAFKA_BROKERS: cluster.brokers.join(','),
-    CHAT_TOPIC: topics.chatTopic,
-    TICKER_TOPIC: topics.tickerTopic,
-    KAFKA_SASL_MECHANISM: 'scram-sha-256',
-    KAFKA_SASL_USERNAME: USER,
-    KAFKA_SASL_PASSWORD: WRONG_PASSWORD,
-    KAFKA_FAIL_FAST: 'true',
-  };
-  const child = spawn(`${root}node_modules/.bin/tsx`, ['src/server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
+  const { child, output: logs } = spawnServer(WRONG_PASSWORD);
   const killer = setTimeout(() => child.kill('SIGKILL'), 60000);
   const [code] = (await new Promise((resolve) => child.on('exit', (...result) => resolve(result)))) as [number | null, string | null];
   clearTimeout(killer);
   t.equal(code, 1, 'non-zero exit');
-  t.match(output, /"level":60[^\n]*Kafka refused the connection/, 'a fatal log line says why');
-  t.match(output, /"sasl":\{"mechanism":"scram-sha-256","username":"gateway"\}/, 'the connection settings are logged');
-  t.notOk(output.includes(WRONG_PASSWORD), 'without the password');
+  t.match(logs(), /"level":60[^\n]*Kafka refused the connection/, 'a fatal log line says why');
+  t.match(logs(), /"sasl":\{"mechanism":"scram-sha-256","username":"gateway"\}/, 'the connection settings are logged');
+  t.notOk(logs().includes(WRONG_PASSWORD), 'without the password');
 });
 
 t.test('right credentials with KAFKA_FAIL_FAST: the server keeps running', async (t) => {
-  const topics = kafkaTopics();
-  const env = {
-    ...process.env,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'info',
-    KAFKA_BROKERS: cluster.brokers.join(','),
-    CHAT_TOPIC: topics.chatTopic,
-    TICKER_TOPIC: topics.tickerTopic,
-    KAFKA_SASL_MECHANISM: 'scram-sha-256',
-    KAFKA_SASL_USERNAME: USER,
-    KAFKA_SASL_PASSWORD: PASSWORD,
-    KAFKA_FAIL_FAST: 'true',
-  };
-  const child = spawn(`${root}node_modules/.bin/tsx`, ['src/server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
+  const { child, output: logs } = spawnServer(PASSWORD);
   let exitCode: number | null | undefined;
   child.on('exit', (code) => (exitCode = code));
   t.teardown(() => {
     if (exitCode === undefined) child.kill('SIGTERM');
   });
-  await until(() => /Kafka bus ready/.test(output) || exitCode !== undefined, 60000, 'the bus to get ready');
+  await until(() => /Kafka bus ready/.test(logs()) || exitCode !== undefined, 60000, 'the bus to get ready');
   t.equal(exitCode, undefined, 'still running once Kafka is ready');
-  const listening = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+  const listening = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(logs());
   t.ok(listening);
   t.equal((await fetch(`${listening![1]}/readyz`)).status, 200);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

@@ -2,10 +2,8 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { startKafka } from '../scripts/kafka/kafka.ts';
 import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream, until } from './helpers/sse-client.ts';
+import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 
-const texts = (events: Array<{ event: string; data: string }>) =>
-  events.filter((event) => event.event === 'message').map((event) => JSON.parse(event.data).text as string);
 
 if (kafkaBrokers === undefined) {
   t.fail('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker');
@@ -60,8 +58,8 @@ if (kafkaBrokers === undefined) {
     t.teardown(() => resumed.forEach((stream) => stream.close()));
     const expected = Array.from({ length: published }, (_, i) => `n${i}`);
     for (const [index, client] of clients.entries()) {
-      await until(() => texts(client.events).length + texts(resumed[index]!.events).length >= published, 20000, 'all events');
-      t.same([...texts(client.events), ...texts(resumed[index]!.events)], expected, `client ${index}: every event once`);
+      await until(() => messageTexts(client.events).length + messageTexts(resumed[index]!.events).length >= published, 20000, 'all events');
+      t.same([...messageTexts(client.events), ...messageTexts(resumed[index]!.events)], expected, `client ${index}: every event once`);
     }
   });
 
@@ -74,7 +72,7 @@ if (kafkaBrokers === undefined) {
     const stream = await openStream(`${gateway.url}/events/${room}`);
     t.teardown(() => stream.close());
     t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'before' })).status, 202);
-    await until(() => texts(stream.events).includes('before'), 10000, 'first event');
+    await until(() => messageTexts(stream.events).includes('before'), 10000, 'first event');
 
     await cluster.stopNode(0);
     const started = Date.now();
@@ -88,7 +86,7 @@ if (kafkaBrokers === undefined) {
     await cluster.startNode(0);
     await until(async () => (await fetch(`${gateway.url}/readyz`)).status === 200, 90000, 'ready again');
     await until(async () => (await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'after' })).status === 202, 30000, 'publish works');
-    await until(() => texts(stream.events).includes('after'), 30000, 'delivery resumed on the same stream');
-    t.equal(texts(stream.events).filter((text) => text === 'after').length, 1);
+    await until(() => messageTexts(stream.events).includes('after'), 30000, 'delivery resumed on the same stream');
+    t.equal(messageTexts(stream.events).filter((text) => text === 'after').length, 1);
   });
 }

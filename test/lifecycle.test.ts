@@ -4,7 +4,7 @@ import http from 'node:http';
 import { chatMessageRecord, priceUpdateRecord } from '../src/events.ts';
 import { SseParser, type SseMessage } from '../src/client/sse-parser.ts';
 import { postJson, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { openStream, until } from './helpers/sse-client.ts';
+import { chatMessages, messageTexts, openStream, until } from './helpers/sse-client.ts';
 
 /** A client that sends its request and then reads nothing: the socket stays paused. */
 function stalledClient(gateway: TestGateway, path: string): Promise<{ socket: net.Socket; closed: Promise<void> }> {
@@ -74,14 +74,13 @@ t.test('a chat client that stops reading is cut off with bounded memory, resumes
 
   const received = await drain(slow.socket, slow.closed);
   t.equal(received.events.at(-1)?.event, 'overflow', 'told why, if it fits');
-  const seen = received.events.filter((event) => event.event === 'message').length;
+  const seen = chatMessages(received.events).length;
   t.ok(seen < total, `the stalled client got ${seen} before the cut`);
   const resumed = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': received.lastEventId });
   t.teardown(() => resumed.close());
-  const messagesOf = (events: SseMessage[]) => events.filter((event) => event.event === 'message');
-  await until(() => messagesOf(resumed.events).length >= total - seen, 30000, 'the rest');
+  await until(() => chatMessages(resumed.events).length >= total - seen, 30000, 'the rest');
   const rest = resumed.events;
-  const numbers = [...received.events, ...rest].filter((event) => event.event === 'message').map((event) => Number(JSON.parse(event.data).text.split(' ')[0]));
+  const numbers = messageTexts([...received.events, ...rest]).map((text) => Number(text.split(' ')[0]));
   t.same(numbers, Array.from({ length: total }, (_, i) => i), 'the resume fills the gap exactly');
 });
 

@@ -1,7 +1,6 @@
 import t from 'tap';
 import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { openStream, until, type TestStream } from './helpers/sse-client.ts';
-import type { SseMessage } from '../src/client/sse-parser.ts';
+import { messageTexts, openStream, until, type TestStream } from './helpers/sse-client.ts';
 
 /** Posts `texts` to a room, in order, each acknowledged before the next. */
 async function post(gateway: TestGateway, room: string, texts: string[]): Promise<void> {
@@ -12,11 +11,10 @@ async function post(gateway: TestGateway, room: string, texts: string[]): Promis
 }
 
 const range = (prefix: string, from: number, to: number) => Array.from({ length: to - from }, (_, i) => `${prefix}${from + i}`);
-const texts = (events: SseMessage[]) => events.filter((event) => event.event === 'message').map((event) => JSON.parse(event.data).text as string);
 
 async function messages(stream: TestStream, count: number): Promise<string[]> {
-  await until(() => texts(stream.events).length >= count, 20000, `${count} messages (got ${texts(stream.events).length})`);
-  return texts(stream.events);
+  await until(() => messageTexts(stream.events).length >= count, 20000, `${count} messages (got ${messageTexts(stream.events).length})`);
+  return messageTexts(stream.events);
 }
 
 t.test('embedded bus: a client that reconnects with its last id gets exactly what it missed', async (t) => {
@@ -74,7 +72,7 @@ t.test('forged and tampered ids get `reset`, then live events, never another roo
   const crossRoom = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': realId });
   t.teardown(() => crossRoom.close());
   await post(gateway, room, ['mine']);
-  await until(() => texts(crossRoom.events).includes('mine'), 5000, 'live event');
+  await until(() => messageTexts(crossRoom.events).includes('mine'), 5000, 'live event');
   t.notOk(crossRoom.text().includes('secret'));
 });
 
@@ -106,7 +104,7 @@ t.test('multi-channel streams: several rooms and a ticker on one connection, res
   await post(gateway, b, ['b1']);
   t.equal((await postJson(`${gateway.url}/tickers/DOGE/prices`, { price: 1, currency: 'USD' })).status, 202);
   await first.waitForEvents(3);
-  t.same(new Set(texts(first.events)), new Set(['a1', 'b1']));
+  t.same(new Set(messageTexts(first.events)), new Set(['a1', 'b1']));
   t.ok(first.events.some((event) => event.event === 'price_update'));
   first.close();
   await post(gateway, a, ['a2', 'a3']);
@@ -114,7 +112,7 @@ t.test('multi-channel streams: several rooms and a ticker on one connection, res
   const resumed = await openStream(url, { 'last-event-id': first.lastEventId() });
   t.teardown(() => resumed.close());
   await messages(resumed, 3);
-  t.same(texts(resumed.events).sort(), ['a2', 'a3', 'b2']);
+  t.same(messageTexts(resumed.events).sort(), ['a2', 'a3', 'b2']);
   const rooms = resumed.events.map((event) => JSON.parse(event.data).room);
   t.same(rooms.filter((name) => name === a).length, 2);
 
@@ -185,15 +183,15 @@ if (kafkaBrokers === undefined) {
       for (; published < total; published++) await post(published % 2 === 0 ? a : b, room, [`n${published}`]);
     })();
     const onA = await openStream(`${a.url}/events/${room}`);
-    await until(() => texts(onA.events).length >= 10, 20000, 'some events on A');
+    await until(() => messageTexts(onA.events).length >= 10, 20000, 'some events on A');
     onA.close();
-    const seenOnA = texts(onA.events);
+    const seenOnA = messageTexts(onA.events);
     const onB = await openStream(`${b.url}/events/${room}`, { 'last-event-id': onA.lastEventId() });
     t.teardown(() => onB.close());
     await publishing;
     const expected = range('n', 0, total).slice(range('n', 0, total).indexOf(seenOnA[0]!));
-    await until(() => seenOnA.length + texts(onB.events).length >= expected.length, 30000, 'all events');
-    t.same([...seenOnA, ...texts(onB.events)], expected, 'every event once, in order, across the two replicas');
+    await until(() => seenOnA.length + messageTexts(onB.events).length >= expected.length, 30000, 'all events');
+    t.same([...seenOnA, ...messageTexts(onB.events)], expected, 'every event once, in order, across the two replicas');
   });
 
   t.test('Kafka: a position older than the in-memory history is served from Kafka', async (t) => {
@@ -233,8 +231,8 @@ if (kafkaBrokers === undefined) {
     for (let page = 0; page < 3; page++) {
       const stream = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': lastId });
       if (page < 2) await stream.ended;
-      else await until(() => texts(stream.events).length >= 2, 10000, 'last page');
-      received.push(...texts(stream.events));
+      else await until(() => messageTexts(stream.events).length >= 2, 10000, 'last page');
+      received.push(...messageTexts(stream.events));
       lastId = stream.lastEventId();
       stream.close();
     }
@@ -275,9 +273,9 @@ if (kafkaBrokers === undefined) {
     const onB = await openStream(`${b.url}/events?${query}`, { 'last-event-id': onA.lastEventId() });
     t.teardown(() => onB.close());
     await messages(onB, 6);
-    t.same(texts(onB.events).sort(), rooms.flatMap((room) => [`${room}-1`, `${room}-2`]).sort());
+    t.same(messageTexts(onB.events).sort(), rooms.flatMap((room) => [`${room}-1`, `${room}-2`]).sort());
     for (const room of rooms) {
-      const own = texts(onB.events).filter((text) => text.startsWith(room));
+      const own = messageTexts(onB.events).filter((text) => text.startsWith(room));
       t.same(own, [`${room}-1`, `${room}-2`], 'in order within a room');
     }
   });

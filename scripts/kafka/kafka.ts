@@ -165,7 +165,7 @@ function runMaven(outDir: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

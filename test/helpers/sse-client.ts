@@ -78,6 +78,16 @@ export function openStream(url: string, headers: Record<string, string> = {}, lo
   });
 }
 
+/** The chat messages among `events`. */
+export function chatMessages(events: readonly SseMessage[]): SseMessage[] {
+  return events.filter((event) => event.event === 'message');
+}
+
+/** The `text` of each chat message among `events`, in order. */
+export function messageTexts(events: readonly SseMessage[]): string[] {
+  return chatMessages(events).map((event) => JSON.parse(event.data).text as string);
+}
+
 /** Polls `condition` until it holds (rejects after `timeoutMs`): for state with no event to await. */
 export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 20000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
