@@ -142,10 +142,7 @@ export class Subscription {
         if (this.#closed) return { resumedFrom: replay.source, resets: [...resets], replayed: index + 1 };
       }
     }
-    for (const [key, to] of replay.completeUpTo) {
-      const channel = this.#channels.find((candidate) => candidate.key === key)!;
-      this.#advance(channel.slot, channel.partition, to);
-    }
+    for (const [channel, to] of replay.completeUpTo) this.#advance(channel.slot, channel.partition, to);
     if (this.#cursor.size > 0) this.#sink.write(idOnlyFrame(this.#cursorId()));
 
     if (!replay.complete) {
@@ -196,10 +193,10 @@ export class Subscription {
     starts: Map<string, number>,
     liveFrom: Map<string, number | undefined>,
     resets: Set<ResetReason>,
-  ): Promise<{ events: StoredEvent[]; completeUpTo: Map<string, number>; complete: boolean; source: SubscriptionOutcome['resumedFrom'] }> {
+  ): Promise<{ events: StoredEvent[]; completeUpTo: Map<Channel, number>; complete: boolean; source: SubscriptionOutcome['resumedFrom'] }> {
     const { history, rangeReader, dispatcher, maxReplayEvents } = this.#context;
     let events: StoredEvent[] = [];
-    const completeUpTo = new Map<string, number>();
+    const completeUpTo = new Map<Channel, number>();
     /** Per partition, where an unfinished channel's replay stopped: nothing at or past it may be sent. */
     const cuts = new Map<string, number>();
     const cutAt = (channel: Channel, offset: number) => {
@@ -217,12 +214,12 @@ export class Subscription {
         if (source === 'live') source = 'memory';
         events.push(...remembered.slice(0, budget));
         if (remembered.length > budget) cutAt(channel, remembered[budget]!.offset);
-        else completeUpTo.set(channel.key, to);
+        else completeUpTo.set(channel, to);
         continue;
       }
       if (rangeReader === undefined) {
         resets.add('expired');
-        completeUpTo.set(channel.key, to);
+        completeUpTo.set(channel, to);
         continue;
       }
       source = 'kafka';
@@ -231,7 +228,7 @@ export class Subscription {
         if (result.expired) {
           // The gap cannot be filled: the client is told to reload, and continues live.
           resets.add('expired');
-          completeUpTo.set(channel.key, to);
+          completeUpTo.set(channel, to);
           continue;
         }
         const last = result.records[result.records.length - 1];
@@ -239,7 +236,7 @@ export class Subscription {
           const stored = dispatcher.toStored(record);
           if (stored !== null && stored.channel === channel.key) events.push(stored);
         }
-        if (result.complete) completeUpTo.set(channel.key, to);
+        if (result.complete) completeUpTo.set(channel, to);
         else cutAt(channel, last === undefined ? from : Number(last.offset) + 1);
       } catch {
         // Kafka could not be read now: the stream ends and the client retries from here.
@@ -268,13 +265,14 @@ export class Subscription {
 
   #deliverLive(event: HubEvent): void {
     const entry = this.#cursor.get(positionKey(event.slot, event.partition));
-    if (entry !== undefined && event.offset < entry.next) return;
+    // A stream whose cursor is this one partition shows exactly the shared frame's id.
     if (this.#cursor.size === 1 && entry !== undefined) {
+      if (event.offset < entry.next) return;
       entry.next = event.offset + 1;
       this.#sink.write(event.frame, conflateKey(event));
-      return;
+    } else {
+      this.#emit(event);
     }
-    this.#emit(event);
   }
 
   #emit(event: HubEvent | StoredEvent): void {

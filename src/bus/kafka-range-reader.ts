@@ -15,6 +15,20 @@ export function busRecordOf(batch: Pick<Batch, 'topic' | 'partition'>, message: 
   };
 }
 
+type PartitionEnds = Array<{ partition: number; low: string; high: string }>;
+type PartitionTimeOffsets = Array<{ partition: number; offset: string }>;
+
+/**
+ * Where reading a partition from a time begins: the first offset at or after it, or the end
+ * when nothing is that recent (Kafka answers -1). `low` is the oldest offset still retained.
+ */
+export function offsetAtTime(byTime: PartitionTimeOffsets, ends: PartitionEnds, partition: number): { offset: number; low: number } | null {
+  const end = ends.find((entry) => entry.partition === partition);
+  if (end === undefined) return null;
+  const found = Number(byTime.find((entry) => entry.partition === partition)?.offset ?? -1);
+  return { offset: found < 0 ? Number(end.high) : found, low: Number(end.low) };
+}
+
 interface RangeRequest {
   to: number;
   key: string;
@@ -75,13 +89,9 @@ export class KafkaRangeReader implements RangeReader {
   async offsetForTime(topic: string, partition: number, timestamp: number): Promise<number | null> {
     const admin = this.#admin();
     const [byTime, ends] = await Promise.all([admin.fetchTopicOffsetsByTimestamp(topic, timestamp), admin.fetchTopicOffsets(topic)]);
-    const found = byTime.find((entry) => entry.partition === partition);
-    if (found === undefined) return null;
-    const offset = Number(found.offset);
-    // -1: no record at or after that time: the stream starts at the end.
-    if (offset < 0) return Number(ends.find((entry) => entry.partition === partition)?.high ?? NaN) || null;
-    const low = Number(ends.find((entry) => entry.partition === partition)?.low ?? 0);
-    return offset < low ? null : offset;
+    const start = offsetAtTime(byTime, ends, partition);
+    // Events from that time already deleted: the stream cannot start there.
+    return start === null || start.offset < start.low ? null : start.offset;
   }
 
   #admin(): Admin {

@@ -10,7 +10,7 @@ import {
 } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import type { KafkaConnectionOptions } from './kafka-connection.ts';
-import { busRecordOf, KafkaRangeReader } from './kafka-range-reader.ts';
+import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
 import {
   BusUnavailableError,
   type BusConsumer,
@@ -206,9 +206,9 @@ export class KafkaBus implements EventBus {
         admin.fetchTopicOffsets(topic),
         admin.fetchTopicOffsetsByTimestamp(topic, warmUpFrom),
       ]);
-      for (const { partition, high, low } of ends) {
-        const found = Number(byTime.find((entry) => entry.partition === partition)?.offset ?? -1);
-        const offset = found < 0 ? Number(high) : Math.max(found, Number(low));
+      for (const { partition, high } of ends) {
+        const start = offsetAtTime(byTime, ends, partition)!;
+        const offset = Math.max(start.offset, start.low);
         starts.push({ topic, partition, offset: String(offset), time: warmUpFrom });
         this.#catchUpTargets.set(`${topic}:${partition}`, Number(high));
       }
