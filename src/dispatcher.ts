@@ -22,18 +22,27 @@ export function singleChannelEventId(codec: CursorCodec, slot: TopicSlot, partit
   return codec.encode([{ slot, partition, next: offset + 1 }]);
 }
 
+/** An event as the history keeps it and the hub hands it on: its frame body built once. */
 class DispatchedEvent implements HubEvent {
+  readonly channel: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly timestamp: number;
+  readonly body: Buffer;
   #frame: Buffer | undefined;
 
   constructor(
-    readonly channel: string,
     readonly slot: TopicSlot,
-    readonly partition: number,
-    readonly offset: number,
-    readonly timestamp: number,
-    readonly body: Buffer,
+    record: BusRecord,
+    event: DecodedEvent,
     private readonly codec: CursorCodec,
-  ) {}
+  ) {
+    this.channel = event.channel;
+    this.partition = record.partition;
+    this.offset = Number(record.offset);
+    this.timestamp = record.timestamp;
+    this.body = bodyFrame(event.type, event.data);
+  }
 
   get frame(): Buffer {
     this.#frame ??= withId(singleChannelEventId(this.codec, this.slot, this.partition, this.offset), this.body);
@@ -101,16 +110,7 @@ export class Dispatcher implements BusConsumer {
   toStored(record: BusRecord): StoredEvent | null {
     const slot = this.slotOf(record.topic);
     const decoded = decodeRecord(record, this.topics);
-    if (slot === undefined || !decoded.ok) return null;
-    const { event } = decoded;
-    return {
-      channel: event.channel,
-      slot,
-      partition: record.partition,
-      offset: Number(record.offset),
-      timestamp: record.timestamp,
-      body: bodyFrame(event.type, event.data),
-    };
+    return slot === undefined || !decoded.ok ? null : new DispatchedEvent(slot, record, decoded.event, this.codec);
   }
 
   readonly onRecords = (records: readonly BusRecord[]): void => {
@@ -136,15 +136,7 @@ export class Dispatcher implements BusConsumer {
       return;
     }
     const { event } = decoded;
-    const dispatched = new DispatchedEvent(
-      event.channel,
-      slot,
-      record.partition,
-      offset,
-      record.timestamp,
-      bodyFrame(event.type, event.data),
-      this.codec,
-    );
+    const dispatched = new DispatchedEvent(slot, record, event, this.codec);
     this.history.append(dispatched);
     const subscribers = this.hub.publish(dispatched);
     this.stats.deliveries += subscribers;
