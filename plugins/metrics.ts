@@ -155,10 +155,11 @@ export default fp(
       buckets: END_TO_END_BUCKETS,
       registers,
     });
-    dispatcher.observe((event, record) => {
+    dispatcher.observe((event, record, _subscribers, live) => {
       eventsByType.inc({ type: event.type });
+      // Warm-up records are old by design: as latency samples they would only say how old.
       // Clocks of producer and gateway may disagree by a little: never report negative latency.
-      endToEnd.observe(Math.max(0, Date.now() - record.timestamp) / 1000);
+      if (live) endToEnd.observe(Math.max(0, Date.now() - record.timestamp) / 1000);
     });
 
     const publishRequests = new Counter({

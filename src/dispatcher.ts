@@ -14,8 +14,18 @@ export interface DispatchStats {
   deliveries: number;
 }
 
-/** Told of every valid event once (not per subscriber): metrics, chart history. */
-export type EventObserver = (event: DecodedEvent, record: BusRecord, subscribers: number) => void;
+/**
+ * Told of every valid event once (not per subscriber): metrics, chart history. `live` is false
+ * for the warm-up records read at startup to fill the history (old, so not a latency sample).
+ */
+export type EventObserver = (event: DecodedEvent, record: BusRecord, subscribers: number, live: boolean) => void;
+
+/** Where this replica began reading a partition, and from which offset its records are live. */
+export interface PartitionStartInfo {
+  offset: number;
+  time: number;
+  liveFrom: number;
+}
 
 /** The id a stream of one channel shows after the event at `offset`: its position is just past it. */
 export function singleChannelEventId(codec: CursorCodec, slot: TopicSlot, partition: number, offset: number): string {
@@ -61,6 +71,7 @@ export class Dispatcher implements BusConsumer {
   readonly stats: DispatchStats = { recordsConsumed: 0, recordsSkipped: 0, deliveries: 0 };
   readonly #observers: EventObserver[] = [];
   readonly #next = new Map<string, number>();
+  readonly #starts = new Map<string, PartitionStartInfo>();
   readonly #partitionCounts: [number, number] = [0, 0];
   readonly #warnSkipped: (context: object, message: string) => void;
 
@@ -91,6 +102,11 @@ export class Dispatcher implements BusConsumer {
     return this.#next.get(positionKey(slot, partition));
   }
 
+  /** Where this replica began reading the partition (its warm-up start), once it knows. */
+  partitionStart(slot: TopicSlot, partition: number): PartitionStartInfo | undefined {
+    return this.#starts.get(positionKey(slot, partition));
+  }
+
   partitionCount(slot: TopicSlot): number {
     return this.#partitionCounts[slot];
   }
@@ -100,7 +116,9 @@ export class Dispatcher implements BusConsumer {
       const slot = this.slotOf(start.topic);
       if (slot === undefined) continue;
       const offset = Number(start.offset);
-      this.#next.set(positionKey(slot, start.partition), offset);
+      const key = positionKey(slot, start.partition);
+      this.#next.set(key, offset);
+      this.#starts.set(key, { offset, time: start.time, liveFrom: start.liveFrom === undefined ? offset : Number(start.liveFrom) });
       this.#partitionCounts[slot] = Math.max(this.#partitionCounts[slot], start.partition + 1);
       this.history.coverPartitionFrom(slot, start.partition, offset, start.time);
     }
@@ -140,6 +158,7 @@ export class Dispatcher implements BusConsumer {
     this.history.append(dispatched);
     const subscribers = this.hub.publish(dispatched);
     this.stats.deliveries += subscribers;
-    for (const observer of this.#observers) observer(event, record, subscribers);
+    const live = offset >= (this.#starts.get(positionKey(slot, record.partition))?.liveFrom ?? 0);
+    for (const observer of this.#observers) observer(event, record, subscribers, live);
   }
 }

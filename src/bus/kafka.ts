@@ -209,7 +209,7 @@ export class KafkaBus implements EventBus {
       for (const { partition, high } of ends) {
         const start = offsetAtTime(byTime, ends, partition)!;
         const offset = Math.max(start.offset, start.low);
-        starts.push({ topic, partition, offset: String(offset), time: warmUpFrom });
+        starts.push({ topic, partition, offset: String(offset), time: warmUpFrom, liveFrom: String(high) });
         this.#catchUpTargets.set(`${topic}:${partition}`, Number(high));
       }
     }

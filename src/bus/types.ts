@@ -36,6 +36,11 @@ export interface PartitionStart {
   offset: string;
   /** Every record from this time on will be consumed (the warm-up window's start). */
   time: number;
+  /**
+   * The partition's end offset when this replica started: records before it are the warm-up
+   * (history being filled), records from it on arrive live. Absent: every record is live.
+   */
+  liveFrom?: string;
 }
 
 /** What the bus feeds: records in partition order, and first where each partition starts. */
