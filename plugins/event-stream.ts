@@ -1,10 +1,9 @@
 import fp from 'fastify-plugin';
-import { FastifySSEPlugin } from 'fastify-sse-v2';
-import { EventIterator } from 'event-iterator';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { bodyFrame, commentFrame, retryFrame } from '../src/sse-frame.ts';
 import { httpError } from './errors.ts';
 import { Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/subscription.ts';
+import { SseConnection } from '../src/sse-connection.ts';
 
 declare module 'fastify' {
   interface FastifyReply {
@@ -45,17 +44,8 @@ export interface StreamStats {
 }
 
 interface OpenStream {
-  end(lastFrame?: Buffer): void;
+  connection: SseConnection;
   endAt: number | null;
-  /** Set on every write; the heartbeat timer clears it and pings the streams that stayed idle. */
-  active: boolean;
-  write(frame: Buffer): void;
-}
-
-/** A frame, and for ticker prices the channel: while its client is behind, a newer price replaces it. */
-interface QueuedFrame {
-  frame: Buffer;
-  conflateKey: string | undefined;
 }
 
 const EXPIRY_CHECK_INTERVAL_MS = 1000;
@@ -76,12 +66,13 @@ function startFrom(request: FastifyRequest): StartFrom {
 }
 
 /**
- * Event streams. fastify-sse-v2 opens the stream (status, headers including CORS, `retry:`);
- * after that each connection's EventIterator carries frames that were built once per event
- * and are written as they are (fastify-sse-v2 would serialise every event again for every
- * subscriber). A Subscription decides what the stream is sent: replay, then live. The
- * subscription ends the moment the client goes away (fastify-sse-v2 does not end iterators
- * itself), and a client too slow to keep its socket buffer under the configured bound is cut
+ * Event streams. Each stream is a Subscription (what it is sent: replay, then live) writing
+ * into an SseConnection (straight to the client's socket: frames built once per event or batch
+ * are shared by every subscriber, with no per-connection queue, pipeline or promise). The
+ * response is opened here rather than by fastify-sse-v2, whose per-connection async pipeline
+ * (it-pushable, it-to-stream, a 16 KB readable) cost more memory and CPU per stream than the
+ * whole rest of the stream: see docs/BENCHMARKS.md. The subscription ends the moment the client
+ * goes away, and a client too slow to keep its socket buffer under the configured bound is cut
  * off: it reconnects and resumes from its last id.
  */
 export default fp(
@@ -117,7 +108,7 @@ export default fp(
       lagThresholdMs: config.lagThresholdMs,
     };
 
-    await app.register(FastifySSEPlugin, { retryDelay: config.sseRetryMs });
+    const preamble = Buffer.concat([retryFrame(config.sseRetryMs), commentFrame('connected')]);
 
     app.decorate('openStreamCount', () => openStreams.size);
     app.decorate('streamStats', stats);
@@ -125,17 +116,17 @@ export default fp(
     // One timer for every stream whose authorisation expires, not one per stream.
     const expiryTimer = setInterval(() => {
       const now = Date.now();
-      for (const stream of expiring) if (stream.endAt !== null && stream.endAt <= now) stream.end(authExpiredFrame);
+      for (const stream of expiring) if (stream.endAt !== null && stream.endAt <= now) stream.connection.end(authExpiredFrame);
     }, EXPIRY_CHECK_INTERVAL_MS);
     expiryTimer.unref();
 
     // One timer for all heartbeats: a comment on every stream that sent nothing since the last tick.
     const heartbeat = commentFrame();
     const heartbeatTimer = setInterval(() => {
-      for (const stream of openStreams) {
-        if (stream.active) stream.active = false;
+      for (const { connection } of openStreams) {
+        if (connection.active) connection.active = false;
         else {
-          stream.write(heartbeat);
+          connection.write(heartbeat);
           stats.heartbeats += 1;
         }
       }
@@ -168,43 +159,12 @@ export default fp(
       // Streams are long-lived responses: no socket idle timeout (heartbeats keep proxies awake).
       request.raw.socket.setTimeout(0);
       const openedAt = Date.now();
-      let push: (item: QueuedFrame) => void = () => {};
-      let stopQueue: () => void = () => {};
-      const frames = new EventIterator<QueuedFrame>(
-        (queue) => {
-          push = queue.push;
-          stopQueue = queue.stop;
-          queue.on('highWater', () => stream.end(overflowFrame));
-        },
-        { highWaterMark: config.streamMaxQueuedEvents },
-      );
-      const subscription = new Subscription(context, channels, {
-        write: (frame, conflateKey) => push({ frame, conflateKey }),
-        end: (lastFrame) => {
-          if (lastFrame !== undefined) push({ frame: lastFrame, conflateKey: undefined });
-          // Let the queue drain what is already in it, then end.
-          stopQueue();
-        },
-        // After the queued frames reach the socket (next turn), wait while the client is behind.
-        whenWritable: () =>
-          new Promise<void>((resolve) => {
-            setImmediate(() => {
-              if (socket.destroyed || !socket.writableNeedDrain) return resolve();
-              const done = () => {
-                socket.off('drain', done);
-                socket.off('close', done);
-                resolve();
-              };
-              socket.once('drain', done);
-              socket.once('close', done);
-            });
-          }),
-      });
-      const stream: OpenStream = {
-        endAt: options.endAt ?? null,
-        active: true,
-        write: (frame) => push({ frame, conflateKey: undefined }),
-        end: (lastFrame) => {
+      const connection: SseConnection = new SseConnection(reply.raw, {
+        maxBufferedBytes: config.streamMaxBufferedBytes,
+        stats,
+        overflowFrame,
+        onSlowClient: (buffered) => request.log.info({ buffered }, 'ending the stream of a client too slow to keep up'),
+        onEnd: () => {
           if (!openStreams.delete(stream)) return;
           const remaining = (streamsPerIp.get(ip) ?? 1) - 1;
           if (remaining > 0) streamsPerIp.set(ip, remaining);
@@ -213,64 +173,31 @@ export default fp(
           stats.closed += 1;
           stats.open[kind] -= 1;
           subscription.close();
-          stopQueue();
-          reply.sseContext?.source.end();
-          if (!socket.destroyed) {
-            if (lastFrame !== undefined) socket.write(lastFrame);
-            socket.end();
-            // A client that does not read would hold the unsent bytes forever: let go soon.
-            if (socket.writableLength > 0) setTimeout(() => socket.destroy(), 2000).unref();
-          }
           request.log.debug({ channels: channels.length, kind, durationMs: Date.now() - openedAt }, 'stream closed');
         },
-      };
+      });
+      const subscription = new Subscription(context, channels, connection);
+      const stream: OpenStream = { connection, endAt: options.endAt ?? null };
       openStreams.add(stream);
       if (stream.endAt !== null) expiring.add(stream);
       stats.opened += 1;
       stats.open[kind] += 1;
-      socket.on('close', () => stream.end());
 
-      reply.header('X-Accel-Buffering', 'no');
-      reply.sse({ comment: 'connected' });
-
-      const write = (frame: Buffer): void => {
-        socket.write(frame);
-        stream.active = true;
-        stats.framesWritten += 1;
-        stats.bytesWritten += frame.length;
-      };
-      // Ticker prices that arrived while the socket was full: only the latest per symbol is kept.
-      const conflated = new Map<string, Buffer>();
-      const flushConflated = (): void => {
-        for (const frame of conflated.values()) write(frame);
-        conflated.clear();
-      };
-      socket.on('drain', flushConflated);
-
-      void (async () => {
-        for await (const { frame, conflateKey } of frames) {
-          if (socket.destroyed) break;
-          if (conflateKey !== undefined && socket.writableNeedDrain) {
-            if (conflated.has(conflateKey)) stats.conflated += 1;
-            conflated.delete(conflateKey);
-            conflated.set(conflateKey, frame);
-            continue;
-          }
-          write(frame);
-          if (socket.writableLength > config.streamMaxBufferedBytes) {
-            stats.slowClientDisconnects += 1;
-            request.log.info({ buffered: socket.writableLength }, 'ending the stream of a client too slow to keep up');
-            stream.end(overflowFrame);
-            return;
-          }
-        }
-        // The subscription ended the stream (replay page full, or too far behind): client resumes.
-        stream.end();
-      })();
+      // Headers set so far (CORS, rate limits) go out with the stream's own.
+      void reply.hijack();
+      connection.open(
+        {
+          ...(reply.getHeaders() as Record<string, string | number | string[]>),
+          'Content-Type': 'text/event-stream; charset=utf-8',
+          'Cache-Control': 'no-cache, no-transform',
+          'X-Accel-Buffering': 'no',
+        },
+        preamble,
+      );
 
       if (draining) {
         // A stream opened while this replica drains goes straight elsewhere.
-        stream.end(jitteredRetry());
+        connection.end(jitteredRetry());
         return reply;
       }
 
@@ -284,7 +211,7 @@ export default fp(
         },
         (error: unknown) => {
           request.log.error({ err: error }, 'stream failed to start');
-          stream.end();
+          connection.end();
         },
       );
       return reply;
@@ -305,7 +232,7 @@ export default fp(
       const perTick = Math.max(1, Math.ceil((streams.length * tickMs) / Math.max(config.drainWindowMs, tickMs)));
       await new Promise<void>((resolve) => {
         const endSome = (): void => {
-          for (const stream of streams.splice(0, perTick)) stream.end(jitteredRetry());
+          for (const stream of streams.splice(0, perTick)) stream.connection.end(jitteredRetry());
           if (streams.length === 0) resolve();
           else setTimeout(endSome, tickMs);
         };

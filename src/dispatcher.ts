@@ -133,6 +133,9 @@ export class Dispatcher implements BusConsumer {
 
   readonly onRecords = (records: readonly BusRecord[]): void => {
     for (const record of records) this.#handle(record);
+    // Subscribers get the batch's events of their channel in one go (one write each). Still
+    // the same turn: a stream subscribing now cannot fall between position and delivery.
+    this.hub.flush();
   };
 
   #handle(record: BusRecord): void {

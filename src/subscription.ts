@@ -4,7 +4,7 @@ import { channelKey, type ChannelKind } from './events.ts';
 import { partitionForKey } from './bus/partitioner.ts';
 import type { Dispatcher } from './dispatcher.ts';
 import type { History, StoredEvent } from './history.ts';
-import type { Hub, HubEvent } from './hub.ts';
+import type { Hub, HubBatch, HubEvent, Subscriber } from './hub.ts';
 import { bodyFrame, idOnlyFrame, withId } from './sse-frame.ts';
 
 /**
@@ -30,8 +30,12 @@ export type StartFrom = { kind: 'live' } | { kind: 'cursor'; id: string } | { ki
 export type ResetReason = 'invalid-id' | 'expired' | 'unknown-position' | 'since-unavailable' | 'unavailable';
 
 export interface SubscriptionSink {
-  /** `conflateKey`: set on ticker prices, which a client that is behind may skip for a newer one. */
-  write(frame: Buffer, conflateKey?: string): void;
+  /**
+   * Writes `frame`, which holds `events` SSE events. `conflateKey` is set on ticker prices, which
+   * a client that is behind may skip for a newer one: then only `latest` (the frame of the last
+   * event in `frame`, when it holds several) needs keeping.
+   */
+  write(frame: Buffer, events?: number, conflateKey?: string, latest?: Buffer): void;
   /** Ends the stream (after `lastFrame`); the client reconnects and resumes from its last id. */
   end(lastFrame?: Buffer): void;
   /** Resolves once the client has taken what was written: a replay goes at the client's pace. */
@@ -83,6 +87,8 @@ export class Subscription {
   readonly #sink: SubscriptionSink;
   readonly #cursor = new Map<string, CursorEntry>();
   #pending: HubEvent[] | null = [];
+  /** The cursor entry when the stream reads one partition: live batches then go out as shared. */
+  #single: CursorEntry | undefined;
   #unsubscribes: Array<() => void> = [];
   #closed = false;
 
@@ -110,7 +116,10 @@ export class Subscription {
 
   async start(from: StartFrom): Promise<SubscriptionOutcome> {
     const { hub, dispatcher } = this.#context;
-    const subscriber = { deliver: (event: HubEvent) => this.#onLive(event) };
+    const subscriber: Subscriber =
+      this.#channels.length === 1
+        ? { deliverBatch: (batch: HubBatch) => this.#onLive(batch.events, batch) }
+        : { deliverEvent: (event: HubEvent) => this.#onLive([event], undefined) };
     this.#unsubscribes = this.#channels.map((channel) => hub.subscribe(channel.key, subscriber));
     // Same turn as subscribing: everything from here on arrives live.
     const liveFrom = new Map(this.#channels.map((channel) => [channel.key, dispatcher.nextOffset(channel.slot, channel.partition)]));
@@ -125,7 +134,7 @@ export class Subscription {
       if (start === undefined) continue;
       const key = positionKey(channel.slot, channel.partition);
       const entry = this.#cursor.get(key);
-      if (entry === undefined || start < entry.next) this.#cursor.set(key, { slot: channel.slot, partition: channel.partition, next: start });
+      if (entry === undefined || start < entry.next) this.#setEntry(key, { slot: channel.slot, partition: channel.partition, next: start });
     }
     const replay = await this.#replay(starts, liveFrom, resets);
     if (this.#closed) return { resumedFrom: 'live', resets: [...resets], replayed: 0 };
@@ -153,7 +162,7 @@ export class Subscription {
     }
     const pending = this.#pending ?? [];
     this.#pending = null;
-    for (const event of pending) this.#deliverLive(event);
+    for (const event of pending) this.#emit(event);
     if (lagging) this.#sink.write(bodyFrame('live', '{}'));
     return { resumedFrom: replay.source, resets: [...resets], replayed: replay.events.length };
   }
@@ -250,29 +259,31 @@ export class Subscription {
     return { events, completeUpTo: complete ? completeUpTo : new Map(), complete, source };
   }
 
-  #onLive(event: HubEvent): void {
+  #onLive(events: readonly HubEvent[], batch: HubBatch | undefined): void {
     if (this.#pending === null) {
-      this.#deliverLive(event);
+      if (batch !== undefined) this.#deliverBatch(batch);
+      else for (const event of events) this.#emit(event);
       return;
     }
-    if (this.#pending.length >= this.#context.maxPendingEvents) {
+    if (this.#pending.length + events.length > this.#context.maxPendingEvents) {
       this.#sink.end();
       this.close();
       return;
     }
-    this.#pending.push(event);
+    for (const event of events) this.#pending.push(event);
   }
 
-  #deliverLive(event: HubEvent): void {
-    const entry = this.#cursor.get(positionKey(event.slot, event.partition));
-    // A stream whose cursor is this one partition shows exactly the shared frame's id.
-    if (this.#cursor.size === 1 && entry !== undefined) {
-      if (event.offset < entry.next) return;
-      entry.next = event.offset + 1;
-      this.#sink.write(event.frame, conflateKey(event));
-    } else {
-      this.#emit(event);
+  #deliverBatch(batch: HubBatch): void {
+    const entry = this.#single;
+    // A stream whose cursor is this one partition shows exactly the shared frames' ids: the
+    // batch goes out as it is, one write, nothing built for this stream alone.
+    if (entry !== undefined && batch.first.offset >= entry.next) {
+      const { last } = batch;
+      entry.next = last.offset + 1;
+      this.#sink.write(batch.frame, batch.events.length, conflateKey(last), last.frame);
+      return;
     }
+    for (const event of batch.events) this.#emit(event);
   }
 
   #emit(event: HubEvent | StoredEvent): void {
@@ -280,15 +291,22 @@ export class Subscription {
     const entry = this.#cursor.get(positionKey(slot, partition));
     if (entry !== undefined && offset < entry.next) return;
     this.#advance(slot, partition, offset + 1);
-    this.#sink.write(withId(this.#cursorId(), event.body), conflateKey(event));
+    // With one partition the id is the one every stream shows: the event's shared frame.
+    const frame = this.#single !== undefined && 'frame' in event ? event.frame : withId(this.#cursorId(), event.body);
+    this.#sink.write(frame, 1, conflateKey(event));
   }
 
   /** Moves the stream's position in a partition forward (never back). */
   #advance(slot: TopicSlot, partition: number, next: number): void {
     const key = positionKey(slot, partition);
     const entry = this.#cursor.get(key);
-    if (entry === undefined) this.#cursor.set(key, { slot, partition, next });
+    if (entry === undefined) this.#setEntry(key, { slot, partition, next });
     else if (next > entry.next) entry.next = next;
+  }
+
+  #setEntry(key: string, entry: CursorEntry): void {
+    this.#cursor.set(key, entry);
+    this.#single = this.#cursor.size === 1 ? entry : undefined;
   }
 
   #cursorId(): string {

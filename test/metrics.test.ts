@@ -44,7 +44,7 @@ function value(samples: Sample[], name: string, labels: Record<string, string> =
 
 /** What the gateway itself wrote to a stream: all but fastify-sse-v2's `retry:` and `:connected` preamble. */
 function writtenFrames(stream: TestStream): { frames: number; bytes: number } {
-  const blocks = stream.text().split(/(?<=\n\n)/).filter((block) => !/^(retry: \d+|:connected)\n\n$/.test(block));
+  const blocks = stream.text().split(/(?<=\n\n)/).filter((block) => !/^(retry: \d+|: ?connected)\n\n$/.test(block));
   return { frames: blocks.length, bytes: blocks.reduce((total, block) => total + Buffer.byteLength(block), 0) };
 }
 

@@ -1,47 +1,93 @@
 import t from 'tap';
-import { Hub, type HubEvent } from '../../src/hub.ts';
+import { Hub, type HubBatch, type HubEvent } from '../../src/hub.ts';
 
-function recorder() {
+function batchRecorder() {
+  const received: HubBatch[] = [];
+  return {
+    received,
+    deliverBatch: (batch: HubBatch) => {
+      received.push(batch);
+    },
+  };
+}
+
+function eventRecorder() {
   const received: HubEvent[] = [];
   return {
     received,
-    deliver: (event: HubEvent) => {
+    deliverEvent: (event: HubEvent) => {
       received.push(event);
     },
   };
 }
 
-function event(channel: string): HubEvent {
-  const body = Buffer.from('data: x\n\n');
-  return { channel, slot: 0, partition: 0, offset: 0, timestamp: 0, body, frame: body };
+function event(channel: string, offset = 0): HubEvent {
+  const frame = Buffer.from(`id: ${offset}\ndata: ${channel}\n\n`);
+  return { channel, slot: 0, partition: 0, offset, timestamp: 0, body: frame, frame };
 }
 
-t.test('fan-out reaches every subscriber of the channel with the same frame, and no one else', async (t) => {
+t.test('fan-out reaches every subscriber of the channel with the same batch, and no one else', async (t) => {
   const hub = new Hub();
-  const a = recorder();
-  const b = recorder();
-  const other = recorder();
+  const a = batchRecorder();
+  const b = batchRecorder();
+  const other = batchRecorder();
   hub.subscribe('room:lobby', a);
   hub.subscribe('room:lobby', b);
   hub.subscribe('room:other', other);
   const published = event('room:lobby');
   t.equal(hub.publish(published), 2);
-  t.equal(a.received[0], published, 'the very same event, not a copy');
-  t.equal(b.received[0], published);
+  t.same(a.received, [], 'nothing before the flush');
+  hub.flush();
+  t.equal(a.received.length, 1);
+  t.equal(a.received[0], b.received[0], 'the very same batch, not a copy');
+  t.equal(a.received[0]!.events[0], published, 'holding the very same event');
+  t.equal(a.received[0]!.frame, published.frame, 'a batch of one is that event’s frame');
   t.same(other.received, []);
+});
+
+t.test('events published before a flush reach a channel’s streams as one batch with one shared frame', async (t) => {
+  const hub = new Hub();
+  const a = batchRecorder();
+  const b = batchRecorder();
+  hub.subscribe('room:lobby', a);
+  hub.subscribe('room:lobby', b);
+  const events = [event('room:lobby', 1), event('room:lobby', 2), event('room:lobby', 3)];
+  for (const each of events) hub.publish(each);
+  hub.flush();
+  hub.flush();
+  t.equal(a.received.length, 1, 'one delivery per flush, and nothing on an empty flush');
+  const [batch] = a.received;
+  t.same(batch!.events, events);
+  t.equal(batch!.frame.toString(), events.map((each) => each.frame.toString()).join(''), 'the frames back to back, in order');
+  t.equal(batch!.frame, b.received[0]!.frame, 'built once, shared');
+});
+
+t.test('streams of several channels get each event at once, in publish order across channels', async (t) => {
+  const hub = new Hub();
+  const multi = eventRecorder();
+  hub.subscribe('room:a', multi);
+  hub.subscribe('room:b', multi);
+  const order = [event('room:a', 1), event('room:b', 2), event('room:a', 3)];
+  for (const each of order) hub.publish(each);
+  t.same(multi.received, order, 'delivered in publish order, before any flush');
+  hub.flush();
+  t.equal(multi.received.length, 3, 'and not again at the flush');
 });
 
 t.test('unsubscribe removes the subscriber, and the channel when it was the last', async (t) => {
   const hub = new Hub();
-  const a = recorder();
-  const b = recorder();
+  const a = batchRecorder();
+  const b = eventRecorder();
   const unsubscribeA = hub.subscribe('room:lobby', a);
   const unsubscribeB = hub.subscribe('room:lobby', b);
+  t.equal(hub.subscriberCount('room:lobby'), 2);
   unsubscribeA();
   unsubscribeA();
   t.equal(hub.subscriberCount('room:lobby'), 1);
   hub.publish(event('room:lobby'));
+  hub.flush();
   t.equal(a.received.length, 0);
+  t.equal(b.received.length, 1);
   unsubscribeB();
   t.equal(hub.channelCount, 0);
   t.notOk(hub.hasSubscribers('room:lobby'));
@@ -51,8 +97,9 @@ t.test('unsubscribe removes the subscriber, and the channel when it was the last
 t.test('twenty thousand subscribers on one channel need no emitter listeners', async (t) => {
   const hub = new Hub();
   let count = 0;
-  const unsubscribes = Array.from({ length: 20000 }, () => hub.subscribe('room:big', { deliver: () => count++ }));
+  const unsubscribes = Array.from({ length: 20000 }, () => hub.subscribe('room:big', { deliverBatch: () => count++ }));
   hub.publish(event('room:big'));
+  hub.flush();
   t.equal(count, 20000);
   for (const unsubscribe of unsubscribes) unsubscribe();
   t.equal(hub.channelCount, 0);

@@ -1,0 +1,145 @@
+import type { Socket } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import type { SubscriptionSink } from './subscription.ts';
+
+/**
+ * One event stream's connection: the bytes a subscription produces go straight to the client's
+ * socket, as they are. A frame built once per event (or per batch) is written to every
+ * subscriber without a copy, a per-connection queue, a stream pipeline or a promise: per
+ * subscriber and batch the cost is one `socket.write`. Idle, a connection is this object and
+ * what Node keeps for any open response.
+ *
+ * The response is sent without chunked transfer encoding: an event stream ends only when its
+ * connection does, so the body is delimited by the close (valid for HTTP/1.0 and 1.1 alike), and
+ * the shared frames need no per-write chunk framing.
+ *
+ * Bounded memory: a client whose socket buffer grows past `maxBufferedBytes` is sent `overflow`
+ * and cut off (it resumes from its last id); ticker prices that arrive while its socket is full
+ * are conflated to the latest per symbol and sent on `drain`.
+ */
+
+export interface ConnectionStats {
+  /** SSE frames (events and control frames) written. */
+  framesWritten: number;
+  bytesWritten: number;
+  /** Ticker frames replaced by a newer price while their client was behind. */
+  conflated: number;
+  /** Streams ended because the client could not keep up. */
+  slowClientDisconnects: number;
+}
+
+export interface SseConnectionOptions {
+  maxBufferedBytes: number;
+  stats: ConnectionStats;
+  /** The frame a client too slow to keep up is sent last. */
+  overflowFrame: Buffer;
+  /** Called once when the connection ends, whoever ends it. */
+  onEnd: (connection: SseConnection) => void;
+  /** Told when a client is cut off for being too slow (for a log line with context). */
+  onSlowClient?: (bufferedBytes: number) => void;
+}
+
+/** A client that does not read would hold the unsent bytes of an ended stream forever. */
+const LINGER_MS = 2000;
+
+export class SseConnection implements SubscriptionSink {
+  /** Set on every write; a heartbeat timer clears it and pings the connections that stayed idle. */
+  active = true;
+  readonly #response: ServerResponse;
+  readonly #socket: Socket;
+  readonly #options: SseConnectionOptions;
+  #conflated: Map<string, Buffer> | undefined;
+  #ended = false;
+
+  constructor(response: ServerResponse, options: SseConnectionOptions) {
+    this.#response = response;
+    this.#socket = response.socket as Socket;
+    this.#options = options;
+    this.#socket.on('close', () => this.end());
+  }
+
+  /**
+   * Sends the status line, `headers` and `preamble` in one write; the body that follows is
+   * delimited by the end of the connection.
+   */
+  open(headers: Record<string, string | number | readonly string[]>, preamble: Buffer): void {
+    const response = this.#response;
+    response.useChunkedEncodingByDefault = false;
+    response.shouldKeepAlive = false;
+    response.writeHead(200, headers as Record<string, string | number | string[]>);
+    response.write(preamble);
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  write(frame: Buffer, events = 1, conflateKey?: string, latest?: Buffer): void {
+    if (this.#ended) return;
+    const socket = this.#socket;
+    if (conflateKey !== undefined && socket.writableNeedDrain) {
+      if (this.#conflated === undefined) {
+        this.#conflated = new Map();
+        socket.on('drain', () => this.#flushConflated());
+      }
+      if (this.#conflated.has(conflateKey)) this.#options.stats.conflated += 1;
+      // Re-inserted, so the map's order stays the order the prices came in.
+      this.#conflated.delete(conflateKey);
+      this.#conflated.set(conflateKey, latest ?? frame);
+      return;
+    }
+    socket.write(frame);
+    this.#count(frame, events);
+    if (socket.writableLength > this.#options.maxBufferedBytes) {
+      this.#options.stats.slowClientDisconnects += 1;
+      this.#options.onSlowClient?.(socket.writableLength);
+      this.end(this.#options.overflowFrame);
+    }
+  }
+
+  #count(frame: Buffer, events: number): void {
+    this.active = true;
+    this.#options.stats.framesWritten += events;
+    this.#options.stats.bytesWritten += frame.length;
+  }
+
+  #flushConflated(): void {
+    const conflated = this.#conflated;
+    if (conflated === undefined || conflated.size === 0 || this.#ended) return;
+    const frames = [...conflated.values()];
+    conflated.clear();
+    for (const frame of frames) this.write(frame);
+  }
+
+  /** Resolves once the client has taken what was written (or is gone): a replay goes at its pace. */
+  whenWritable(): Promise<void> {
+    const socket = this.#socket;
+    if (socket.destroyed || !socket.writableNeedDrain) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.once('drain', done);
+      socket.once('close', done);
+    });
+  }
+
+  /** Ends the stream after `lastFrame`; the client reconnects and resumes from its last id. */
+  end(lastFrame?: Buffer): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#conflated = undefined;
+    const socket = this.#socket;
+    if (!socket.destroyed) {
+      if (lastFrame !== undefined) {
+        socket.write(lastFrame);
+        this.#count(lastFrame, 1);
+      }
+      this.#response.end();
+      if (socket.writableLength > 0) setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    }
+    this.#options.onEnd(this);
+  }
+}
