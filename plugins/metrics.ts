@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import { Type } from '@fastify/type-provider-typebox';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { BUS_CLIENT_ERROR_KINDS } from '../src/bus/types.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -128,6 +129,24 @@ export default fp(
         this.set({ kind: bus.kind }, 1);
       },
     });
+    new Counter({
+      name: `${PREFIX}kafka_client_errors_total`,
+      help:
+        'Kafka client errors, by kind: consumer_crash (the consumer stopped on an error and is restarted), ' +
+        'request_timeout (a broker did not answer in time), publish_failed (a publish rejected or not acknowledged in time)',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        // Every kind is exported, as 0 on the embedded bus too, so alerts and dashboards find the series.
+        for (const kind of BUS_CLIENT_ERROR_KINDS) this.inc({ kind }, bus.stats?.clientErrors[kind] ?? 0);
+      },
+    });
+    mirroredCounter(
+      'kafka_reconnects_total',
+      'Times the Kafka client got back to the brokers after losing them (consumer back in its group, producer reconnected)',
+      () => bus.stats?.reconnects ?? 0,
+    );
     new Gauge({
       name: `${PREFIX}consumer_lag_records`,
       help: "Records in the partition this replica has not consumed yet (end offset - next offset, as of the consumer's last fetch)",

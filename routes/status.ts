@@ -42,6 +42,15 @@ const StatusReply = Type.Object({
     brokers: Type.Union([Type.Array(Type.String()), Type.Null()], { description: 'null on the embedded bus' }),
     ready: Type.Boolean(),
     reason: Type.Optional(Type.String()),
+    clientErrors: Type.Optional(
+      Type.Object(
+        { consumer_crash: Type.Integer(), request_timeout: Type.Integer(), publish_failed: Type.Integer() },
+        { description: 'Kafka client errors since startup, by kind (as sse_gateway_kafka_client_errors_total); absent on the embedded bus' },
+      ),
+    ),
+    reconnects: Type.Optional(
+      Type.Integer({ description: 'Times the Kafka client got back to the brokers after losing them; absent on the embedded bus' }),
+    ),
   }),
   partitions: Type.Array(PartitionStatus),
   streams: Type.Object({
@@ -91,6 +100,7 @@ const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
           brokers: config.kafkaBrokers,
           ready: readiness.ready,
           ...(readiness.reason === undefined ? {} : { reason: readiness.reason }),
+          ...(bus.stats === undefined ? {} : { clientErrors: { ...bus.stats.clientErrors }, reconnects: bus.stats.reconnects }),
         },
         partitions: bus
           .partitionPositions()

@@ -2,6 +2,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { startKafka } from '../scripts/kafka/kafka.ts';
 import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
+import { scrape, value } from './helpers/metrics.ts';
 import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 
 
@@ -88,5 +89,13 @@ if (kafkaBrokers === undefined) {
     await until(async () => (await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'after' })).status === 202, 30000, 'publish works');
     await until(() => messageTexts(stream.events).includes('after'), 30000, 'delivery resumed on the same stream');
     t.equal(messageTexts(stream.events).filter((text) => text === 'after').length, 1);
+
+    const { samples } = await scrape(gateway.url);
+    t.ok((value(samples, 'sse_gateway_kafka_reconnects_total') ?? 0) > 0, 'the reconnect is counted');
+    t.ok((value(samples, 'sse_gateway_kafka_client_errors_total', { kind: 'consumer_crash' }) ?? 0) > 0, 'the consumer crash is counted');
+    t.ok((value(samples, 'sse_gateway_kafka_client_errors_total', { kind: 'publish_failed' }) ?? 0) > 0, 'the refused publish is counted');
+    const status = (await (await fetch(`${gateway.url}/status`)).json()) as { bus: { clientErrors: Record<string, number>; reconnects: number } };
+    t.ok(status.bus.reconnects > 0, `/status shows the reconnects: ${status.bus.reconnects}`);
+    t.ok(status.bus.clientErrors.consumer_crash! > 0, `/status shows the client errors: ${JSON.stringify(status.bus.clientErrors)}`);
   });
 }

@@ -1,56 +1,16 @@
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
+import { Kafka, logLevel } from 'kafkajs';
 import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
 import { rawProducer } from './helpers/kafka.ts';
+import { scrape, total, value, type Sample } from './helpers/metrics.ts';
 import { openStream, until, type TestStream } from './helpers/sse-client.ts';
-import { BusUnavailableError, type EventBus, type PartitionPosition } from '../src/bus/types.ts';
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Parses the Prometheus text format (as prom-client writes it: no timestamps, no escaped quotes in labels). */
-function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null) throw new Error(`not a Prometheus sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, name, value] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)) {
-      labels[name!] = value!;
-    }
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return samples;
-}
-
-async function scrape(url: string): Promise<{ contentType: string | null; samples: Sample[] }> {
-  const response = await fetch(`${url}/metrics`);
-  if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
-  return { contentType: response.headers.get('content-type'), samples: parseMetrics(await response.text()) };
-}
-
-/** The value of the one series named `name` whose labels include `labels`; undefined if none. */
-function value(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  const found = samples.filter(
-    (sample) => sample.name === name && Object.entries(labels).every(([label, wanted]) => sample.labels[label] === wanted),
-  );
-  if (found.length > 1) throw new Error(`${name} ${JSON.stringify(labels)} matches ${found.length} series`);
-  return found[0]?.value;
-}
+import { BusUnavailableError, type BusClientStats, type EventBus, type PartitionPosition } from '../src/bus/types.ts';
 
 /** What the gateway itself wrote to a stream: all but fastify-sse-v2's `retry:` and `:connected` preamble. */
 function writtenFrames(stream: TestStream): { frames: number; bytes: number } {
   const blocks = stream.text().split(/(?<=\n\n)/).filter((block) => !/^(retry: \d+|: ?connected)\n\n$/.test(block));
   return { frames: blocks.length, bytes: blocks.reduce((total, block) => total + Buffer.byteLength(block), 0) };
-}
-
-/** The sum over every series of `name` (e.g. open streams of all kinds). */
-function total(samples: Sample[], name: string): number {
-  return samples.filter((sample) => sample.name === name).reduce((sum, sample) => sum + sample.value, 0);
 }
 
 const ROOM_POSTS = '/rooms/:room/messages';
@@ -99,6 +59,11 @@ t.test('after a known sequence of streams and publishes, /metrics counts exactly
   t.equal(value(samples, 'sse_gateway_slow_client_disconnects_total'), 0);
   t.equal(value(samples, 'sse_gateway_bus_ready'), 1);
   t.equal(value(samples, 'sse_gateway_bus_info', { kind: 'memory' }), 1);
+  for (const kind of ['consumer_crash', 'request_timeout', 'publish_failed']) {
+    t.equal(value(samples, 'sse_gateway_kafka_client_errors_total', { kind }), 0, `kafka client errors of kind ${kind}: 0 on the embedded bus`);
+  }
+  t.equal(samples.filter((sample) => sample.name === 'sse_gateway_kafka_client_errors_total').length, 3, 'one series per error kind');
+  t.equal(value(samples, 'sse_gateway_kafka_reconnects_total'), 0);
   t.equal(value(samples, 'sse_gateway_publish_requests_total', { method: 'POST', route: ROOM_POSTS, status: '202' }), 4);
   t.equal(value(samples, 'sse_gateway_publish_requests_total', { method: 'POST', route: ROOM_POSTS, status: '400' }), 1);
   t.equal(
@@ -182,10 +147,11 @@ t.test('resumes are counted by source, and a position that cannot be honoured as
   t.equal(value(samples, 'sse_gateway_resumes_total', { from: 'kafka' }), 0);
 });
 
-/** A bus that is never ready, refuses every publish, and reports fixed positions. */
-function stuckBus(positions: PartitionPosition[]): EventBus {
+/** A bus that is never ready, refuses every publish, and reports fixed positions and client trouble. */
+function stuckBus(positions: PartitionPosition[], stats: BusClientStats): EventBus {
   return {
     kind: 'kafka',
+    stats,
     start: async () => {},
     publish: async () => {
       throw new BusUnavailableError('Kafka is not connected');
@@ -202,7 +168,7 @@ t.test('consumer lag is end offset minus next offset per partition; 503s are cou
     // Past 2^53: the offsets are compared as integers, not as doubles.
     { topic: 'chat', partition: 1, next: '9007199254740993', highWatermark: '9007199254740995' },
     { topic: 'ticker', partition: 0, next: '40', highWatermark: '40' },
-  ]);
+  ], { clientErrors: { consumer_crash: 3, request_timeout: 5, publish_failed: 7 }, reconnects: 2 });
   const gateway = await startGateway({}, { bus, waitReady: false });
   t.teardown(() => gateway.close());
   const refused = await postJson(`${gateway.url}/tickers/BTC/prices`, { price: 1, currency: 'USD' });
@@ -218,6 +184,13 @@ t.test('consumer lag is end offset minus next offset per partition; 503s are cou
   const priceRoute = { method: 'POST', route: '/tickers/:symbol/prices', status: '503' };
   t.equal(value(samples, 'sse_gateway_publish_requests_total', priceRoute), 1);
   t.equal(value(samples, 'sse_gateway_publish_duration_seconds_count', priceRoute), 1);
+  t.equal(value(samples, 'sse_gateway_kafka_client_errors_total', { kind: 'consumer_crash' }), 3);
+  t.equal(value(samples, 'sse_gateway_kafka_client_errors_total', { kind: 'request_timeout' }), 5);
+  t.equal(value(samples, 'sse_gateway_kafka_client_errors_total', { kind: 'publish_failed' }), 7);
+  t.equal(value(samples, 'sse_gateway_kafka_reconnects_total'), 2);
+  const status = (await (await fetch(`${gateway.url}/status`)).json()) as { bus: Record<string, unknown> };
+  t.same(status.bus.clientErrors, { consumer_crash: 3, request_timeout: 5, publish_failed: 7 }, '/status shows the same');
+  t.equal(status.bus.reconnects, 2);
 });
 
 t.test('each app has its own registry: two gateways in one process count separately', async (t) => {
@@ -284,5 +257,49 @@ if (kafkaBrokers === undefined) {
     );
     t.equal(roomPartition?.next, String(BigInt(last?.baseOffset ?? '-2') + 1n), "the room's partition is consumed past its last record");
     t.equal(roomPartition?.lag, 0);
+  });
+
+  t.test('on Kafka: end-to-end latency counts only live records, not the warm-up read at startup', async (t) => {
+    const topics = kafkaTopics();
+    const admin = new Kafka({ clientId: 'test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    t.teardown(() => admin.disconnect());
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: 2 })),
+    });
+    const producer = await rawProducer();
+    t.teardown(() => producer.close());
+    const room = uniqueName('room');
+    const message = (text: string) => ({
+      key: room,
+      value: JSON.stringify({ id: text, user: 'svc', text }),
+      headers: { 'event-type': 'message' },
+    });
+    const warmUp = 6;
+    const live = 4;
+    await producer.send(topics.chatTopic, Array.from({ length: warmUp }, (_, i) => message(`old${i}`)));
+
+    const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: 2 });
+    t.teardown(() => gateway.close());
+    let samples: Sample[] = [];
+    await until(async () => {
+      samples = (await scrape(gateway.url)).samples;
+      return value(samples, 'sse_gateway_records_consumed_total') === warmUp;
+    }, 30000, 'the warm-up records to be consumed');
+    t.equal(value(samples, 'sse_gateway_end_to_end_latency_seconds_count'), 0, 'no latency sample for warm-up records');
+
+    const stream = await openStream(`${gateway.url}/events/${room}`);
+    t.teardown(() => stream.close());
+    for (let i = 0; i < live; i++) {
+      t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: `live${i}` })).status, 202);
+    }
+    await stream.waitForEvents(live);
+    await until(async () => {
+      samples = (await scrape(gateway.url)).samples;
+      return value(samples, 'sse_gateway_records_consumed_total') === warmUp + live;
+    }, 30000, 'the live records to be consumed');
+    t.equal(value(samples, 'sse_gateway_events_total', { type: 'message' }), warmUp + live, 'warm-up and live events both consumed');
+    t.equal(value(samples, 'sse_gateway_end_to_end_latency_seconds_count'), live, 'one latency sample per live record only');
   });
 }

@@ -13,6 +13,8 @@ import type { KafkaConnectionOptions } from './kafka-connection.ts';
 import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
 import {
   BusUnavailableError,
+  type BusClientErrorKind,
+  type BusClientStats,
   type BusConsumer,
   type BusReadiness,
   type BusRecord,
@@ -90,6 +92,17 @@ export class KafkaBus implements EventBus {
   /** The first join seeks to the warm-up offsets; later joins continue from committed offsets. */
   #seeked = false;
   #restarts = 0;
+  readonly #stats = {
+    clientErrors: { consumer_crash: 0, request_timeout: 0, publish_failed: 0 } satisfies Record<BusClientErrorKind, number>,
+    reconnects: 0,
+  };
+  /**
+   * Per client: null until its first connect (which is no reconnect), then whether it has lost
+   * the brokers since. kafkajs re-opens producer connections silently (no event), so a producer
+   * outage shows as publish_failed and request_timeout rather than as a reconnect.
+   */
+  #producerLost: boolean | null = null;
+  #consumerLost: boolean | null = null;
 
   constructor(options: KafkaBusOptions) {
     this.#options = options;
@@ -127,15 +140,24 @@ export class KafkaBus implements EventBus {
     const { CONNECT, DISCONNECT } = this.#producer.events;
     this.#producer.on(CONNECT, () => {
       this.#producerConnected = true;
+      if (this.#producerLost === true) this.#stats.reconnects += 1;
+      this.#producerLost = false;
     });
     this.#producer.on(DISCONNECT, () => {
       this.#producerConnected = false;
+      if (this.#producerLost === false && !this.#closed) this.#producerLost = true;
     });
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => {
       this.#consumerJoined = true;
+      if (this.#consumerLost === true) this.#stats.reconnects += 1;
+      this.#consumerLost = false;
     });
+    this.#producer.on(this.#producer.events.REQUEST_TIMEOUT, () => this.#countError('request_timeout'));
+    this.#consumer.on(this.#consumer.events.REQUEST_TIMEOUT, () => this.#countError('request_timeout'));
     this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
       this.#consumerJoined = false;
+      this.#countError('consumer_crash');
+      if (this.#consumerLost === false) this.#consumerLost = true;
       this.#logger.error({ err: payload.error, restart: payload.restart }, 'Kafka consumer crashed');
       // kafkajs restarts by itself after retriable errors; after any other, this replica does,
       // from the committed offsets, so no event is skipped.
@@ -144,6 +166,15 @@ export class KafkaBus implements EventBus {
     this.#consumer.on(this.#consumer.events.STOP, () => {
       this.#consumerJoined = false;
     });
+  }
+
+  /** Client errors and reconnects since startup (read at scrape time by /metrics, and by /status). */
+  get stats(): BusClientStats {
+    return this.#stats;
+  }
+
+  #countError(kind: BusClientErrorKind): void {
+    if (!this.#closed) this.#stats.clientErrors[kind] += 1;
   }
 
   async start(consumer: BusConsumer): Promise<void> {
@@ -192,6 +223,7 @@ export class KafkaBus implements EventBus {
     this.#busConsumer = busConsumer;
     const admin = this.#admin ?? this.#kafka.admin();
     if (this.#admin === null) {
+      admin.on(admin.events.REQUEST_TIMEOUT, () => this.#countError('request_timeout'));
       await admin.connect();
       this.#admin = admin;
     }
@@ -320,6 +352,7 @@ export class KafkaBus implements EventBus {
       }
       return { topic: record.topic, partition: metadata.partition, offset: metadata.baseOffset };
     } catch (error) {
+      this.#countError('publish_failed');
       if (error instanceof BusUnavailableError) throw error;
       throw new BusUnavailableError('Kafka rejected the record', { cause: error });
     } finally {
