@@ -43,6 +43,8 @@ export interface Config {
   historyMaxTotalEvents: number;
   /** Most events one resume replays; the client reconnects for the rest. */
   resumeMaxEvents: number;
+  /** Most ticker records read back from Kafka at startup for the chart history (0 = none). */
+  tickerBackfillMaxRecords: number;
   /** Most rooms and tickers on one multi-channel stream (400 beyond). */
   maxChannelsPerStream: number;
   /** A replay starting further back than this sends `event: lag`, then `event: live`. */
@@ -296,6 +298,7 @@ export function loadConfig(env: Env = process.env): Config {
     historyMaxAgeMs: integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000),
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
     resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 10000, 1, 1000000),
+    tickerBackfillMaxRecords: integer(env, 'TICKER_BACKFILL_MAX_RECORDS', 200000, 0, 100000000),
     maxChannelsPerStream: integer(env, 'MAX_CHANNELS_PER_STREAM', 20, 1, 1000),
     lagThresholdMs: integer(env, 'LAG_THRESHOLD_MS', 5000, 0, 86400000),
     heartbeatMs: integer(env, 'HEARTBEAT_MS', 15000, 100, 3600000),

@@ -61,21 +61,21 @@ t.test('keeps at most maxSymbols symbols, forgetting the least recently updated'
   t.equal(history.read('unknown', '5m').currency, null);
 });
 
-t.test('GET /tickers/:symbol/history serves what the gateway has seen, per window', async (t) => {
+t.test('GET /tickers/:symbol/history serves what the gateway has seen, per window (embedded bus: nothing to read back)', async (t) => {
   const gateway = await startGateway();
   t.teardown(() => gateway.close());
   const symbol = uniqueName('SYM');
   for (const price of [10, 11, 12]) {
     t.equal((await postJson(`${gateway.url}/tickers/${symbol}/prices`, { price, currency: 'USD' })).status, 202);
   }
-  type History = { symbol: string; window: string; bucketMs: number; currency: string; points: { ts: number; price: number }[] };
+  type History = { symbol: string; window: string; bucketMs: number; currency: string; points: { ts: number; price: number }[]; backfilling: boolean };
   let body: History | undefined;
   await until(async () => {
     const response = await fetch(`${gateway.url}/tickers/${symbol}/history?window=1h`);
     body = (await response.json()) as History;
     return response.status === 200 && body?.points.at(-1)?.price === 12;
   });
-  t.match(body, { symbol, window: '1h', bucketMs: 12_000, currency: 'USD' });
+  t.match(body, { symbol, window: '1h', bucketMs: 12_000, currency: 'USD', backfilling: false });
   t.ok(body!.points.length >= 1 && body!.points.length <= 3);
   t.ok(body!.points.every((point) => typeof point.ts === 'number' && Math.abs(point.ts - Date.now()) < 60_000));
 

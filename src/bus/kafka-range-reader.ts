@@ -31,7 +31,8 @@ export function offsetAtTime(byTime: PartitionTimeOffsets, ends: PartitionEnds, 
 
 interface RangeRequest {
   to: number;
-  key: string;
+  /** null: every key. */
+  key: string | null;
   limit: number;
   /** The next offset expected: older (stale) records are ignored. */
   cursor: number;
@@ -52,7 +53,8 @@ export interface RangeReaderOptions {
 }
 
 /**
- * Reads past ranges of partitions for resumes older than the in-memory history. One consumer
+ * Reads past ranges of partitions: for resumes older than the in-memory history, and the chart
+ * history's backfill at startup (in pages, so resumes get their turn in between). One consumer
  * shared by every resume of the replica (kafkajs has no group-less fetch): its partitions stay
  * paused, and a request seeks one partition, resumes it until the range is read, and pauses it
  * again. Requests on the same partition take turns; different partitions read concurrently.
@@ -69,7 +71,15 @@ export class KafkaRangeReader implements RangeReader {
     this.#options = options;
   }
 
-  async read(topic: string, partition: number, from: number, to: number, key: string, limit: number): Promise<RangeResult> {
+  read(topic: string, partition: number, from: number, to: number, key: string, limit: number): Promise<RangeResult> {
+    return this.#read(topic, partition, from, to, key, limit);
+  }
+
+  readAll(topic: string, partition: number, from: number, to: number, limit: number): Promise<RangeResult> {
+    return this.#read(topic, partition, from, to, null, limit);
+  }
+
+  async #read(topic: string, partition: number, from: number, to: number, key: string | null, limit: number): Promise<RangeResult> {
     if (from >= to || limit <= 0) return { expired: false, records: [], complete: from >= to };
     const admin = this.#admin();
     const offsets = await admin.fetchTopicOffsets(topic);
@@ -100,7 +110,7 @@ export class KafkaRangeReader implements RangeReader {
     return admin;
   }
 
-  async #readNow(topic: string, partition: number, from: number, to: number, key: string, limit: number): Promise<RangeResult> {
+  async #readNow(topic: string, partition: number, from: number, to: number, key: string | null, limit: number): Promise<RangeResult> {
     const consumer = await this.#start();
     const requestKey = `${topic}:${partition}`;
     return new Promise<RangeResult>((resolve, reject) => {
@@ -137,7 +147,7 @@ export class KafkaRangeReader implements RangeReader {
       if (offset >= request.to) break;
       request.cursor = offset + 1;
       request.scanned += 1;
-      if (message.key?.toString('utf8') === request.key) {
+      if (request.key === null || message.key?.toString('utf8') === request.key) {
         request.records.push(busRecordOf(batch, message));
         if (request.records.length >= request.limit) break;
       }

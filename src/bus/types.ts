@@ -59,6 +59,8 @@ export interface RangeReader {
    * partition's retention.
    */
   read(topic: string, partition: number, from: number, to: number, key: string, limit: number): Promise<RangeResult>;
+  /** The same for every key: one page of a bulk read (the chart history's backfill). */
+  readAll(topic: string, partition: number, from: number, to: number, limit: number): Promise<RangeResult>;
   /** The first offset at or after `timestamp`, null when the bus cannot tell. */
   offsetForTime(topic: string, partition: number, timestamp: number): Promise<number | null>;
 }
@@ -78,6 +80,22 @@ export interface PartitionPosition {
   highWatermark: string;
 }
 
+/** Kinds of Kafka client trouble counted by the bus: a small fixed set, safe as a metric label. */
+export const BUS_CLIENT_ERROR_KINDS = ['consumer_crash', 'request_timeout', 'publish_failed'] as const;
+export type BusClientErrorKind = (typeof BUS_CLIENT_ERROR_KINDS)[number];
+
+/** Counters of the bus client's own trouble since startup, read by /metrics and /status. */
+export interface BusClientStats {
+  /**
+   * `consumer_crash`: the consumer stopped on an error (it is restarted); `request_timeout`: a
+   * broker did not answer a request of the producer, consumer or admin client in time;
+   * `publish_failed`: a publish was rejected or not acknowledged in time.
+   */
+  readonly clientErrors: Readonly<Record<BusClientErrorKind, number>>;
+  /** Times the client got back to the brokers after losing them (consumer back in its group, producer reconnected). */
+  readonly reconnects: number;
+}
+
 export interface EventBus {
   readonly kind: 'kafka' | 'memory';
   /**
@@ -92,6 +110,8 @@ export interface EventBus {
   partitionPositions(): PartitionPosition[];
   /** Present when the bus keeps more than the in-memory history (Kafka). */
   readonly rangeReader?: RangeReader;
+  /** Present when the bus talks to brokers through a client that can fail and reconnect (Kafka). */
+  readonly stats?: BusClientStats;
   close(): Promise<void>;
 }
 
