@@ -394,7 +394,15 @@ async function startServer(name: ServerName, options: { cpuProfileDir?: string }
   let readyUrl = `http://127.0.0.1:${port}/readyz`;
   let ready = (status: number): boolean => status === 200;
   if (name === 'gateway-memory' || name === 'gateway-kafka') {
-    const env: NodeJS.ProcessEnv = { ...baseEnv, INSTANCE_ID: `bench-${process.pid}-${Date.now().toString(36)}` };
+    const env: NodeJS.ProcessEnv = {
+      ...baseEnv,
+      INSTANCE_ID: `bench-${process.pid}-${Date.now().toString(36)}`,
+      // The load comes from a handful of local addresses: the per-address guards against abuse
+      // would refuse it (the baselines have none).
+      MAX_STREAMS_PER_IP: '1000000',
+      PUBLISH_RATE_PER_IP: '1000000',
+      PUBLISH_RATE_PER_IDENTITY: '1000000',
+    };
     delete env.KAFKA_BROKERS;
     if (name === 'gateway-kafka') {
       env.KAFKA_BROKERS = (await ensureKafka()).join(',');
