@@ -127,6 +127,44 @@ t.test('against the gateway: typed chat and ticker events, ids as the gateway gi
   t.same(deleted, [posted.body.id]);
 });
 
+t.test('against the gateway: iterate() yields the chosen events in order, ends on close, and refuses to buffer without bound', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const chat = subscribe(roomUrl(gateway.url, room));
+  t.teardown(() => chat.close());
+  await until(() => chat.state === 'open', 5000, 'open');
+  const texts = ['one', 'two', 'three'];
+  const received: string[] = [];
+  const loop = (async () => {
+    for await (const event of chat.iterate(['message', 'delete'])) {
+      if (event.type === 'message') received.push(event.data.text);
+      if (received.length === texts.length) chat.close();
+    }
+  })();
+  for (const text of texts) t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'it', text })).status, 202);
+  await loop;
+  t.same(received, texts, 'in order, and the loop ended when the stream closed');
+
+  const slow = subscribe(roomUrl(gateway.url, room));
+  t.teardown(() => slow.close());
+  await until(() => slow.state === 'open', 5000, 'open');
+  const iterator = slow.iterate(['message'], { maxBuffered: 2 })[Symbol.asyncIterator]();
+  const first = iterator.next();
+  let arrived = 0;
+  slow.on('message', () => arrived++);
+  for (const text of ['a', 'b', 'c', 'd']) await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'it', text });
+  await until(() => arrived === 4, 5000, 'all four at the client, three of them unread by the loop');
+  t.match(await first, { done: false, value: { type: 'message', data: { text: 'a' } } });
+  await t.rejects(
+    (async () => {
+      for (;;) if ((await iterator.next()).done) return;
+    })(),
+    /cannot keep up/,
+    'a loop that does not keep up fails instead of buffering',
+  );
+});
+
 t.test('against the gateway: reconnects to a replica that restarts on the same port', { skip: kafkaBrokers === undefined ? 'needs KAFKA_BROKERS (npm test)' : false }, async (t) => {
   // On Kafka: the restarted replica reads the same log, so the client's last id still means something there.
   const first = await startGateway({ kafkaBrokers, ...kafkaTopics(), sseRetryMs: 100 });

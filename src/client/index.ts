@@ -8,6 +8,7 @@
  *   stream.on('message', (message) => render(message.user, message.text));
  *   // later: stream.close();
  */
+import { EventIterator } from 'event-iterator';
 import { SseParser, type SseMessage } from './sse-parser.ts';
 
 export interface ChatMessageEvent {
@@ -85,8 +86,19 @@ export interface GatewayStream {
   readonly retryMs: number;
   on<K extends keyof GatewayEvents>(type: K, listener: (data: GatewayEvents[K], meta: EventMeta) => void): () => void;
   on<K extends keyof ConnectionEvents>(type: K, listener: (value: ConnectionEvents[K]) => void): () => void;
+  /**
+   * The events of `types`, in order, for `for await`; the iteration ends when the stream is
+   * closed (or the loop breaks). At most `maxBuffered` events wait for a slow loop: past that
+   * the iteration fails with an error instead of holding ever more of them.
+   */
+  iterate<K extends keyof GatewayEvents>(types: readonly K[], options?: { maxBuffered?: number }): AsyncIterable<StreamEvent<K>>;
   close(): void;
 }
+
+/** One event as `iterate()` yields it. */
+export type StreamEvent<K extends keyof GatewayEvents = keyof GatewayEvents> = {
+  [T in K]: { type: T; data: GatewayEvents[T]; meta: EventMeta };
+}[K];
 
 function path(part: string): string {
   return encodeURIComponent(part);
@@ -206,6 +218,12 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
     );
   }
 
+  function on(type: keyof (GatewayEvents & ConnectionEvents), listener: (value: never, meta: EventMeta) => void): () => void {
+    const set = (listeners[type] ??= new Set());
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
   run();
 
   return {
@@ -219,10 +237,26 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
     get retryMs() {
       return retryMs;
     },
-    on(type: keyof (GatewayEvents & ConnectionEvents), listener: (value: never, meta: EventMeta) => void) {
-      const set = (listeners[type] ??= new Set());
-      set.add(listener);
-      return () => set.delete(listener);
+    on,
+    iterate<K extends keyof GatewayEvents>(types: readonly K[], iterateOptions: { maxBuffered?: number } = {}) {
+      const maxBuffered = iterateOptions.maxBuffered ?? 1000;
+      return new EventIterator<StreamEvent<K>>(
+        ({ push, stop, fail, on: onQueue }) => {
+          if (state === 'closed') {
+            stop();
+            return;
+          }
+          const removers = types.map((type) =>
+            on(type, (data: GatewayEvents[K], meta: EventMeta) => push({ type, data, meta } as StreamEvent<K>)),
+          );
+          removers.push(on('state', (next: ConnectionState) => next === 'closed' && stop()));
+          onQueue('highWater', () => fail(new Error(`more than ${maxBuffered} events waiting for the loop: it cannot keep up`)));
+          return () => {
+            for (const remove of removers) remove();
+          };
+        },
+        { highWaterMark: maxBuffered },
+      );
     },
     close() {
       if (state === 'closed') return;
