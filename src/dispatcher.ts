@@ -38,7 +38,9 @@ class DispatchedEvent implements HubEvent {
   readonly partition: number;
   readonly offset: number;
   readonly timestamp: number;
-  readonly body: Buffer;
+  readonly #type: string;
+  readonly #data: string;
+  #body: Buffer | undefined;
   #frame: Buffer | undefined;
 
   constructor(
@@ -51,7 +53,14 @@ class DispatchedEvent implements HubEvent {
     this.partition = record.partition;
     this.offset = Number(record.offset);
     this.timestamp = record.timestamp;
-    this.body = bodyFrame(event.type, event.data);
+    this.#type = event.type;
+    this.#data = event.data;
+  }
+
+  /** Built on first use, once: most events of busy topics are in rooms nobody watches or resumes. */
+  get body(): Buffer {
+    this.#body ??= bodyFrame(this.#type, this.#data);
+    return this.#body;
   }
 
   get frame(): Buffer {

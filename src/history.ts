@@ -30,19 +30,22 @@ interface Coverage {
   time: number;
 }
 
+/** A log starts this small and doubles up to its capacity: most channels are quiet. */
+const INITIAL_LOG_SLOTS = 8;
+
 class ChannelLog {
-  readonly entries: (StoredEvent | undefined)[];
+  entries: (StoredEvent | undefined)[];
   start = 0;
   size = 0;
   /** Dropped so far: every event below `offset`, all with timestamps up to `time`. */
   readonly dropped: Coverage = { offset: 0, time: -Infinity };
 
   constructor(
-    capacity: number,
+    readonly capacity: number,
     readonly slot: TopicSlot,
     public partition: number,
   ) {
-    this.entries = new Array(capacity);
+    this.entries = new Array(Math.min(capacity, INITIAL_LOG_SLOTS));
   }
 
   at(index: number): StoredEvent {
@@ -51,12 +54,20 @@ class ChannelLog {
 
   /** Returns true when the log was full and its oldest entry made room. */
   push(event: StoredEvent): boolean {
+    if (this.size === this.entries.length && this.size < this.capacity) this.#grow();
     const full = this.size === this.entries.length;
     if (full) this.dropOldest();
     this.entries[(this.start + this.size) % this.entries.length] = event;
     this.size += 1;
     this.partition = event.partition;
     return full;
+  }
+
+  #grow(): void {
+    const entries = new Array<StoredEvent | undefined>(Math.min(this.capacity, this.entries.length * 2));
+    for (let index = 0; index < this.size; index++) entries[index] = this.at(index);
+    this.entries = entries;
+    this.start = 0;
   }
 
   dropOldest(): void {

@@ -27,7 +27,10 @@ function idLine(id: string): string {
 
 /** Everything of an event but its id: the part shared by streams whose ids differ. */
 export function serializeBody(event: string | undefined, data: string): string {
-  let body = event === undefined ? '' : `event: ${singleLine(event)}\n`;
+  const eventLine = event === undefined ? '' : `event: ${singleLine(event)}\n`;
+  // The usual case (JSON has no raw line breaks): one data line, no split.
+  if (!data.includes('\n') && !data.includes('\r')) return `${eventLine}data: ${data}\n\n`;
+  let body = eventLine;
   for (const line of data.split(LINE_BREAK)) body += `data: ${line}\n`;
   return `${body}\n`;
 }
