@@ -79,6 +79,25 @@ function headerText(value: Buffer | string | undefined): string | undefined {
   return value === undefined ? undefined : value.toString();
 }
 
+/**
+ * The SSE data of a valid record: the channel, the contract's fields, the record timestamp.
+ * Only known fields reach browsers: extra producer fields never leak. A value holding exactly
+ * the contract's fields (what the gateway's own publish routes write) is passed on as the
+ * producer wrote it, which saves serialising it again; it was just parsed, so it is JSON.
+ */
+function eventData(kind: ChannelKind, name: string, spec: EventTypeSpec, value: Record<string, unknown>, text: string, timestamp: number): string {
+  const head = `{"${kind}":${JSON.stringify(name)},`;
+  const tail = `,"ts":${timestamp}}`;
+  const keys = Object.keys(value);
+  if (keys.length === spec.fields.length && keys.every((key) => spec.fields.includes(key))) {
+    const inner = text.slice(text.indexOf('{') + 1, text.lastIndexOf('}'));
+    return head + inner + tail;
+  }
+  const data: Record<string, unknown> = {};
+  for (const field of spec.fields) data[field] = value[field];
+  return head + JSON.stringify(data).slice(1, -1) + tail;
+}
+
 export function decodeRecord(record: BusRecord, topics: Topics): DecodeResult {
   const kind: ChannelKind | undefined =
     record.topic === topics.chat ? 'room' : record.topic === topics.ticker ? 'ticker' : undefined;
@@ -93,20 +112,16 @@ export function decodeRecord(record: BusRecord, topics: Topics): DecodeResult {
   if (spec.kind !== kind) return { ok: false, reason: `event type ${type} does not belong on ${record.topic}` };
   if (record.value === null) return { ok: false, reason: 'empty value' };
   let value: unknown;
+  const text = record.value.toString('utf8');
   try {
-    value = JSON.parse(record.value.toString('utf8'));
+    value = JSON.parse(text);
   } catch {
     return { ok: false, reason: 'value is not JSON' };
   }
   if (!spec.check(value)) return { ok: false, reason: `value does not match the ${type} schema` };
-  const source = value as Record<string, unknown>;
-  // Only known fields reach browsers, in a fixed order: extra producer fields never leak.
-  const data: Record<string, unknown> = { [kind]: name };
-  for (const field of spec.fields) data[field] = source[field];
-  data.ts = record.timestamp;
   return {
     ok: true,
-    event: { channel: channelKey(kind, name), kind, name, type, data: JSON.stringify(data), timestamp: record.timestamp },
+    event: { channel: channelKey(kind, name), kind, name, type, data: eventData(kind, name, spec, value as Record<string, unknown>, text, record.timestamp), timestamp: record.timestamp },
   };
 }
 

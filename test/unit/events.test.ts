@@ -59,3 +59,19 @@ t.test('what the HTTP side produces is what the consumer side accepts', async (t
   t.ok(result.ok);
   if (result.ok) t.match(JSON.parse(result.event.data), { id: messageId, text: 'two\nlines' });
 });
+
+t.test('a value of exactly the contract fields is passed on as written, and still yields only known, valid JSON', async (t) => {
+  const cases: Array<[string, string, Record<string, unknown>]> = [
+    ['spaces and newlines', '\n { "text" : "a\\nb",\r\n "user":"ann", "id":"m1" }\n', { id: 'm1', user: 'ann', text: 'a\nb' }],
+    ['duplicate key: the last wins, as in every JSON parser', '{"id":"m1","user":"ann","text":"first","text":"hi"}', { id: 'm1', user: 'ann', text: 'hi' }],
+    ['a prototype key is an extra, dropped', '{"id":"m1","user":"ann","text":"hi","__proto__":{"x":1}}', { id: 'm1', user: 'ann', text: 'hi' }],
+    ['a key named like ours is an extra, dropped', '{"id":"m1","user":"ann","text":"hi","room":"elsewhere"}', { id: 'm1', user: 'ann', text: 'hi' }],
+    ['unicode and escapes', '{"id":"m1","user":"\\u00e9","text":"</script>\\u2028"}', { id: 'm1', user: 'é', text: '</script>\u2028' }],
+  ];
+  for (const [what, value, fields] of cases) {
+    const result = decodeRecord(record({ value: Buffer.from(value) }), topics);
+    t.ok(result.ok, what);
+    if (!result.ok) continue;
+    t.strictSame(JSON.parse(result.event.data), { room: 'lobby', ...fields, ts: 1700000000000 }, what);
+  }
+});
