@@ -50,6 +50,13 @@ interface OpenStream {
 
 const EXPIRY_CHECK_INTERVAL_MS = 1000;
 
+const STREAM_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-transform',
+  // Proxies that buffer responses (nginx) would hold events back.
+  'X-Accel-Buffering': 'no',
+};
+
 /** `?since=` is epoch milliseconds or an ISO-8601 time; anything else was refused by the schema. */
 export function parseSince(value: string): number {
   return /^\d+$/.test(value) ? Number(value) : Date.parse(value);
@@ -143,6 +150,8 @@ export default fp(
       const { request } = reply;
       const socket = reply.raw;
       const kind = channels.length > 1 ? 'multi' : (channels[0]?.kind ?? 'room');
+      // HEAD (a probe, a link checker): the stream's headers, no stream behind them.
+      if (request.method === 'HEAD') return reply.code(200).headers(STREAM_HEADERS).send();
       if (openStreams.size >= config.maxStreams) {
         stats.refusedAtCapacity += 1;
         reply.header('Retry-After', String(Math.ceil(config.sseRetryMs / 1000) + 1 + Math.floor(Math.random() * 5)));
@@ -185,15 +194,7 @@ export default fp(
 
       // Headers set so far (CORS, rate limits) go out with the stream's own.
       void reply.hijack();
-      connection.open(
-        {
-          ...(reply.getHeaders() as Record<string, string | number | string[]>),
-          'Content-Type': 'text/event-stream; charset=utf-8',
-          'Cache-Control': 'no-cache, no-transform',
-          'X-Accel-Buffering': 'no',
-        },
-        preamble,
-      );
+      connection.open({ ...(reply.getHeaders() as Record<string, string | number | string[]>), ...STREAM_HEADERS }, preamble);
 
       if (draining) {
         // A stream opened while this replica drains goes straight elsewhere.

@@ -89,6 +89,22 @@ t.test('a client that goes away leaves no subscription behind', async (t) => {
   t.equal(gateway.app.hub.subscriberCount('room:leaving'), 0);
 });
 
+t.test('HEAD on a stream route answers the stream headers and no body, and opens no stream', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  for (const path of ['/events/probe', '/tickers/PROBE/events', '/events?room=probe&ticker=PROBE']) {
+    const response = await fetch(`${gateway.url}${path}`, { method: 'HEAD' });
+    t.equal(response.status, 200, path);
+    t.match(response.headers.get('content-type'), /^text\/event-stream/, path);
+    t.equal(await response.text(), '', path);
+  }
+  t.equal(gateway.app.openStreamCount(), 0);
+  t.equal(gateway.app.hub.channelCount, 0);
+  const get = await fetch(`${gateway.url}/events/probe`);
+  t.equal(get.status, 200, 'the connection is still a sane HTTP/1.1 one after the HEADs');
+  await get.body?.cancel();
+});
+
 t.test('closing the app ends open streams instead of hanging', async (t) => {
   const gateway = await startGateway();
   const stream = await openStream(`${gateway.url}/events/closing`);
