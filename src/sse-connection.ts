@@ -11,7 +11,9 @@ import type { SubscriptionSink } from './subscription.ts';
  *
  * The response is sent without chunked transfer encoding: an event stream ends only when its
  * connection does, so the body is delimited by the close (valid for HTTP/1.0 and 1.1 alike), and
- * the shared frames need no per-write chunk framing.
+ * the shared frames need no per-write chunk framing. Writing past the response object is only
+ * right once its headers are on the socket: a response queued behind another one on the same
+ * connection (HTTP/1.1 pipelining) writes through the response instead, which keeps the order.
  *
  * Bounded memory: a client whose socket buffer grows past `maxBufferedBytes` is sent `overflow`
  * and cut off (it resumes from its last id); ticker prices that arrive while its socket is full
@@ -50,10 +52,13 @@ export class SseConnection implements SubscriptionSink {
   readonly #options: SseConnectionOptions;
   #conflated: Map<string, Buffer> | undefined;
   #ended = false;
+  /** True once the headers went straight to the socket: frames may then bypass the response. */
+  #direct = false;
 
   constructor(response: ServerResponse, options: SseConnectionOptions) {
     this.#response = response;
-    this.#socket = response.socket as Socket;
+    // The request's socket: the response has none yet while it waits behind a pipelined one.
+    this.#socket = response.req.socket as Socket;
     this.#options = options;
     this.#socket.on('close', () => this.end());
   }
@@ -68,6 +73,13 @@ export class SseConnection implements SubscriptionSink {
     response.shouldKeepAlive = false;
     response.writeHead(200, headers as Record<string, string | number | string[]>);
     response.write(preamble);
+    // Nothing held in the response itself: the headers and preamble reached the socket.
+    this.#direct = response.socket === this.#socket && response.writableLength === this.#socket.writableLength;
+  }
+
+  #send(frame: Buffer): void {
+    if (this.#direct) this.#socket.write(frame);
+    else this.#response.write(frame);
   }
 
   get ended(): boolean {
@@ -88,7 +100,7 @@ export class SseConnection implements SubscriptionSink {
       this.#conflated.set(conflateKey, latest ?? frame);
       return;
     }
-    socket.write(frame);
+    this.#send(frame);
     this.#count(frame, events);
     if (socket.writableLength > this.#options.maxBufferedBytes) {
       this.#options.stats.slowClientDisconnects += 1;
@@ -134,7 +146,7 @@ export class SseConnection implements SubscriptionSink {
     const socket = this.#socket;
     if (!socket.destroyed) {
       if (lastFrame !== undefined) {
-        socket.write(lastFrame);
+        this.#send(lastFrame);
         this.#count(lastFrame, 1);
       }
       this.#response.end();

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import t from 'tap';
 import { postJson, startGateway } from './helpers/gateway.ts';
 import { openStream, until } from './helpers/sse-client.ts';
@@ -103,6 +104,23 @@ t.test('HEAD on a stream route answers the stream headers and no body, and opens
   const get = await fetch(`${gateway.url}/events/probe`);
   t.equal(get.status, 200, 'the connection is still a sane HTTP/1.1 one after the HEADs');
   await get.body?.cancel();
+});
+
+t.test('a stream requested behind another request on one connection (pipelining) comes after its response, intact', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const { port, hostname } = new URL(gateway.url);
+  const socket = connect(Number(port), hostname);
+  t.teardown(() => socket.destroy());
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('utf8')));
+  socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /events/pipelined HTTP/1.1\r\nHost: x\r\n\r\n');
+  await until(() => gateway.app.hub.subscriberCount('room:pipelined') === 1, 5000, 'the stream subscribed');
+  t.equal((await postJson(`${gateway.url}/rooms/pipelined/messages`, { user: 'ann', text: 'in order' })).status, 202);
+  await until(() => received.includes('in order'), 5000, 'the event');
+  const [health, stream] = received.split(/(?=HTTP\/1\.1 )/);
+  t.match(health, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{"status":"ok"\}$/, 'the first response, whole, first');
+  t.match(stream, /^HTTP\/1\.1 200 OK\r\n[\s\S]*text\/event-stream[\s\S]*\r\n\r\nretry: \d+\n\n: connected\n\nid: [^\n]+\n\nid: [^\n]+\nevent: message\ndata: \{[^\n]*"text":"in order"[^\n]*\}\n\n$/, 'then the stream: headers, preamble, frames');
 });
 
 t.test('closing the app ends open streams instead of hanging', async (t) => {
