@@ -1,122 +1,118 @@
 import t from 'tap';
-import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { rawProducer } from './helpers/kafka.ts';
 import { openStream, until } from './helpers/sse-client.ts';
 
-if (kafkaBrokers === undefined) {
-  t.fail('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker');
-} else {
-  const brokers = kafkaBrokers;
-  const kafkaGateway = (topics = kafkaTopics()) => startGateway({ kafkaBrokers: brokers, ...topics });
+const brokers = requiredKafkaBrokers();
+const kafkaGateway = (topics = kafkaTopics()) => startGateway({ kafkaBrokers: brokers, ...topics });
 
-  t.test('a record an upstream service produces reaches an SSE client, in order, with event and id', async (t) => {
-    const topics = kafkaTopics();
-    const gateway = await kafkaGateway(topics);
-    t.teardown(() => gateway.close());
-    const room = uniqueName('room');
-    const stream = await openStream(`${gateway.url}/events/${room}`);
-    t.teardown(() => stream.close());
-    const producer = await rawProducer();
-    t.teardown(() => producer.close());
-    const sent = [];
-    for (let i = 0; i < 5; i++) {
-      const [metadata] = await producer.send(topics.chatTopic, [
-        { key: room, value: JSON.stringify({ id: `m${i}`, user: 'svc', text: `n${i}` }), headers: { 'event-type': 'message' } },
-      ]);
-      sent.push(metadata!);
-    }
-    const events = await stream.waitForEvents(5);
-    t.same(events.map((event) => JSON.parse(event.data).text), ['n0', 'n1', 'n2', 'n3', 'n4']);
-    t.same(events.map((event) => event.event), Array(5).fill('message'));
-    t.same(
-      events.map((event) => event.id),
-      sent.map((metadata) => gateway.app.eventIdFor({ topic: topics.chatTopic, partition: metadata.partition, offset: metadata.baseOffset! })),
-      'each id is the signed Kafka position after the event',
-    );
-  });
-
-  t.test('POST → Kafka → SSE round trip, and many concurrent posts arrive exactly once', async (t) => {
-    const gateway = await kafkaGateway();
-    t.teardown(() => gateway.close());
-    const room = uniqueName('room');
-    const stream = await openStream(`${gateway.url}/events/${room}`);
-    t.teardown(() => stream.close());
-    const posts = await Promise.all(
-      Array.from({ length: 40 }, (_, i) => postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: `p${i}` })),
-    );
-    t.same(posts.map((post) => post.status), Array(40).fill(202));
-    const events = await stream.waitForEvents(40);
-    t.same(new Set(events.map((event) => JSON.parse(event.data).text)).size, 40, 'all 40, none twice');
-    const offsets = events.map((event) => gateway.app.cursorCodec.decode(event.id ?? '')?.[0]?.next ?? -1);
-    t.same(offsets, [...offsets].sort((a, b) => a - b), 'delivered in offset order');
-    t.same(new Set(events.map((event) => event.id)), new Set(posts.map((post) => post.body.eventId)), 'ids match the 202 answers');
-  });
-
-  t.test('two gateway instances on one Kafka: a client on A receives a message posted to B', async (t) => {
-    const topics = kafkaTopics();
-    const a = await kafkaGateway(topics);
-    t.teardown(() => a.close());
-    const b = await kafkaGateway(topics);
-    t.teardown(() => b.close());
-    t.not(a.config.instanceId, b.config.instanceId);
-    const room = uniqueName('room');
-    const onA = await openStream(`${a.url}/events/${room}`);
-    const onB = await openStream(`${b.url}/events/${room}`);
-    t.teardown(() => onA.close());
-    t.teardown(() => onB.close());
-    const rooms = Array.from({ length: 12 }, (_, i) => `${room}-${i}`);
-    // Rooms spread over all partitions: every replica must see every partition.
-    const spread = await Promise.all(rooms.map((name) => openStream(`${a.url}/events/${name}`)));
-    t.teardown(() => spread.forEach((stream) => stream.close()));
-    const posted = await postJson(`${b.url}/rooms/${room}/messages`, { user: 'bob', text: 'from B' });
-    t.equal(posted.status, 202);
-    for (const name of rooms) t.equal((await postJson(`${b.url}/rooms/${name}/messages`, { user: 'bob', text: name })).status, 202);
-    const [onAEvent] = await onA.waitForEvents(1);
-    t.match(JSON.parse(onAEvent!.data), { text: 'from B' });
-    t.equal(onAEvent!.id, posted.body.eventId);
-    const [onBEvent] = await onB.waitForEvents(1);
-    t.equal(onBEvent!.id, posted.body.eventId, 'the same id on both replicas');
-    for (const [index, stream] of spread.entries()) {
-      const [event] = await stream.waitForEvents(1);
-      t.equal(JSON.parse(event!.data).text, rooms[index]);
-    }
-  });
-
-  t.test('a poison record is skipped and counted; the next good record still arrives', async (t) => {
-    const topics = kafkaTopics();
-    const gateway = await kafkaGateway(topics);
-    t.teardown(() => gateway.close());
-    const room = uniqueName('room');
-    const stream = await openStream(`${gateway.url}/events/${room}`);
-    t.teardown(() => stream.close());
-    const producer = await rawProducer();
-    t.teardown(() => producer.close());
-    await producer.send(topics.chatTopic, [
-      { key: room, value: 'this is not JSON', headers: { 'event-type': 'message' } },
-      { key: room, value: JSON.stringify({ id: 'x', user: 'svc' }), headers: { 'event-type': 'message' } },
-      { key: room, value: JSON.stringify({ id: 'good', user: 'svc', text: 'still here' }), headers: { 'event-type': 'message' } },
+t.test('a record an upstream service produces reaches an SSE client, in order, with event and id', async (t) => {
+  const topics = kafkaTopics();
+  const gateway = await kafkaGateway(topics);
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const stream = await openStream(`${gateway.url}/events/${room}`);
+  t.teardown(() => stream.close());
+  const producer = await rawProducer();
+  t.teardown(() => producer.close());
+  const sent = [];
+  for (let i = 0; i < 5; i++) {
+    const [metadata] = await producer.send(topics.chatTopic, [
+      { key: room, value: JSON.stringify({ id: `m${i}`, user: 'svc', text: `n${i}` }), headers: { 'event-type': 'message' } },
     ]);
-    const [event] = await stream.waitForEvents(1);
-    t.match(JSON.parse(event!.data), { id: 'good', text: 'still here' });
-    await until(() => gateway.app.dispatcher.stats.recordsSkipped === 2, 5000, 'two skipped records counted');
-    t.equal(stream.events.length, 1);
-  });
+    sent.push(metadata!);
+  }
+  const events = await stream.waitForEvents(5);
+  t.same(events.map((event) => JSON.parse(event.data).text), ['n0', 'n1', 'n2', 'n3', 'n4']);
+  t.same(events.map((event) => event.event), Array(5).fill('message'));
+  t.same(
+    events.map((event) => event.id),
+    sent.map((metadata) => gateway.app.eventIdFor({ topic: topics.chatTopic, partition: metadata.partition, offset: metadata.baseOffset! })),
+    'each id is the signed Kafka position after the event',
+  );
+});
 
-  t.test('ticker prices flow through Kafka; topics were created with the configured partitions', async (t) => {
-    const topics = kafkaTopics();
-    const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: 3 });
-    t.teardown(() => gateway.close());
-    const stream = await openStream(`${gateway.url}/tickers/DOGE/events`);
-    t.teardown(() => stream.close());
-    t.equal((await postJson(`${gateway.url}/tickers/DOGE/prices`, { price: 0.42, currency: 'USD' })).status, 202);
-    const [update] = await stream.waitForEvents(1);
-    t.equal(update!.event, 'price_update');
-    t.match(JSON.parse(update!.data), { ticker: 'DOGE', price: 0.42 });
-    const { Kafka, logLevel } = await import('kafkajs');
-    const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
-    await admin.connect();
-    t.teardown(() => admin.disconnect());
-    const metadata = await admin.fetchTopicMetadata({ topics: [topics.chatTopic, topics.tickerTopic] });
-    t.same(metadata.topics.map((topic) => topic.partitions.length), [3, 3]);
-  });
-}
+t.test('POST → Kafka → SSE round trip, and many concurrent posts arrive exactly once', async (t) => {
+  const gateway = await kafkaGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const stream = await openStream(`${gateway.url}/events/${room}`);
+  t.teardown(() => stream.close());
+  const posts = await Promise.all(
+    Array.from({ length: 40 }, (_, i) => postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: `p${i}` })),
+  );
+  t.same(posts.map((post) => post.status), Array(40).fill(202));
+  const events = await stream.waitForEvents(40);
+  t.same(new Set(events.map((event) => JSON.parse(event.data).text)).size, 40, 'all 40, none twice');
+  const offsets = events.map((event) => gateway.app.cursorCodec.decode(event.id ?? '')?.[0]?.next ?? -1);
+  t.same(offsets, [...offsets].sort((a, b) => a - b), 'delivered in offset order');
+  t.same(new Set(events.map((event) => event.id)), new Set(posts.map((post) => post.body.eventId)), 'ids match the 202 answers');
+});
+
+t.test('two gateway instances on one Kafka: a client on A receives a message posted to B', async (t) => {
+  const topics = kafkaTopics();
+  const a = await kafkaGateway(topics);
+  t.teardown(() => a.close());
+  const b = await kafkaGateway(topics);
+  t.teardown(() => b.close());
+  t.not(a.config.instanceId, b.config.instanceId);
+  const room = uniqueName('room');
+  const onA = await openStream(`${a.url}/events/${room}`);
+  const onB = await openStream(`${b.url}/events/${room}`);
+  t.teardown(() => onA.close());
+  t.teardown(() => onB.close());
+  const rooms = Array.from({ length: 12 }, (_, i) => `${room}-${i}`);
+  // Rooms spread over all partitions: every replica must see every partition.
+  const spread = await Promise.all(rooms.map((name) => openStream(`${a.url}/events/${name}`)));
+  t.teardown(() => spread.forEach((stream) => stream.close()));
+  const posted = await postJson(`${b.url}/rooms/${room}/messages`, { user: 'bob', text: 'from B' });
+  t.equal(posted.status, 202);
+  for (const name of rooms) t.equal((await postJson(`${b.url}/rooms/${name}/messages`, { user: 'bob', text: name })).status, 202);
+  const [onAEvent] = await onA.waitForEvents(1);
+  t.match(JSON.parse(onAEvent!.data), { text: 'from B' });
+  t.equal(onAEvent!.id, posted.body.eventId);
+  const [onBEvent] = await onB.waitForEvents(1);
+  t.equal(onBEvent!.id, posted.body.eventId, 'the same id on both replicas');
+  for (const [index, stream] of spread.entries()) {
+    const [event] = await stream.waitForEvents(1);
+    t.equal(JSON.parse(event!.data).text, rooms[index]);
+  }
+});
+
+t.test('a poison record is skipped and counted; the next good record still arrives', async (t) => {
+  const topics = kafkaTopics();
+  const gateway = await kafkaGateway(topics);
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const stream = await openStream(`${gateway.url}/events/${room}`);
+  t.teardown(() => stream.close());
+  const producer = await rawProducer();
+  t.teardown(() => producer.close());
+  await producer.send(topics.chatTopic, [
+    { key: room, value: 'this is not JSON', headers: { 'event-type': 'message' } },
+    { key: room, value: JSON.stringify({ id: 'x', user: 'svc' }), headers: { 'event-type': 'message' } },
+    { key: room, value: JSON.stringify({ id: 'good', user: 'svc', text: 'still here' }), headers: { 'event-type': 'message' } },
+  ]);
+  const [event] = await stream.waitForEvents(1);
+  t.match(JSON.parse(event!.data), { id: 'good', text: 'still here' });
+  await until(() => gateway.app.dispatcher.stats.recordsSkipped === 2, 5000, 'two skipped records counted');
+  t.equal(stream.events.length, 1);
+});
+
+t.test('ticker prices flow through Kafka; topics were created with the configured partitions', async (t) => {
+  const topics = kafkaTopics();
+  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: 3 });
+  t.teardown(() => gateway.close());
+  const stream = await openStream(`${gateway.url}/tickers/DOGE/events`);
+  t.teardown(() => stream.close());
+  t.equal((await postJson(`${gateway.url}/tickers/DOGE/prices`, { price: 0.42, currency: 'USD' })).status, 202);
+  const [update] = await stream.waitForEvents(1);
+  t.equal(update!.event, 'price_update');
+  t.match(JSON.parse(update!.data), { ticker: 'DOGE', price: 0.42 });
+  const { Kafka, logLevel } = await import('kafkajs');
+  const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  t.teardown(() => admin.disconnect());
+  const metadata = await admin.fetchTopicMetadata({ topics: [topics.chatTopic, topics.tickerTopic] });
+  t.same(metadata.topics.map((topic) => topic.partitions.length), [3, 3]);
+});

@@ -1,101 +1,97 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { startKafka } from '../scripts/kafka/kafka.ts';
-import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { scrape, value } from './helpers/metrics.ts';
 import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 
 
-if (kafkaBrokers === undefined) {
-  t.fail('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker');
-} else {
-  const brokers = kafkaBrokers;
+const brokers = requiredKafkaBrokers();
 
-  t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients resume on another replica without loss', async (t) => {
-    const topics = kafkaTopics();
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-      env: {
-        ...process.env,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
-        KAFKA_BROKERS: brokers.join(','),
-        CHAT_TOPIC: topics.chatTopic,
-        TICKER_TOPIC: topics.tickerTopic,
-        DRAIN_WINDOW_MS: '1500',
-        SSE_RETRY_MS: '500',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    t.teardown(() => child.kill('SIGKILL'));
-    const url = `http://127.0.0.1:${port}`;
-    await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200, 60000, 'the child replica ready');
-    const other = await startGateway({ kafkaBrokers: brokers, ...topics });
-    t.teardown(() => other.close());
+t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients resume on another replica without loss', async (t) => {
+  const topics = kafkaTopics();
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      KAFKA_BROKERS: brokers.join(','),
+      CHAT_TOPIC: topics.chatTopic,
+      TICKER_TOPIC: topics.tickerTopic,
+      DRAIN_WINDOW_MS: '1500',
+      SSE_RETRY_MS: '500',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => child.kill('SIGKILL'));
+  const url = `http://127.0.0.1:${port}`;
+  await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200, 60000, 'the child replica ready');
+  const other = await startGateway({ kafkaBrokers: brokers, ...topics });
+  t.teardown(() => other.close());
 
-    const room = uniqueName('room');
-    const clients = await Promise.all(Array.from({ length: 8 }, () => openStream(`${url}/events/${room}`)));
-    await until(() => clients.every((client) => client.lastEventId() !== ''), 5000, 'initial ids');
-    let published = 0;
-    let stop = false;
-    const publishing = (async () => {
-      while (!stop && published < 400) {
-        const posted = await postJson(`${other.url}/rooms/${room}/messages`, { user: 'p', text: `n${published}` });
-        if (posted.status === 202) published += 1;
-      }
-    })();
-    await until(() => published >= 20, 20000, 'some events published');
-    const endedAt: number[] = [];
-    for (const client of clients) void client.ended.then(() => endedAt.push(Date.now()));
-    child.kill('SIGTERM');
-    await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 503)) === 503, 3000, 'not ready at once');
-    t.equal(await exited, 0, 'exit code 0');
-    t.ok(Math.max(...endedAt) - Math.min(...endedAt) >= 500, 'streams ended spread over the drain window');
-    stop = true;
-    await publishing;
-    const resumed = await Promise.all(clients.map((client) => openStream(`${other.url}/events/${room}`, { 'last-event-id': client.lastEventId() })));
-    t.teardown(() => resumed.forEach((stream) => stream.close()));
-    const expected = Array.from({ length: published }, (_, i) => `n${i}`);
-    for (const [index, client] of clients.entries()) {
-      await until(() => messageTexts(client.events).length + messageTexts(resumed[index]!.events).length >= published, 20000, 'all events');
-      t.same([...messageTexts(client.events), ...messageTexts(resumed[index]!.events)], expected, `client ${index}: every event once`);
+  const room = uniqueName('room');
+  const clients = await Promise.all(Array.from({ length: 8 }, () => openStream(`${url}/events/${room}`)));
+  await until(() => clients.every((client) => client.lastEventId() !== ''), 5000, 'initial ids');
+  let published = 0;
+  let stop = false;
+  const publishing = (async () => {
+    while (!stop && published < 400) {
+      const posted = await postJson(`${other.url}/rooms/${room}/messages`, { user: 'p', text: `n${published}` });
+      if (posted.status === 202) published += 1;
     }
-  });
+  })();
+  await until(() => published >= 20, 20000, 'some events published');
+  const endedAt: number[] = [];
+  for (const client of clients) void client.ended.then(() => endedAt.push(Date.now()));
+  child.kill('SIGTERM');
+  await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 503)) === 503, 3000, 'not ready at once');
+  t.equal(await exited, 0, 'exit code 0');
+  t.ok(Math.max(...endedAt) - Math.min(...endedAt) >= 500, 'streams ended spread over the drain window');
+  stop = true;
+  await publishing;
+  const resumed = await Promise.all(clients.map((client) => openStream(`${other.url}/events/${room}`, { 'last-event-id': client.lastEventId() })));
+  t.teardown(() => resumed.forEach((stream) => stream.close()));
+  const expected = Array.from({ length: published }, (_, i) => `n${i}`);
+  for (const [index, client] of clients.entries()) {
+    await until(() => messageTexts(client.events).length + messageTexts(resumed[index]!.events).length >= published, 20000, 'all events');
+    t.same([...messageTexts(client.events), ...messageTexts(resumed[index]!.events)], expected, `client ${index}: every event once`);
+  }
+});
 
-  t.test('broker stopped and restarted mid-stream: streams stay open, publish answers 503, delivery resumes', async (t) => {
-    const cluster = await startKafka();
-    t.teardown(() => cluster.stop());
-    const gateway = await startGateway({ kafkaBrokers: cluster.brokers, ...kafkaTopics(), publishTimeoutMs: 1500, heartbeatMs: 300 });
-    t.teardown(() => gateway.close());
-    const room = uniqueName('room');
-    const stream = await openStream(`${gateway.url}/events/${room}`);
-    t.teardown(() => stream.close());
-    t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'before' })).status, 202);
-    await until(() => messageTexts(stream.events).includes('before'), 10000, 'first event');
+t.test('broker stopped and restarted mid-stream: streams stay open, publish answers 503, delivery resumes', async (t) => {
+  const cluster = await startKafka();
+  t.teardown(() => cluster.stop());
+  const gateway = await startGateway({ kafkaBrokers: cluster.brokers, ...kafkaTopics(), publishTimeoutMs: 1500, heartbeatMs: 300 });
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const stream = await openStream(`${gateway.url}/events/${room}`);
+  t.teardown(() => stream.close());
+  t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'before' })).status, 202);
+  await until(() => messageTexts(stream.events).includes('before'), 10000, 'first event');
 
-    await cluster.stopNode(0);
-    const started = Date.now();
-    const refused = await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'during' });
-    t.equal(refused.status, 503, 'publish refused while the broker is down');
-    t.ok(Date.now() - started < 5000, 'quickly');
-    await until(async () => (await fetch(`${gateway.url}/readyz`)).status === 503, 60000, '/readyz reports it');
-    const comments = stream.comments();
-    await until(() => stream.comments() > comments + 1, 5000, 'heartbeats keep the stream alive');
+  await cluster.stopNode(0);
+  const started = Date.now();
+  const refused = await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'during' });
+  t.equal(refused.status, 503, 'publish refused while the broker is down');
+  t.ok(Date.now() - started < 5000, 'quickly');
+  await until(async () => (await fetch(`${gateway.url}/readyz`)).status === 503, 60000, '/readyz reports it');
+  const comments = stream.comments();
+  await until(() => stream.comments() > comments + 1, 5000, 'heartbeats keep the stream alive');
 
-    await cluster.startNode(0);
-    await until(async () => (await fetch(`${gateway.url}/readyz`)).status === 200, 90000, 'ready again');
-    await until(async () => (await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'after' })).status === 202, 30000, 'publish works');
-    await until(() => messageTexts(stream.events).includes('after'), 30000, 'delivery resumed on the same stream');
-    t.equal(messageTexts(stream.events).filter((text) => text === 'after').length, 1);
+  await cluster.startNode(0);
+  await until(async () => (await fetch(`${gateway.url}/readyz`)).status === 200, 90000, 'ready again');
+  await until(async () => (await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'after' })).status === 202, 30000, 'publish works');
+  await until(() => messageTexts(stream.events).includes('after'), 30000, 'delivery resumed on the same stream');
+  t.equal(messageTexts(stream.events).filter((text) => text === 'after').length, 1);
 
-    const { samples } = await scrape(gateway.url);
-    t.ok((value(samples, 'sse_gateway_kafka_reconnects_total') ?? 0) > 0, 'the reconnect is counted');
-    t.ok((value(samples, 'sse_gateway_kafka_client_errors_total', { kind: 'consumer_crash' }) ?? 0) > 0, 'the consumer crash is counted');
-    t.ok((value(samples, 'sse_gateway_kafka_client_errors_total', { kind: 'publish_failed' }) ?? 0) > 0, 'the refused publish is counted');
-    const status = (await (await fetch(`${gateway.url}/status`)).json()) as { bus: { clientErrors: Record<string, number>; reconnects: number } };
-    t.ok(status.bus.reconnects > 0, `/status shows the reconnects: ${status.bus.reconnects}`);
-    t.ok(status.bus.clientErrors.consumer_crash! > 0, `/status shows the client errors: ${JSON.stringify(status.bus.clientErrors)}`);
-  });
-}
+  const { samples } = await scrape(gateway.url);
+  t.ok((value(samples, 'sse_gateway_kafka_reconnects_total') ?? 0) > 0, 'the reconnect is counted');
+  t.ok((value(samples, 'sse_gateway_kafka_client_errors_total', { kind: 'consumer_crash' }) ?? 0) > 0, 'the consumer crash is counted');
+  t.ok((value(samples, 'sse_gateway_kafka_client_errors_total', { kind: 'publish_failed' }) ?? 0) > 0, 'the refused publish is counted');
+  const status = (await (await fetch(`${gateway.url}/status`)).json()) as { bus: { clientErrors: Record<string, number>; reconnects: number } };
+  t.ok(status.bus.reconnects > 0, `/status shows the reconnects: ${status.bus.reconnects}`);
+  t.ok(status.bus.clientErrors.consumer_crash! > 0, `/status shows the client errors: ${JSON.stringify(status.bus.clientErrors)}`);
+});

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Kafka, logLevel, type Message } from 'kafkajs';
-import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { rawProducer } from './helpers/kafka.ts';
 import { until } from './helpers/sse-client.ts';
 
@@ -30,95 +30,91 @@ function price(symbol: string, value: number, timestamp: number): Message {
   };
 }
 
-if (kafkaBrokers === undefined) {
-  t.fail('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker');
-} else {
-  const brokers = kafkaBrokers;
+const brokers = requiredKafkaBrokers();
 
-  async function createTickerTopic(topic: string, partitions: number): Promise<void> {
-    const admin = new Kafka({ clientId: 'test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
-    await admin.connect();
-    try {
-      await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-    } finally {
-      await admin.disconnect();
-    }
+async function createTickerTopic(topic: string, partitions: number): Promise<void> {
+  const admin = new Kafka({ clientId: 'test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
   }
-
-  t.test('a fresh replica charts the last 24 h read back from Kafka, then continues live', async (t) => {
-    const topics = kafkaTopics();
-    await createTickerTopic(topics.tickerTopic, 3);
-    const symbols = [uniqueName('A'), uniqueName('B'), uniqueName('C')];
-    const times = twentyHours();
-    const producer = await rawProducer();
-    t.teardown(() => producer.close());
-    const messages: Message[] = [];
-    times.forEach((time, i) => {
-      for (const [s, symbol] of symbols.entries()) {
-        // Two prices per bucket: the chart shows the last one.
-        messages.push(price(symbol, 1000 * s + i + 0.5, time - 30_000), price(symbol, 1000 * s + i + 1, time));
-      }
-      if (i === 100) messages.push({ key: symbols[0]!, value: 'not json', headers: { 'event-type': 'price_update' }, timestamp: String(time) });
-    });
-    await producer.send(topics.tickerTopic, messages);
-
-    // The warm-up (the live consumer's start) covers the last 30 minutes; the backfill the rest.
-    const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: 30 * MINUTE });
-    t.teardown(() => gateway.close());
-    let chart: History | undefined;
-    await until(async () => {
-      chart = await historyOf(gateway.url, symbols[0]!, '24h');
-      return !chart.backfilling;
-    }, 60_000, 'the backfill to finish');
-    t.match(chart, { window: '24h', bucketMs: BUCKET, currency: 'USD', backfilling: false });
-    t.same(chart!.points, times.map((ts, i) => ({ ts, price: i + 1 })), 'the last price of every 5 min bucket of 20 hours, no gap, oldest first');
-    for (const [s, symbol] of symbols.entries()) {
-      if (s === 0) continue;
-      const other = await historyOf(gateway.url, symbol, '24h');
-      t.same(other.points.map((point) => point.price), times.map((_, i) => 1000 * s + i + 1), `${symbol}: full too`);
-    }
-    const hour = await historyOf(gateway.url, symbols[0]!, '1h');
-    const lastHour = times.filter((time) => time - 30_000 > Date.now() - 60 * MINUTE);
-    t.same(
-      hour.points.map((point) => point.price).slice(-2 * lastHour.length),
-      lastHour.flatMap((_, j) => [240 - lastHour.length + j + 0.5, 240 - lastHour.length + j + 1]),
-      'the 1 h window has its own 12 s buckets',
-    );
-
-    t.equal((await postJson(`${gateway.url}/tickers/${symbols[0]}/prices`, { price: 5000, currency: 'USD' })).status, 202);
-    await until(async () => (await historyOf(gateway.url, symbols[0]!, '24h')).points.at(-1)?.price === 5000, 20_000, 'the live price');
-    const live = await historyOf(gateway.url, symbols[0]!, '24h');
-    t.same(live.points.map((point) => point.price), [...times.map((_, i) => i + 1), 5000], 'the live price continues the backfilled line');
-  });
-
-  t.test('TICKER_BACKFILL_MAX_RECORDS bounds the records read, keeping the most recent', async (t) => {
-    const topics = kafkaTopics();
-    await createTickerTopic(topics.tickerTopic, 1);
-    const symbol = uniqueName('CAP');
-    const times = twentyHours();
-    const producer = await rawProducer();
-    t.teardown(() => producer.close());
-    await producer.send(topics.tickerTopic, times.map((time, i) => price(symbol, i + 1, time)));
-
-    const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: MINUTE, tickerBackfillMaxRecords: 100 });
-    t.teardown(() => gateway.close());
-    let chart: History | undefined;
-    await until(async () => {
-      chart = await historyOf(gateway.url, symbol, '24h');
-      return !chart.backfilling;
-    }, 60_000, 'the backfill to finish');
-    t.same(chart!.points.map((point) => point.price), times.slice(-100).map((_, i) => 140 + i + 1), 'the 100 most recent prices');
-  });
-
-  t.test('TICKER_BACKFILL_MAX_RECORDS=0 turns the backfill off', async (t) => {
-    const topics = kafkaTopics();
-    await createTickerTopic(topics.tickerTopic, 1);
-    const symbol = uniqueName('OFF');
-    const producer = await rawProducer();
-    t.teardown(() => producer.close());
-    await producer.send(topics.tickerTopic, twentyHours().map((time, i) => price(symbol, i + 1, time)));
-    const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: MINUTE, tickerBackfillMaxRecords: 0 });
-    t.teardown(() => gateway.close());
-    t.match(await historyOf(gateway.url, symbol, '24h'), { backfilling: false, points: [] });
-  });
 }
+
+t.test('a fresh replica charts the last 24 h read back from Kafka, then continues live', async (t) => {
+  const topics = kafkaTopics();
+  await createTickerTopic(topics.tickerTopic, 3);
+  const symbols = [uniqueName('A'), uniqueName('B'), uniqueName('C')];
+  const times = twentyHours();
+  const producer = await rawProducer();
+  t.teardown(() => producer.close());
+  const messages: Message[] = [];
+  times.forEach((time, i) => {
+    for (const [s, symbol] of symbols.entries()) {
+      // Two prices per bucket: the chart shows the last one.
+      messages.push(price(symbol, 1000 * s + i + 0.5, time - 30_000), price(symbol, 1000 * s + i + 1, time));
+    }
+    if (i === 100) messages.push({ key: symbols[0]!, value: 'not json', headers: { 'event-type': 'price_update' }, timestamp: String(time) });
+  });
+  await producer.send(topics.tickerTopic, messages);
+
+  // The warm-up (the live consumer's start) covers the last 30 minutes; the backfill the rest.
+  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: 30 * MINUTE });
+  t.teardown(() => gateway.close());
+  let chart: History | undefined;
+  await until(async () => {
+    chart = await historyOf(gateway.url, symbols[0]!, '24h');
+    return !chart.backfilling;
+  }, 60_000, 'the backfill to finish');
+  t.match(chart, { window: '24h', bucketMs: BUCKET, currency: 'USD', backfilling: false });
+  t.same(chart!.points, times.map((ts, i) => ({ ts, price: i + 1 })), 'the last price of every 5 min bucket of 20 hours, no gap, oldest first');
+  for (const [s, symbol] of symbols.entries()) {
+    if (s === 0) continue;
+    const other = await historyOf(gateway.url, symbol, '24h');
+    t.same(other.points.map((point) => point.price), times.map((_, i) => 1000 * s + i + 1), `${symbol}: full too`);
+  }
+  const hour = await historyOf(gateway.url, symbols[0]!, '1h');
+  const lastHour = times.filter((time) => time - 30_000 > Date.now() - 60 * MINUTE);
+  t.same(
+    hour.points.map((point) => point.price).slice(-2 * lastHour.length),
+    lastHour.flatMap((_, j) => [240 - lastHour.length + j + 0.5, 240 - lastHour.length + j + 1]),
+    'the 1 h window has its own 12 s buckets',
+  );
+
+  t.equal((await postJson(`${gateway.url}/tickers/${symbols[0]}/prices`, { price: 5000, currency: 'USD' })).status, 202);
+  await until(async () => (await historyOf(gateway.url, symbols[0]!, '24h')).points.at(-1)?.price === 5000, 20_000, 'the live price');
+  const live = await historyOf(gateway.url, symbols[0]!, '24h');
+  t.same(live.points.map((point) => point.price), [...times.map((_, i) => i + 1), 5000], 'the live price continues the backfilled line');
+});
+
+t.test('TICKER_BACKFILL_MAX_RECORDS bounds the records read, keeping the most recent', async (t) => {
+  const topics = kafkaTopics();
+  await createTickerTopic(topics.tickerTopic, 1);
+  const symbol = uniqueName('CAP');
+  const times = twentyHours();
+  const producer = await rawProducer();
+  t.teardown(() => producer.close());
+  await producer.send(topics.tickerTopic, times.map((time, i) => price(symbol, i + 1, time)));
+
+  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: MINUTE, tickerBackfillMaxRecords: 100 });
+  t.teardown(() => gateway.close());
+  let chart: History | undefined;
+  await until(async () => {
+    chart = await historyOf(gateway.url, symbol, '24h');
+    return !chart.backfilling;
+  }, 60_000, 'the backfill to finish');
+  t.same(chart!.points.map((point) => point.price), times.slice(-100).map((_, i) => 140 + i + 1), 'the 100 most recent prices');
+});
+
+t.test('TICKER_BACKFILL_MAX_RECORDS=0 turns the backfill off', async (t) => {
+  const topics = kafkaTopics();
+  await createTickerTopic(topics.tickerTopic, 1);
+  const symbol = uniqueName('OFF');
+  const producer = await rawProducer();
+  t.teardown(() => producer.close());
+  await producer.send(topics.tickerTopic, twentyHours().map((time, i) => price(symbol, i + 1, time)));
+  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: MINUTE, tickerBackfillMaxRecords: 0 });
+  t.teardown(() => gateway.close());
+  t.match(await historyOf(gateway.url, symbol, '24h'), { backfilling: false, points: [] });
+});

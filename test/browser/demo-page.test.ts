@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName, type TestGateway } from '../helpers/gateway.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName, type TestGateway } from '../helpers/gateway.ts';
 import { rawProducer } from '../helpers/kafka.ts';
 import { until } from '../helpers/sse-client.ts';
 
@@ -116,12 +116,10 @@ async function startHaproxy(backends: TestGateway[]): Promise<{ url: string; sto
   };
 }
 
-if (kafkaBrokers === undefined) {
-  t.fail('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker');
-} else if (!existsSync(CHROMIUM)) {
+const brokers = requiredKafkaBrokers();
+if (!existsSync(CHROMIUM)) {
   t.fail(`${CHROMIUM} is missing: run scripts/install-chromium.sh`);
 } else {
-  const brokers = kafkaBrokers;
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,

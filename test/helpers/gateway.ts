@@ -19,6 +19,15 @@ export function uniqueName(prefix: string): string {
 /** The brokers `npm test` started (or was given); undefined when tap runs without it. */
 export const kafkaBrokers = process.env.KAFKA_BROKERS?.split(',');
 
+/**
+ * For Kafka tests: the test broker's addresses. Without them the test file fails (it does not
+ * skip): `npm test` always starts a broker, so a missing one is a broken setup, not an option.
+ */
+export function requiredKafkaBrokers(): string[] {
+  if (kafkaBrokers === undefined) throw new Error('KAFKA_BROKERS is not set: run the tests with `npm test`, which starts a broker');
+  return kafkaBrokers;
+}
+
 export function kafkaTopics(): Pick<Config, 'chatTopic' | 'tickerTopic'> {
   return { chatTopic: uniqueName('chat'), tickerTopic: uniqueName('ticker') };
 }
