@@ -9,11 +9,11 @@ import type { SubscriptionSink } from './subscription.ts';
  * subscriber and batch the cost is one `socket.write`. Idle, a connection is this object and
  * what Node keeps for any open response.
  *
- * The response is sent without chunked transfer encoding: an event stream ends only when its
- * connection does, so the body is delimited by the close (valid for HTTP/1.0 and 1.1 alike), and
- * the shared frames need no per-write chunk framing. Writing past the response object is only
- * right once its headers are on the socket: a response queued behind another one on the same
- * connection (HTTP/1.1 pipelining) writes through the response instead, which keeps the order.
+ * HTTP/1.1 responses stay chunked, as every client and proxy expects: a shared frame gets its
+ * chunk framing once (cached with the frame), not once per subscriber. Writing past the response
+ * object is only right once its headers are on the socket: a response queued behind another one
+ * on the same connection (HTTP/1.1 pipelining) writes through the response instead, which keeps
+ * the order.
  *
  * Bounded memory: a client whose socket buffer grows past `maxBufferedBytes` is sent `overflow`
  * and cut off (it resumes from its last id); ticker prices that arrive while its socket is full
@@ -44,6 +44,20 @@ export interface SseConnectionOptions {
 /** A client that does not read would hold the unsent bytes of an ended stream forever. */
 const LINGER_MS = 2000;
 
+const CRLF = Buffer.from('\r\n');
+/** Each frame's HTTP/1.1 chunk (size line, frame, CRLF), built on first use by any stream. */
+const chunks = new WeakMap<Buffer, Buffer>();
+
+function chunkOf(frame: Buffer): Buffer {
+  let chunk = chunks.get(frame);
+  if (chunk === undefined) {
+    const sizeLine = Buffer.from(`${frame.length.toString(16)}\r\n`, 'latin1');
+    chunk = Buffer.concat([sizeLine, frame, CRLF], sizeLine.length + frame.length + CRLF.length);
+    chunks.set(frame, chunk);
+  }
+  return chunk;
+}
+
 export class SseConnection implements SubscriptionSink {
   /** Set on every write; a heartbeat timer clears it and pings the connections that stayed idle. */
   active = true;
@@ -54,32 +68,32 @@ export class SseConnection implements SubscriptionSink {
   #ended = false;
   /** True once the headers went straight to the socket: frames may then bypass the response. */
   #direct = false;
+  /** Whether the body is chunk-encoded (HTTP/1.1) or not (an HTTP/1.0 client). */
+  #chunked = false;
+  readonly #onClose = (): void => this.end();
+  readonly #onDrain = (): void => this.#flushConflated();
 
   constructor(response: ServerResponse, options: SseConnectionOptions) {
     this.#response = response;
     // The request's socket: the response has none yet while it waits behind a pipelined one.
     this.#socket = response.req.socket as Socket;
     this.#options = options;
-    this.#socket.on('close', () => this.end());
+    this.#socket.on('close', this.#onClose);
   }
 
-  /**
-   * Sends the status line, `headers` and `preamble` in one write; the body that follows is
-   * delimited by the end of the connection.
-   */
+  /** Sends the status line, `headers` and `preamble` in one write. */
   open(headers: Record<string, string | number | readonly string[]>, preamble: Buffer): void {
     const response = this.#response;
-    response.useChunkedEncodingByDefault = false;
-    response.shouldKeepAlive = false;
     response.writeHead(200, headers as Record<string, string | number | string[]>);
+    this.#chunked = response.chunkedEncoding;
     response.write(preamble);
     // Nothing held in the response itself: the headers and preamble reached the socket.
     this.#direct = response.socket === this.#socket && response.writableLength === this.#socket.writableLength;
   }
 
   #send(frame: Buffer): void {
-    if (this.#direct) this.#socket.write(frame);
-    else this.#response.write(frame);
+    if (!this.#direct) this.#response.write(frame);
+    else this.#socket.write(this.#chunked ? chunkOf(frame) : frame);
   }
 
   get ended(): boolean {
@@ -92,7 +106,7 @@ export class SseConnection implements SubscriptionSink {
     if (conflateKey !== undefined && socket.writableNeedDrain) {
       if (this.#conflated === undefined) {
         this.#conflated = new Map();
-        socket.on('drain', () => this.#flushConflated());
+        socket.on('drain', this.#onDrain);
       }
       if (this.#conflated.has(conflateKey)) this.#options.stats.conflated += 1;
       // Re-inserted, so the map's order stays the order the prices came in.
@@ -142,8 +156,11 @@ export class SseConnection implements SubscriptionSink {
   end(lastFrame?: Buffer): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.#conflated = undefined;
     const socket = this.#socket;
+    // The connection may carry further requests (keep-alive): it keeps no trace of this stream.
+    socket.off('close', this.#onClose);
+    if (this.#conflated !== undefined) socket.off('drain', this.#onDrain);
+    this.#conflated = undefined;
     if (!socket.destroyed) {
       if (lastFrame !== undefined) {
         this.#send(lastFrame);

@@ -106,6 +106,22 @@ t.test('HEAD on a stream route answers the stream headers and no body, and opens
   await get.body?.cancel();
 });
 
+/** The payload of an HTTP/1.1 chunked body so far (complete chunks only); throws on bad framing. */
+function dechunk(body: string): string {
+  let payload = '';
+  let rest = body;
+  for (;;) {
+    const sizeEnd = rest.indexOf('\r\n');
+    if (sizeEnd < 0) return payload;
+    const size = Number.parseInt(rest.slice(0, sizeEnd), 16);
+    if (!/^[0-9a-f]+$/i.test(rest.slice(0, sizeEnd))) throw new Error(`bad chunk size line: ${JSON.stringify(rest.slice(0, 20))}`);
+    if (rest.length < sizeEnd + 2 + size + 2) return payload;
+    payload += rest.slice(sizeEnd + 2, sizeEnd + 2 + size);
+    if (rest.slice(sizeEnd + 2 + size, sizeEnd + 4 + size) !== '\r\n') throw new Error('chunk not followed by CRLF');
+    rest = rest.slice(sizeEnd + 4 + size);
+  }
+}
+
 t.test('a stream requested behind another request on one connection (pipelining) comes after its response, intact', async (t) => {
   const gateway = await startGateway();
   t.teardown(() => gateway.close());
@@ -120,7 +136,9 @@ t.test('a stream requested behind another request on one connection (pipelining)
   await until(() => received.includes('in order'), 5000, 'the event');
   const [health, stream] = received.split(/(?=HTTP\/1\.1 )/);
   t.match(health, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{"status":"ok"\}$/, 'the first response, whole, first');
-  t.match(stream, /^HTTP\/1\.1 200 OK\r\n[\s\S]*text\/event-stream[\s\S]*\r\n\r\nretry: \d+\n\n: connected\n\nid: [^\n]+\n\nid: [^\n]+\nevent: message\ndata: \{[^\n]*"text":"in order"[^\n]*\}\n\n$/, 'then the stream: headers, preamble, frames');
+  const [head] = stream!.split('\r\n\r\n', 2) as [string, string];
+  t.match(head, /^HTTP\/1\.1 200 OK\r\n[\s\S]*text\/event-stream[\s\S]*transfer-encoding: chunked/i, 'then the stream: its headers');
+  t.match(dechunk(stream!.slice(head.length + 4)), /^retry: \d+\n\n: connected\n\nid: [^\n]+\n\nid: [^\n]+\nevent: message\ndata: \{[^\n]*"text":"in order"[^\n]*\}\n\n$/, 'and its frames, well chunked');
 });
 
 t.test('closing the app ends open streams instead of hanging', async (t) => {

@@ -1,6 +1,6 @@
 import type { Admin, Batch, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from '../logger.ts';
-import type { BusRecord, RangeReader, RangeResult } from './types.ts';
+import { withTimeout, type BusRecord, type RangeReader, type RangeResult } from './types.ts';
 
 /** A kafkajs message as the bus hands records on. */
 export function busRecordOf(batch: Pick<Batch, 'topic' | 'partition'>, message: KafkaMessage): BusRecord {
@@ -111,7 +111,8 @@ export class KafkaRangeReader implements RangeReader {
   }
 
   async #readNow(topic: string, partition: number, from: number, to: number, key: string | null, limit: number): Promise<RangeResult> {
-    const consumer = await this.#start();
+    // The reader's consumer joins its group on first use: bounded too, so a resume never hangs on it.
+    const consumer = await withTimeout(this.#start(), this.#options.timeoutMs ?? 15000, 'the Kafka range reader did not start in time');
     const requestKey = `${topic}:${partition}`;
     return new Promise<RangeResult>((resolve, reject) => {
       const timer = setTimeout(() => request.finish(new Error('reading Kafka took too long')), this.#options.timeoutMs ?? 15000);
@@ -179,8 +180,15 @@ export class KafkaRangeReader implements RangeReader {
           resolve();
         });
       });
-      await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async (payload) => this.#onBatch(payload) });
-      await joined;
+      try {
+        await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async (payload) => this.#onBatch(payload) });
+        await withTimeout(joined, 60000, 'the Kafka range reader did not join its group in time');
+      } catch (error) {
+        // The next read starts over with a fresh consumer.
+        logger.warn({ err: error, groupId }, 'Kafka range reader failed to start');
+        await consumer.disconnect().catch(() => {});
+        throw error;
+      }
       if (this.#closed) {
         await consumer.disconnect();
         throw new Error('closed');

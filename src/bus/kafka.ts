@@ -13,6 +13,7 @@ import type { KafkaConnectionOptions } from './kafka-connection.ts';
 import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
 import {
   BusUnavailableError,
+  withTimeout,
   type BusClientErrorKind,
   type BusClientStats,
   type BusConsumer,
@@ -53,14 +54,6 @@ function kafkaLogCreator(logger: Logger) {
       else if (level === KafkaLogLevel.INFO) logger.debug(child, message);
       else logger.trace(child, message);
     };
-}
-
-function timeout<T>(promise: Promise<T>, milliseconds: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new BusUnavailableError(message)), milliseconds);
-  });
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
 const RETRY_DELAYS_MS = [500, 1000, 2000, 5000];
@@ -298,7 +291,7 @@ export class KafkaBus implements EventBus {
         busConsumer.onRecords(records);
       },
     });
-    await timeout(joined, 60000, 'consumer did not join its group in time');
+    await withTimeout(joined, 60000, 'consumer did not join its group in time');
   }
 
   /** Partitions still short of the end offsets seen at startup. */
@@ -346,7 +339,7 @@ export class KafkaBus implements EventBus {
         acks: -1,
         messages: [{ key: record.key, value: record.value, headers: record.headers }],
       });
-      const [metadata] = await timeout(sent, this.#options.publishTimeoutMs, 'Kafka did not acknowledge in time');
+      const [metadata] = await withTimeout(sent, this.#options.publishTimeoutMs, 'Kafka did not acknowledge in time');
       if (metadata === undefined || metadata.baseOffset === undefined) {
         throw new BusUnavailableError('Kafka returned no offset');
       }

@@ -122,3 +122,12 @@ export class BusUnavailableError extends Error {
     this.name = 'BusUnavailableError';
   }
 }
+
+/** `promise`, or a BusUnavailableError once `milliseconds` have passed: no Kafka call may hang a caller. */
+export function withTimeout<T>(promise: Promise<T>, milliseconds: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BusUnavailableError(message)), milliseconds);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName, type TestGateway } from '../helpers/gateway.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName, type TestGateway } from '../helpers/gateway.ts';
 import { rawProducer } from '../helpers/kafka.ts';
 import { until } from '../helpers/sse-client.ts';
 
@@ -141,11 +141,7 @@ if (!existsSync(CHROMIUM)) {
   });
 
   t.test("two pages on two replicas of one Kafka see each other's messages", async (t) => {
-    const topics = kafkaTopics();
-    const a = await startGateway({ kafkaBrokers: brokers, ...topics });
-    t.teardown(() => a.close());
-    const b = await startGateway({ kafkaBrokers: brokers, ...topics });
-    t.teardown(() => b.close());
+    const [a, b] = await startReplicaPair(t);
     const query = `?room=${uniqueName('room')}&symbol=${uniqueName('SYM')}`;
     const onA = await openPage(browser, `${a.url}/${query}`);
     const onB = await openPage(browser, `${b.url}/${query}`);

@@ -55,6 +55,22 @@ export async function startGateway(
   return { app, url, config, close: () => app.close() };
 }
 
+/**
+ * Two replicas of one deployment: the same fresh Kafka topics, each replica its own consumer
+ * group; both closed when the test ends.
+ */
+export async function startReplicaPair(
+  t: { teardown(fn: () => unknown): void },
+  overrides: Partial<Config> = {},
+): Promise<[TestGateway, TestGateway]> {
+  const shared = { kafkaBrokers: requiredKafkaBrokers(), ...kafkaTopics(), ...overrides };
+  const a = await startGateway(shared);
+  t.teardown(() => a.close());
+  const b = await startGateway(shared);
+  t.teardown(() => b.close());
+  return [a, b];
+}
+
 // any: tests index into whatever JSON a reply carries and assert on it.
 export async function postJson(url: string, body: unknown): Promise<{ status: number; headers: Headers; body: any }> {
   const response = await fetch(url, {
