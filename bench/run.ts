@@ -226,7 +226,7 @@ class LoadClient {
       const conns = Math.floor(streams / workerCount) + (i < streams % workerCount ? 1 : 0);
       const args = ['--port', String(port), '--conns', String(conns), '--rooms', rooms.join(','), '--offset', String(offset)];
       args.push('--src', `127.0.0.${2 + (i % 250)}`, '--max-pending', '200', '--deadline-s', String(settings.maxSeconds));
-      this.workers.push(new LoadWorker(loadClientBinary(), args, this.#onProgress));
+      this.workers.push(new LoadWorker(binary, args, this.#onProgress));
       offset += conns;
     }
   }

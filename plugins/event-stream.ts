@@ -148,7 +148,6 @@ export default fp(
     app.decorateReply('streamChannels', function (this: FastifyReply, channels: readonly ChannelRef[], options: StreamOptions = {}) {
       const reply = this;
       const { request } = reply;
-      const socket = reply.raw;
       const kind = channels.length > 1 ? 'multi' : (channels[0]?.kind ?? 'room');
       // HEAD (a probe, a link checker): the stream's headers, no stream behind them.
       if (request.method === 'HEAD') return reply.code(200).headers(STREAM_HEADERS).send();
