@@ -10,7 +10,7 @@ import type { SubscriptionSink } from './subscription.ts';
  * what Node keeps for any open response.
  *
  * HTTP/1.1 responses stay chunked, as every client and proxy expects: a shared frame gets its
- * chunk framing once (cached with the frame), not once per subscriber. Writing past the response
+ * chunk framing once per fan-out, not once per subscriber. Writing past the response
  * object is only right once its headers are on the socket: a response queued behind another one
  * on the same connection (HTTP/1.1 pipelining) writes through the response instead, which keeps
  * the order.
@@ -45,17 +45,22 @@ export interface SseConnectionOptions {
 const LINGER_MS = 2000;
 
 const CRLF = Buffer.from('\r\n');
-/** Each frame's HTTP/1.1 chunk (size line, frame, CRLF), built on first use by any stream. */
-const chunks = new WeakMap<Buffer, Buffer>();
+
+/**
+ * The HTTP/1.1 chunk (size line, frame, CRLF) of the frame written last. One entry is enough:
+ * a shared frame is written to all its subscribers one after the other (a hub flush, the
+ * heartbeat loop), and keeping no more means frames kept in the history carry no copy.
+ */
+let lastFrame: Buffer | undefined;
+let lastChunk: Buffer = Buffer.alloc(0);
 
 function chunkOf(frame: Buffer): Buffer {
-  let chunk = chunks.get(frame);
-  if (chunk === undefined) {
+  if (frame !== lastFrame) {
     const sizeLine = Buffer.from(`${frame.length.toString(16)}\r\n`, 'latin1');
-    chunk = Buffer.concat([sizeLine, frame, CRLF], sizeLine.length + frame.length + CRLF.length);
-    chunks.set(frame, chunk);
+    lastChunk = Buffer.concat([sizeLine, frame, CRLF], sizeLine.length + frame.length + CRLF.length);
+    lastFrame = frame;
   }
-  return chunk;
+  return lastChunk;
 }
 
 export class SseConnection implements SubscriptionSink {
