@@ -1,10 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
-import { priceUpdateOf, TickerBackfill, type TickerPartitionStart } from '../src/ticker-backfill.ts';
-import { HISTORY_WINDOW_NAMES, TickerHistory } from '../src/ticker-history.ts';
+import { HISTORY_WINDOW_NAMES } from '../src/ticker-history.ts';
 import { ErrorReply, SymbolParams } from './schemas.ts';
-
-const TICKER_SLOT = 1;
 
 const HistoryReply = Type.Object({
   symbol: Type.String(),
@@ -19,44 +16,9 @@ const HistoryReply = Type.Object({
   }),
 });
 
-/**
- * Chart history, downsampled per window, from memory (bounded work per request). Fed live from
- * the dispatcher (warm-up records included) and, on Kafka, backfilled once in the background
- * with what the ticker topic holds from 24 h ago up to where the consumer started.
- */
+/** Chart history (kept by plugins/chart-history.ts): a thin read of memory per request. */
 const historyRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const history = new TickerHistory();
-  app.dispatcher.observe((event) => {
-    const update = priceUpdateOf(event);
-    if (update !== null) history.record(update.symbol, update);
-  });
-
-  const reader = app.bus.rangeReader;
-  const backfill =
-    reader === undefined || app.config.tickerBackfillMaxRecords === 0
-      ? null
-      : new TickerBackfill({
-          history,
-          reader,
-          topics: app.dispatcher.topics,
-          ready: () => app.bus.readiness().ready,
-          partitionStarts: () => {
-            const starts: TickerPartitionStart[] = [];
-            for (let partition = 0; partition < app.dispatcher.partitionCount(TICKER_SLOT); partition++) {
-              const start = app.dispatcher.partitionStart(TICKER_SLOT, partition);
-              if (start !== undefined) starts.push({ partition, offset: start.offset });
-            }
-            return starts;
-          },
-          maxRecords: app.config.tickerBackfillMaxRecords,
-          logger: app.log.child({ component: 'ticker-backfill' }),
-        });
-  if (backfill !== null) {
-    app.addHook('onReady', async () => {
-      void backfill.run();
-    });
-    app.addHook('onClose', async () => backfill.stop());
-  }
+  const { history, backfill } = app.chartHistory;
 
   app.get(
     '/tickers/:symbol/history',

@@ -68,6 +68,22 @@ const StatusReply = Type.Object({
     channels: Type.Integer({ description: 'Rooms and symbols with history' }),
   }),
   channels: Type.Object({ active: Type.Integer({ description: 'Rooms and symbols with at least one open stream' }) }),
+  chartHistory: Type.Object({
+    symbols: Type.Integer({ description: 'Ticker symbols with chart history on this replica' }),
+    backfill: Type.Union(
+      [
+        Type.Object({
+          state: Type.Union([Type.Literal('waiting'), Type.Literal('reading'), Type.Literal('done'), Type.Literal('failed'), Type.Literal('stopped')]),
+          recordsRead: Type.Integer(),
+          recordsSkipped: Type.Integer({ description: 'Records that break the contract, skipped' }),
+          symbols: Type.Integer({ description: 'Symbols whose chart got older prices' }),
+          since: Type.Union([Type.Number(), Type.Null()], { description: 'The time read from (ms since the epoch), once known' }),
+        }),
+        Type.Null(),
+      ],
+      { description: 'Reading the last 24 h of prices back from Kafka at startup; null on the embedded bus or when turned off' },
+    ),
+  }),
   records: Type.Object({ consumed: Type.Integer(), skipped: Type.Integer(), deliveries: Type.Integer() }),
   config: Type.Object({}, { additionalProperties: true, description: 'The settings in effect, credentials redacted' }),
 });
@@ -118,6 +134,10 @@ const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
         history: { events: app.history.totalEvents, channels: app.history.channelCount },
         channels: { active: app.hub.channelCount },
+        chartHistory: {
+          symbols: app.chartHistory.history.symbolCount,
+          backfill: app.chartHistory.backfill === null ? null : { state: app.chartHistory.backfill.state, ...app.chartHistory.backfill.stats },
+        },
         records: {
           consumed: dispatcher.stats.recordsConsumed,
           skipped: dispatcher.stats.recordsSkipped,

@@ -13,6 +13,7 @@ import docs from '../plugins/docs.ts';
 import metrics from '../plugins/metrics.ts';
 import statusRoutes from '../routes/status.ts';
 import historyRoutes from '../routes/history.ts';
+import chartHistory from '../plugins/chart-history.ts';
 import staticFiles from '../plugins/static.ts';
 import auth from '../plugins/auth.ts';
 import rateLimit from '../plugins/rate-limit.ts';
@@ -78,6 +79,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   await app.register(docs);
   await app.register(eventStream);
   await app.register(metrics);
+  await app.register(chartHistory);
   await app.register(healthRoutes);
   await app.register(eventRoutes);
   await app.register(publishRoutes);

@@ -39,6 +39,7 @@ t.test('/status describes this replica: instance, bus, partitions, streams, chan
   });
   t.same(body.history, { events: 1, channels: 1 });
   t.same(body.channels, { active: 1 });
+  t.same(body.chartHistory, { symbols: 0, backfill: null }, 'no chart history yet, and nothing to read back on the embedded bus');
   t.same(body.records, { consumed: 1, skipped: 0, deliveries: 1 });
   const chat = body.partitions.filter((position: { topic: string }) => position.topic === gateway.config.chatTopic);
   t.equal(chat.length, gateway.config.topicPartitions, 'every partition of the chat topic');

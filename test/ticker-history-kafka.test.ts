@@ -69,6 +69,9 @@ t.test('a fresh replica charts the last 24 h read back from Kafka, then continue
   }, 60_000, 'the backfill to finish');
   t.match(chart, { window: '24h', bucketMs: BUCKET, currency: 'USD', backfilling: false });
   t.same(chart!.points, times.map((ts, i) => ({ ts, price: i + 1 })), 'the last price of every 5 min bucket of 20 hours, no gap, oldest first');
+  const status = (await (await fetch(`${gateway.url}/status`)).json()) as { chartHistory: { symbols: number; backfill: Record<string, unknown> } };
+  t.match(status.chartHistory, { symbols: 3, backfill: { state: 'done', recordsSkipped: 1, symbols: 3 } }, '/status tells how the backfill went');
+  t.ok((status.chartHistory.backfill.recordsRead as number) > 0);
   for (const [s, symbol] of symbols.entries()) {
     if (s === 0) continue;
     const other = await historyOf(gateway.url, symbol, '24h');
