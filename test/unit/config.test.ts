@@ -1,6 +1,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { ConfigError, loadConfig } from '../../src/config.ts';
+import { configRefusal } from '../helpers/config.ts';
 
 t.test('defaults', async (t) => {
   const config = loadConfig({});
@@ -31,12 +32,7 @@ t.test('a bad value is refused with the variable named', async (t) => {
     [{ CORS_ORIGINS: 'not an origin' }, 'CORS_ORIGINS'],
   ];
   for (const [env, variable] of bad) {
-    let thrown: unknown;
-    try {
-      loadConfig(env);
-    } catch (error) {
-      thrown = error;
-    }
+    const thrown = configRefusal(env);
     t.ok(thrown instanceof ConfigError, `${variable} refused`);
     t.match((thrown as Error).message, variable, `the message names ${variable}`);
   }
