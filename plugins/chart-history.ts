@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import { priceUpdateOf, TickerBackfill, type TickerPartitionStart } from '../src/ticker-backfill.ts';
 import { TickerHistory } from '../src/ticker-history.ts';
+import { SLOT_OF_KIND } from '../src/cursor.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -9,7 +10,7 @@ declare module 'fastify' {
   }
 }
 
-const TICKER_SLOT = 1;
+const TICKER_SLOT = SLOT_OF_KIND.ticker;
 
 /**
  * Chart history, downsampled per window and kept in memory (bounded work per request). Fed live

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { Topics } from './events.ts';
+import type { ChannelKind, Topics } from './events.ts';
 
 /**
  * SSE ids are resume cursors: for every partition a stream reads, the next offset it has not
@@ -13,6 +13,9 @@ import type { Topics } from './events.ts';
  */
 
 export type TopicSlot = 0 | 1;
+
+/** The topic slot of each kind of channel: rooms live on the chat topic, symbols on the ticker topic. */
+export const SLOT_OF_KIND: Record<ChannelKind, TopicSlot> = { room: 0, ticker: 1 };
 
 export interface CursorEntry {
   slot: TopicSlot;

@@ -151,13 +151,11 @@ export class Dispatcher implements BusConsumer {
     this.stats.recordsConsumed += 1;
     const slot = this.slotOf(record.topic);
     const offset = Number(record.offset);
-    if (slot !== undefined) {
-      const key = positionKey(slot, record.partition);
-      // Records read again after a consumer restart never move the position back.
-      if (offset + 1 > (this.#next.get(key) ?? 0)) this.#next.set(key, offset + 1);
-    }
+    const key = slot === undefined ? null : positionKey(slot, record.partition);
+    // Records read again after a consumer restart never move the position back.
+    if (key !== null && offset + 1 > (this.#next.get(key) ?? 0)) this.#next.set(key, offset + 1);
     const decoded = decodeRecord(record, this.topics);
-    if (slot === undefined || !decoded.ok) {
+    if (slot === undefined || key === null || !decoded.ok) {
       this.stats.recordsSkipped += 1;
       this.#warnSkipped(
         { topic: record.topic, partition: record.partition, offset: record.offset, reason: decoded.ok ? 'unknown topic' : decoded.reason },
@@ -170,7 +168,7 @@ export class Dispatcher implements BusConsumer {
     this.history.append(dispatched);
     const subscribers = this.hub.publish(dispatched);
     this.stats.deliveries += subscribers;
-    const live = offset >= (this.#starts.get(positionKey(slot, record.partition))?.liveFrom ?? 0);
+    const live = offset >= (this.#starts.get(key)?.liveFrom ?? 0);
     for (const observer of this.#observers) observer(event, record, subscribers, live);
   }
 }

@@ -101,10 +101,6 @@ export class SseConnection implements SubscriptionSink {
     else this.#socket.write(this.#chunked ? chunkOf(frame) : frame);
   }
 
-  get ended(): boolean {
-    return this.#ended;
-  }
-
   write(frame: Buffer, events = 1, conflateKey?: string, latest?: Buffer): void {
     if (this.#ended) return;
     const socket = this.#socket;

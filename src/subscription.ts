@@ -1,5 +1,5 @@
 import type { RangeReader } from './bus/types.ts';
-import { positionKey, type CursorCodec, type CursorEntry, type TopicSlot } from './cursor.ts';
+import { positionKey, SLOT_OF_KIND, type CursorCodec, type CursorEntry, type TopicSlot } from './cursor.ts';
 import { channelKey, type ChannelKind } from './events.ts';
 import { partitionForKey } from './bus/partitioner.ts';
 import type { Dispatcher } from './dispatcher.ts';
@@ -74,8 +74,6 @@ export interface SubscriptionOutcome {
   replayed: number;
 }
 
-const SLOTS: Record<ChannelKind, TopicSlot> = { room: 0, ticker: 1 };
-
 /** Ticker prices may be conflated for a client that is behind; chat events never are. */
 function conflateKey(event: { slot: TopicSlot; channel: string }): string | undefined {
   return event.slot === 1 ? event.channel : undefined;
@@ -96,7 +94,7 @@ export class Subscription {
     this.#context = context;
     this.#sink = sink;
     this.#channels = channels.map(({ kind, name }) => {
-      const slot = SLOTS[kind];
+      const slot = SLOT_OF_KIND[kind];
       const partitions = Math.max(1, context.dispatcher.partitionCount(slot));
       return { key: channelKey(kind, name), kind, name, slot, partition: partitionForKey(name, partitions) };
     });
