@@ -15,6 +15,7 @@ import {
 import type { Channel, ChannelKind } from '../src/auth/claims.ts';
 import { parsePublicKeyFile, secretKey, selectKey, type VerificationKey } from '../src/auth/keys.ts';
 import { StreamQuota } from '../src/auth/stream-quota.ts';
+import { bearerToken, findToken } from '../src/auth/token-source.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -30,6 +31,8 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     authEnabled: boolean;
+    /** Operator routes (/status, /metrics) need a service API key: true whenever tokens or keys are configured. */
+    operatorKeyRequired: boolean;
     /** Open streams per identity (acquire/count); `authorizeSubscription` already uses it. */
     streamQuota: StreamQuota;
     /** A preHandler for a publish route whose `:room` or `:symbol` param names the channel. */
@@ -42,6 +45,23 @@ class AuthError extends Error {
     super(message);
     this.name = 'AuthError';
   }
+}
+
+/**
+ * Whether a request may be authorised by its cookie: it comes from this gateway's own origin or
+ * one listed in CORS_ORIGINS (a wildcard does not count). Browsers send `Origin` on cross-origin
+ * EventSource requests and `Sec-Fetch-Site` on every request (Fetch spec, "Sec-Fetch-Site"); a
+ * request with neither is not a browser acting for a page, so it cannot be a cross-site one.
+ */
+function cookieTrusted(request: FastifyRequest, listedOrigins: readonly string[]): boolean {
+  const origin = request.headers.origin;
+  if (origin !== undefined) {
+    // "null": a sandboxed frame or a file: page — never this gateway's own.
+    if (origin === 'null') return false;
+    return listedOrigins.includes(origin) || origin === `${request.protocol}://${request.host}`;
+  }
+  const site = request.headers['sec-fetch-site'];
+  return site === undefined || site === 'same-origin' || site === 'none';
 }
 
 function refusal(reply: FastifyReply | undefined, { statusCode, reason }: Refusal): AuthError {
@@ -98,10 +118,12 @@ export default fp(
       enabled,
       cookieName: settings.cookieName,
       publicChannels: { rooms: settings.publicRooms, tickers: settings.publicTickers },
+      requireExpiry: settings.requireTokenExp,
     };
     const apiKeys = new ApiKeys(settings.serviceApiKeys);
     const streamQuota = new StreamQuota(settings.maxStreamsPerIdentity);
     const algorithms = [...new Set(keys.map((key) => key.algorithm))];
+    const listedOrigins = app.config.corsOrigins === true ? [] : app.config.corsOrigins;
 
     let verify: VerifyToken = async () => {
       throw tokenError('AUTH_OFF');
@@ -144,31 +166,53 @@ export default fp(
       replies.set(request, reply);
     });
 
-    // Operator-only routes (`config: { admin: true }`, e.g. /status): a service API key, once auth is on.
+    // Operator-only routes (`config: { admin: true }`: /status, and /metrics unless METRICS_PUBLIC):
+    // whenever tokens or service keys are configured, they need a service key, as `X-API-Key` or
+    // as a bearer token (what Prometheus' `authorization` scrape setting sends). One rule, no
+    // combination of settings that leaves them open by accident; development (neither) stays open.
+    const operatorKeyRequired = enabled || apiKeys.size > 0;
     app.addHook('onRequest', async (request, reply) => {
-      if (!enabled || request.routeOptions.config?.admin !== true) return;
+      if (!operatorKeyRequired || request.routeOptions.config?.admin !== true) return;
       const apiKey = request.headers['x-api-key'];
-      const presented = Array.isArray(apiKey) ? apiKey[0] : apiKey;
-      if (presented === undefined || presented === '') throw refusal(reply, { ok: false, statusCode: 401, reason: 'operator route: send X-API-Key' });
+      const bearer = bearerToken(request.headers.authorization);
+      const presented = (Array.isArray(apiKey) ? apiKey[0] : apiKey) || (bearer.found ? bearer.token : undefined);
+      if (presented === undefined || presented === '') {
+        throw refusal(reply, { ok: false, statusCode: 401, reason: 'operator route: send a service API key (X-API-Key or Authorization: Bearer)' });
+      }
       if (apiKeys.serviceFor(presented) === null) throw refusal(reply, { ok: false, statusCode: 401, reason: 'invalid API key' });
     });
 
     app.decorate('authEnabled', enabled);
+    app.decorate('operatorKeyRequired', operatorKeyRequired);
     app.decorate('streamQuota', streamQuota);
     app.decorateRequest('publisher', null);
     app.decorateRequest('authorizeSubscription', async function (this: FastifyRequest, channels: readonly Channel[]) {
       const request = this;
-      const decision = await decideSubscription(
-        policy,
-        verify,
-        { authorization: request.headers.authorization, cookie: request.headers.cookie, url: request.url },
-        channels,
-      );
+      const carriers = { authorization: request.headers.authorization, cookie: request.headers.cookie, url: request.url };
+      // A cookie rides along on any request the browser makes, including one a page on another
+      // origin starts: it authorises a stream only from this gateway's own origin or a listed one.
+      const lookup = findToken(carriers, policy.cookieName);
+      const cookieRefused = lookup.found && lookup.source === 'cookie' && !cookieTrusted(request, listedOrigins);
+      const decision = await decideSubscription(policy, verify, cookieRefused ? { ...carriers, cookie: undefined } : carriers, channels);
+      if (!decision.ok && cookieRefused) {
+        request.log.info({ origin: request.headers.origin, site: request.headers['sec-fetch-site'] }, 'stream refused: auth cookie from another site');
+        throw refusal(replies.get(request), {
+          ok: false,
+          statusCode: 403,
+          reason: 'the auth cookie is accepted only from this gateway\'s own origin or one listed in CORS_ORIGINS; send the token as ?token= or a header',
+        });
+      }
       if (!decision.ok) {
         request.log.info({ statusCode: decision.statusCode, reason: decision.reason }, 'stream refused');
         throw refusal(replies.get(request), decision);
       }
       const { identity } = decision.value;
+      // A token's `exp` can lie far ahead (or be absent when allowed): an authenticated stream
+      // still ends after MAX_STREAM_LIFETIME_MS, and its client comes back with a current token.
+      if (identity !== null && settings.maxStreamLifetimeMs > 0) {
+        const lifetimeEnd = Date.now() + settings.maxStreamLifetimeMs;
+        decision.value.expiresAt = Math.min(decision.value.expiresAt ?? lifetimeEnd, lifetimeEnd);
+      }
       if (identity !== null) {
         const release = streamQuota.acquire(identity);
         if (release === null) {

@@ -49,11 +49,13 @@ export default fp<GatewayPluginOptions>(
     const dispatcher = new Dispatcher(hub, history, cursorCodec, topics, app.log);
     let shuttingDown = false;
 
-    if (config.cursorSecretIsDefault && config.kafkaBrokers !== null) {
-      app.log.warn(
-        'CURSOR_SECRET is not set: event ids are signed with the public development secret. ' +
-          'Set the same CURSOR_SECRET (16+ characters) on every replica.',
-      );
+    if (config.cursorSecretSource === 'per-process') {
+      // loadConfig refuses this with Kafka from the environment; an embedder handing in a config can still get here.
+      const message =
+        'CURSOR_SECRET is not set: event ids are sealed with a key made at startup, so they resume on this process only ' +
+        '(not on another replica, not after a restart). Set the same CURSOR_SECRET (16+ characters) on every replica.';
+      if (config.kafkaBrokers !== null) app.log.warn(message);
+      else app.log.info(message);
     }
 
     app.decorate('config', config);

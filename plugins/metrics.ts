@@ -205,6 +205,8 @@ export default fp(
     app.get(
       '/metrics',
       {
+        // Aggregates include private rooms' traffic: operator-only like /status, unless METRICS_PUBLIC.
+        config: { admin: !app.config.auth.metricsPublic },
         schema: {
           summary: 'Prometheus metrics',
           description:

@@ -4,8 +4,8 @@ import { Type } from '@fastify/type-provider-typebox';
 declare module 'fastify' {
   interface FastifyContextConfig {
     /**
-     * Marks an operator-only route. Nothing enforces it yet: the authentication work adds an
-     * onRequest hook that checks the admin token on every route whose config has `admin: true`.
+     * Marks an operator-only route: plugins/auth.ts then asks for a service API key whenever
+     * tokens or service keys are configured.
      */
     admin?: boolean;
   }
@@ -15,13 +15,20 @@ declare module 'fastify' {
 const SECRET_NAME = /secret|password|token|key/i;
 export const REDACTED = '[redacted]';
 
-/** The value with every credential-named field, at any depth, replaced by "[redacted]". */
+/**
+ * The value with every credential-named field, at any depth, replaced by "[redacted]". Flags
+ * (booleans) are not secrets and stay visible: whether something is set is an operator's
+ * business.
+ */
 export function redactSecrets(value: unknown): unknown {
   if (Array.isArray(value) || value instanceof Set) return [...value].map(redactSecrets);
   if (value instanceof Map) return redactSecrets(Object.fromEntries(value));
   if (value === null || typeof value !== 'object') return value;
   return Object.fromEntries(
-    Object.entries(value).map(([name, item]) => [name, SECRET_NAME.test(name) ? REDACTED : redactSecrets(item)]),
+    Object.entries(value).map(([name, item]) => [
+      name,
+      SECRET_NAME.test(name) && typeof item !== 'boolean' ? REDACTED : redactSecrets(item),
+    ]),
   );
 }
 
@@ -85,6 +92,18 @@ const StatusReply = Type.Object({
     ),
   }),
   records: Type.Object({ consumed: Type.Integer(), skipped: Type.Integer(), deliveries: Type.Integer() }),
+  security: Type.Object(
+    {
+      auth: Type.Boolean({ description: 'Tokens are required (JWT_SECRET or JWT_PUBLIC_KEY_FILE is set)' }),
+      serviceApiKeys: Type.Integer({ description: 'How many service API keys are configured' }),
+      operatorKeyRequired: Type.Boolean({ description: '/status (and /metrics unless metricsPublic) need a service API key' }),
+      metricsPublic: Type.Boolean(),
+      cursorSecret: Type.Union([Type.Literal('configured'), Type.Literal('per-process')], {
+        description: '`per-process`: CURSOR_SECRET is not set (embedded bus only); ids resume on this process only',
+      }),
+    },
+    { description: 'Which protections are on: flags, never the secrets' },
+  ),
   config: Type.Object({}, { additionalProperties: true, description: 'The settings in effect, credentials redacted' }),
 });
 
@@ -142,6 +161,13 @@ const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
           consumed: dispatcher.stats.recordsConsumed,
           skipped: dispatcher.stats.recordsSkipped,
           deliveries: dispatcher.stats.deliveries,
+        },
+        security: {
+          auth: app.authEnabled,
+          serviceApiKeys: config.auth.serviceApiKeys.size,
+          operatorKeyRequired: app.operatorKeyRequired,
+          metricsPublic: config.auth.metricsPublic,
+          cursorSecret: config.cursorSecretSource,
         },
         config: redactSecrets(config) as Record<string, unknown>,
       };

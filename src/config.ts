@@ -34,10 +34,13 @@ export interface Config {
   /** A stream whose unsent bytes exceed this is ended; the client resumes from its last id. */
   streamMaxBufferedBytes: number;
   shutdownTimeoutMs: number;
-  /** Signs SSE ids (resume cursors); replicas behind one load balancer must share it. */
+  /** Seals SSE ids (resume cursors); replicas behind one load balancer must share it. */
   cursorSecret: string;
-  /** True when CURSOR_SECRET was not set and the public development default is in use. */
-  cursorSecretIsDefault: boolean;
+  /**
+   * `configured`: CURSOR_SECRET. `per-process`: none was set (embedded bus only), so ids are
+   * sealed with a key made at startup and stop resuming when the process restarts.
+   */
+  cursorSecretSource: 'configured' | 'per-process';
   historyMaxEventsPerChannel: number;
   historyMaxAgeMs: number;
   historyMaxTotalEvents: number;
@@ -91,6 +94,12 @@ export interface AuthConfig {
   rateLimitWindowMs: number;
   /** Concurrent streams one identity may hold open (0 = no cap). */
   maxStreamsPerIdentity: number;
+  /** Refuse tokens without an `exp` claim (a token that never expires would stream forever). */
+  requireTokenExp: boolean;
+  /** An authenticated stream ends after this long (ms; 0 = only at the token's `exp`); the client resumes with a fresh token. */
+  maxStreamLifetimeMs: number;
+  /** Serve /metrics without a key even when auth or service keys are configured (a private scrape network). */
+  metricsPublic: boolean;
 }
 
 export type KafkaSaslMechanism = 'plain' | 'scram-sha-256' | 'scram-sha-512';
@@ -228,6 +237,9 @@ function authConfig(env: Env): AuthConfig {
     publishRatePerIdentity: integer(env, 'PUBLISH_RATE_PER_IDENTITY', 120, 1, 1_000_000),
     rateLimitWindowMs: integer(env, 'RATE_LIMIT_WINDOW_MS', 60000, 1000, 3_600_000),
     maxStreamsPerIdentity: integer(env, 'MAX_STREAMS_PER_IDENTITY', 20, 0, 100_000),
+    requireTokenExp: bool(env, 'REQUIRE_TOKEN_EXP', true),
+    maxStreamLifetimeMs: integer(env, 'MAX_STREAM_LIFETIME_MS', 3_600_000, 0, 604_800_000),
+    metricsPublic: bool(env, 'METRICS_PUBLIC', false),
   };
 }
 
@@ -258,15 +270,28 @@ function kafkaSecurity(env: Env): KafkaSecurityConfig {
   };
 }
 
-/** Public on purpose: fine for one instance; replicas must share a CURSOR_SECRET of their own. */
-const DEVELOPMENT_CURSOR_SECRET = 'kafka-sse-gateway-development-cursor-secret';
+/**
+ * Without CURSOR_SECRET the embedded bus (one process, nothing persisted) seals ids with a key
+ * made up at startup: ids then die with the process, exactly like the events they point at. On
+ * Kafka there is no such default: replicas must share one secret, and a public constant would let
+ * anyone forge ids.
+ */
+const PER_PROCESS_CURSOR_SECRET = randomBytes(32).toString('base64url');
 
-function cursorSecret(env: Env): string {
+function cursorSecret(env: Env): { cursorSecret: string; cursorSecretSource: 'configured' | 'per-process' } {
   const value = read(env, 'CURSOR_SECRET');
-  if (value === undefined) return DEVELOPMENT_CURSOR_SECRET;
+  if (value === undefined) {
+    if (read(env, 'KAFKA_BROKERS') !== undefined) {
+      throw new ConfigError(
+        'CURSOR_SECRET',
+        'is required with KAFKA_BROKERS: set the same secret (16+ characters, e.g. `openssl rand -base64 32`) on every replica, so any replica can resume any id and nobody can forge one',
+      );
+    }
+    return { cursorSecret: PER_PROCESS_CURSOR_SECRET, cursorSecretSource: 'per-process' };
+  }
   // Never echo a secret in the error.
   if (value.length < 16) throw new ConfigError('CURSOR_SECRET', 'must be at least 16 characters long');
-  return value;
+  return { cursorSecret: value, cursorSecretSource: 'configured' };
 }
 
 export function defaultInstanceId(): string {
@@ -292,8 +317,7 @@ export function loadConfig(env: Env = process.env): Config {
     sseRetryMs: integer(env, 'SSE_RETRY_MS', 3000, 0, 3600000),
     streamMaxBufferedBytes: integer(env, 'STREAM_MAX_BUFFERED_BYTES', 1048576, 1024, 1073741824),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 30000, 100, 600000),
-    cursorSecret: cursorSecret(env),
-    cursorSecretIsDefault: read(env, 'CURSOR_SECRET') === undefined,
+    ...cursorSecret(env),
     historyMaxEventsPerChannel: integer(env, 'HISTORY_MAX_EVENTS', 1000, 1, 1000000),
     historyMaxAgeMs: integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000),
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),

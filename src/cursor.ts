@@ -1,15 +1,24 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import type { ChannelKind, Topics } from './events.ts';
 
 /**
  * SSE ids are resume cursors: for every partition a stream reads, the next offset it has not
- * yet delivered. They are opaque (base64url), the same whichever replica wrote them (they hold
- * Kafka positions, nothing local), and signed with a secret the replicas share, so an edited or
- * forged id is refused instead of steering a replica's reads.
+ * yet delivered. They are the same whichever replica wrote them (they hold Kafka positions,
+ * nothing local), and **opaque**: sealed with a key derived from the secret the replicas share,
+ * so an id tells its holder nothing but "a position this gateway issued" (no offsets to watch
+ * grow when other rooms on the partition get messages), and an edited or forged id is refused
+ * instead of steering a replica's reads.
  *
- * Layout before base64url: version byte, entry count, then per entry the topic slot (0 chat,
- * 1 ticker), partition and next offset as unsigned LEB128 varints, then a truncated HMAC-SHA256
- * over the topic names and everything before it.
+ * Sealing is deterministic authenticated encryption in the SIV style (RFC 5297's construction
+ * with HMAC-SHA256 as the PRF and AES-256-CTR as the cipher): the tag is a MAC of the plaintext,
+ * and the tag is also the counter block, so one position always seals to the same id (replicas
+ * agree, shared frames stay shared) and nothing but equality can be learnt from ids.
+ *
+ * Layout: version byte (clear, so ids of an older layout are recognised and answered with a
+ * `reset`), then the encrypted entries, then a 12-byte tag. Plaintext: entry count (varint),
+ * then per entry the topic slot (0 chat, 1 ticker, 1 byte), the partition (varint) and the next
+ * offset as a fixed 6-byte big-endian integer (fixed so that an id's length says nothing of
+ * how far a partition has grown).
  */
 
 export type TopicSlot = 0 | 1;
@@ -24,8 +33,12 @@ export interface CursorEntry {
   next: number;
 }
 
-const VERSION = 1;
+/** 1: signed but readable (before ids were sealed); refused, so such ids get `reset`. */
+const VERSION = 2;
 const TAG_BYTES = 12;
+const OFFSET_BYTES = 6;
+/** Offsets are written in 6 bytes: 2^48 records per partition is beyond any real topic. */
+const MAX_OFFSET = 2 ** 48 - 1;
 const MAX_ENTRIES = 256;
 /** A cursor longer than this cannot come from us; refuse it before doing any work. */
 export const MAX_CURSOR_LENGTH = 4096;
@@ -51,57 +64,80 @@ function readVarint(bytes: Buffer, start: number): [value: number, next: number]
   return null;
 }
 
+function plaintextOf(entries: readonly CursorEntry[]): Buffer {
+  const bytes: number[] = [];
+  writeVarint(bytes, entries.length);
+  for (const entry of entries) {
+    if (!Number.isSafeInteger(entry.next) || entry.next < 0 || entry.next > MAX_OFFSET) throw new RangeError(`offset ${entry.next} out of range`);
+    bytes.push(entry.slot);
+    writeVarint(bytes, entry.partition);
+    const offset = Buffer.alloc(OFFSET_BYTES);
+    offset.writeUIntBE(entry.next, 0, OFFSET_BYTES);
+    bytes.push(...offset);
+  }
+  return Buffer.from(bytes);
+}
+
+function entriesOf(plaintext: Buffer): CursorEntry[] | null {
+  const count = readVarint(plaintext, 0);
+  if (count === null || count[0] > MAX_ENTRIES) return null;
+  const entries: CursorEntry[] = [];
+  let position = count[1];
+  for (let index = 0; index < count[0]; index++) {
+    const slot = plaintext[position];
+    if (slot !== 0 && slot !== 1) return null;
+    const partition = readVarint(plaintext, position + 1);
+    if (partition === null || partition[1] + OFFSET_BYTES > plaintext.length) return null;
+    entries.push({ slot, partition: partition[0], next: plaintext.readUIntBE(partition[1], OFFSET_BYTES) });
+    position = partition[1] + OFFSET_BYTES;
+  }
+  return position === plaintext.length ? entries : null;
+}
+
 export class CursorCodec {
-  readonly #secret: string;
-  readonly #context: string;
+  readonly #macKey: Buffer;
+  readonly #cipherKey: Buffer;
 
+  /**
+   * `secret`: CURSOR_SECRET, shared by every replica. The topic names are bound into the keys,
+   * so ids from a differently configured deployment are refused.
+   */
   constructor(secret: string, topics: Topics) {
-    this.#secret = secret;
-    // Binding the topic names means ids from a differently configured deployment are refused.
-    this.#context = `${topics.chat}\0${topics.ticker}\0`;
+    const context = `kafka-sse-gateway cursor v${VERSION}\0${topics.chat}\0${topics.ticker}`;
+    // HKDF (RFC 5869) turns one secret into two independent keys: one to authenticate, one to encrypt.
+    const keys = Buffer.from(hkdfSync('sha256', secret, 'kafka-sse-gateway', context, 64));
+    this.#macKey = keys.subarray(0, 32);
+    this.#cipherKey = keys.subarray(32);
   }
 
-  #tag(payload: Buffer): Buffer {
-    return createHmac('sha256', this.#secret).update(this.#context).update(payload).digest().subarray(0, TAG_BYTES);
+  #tag(plaintext: Buffer): Buffer {
+    return createHmac('sha256', this.#macKey).update(Buffer.of(VERSION)).update(plaintext).digest().subarray(0, TAG_BYTES);
   }
 
+  /** The tag, zero-padded, is the AES-CTR counter block: the same tag always gives the same keystream. */
+  #crypt(tag: Buffer, data: Buffer): Buffer {
+    const counter = Buffer.alloc(16);
+    tag.copy(counter);
+    const cipher = createCipheriv('aes-256-ctr', this.#cipherKey, counter);
+    return Buffer.concat([cipher.update(data), cipher.final()]);
+  }
+
+  /** The id for these positions: base64url, safe in a header and a URL. Throws RangeError for an offset beyond 2^48. */
   encode(entries: Iterable<CursorEntry>): string {
-    const bytes: number[] = [VERSION];
-    const list = [...entries];
-    writeVarint(bytes, list.length);
-    for (const entry of list) {
-      bytes.push(entry.slot);
-      writeVarint(bytes, entry.partition);
-      writeVarint(bytes, entry.next);
-    }
-    const payload = Buffer.from(bytes);
-    return Buffer.concat([payload, this.#tag(payload)]).toString('base64url');
+    const plaintext = plaintextOf([...entries]);
+    const tag = this.#tag(plaintext);
+    return Buffer.concat([Buffer.of(VERSION), this.#crypt(tag, plaintext), tag]).toString('base64url');
   }
 
-  /** The entries of a cursor we signed, or null for anything else. */
+  /** The entries of a cursor we issued, or null for anything else (edited, forged, foreign, older layout). */
   decode(id: string): CursorEntry[] | null {
     if (id.length === 0 || id.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(id)) return null;
     const raw = Buffer.from(id, 'base64url');
-    if (raw.length <= TAG_BYTES + 2) return null;
-    const payload = raw.subarray(0, raw.length - TAG_BYTES);
+    if (raw.length <= TAG_BYTES + 1 || raw[0] !== VERSION) return null;
     const tag = raw.subarray(raw.length - TAG_BYTES);
-    if (!timingSafeEqual(tag, this.#tag(payload))) return null;
-    if (payload[0] !== VERSION) return null;
-    const count = readVarint(payload, 1);
-    if (count === null || count[0] > MAX_ENTRIES) return null;
-    const entries: CursorEntry[] = [];
-    let position = count[1];
-    for (let index = 0; index < count[0]; index++) {
-      const slot = payload[position];
-      if (slot !== 0 && slot !== 1) return null;
-      const partition = readVarint(payload, position + 1);
-      if (partition === null) return null;
-      const next = readVarint(payload, partition[1]);
-      if (next === null) return null;
-      entries.push({ slot, partition: partition[0], next: next[0] });
-      position = next[1];
-    }
-    return position === payload.length ? entries : null;
+    const plaintext = this.#crypt(tag, raw.subarray(1, raw.length - TAG_BYTES));
+    if (!timingSafeEqual(tag, this.#tag(plaintext))) return null;
+    return entriesOf(plaintext);
   }
 }
 

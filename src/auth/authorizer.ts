@@ -16,6 +16,8 @@ export interface AuthPolicy {
   enabled: boolean;
   cookieName: string;
   publicChannels: PublicChannels;
+  /** Refuse tokens without `exp` (RFC 7519 §4.1.4): they would authorise forever. */
+  requireExpiry: boolean;
 }
 
 export type Refusal = { ok: false; statusCode: 401 | 403; reason: string };
@@ -44,7 +46,7 @@ function describe(channel: Channel): string {
   return `${channel.kind} "${channel.name}"`;
 }
 
-async function verifiedClaims(verify: VerifyToken, token: string): Promise<Decision<Claims>> {
+async function verifiedClaims(policy: AuthPolicy, verify: VerifyToken, token: string): Promise<Decision<Claims>> {
   let payload: unknown;
   try {
     payload = await verify(token);
@@ -52,7 +54,9 @@ async function verifiedClaims(verify: VerifyToken, token: string): Promise<Decis
     return refuse(401, rejectionReason((error as { code?: unknown } | null)?.code));
   }
   const parsed = parseClaims(payload);
-  return parsed.ok ? { ok: true, value: parsed.claims } : refuse(401, parsed.reason);
+  if (!parsed.ok) return refuse(401, parsed.reason);
+  if (policy.requireExpiry && parsed.claims.expiresAt === null) return refuse(401, 'token has no "exp" claim; this gateway requires tokens that expire');
+  return { ok: true, value: parsed.claims };
 }
 
 export async function decideSubscription(
@@ -69,12 +73,12 @@ export async function decideSubscription(
     // Public channels only: a stale cookie must not lock anyone out of them, so a bad token
     // is ignored here; a good one still names who holds the stream.
     if (!lookup.found) return { ok: true, value: { identity: null, expiresAt: null } };
-    const claims = await verifiedClaims(verify, lookup.token);
+    const claims = await verifiedClaims(policy, verify, lookup.token);
     return { ok: true, value: { identity: claims.ok ? claims.value.subject : null, expiresAt: null } };
   }
 
   if (!lookup.found) return refuse(401, lookup.malformed ?? 'missing token');
-  const claims = await verifiedClaims(verify, lookup.token);
+  const claims = await verifiedClaims(policy, verify, lookup.token);
   if (!claims.ok) return claims;
   const denied = restricted.filter((channel) => !maySubscribe(claims.value, channel));
   if (denied.length > 0) {
@@ -95,16 +99,17 @@ export async function decidePublish(
   carriers: PublishCarriers,
   channel: Channel,
 ): Promise<Decision<Publisher>> {
+  // Development (no tokens, no keys): anyone may publish. Once either is configured, never nothing.
   if (!policy.enabled && apiKeys.size === 0) return { ok: true, value: { identity: null, displayName: null, service: null } };
   if (carriers.apiKey !== undefined && carriers.apiKey !== '') {
     const service = apiKeys.serviceFor(carriers.apiKey);
     if (service === null) return refuse(401, 'invalid API key');
     return { ok: true, value: { identity: `service:${service}`, displayName: null, service } };
   }
-  if (!policy.enabled) return { ok: true, value: { identity: null, displayName: null, service: null } };
+  if (!policy.enabled) return refuse(401, 'missing API key: send X-API-Key (SERVICE_API_KEYS is set)');
   const lookup = bearerToken(carriers.authorization);
   if (!lookup.found) return refuse(401, lookup.malformed ?? 'missing token: send Authorization: Bearer <token> or X-API-Key');
-  const claims = await verifiedClaims(verify, lookup.token);
+  const claims = await verifiedClaims(policy, verify, lookup.token);
   if (!claims.ok) return claims;
   if (!mayPublish(claims.value, channel)) return refuse(403, `token does not grant publishing to ${describe(channel)}`);
   return { ok: true, value: { identity: claims.value.subject, displayName: claims.value.displayName, service: null } };

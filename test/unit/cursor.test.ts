@@ -7,6 +7,7 @@ t.test('a cursor round-trips, and is the same whichever codec with the same secr
   const entries = [
     { slot: 0 as const, partition: 3, next: 42 },
     { slot: 1 as const, partition: 0, next: 2 ** 40 },
+    { slot: 0 as const, partition: 200, next: 0 },
   ];
   const a = new CursorCodec('shared-secret-0123456789', topics);
   const b = new CursorCodec('shared-secret-0123456789', topics);
@@ -28,4 +29,47 @@ t.test('edited, forged, foreign and malformed ids are refused', async (t) => {
   t.equal(new CursorCodec('another-secret-0123456789', topics).decode(id), null, 'other secret');
   t.equal(new CursorCodec('shared-secret-0123456789', { chat: 'other', ticker: 'ticker' }).decode(id), null, 'other topics');
   for (const bad of ['', '0-5', '!!!', 'A'.repeat(5000), id.slice(0, -1), `${id}A`]) t.equal(codec.decode(bad), null, JSON.stringify(bad.slice(0, 12)));
+});
+
+/** LEB128, as ids before version 2 carried offsets in clear. */
+function varint(value: number): Buffer {
+  const bytes: number[] = [];
+  let rest = value;
+  while (rest >= 0x80) {
+    bytes.push((rest % 0x80) | 0x80);
+    rest = Math.floor(rest / 0x80);
+  }
+  bytes.push(rest);
+  return Buffer.from(bytes);
+}
+
+t.test('an id reveals no position: offsets are neither readable nor told by its length', async (t) => {
+  const codec = new CursorCodec('shared-secret-0123456789', topics);
+  const lengths = new Set<number>();
+  for (const next of [1, 300, 70_000, 5_000_000, 2 ** 40 + 12345]) {
+    const raw = Buffer.from(codec.encode([{ slot: 0, partition: 2, next }]), 'base64url');
+    lengths.add(raw.length);
+    const fixed = Buffer.alloc(6);
+    fixed.writeUIntBE(next, 0, 6);
+    t.equal(raw.indexOf(fixed), -1, `offset ${next} not in clear (fixed width)`);
+    if (next > 127) t.equal(raw.indexOf(varint(next)), -1, `offset ${next} not in clear (varint)`);
+  }
+  t.equal(lengths.size, 1, 'every single-partition id has the same length');
+  const a = Buffer.from(codec.encode([{ slot: 0, partition: 2, next: 1000 }]), 'base64url');
+  const b = Buffer.from(codec.encode([{ slot: 0, partition: 2, next: 1001 }]), 'base64url');
+  let same = 0;
+  for (let index = 1; index < a.length; index++) if (a[index] === b[index]) same += 1;
+  t.ok(same < 4, `neighbouring offsets share no structure (${same} equal bytes by chance)`);
+});
+
+t.test('an id of the older signed-but-readable layout is refused (the stream answers it with reset)', async (t) => {
+  const codec = new CursorCodec('shared-secret-0123456789', topics);
+  // Version 1: [1, count, slot, partition varint, next varint] + 12-byte HMAC tag.
+  const v1 = Buffer.concat([Buffer.from([1, 1, 0, 1]), varint(10), Buffer.alloc(12, 7)]).toString('base64url');
+  t.equal(codec.decode(v1), null);
+});
+
+t.test('offsets beyond 2^48 cannot be encoded', async (t) => {
+  const codec = new CursorCodec('shared-secret-0123456789', topics);
+  t.throws(() => codec.encode([{ slot: 0, partition: 0, next: 2 ** 48 }]), RangeError);
 });
