@@ -406,6 +406,7 @@ async function startServer(name: ServerName, options: { cpuProfileDir?: string }
     delete env.KAFKA_BROKERS;
     if (name === 'gateway-kafka') {
       env.KAFKA_BROKERS = (await ensureKafka()).join(',');
+      env.CURSOR_SECRET ??= 'bench-cursor-secret-0123456789';
       env.CHAT_TOPIC = chatTopic;
       env.TICKER_TOPIC = `${chatTopic}-ticker`;
     }

@@ -38,6 +38,7 @@ function spawnServer(password: string) {
     KAFKA_SASL_USERNAME: USER,
     KAFKA_SASL_PASSWORD: password,
     KAFKA_FAIL_FAST: 'true',
+    CURSOR_SECRET: 'sasl-test-cursor-secret',
   };
   const child = spawn(`${root}node_modules/.bin/tsx`, ['src/server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
