@@ -58,6 +58,15 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     trustProxy: config.trustProxy,
     // Slow or idle request senders are cut off; open event streams are not (they are responses).
     requestTimeout: config.requestTimeoutMs,
+    http: {
+      // Node checks request deadlines on a timer (every 30 s by default): a limit of 10 s would
+      // then hold anywhere up to 40 s. Checking often is cheap: only connections with a request
+      // still arriving are looked at, never open streams.
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(config.requestTimeoutMs / 4))),
+      // The head must arrive within the same limit as the whole request (Node's default is 60 s).
+      headersTimeout: config.requestTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+    },
     keepAliveTimeout: 5000,
     // Fastify's own answers to a malformed URL quote the whole URL, `?token=` included.
     frameworkErrors: (error, _request, reply) => {
