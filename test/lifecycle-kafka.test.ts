@@ -8,6 +8,9 @@ import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 
 const brokers = requiredKafkaBrokers();
 
+/** The replicas of one deployment share the secret their ids are sealed with. */
+const SHARED_CURSOR_SECRET = 'lifecycle-test-cursor-secret';
+
 t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients resume on another replica without loss', async (t) => {
   const topics = kafkaTopics();
   const port = 20000 + Math.floor(Math.random() * 20000);
@@ -22,6 +25,7 @@ t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients res
       TICKER_TOPIC: topics.tickerTopic,
       DRAIN_WINDOW_MS: '1500',
       SSE_RETRY_MS: '500',
+      CURSOR_SECRET: SHARED_CURSOR_SECRET,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -29,7 +33,7 @@ t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients res
   t.teardown(() => child.kill('SIGKILL'));
   const url = `http://127.0.0.1:${port}`;
   await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200, 60000, 'the child replica ready');
-  const other = await startGateway({ kafkaBrokers: brokers, ...topics });
+  const other = await startGateway({ kafkaBrokers: brokers, ...topics, cursorSecret: SHARED_CURSOR_SECRET });
   t.teardown(() => other.close());
 
   const room = uniqueName('room');
