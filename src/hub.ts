@@ -49,15 +49,58 @@ export class HubBatch {
 /** Receives what is shared by every subscriber of the channel; must not modify it. */
 export type Subscriber = { deliverBatch(batch: HubBatch): void } | { deliverEvent(event: HubEvent): void };
 
+type BatchSubscriber = Subscriber & { deliverBatch(batch: HubBatch): void };
+
 interface ChannelSubscribers {
-  batched: Set<Subscriber & { deliverBatch(batch: HubBatch): void }>;
+  batched: Set<BatchSubscriber>;
   each: Set<Subscriber & { deliverEvent(event: HubEvent): void }>;
   size: number;
 }
 
+/** One batch on its way to the streams of its channel: how far the fan-out has come. */
+interface FanOut {
+  batch: HubBatch;
+  /**
+   * A live iterator over the channel's set: a stream that leaves is skipped, one that joins
+   * meanwhile may still get this batch, which its subscription filters by offset.
+   */
+  remaining: Iterator<BatchSubscriber>;
+}
+
+export interface HubOptions {
+  /**
+   * Longest stretch (ms) one flush's fan-out may hold the event loop before the rest continues
+   * on a later turn (default 8): a room of ten thousand streams must not stall every other room,
+   * the consumer's heartbeats, or new connections.
+   */
+  sliceMs?: number;
+  /** Deliveries to one channel before the turn moves on to the next channel's (round robin; default 256). */
+  deliveriesPerChannelTurn?: number;
+  /** The clock (tests). */
+  now?: () => number;
+}
+
+/** The clock is read once per this many deliveries: reading it costs more than a delivery. */
+const CLOCK_STRIDE = 32;
+
 export class Hub {
   readonly #channels = new Map<string, ChannelSubscribers>();
   #batches = new Map<string, HubBatch>();
+  /** Fan-outs under way, served round robin. */
+  readonly #fanOuts: FanOut[] = [];
+  /** Per channel with a fan-out under way: its later batches, which wait so each stream gets its batches in order. */
+  readonly #waiting = new Map<string, HubBatch[]>();
+  readonly #sliceMs: number;
+  readonly #perChannelTurn: number;
+  readonly #now: () => number;
+  #continueScheduled = false;
+  #settledWaiters: Array<() => void> = [];
+
+  constructor(options: HubOptions = {}) {
+    this.#sliceMs = options.sliceMs ?? 8;
+    this.#perChannelTurn = options.deliveriesPerChannelTurn ?? 256;
+    this.#now = options.now ?? (() => performance.now());
+  }
 
   /** Returns the function that removes this subscription (idempotent). */
   subscribe(channel: string, subscriber: Subscriber): () => void {
@@ -90,6 +133,10 @@ export class Hub {
    * Hands `event` to its channel's per-event subscribers, and queues it for the batched ones
    * until the next `flush()`; returns how many receive it. Nothing is queued for a channel
    * nobody watches.
+   *
+   * Per-event subscribers (streams of several channels) are served at once, in publish order:
+   * their position holds one offset per partition, and an event of one channel arriving after
+   * a later event of another on the same partition would be taken for one already delivered.
    */
   publish(event: HubEvent): number {
     const subscribers = this.#channels.get(event.channel);
@@ -106,15 +153,82 @@ export class Hub {
     return subscribers.size;
   }
 
-  /** Hands every queued batch to the subscribers of its channel. */
+  /**
+   * Hands every queued batch to the subscribers of its channel: at once when that fits in
+   * `sliceMs`, else the rest of the fan-out continues on later turns, channels taking turns, so
+   * one big room never holds the event loop for long. Each stream still gets its channel's
+   * batches in order (a channel's next batch waits for its previous fan-out to finish).
+   */
   flush(): void {
     if (this.#batches.size === 0) return;
     const batches = this.#batches;
     this.#batches = new Map();
     for (const batch of batches.values()) {
-      const subscribers = this.#channels.get(batch.channel);
-      if (subscribers !== undefined) for (const subscriber of subscribers.batched) subscriber.deliverBatch(batch);
+      const waiting = this.#waiting.get(batch.channel);
+      if (waiting !== undefined) waiting.push(batch);
+      else if (this.#startFanOut(batch)) this.#waiting.set(batch.channel, []);
     }
+    this.#fanOut();
+  }
+
+  /** False when nobody watches the channel any more: nothing to do. */
+  #startFanOut(batch: HubBatch): boolean {
+    const subscribers = this.#channels.get(batch.channel);
+    if (subscribers === undefined || subscribers.batched.size === 0) return false;
+    this.#fanOuts.push({ batch, remaining: subscribers.batched.values() });
+    return true;
+  }
+
+  #fanOut(): void {
+    const deadline = this.#now() + this.#sliceMs;
+    let delivered = 0;
+    while (this.#fanOuts.length > 0) {
+      const fanOut = this.#fanOuts.shift()!;
+      let finished = false;
+      for (let turn = 0; turn < this.#perChannelTurn; turn++) {
+        const next = fanOut.remaining.next();
+        if (next.done === true) {
+          finished = true;
+          break;
+        }
+        next.value.deliverBatch(fanOut.batch);
+        delivered += 1;
+      }
+      if (finished) this.#finish(fanOut.batch.channel);
+      else this.#fanOuts.push(fanOut);
+      if (delivered >= CLOCK_STRIDE && this.#fanOuts.length > 0 && this.#now() >= deadline) {
+        this.#scheduleContinue();
+        return;
+      }
+    }
+    const waiters = this.#settledWaiters;
+    this.#settledWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** The channel's fan-out is done: its next waiting batch starts (behind the others under way). */
+  #finish(channel: string): void {
+    const waiting = this.#waiting.get(channel);
+    while (waiting !== undefined && waiting.length > 0) {
+      if (this.#startFanOut(waiting.shift()!)) return;
+    }
+    this.#waiting.delete(channel);
+  }
+
+  #scheduleContinue(): void {
+    if (this.#continueScheduled) return;
+    this.#continueScheduled = true;
+    // setImmediate: after the I/O of this turn (sockets draining, new records, new connections).
+    setImmediate(() => {
+      this.#continueScheduled = false;
+      this.#fanOut();
+    });
+  }
+
+  /** Resolves once every batch flushed so far has reached its streams (tests, shutdown). */
+  settled(): Promise<void> {
+    if (this.#fanOuts.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#settledWaiters.push(resolve));
   }
 
   get channelCount(): number {

@@ -100,7 +100,59 @@ t.test('twenty thousand subscribers on one channel need no emitter listeners', a
   const unsubscribes = Array.from({ length: 20000 }, () => hub.subscribe('room:big', { deliverBatch: () => count++ }));
   hub.publish(event('room:big'));
   hub.flush();
+  await hub.settled();
   t.equal(count, 20000);
   for (const unsubscribe of unsubscribes) unsubscribe();
   t.equal(hub.channelCount, 0);
+});
+
+/** A clock that moves 1 ms every time it is read: every clock check after the first stride finds the slice used up. */
+function steppingClock(): () => number {
+  let now = 0;
+  return () => (now += 1);
+}
+
+t.test("a big room's fan-out is cut into slices: the small rooms of the same flush are not held behind it", async (t) => {
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 100, now: steppingClock() });
+  const big = Array.from({ length: 1000 }, () => batchRecorder());
+  for (const subscriber of big) hub.subscribe('room:big', subscriber);
+  const small = batchRecorder();
+  hub.subscribe('room:small', small);
+  hub.publish(event('room:big', 1));
+  hub.publish(event('room:small', 2));
+  hub.flush();
+  const reachedAtOnce = big.filter((subscriber) => subscriber.received.length === 1).length;
+  t.ok(reachedAtOnce < big.length, `the flush returned before the whole big room was served (${reachedAtOnce} of ${big.length})`);
+  t.equal(small.received.length, 1, 'the small room got its turn in the same slice');
+  await hub.settled();
+  t.ok(big.every((subscriber) => subscriber.received.length === 1), 'every stream of the big room got the batch, once');
+});
+
+t.test("while a fan-out is under way, the channel's later batches wait: each stream gets its batches in order", async (t) => {
+  const hub = new Hub({ sliceMs: 1, deliveriesPerChannelTurn: 10, now: steppingClock() });
+  const subscribers = Array.from({ length: 200 }, () => batchRecorder());
+  for (const subscriber of subscribers) hub.subscribe('room:big', subscriber);
+  for (let offset = 0; offset < 3; offset++) {
+    hub.publish(event('room:big', offset));
+    hub.flush();
+  }
+  await hub.settled();
+  for (const subscriber of subscribers) {
+    t.same(subscriber.received.map((batch) => batch.first.offset), [0, 1, 2], 'in order');
+    if (subscriber.received.length !== 3) break;
+  }
+});
+
+t.test('a stream that leaves during a sliced fan-out gets nothing more', async (t) => {
+  const hub = new Hub({ sliceMs: 1, deliveriesPerChannelTurn: 10, now: steppingClock() });
+  const subscribers = Array.from({ length: 100 }, () => batchRecorder());
+  const unsubscribes = subscribers.map((subscriber) => hub.subscribe('room:big', subscriber));
+  hub.publish(event('room:big', 1));
+  hub.flush();
+  const last = subscribers.length - 1;
+  t.equal(subscribers[last]!.received.length, 0, 'not reached yet');
+  unsubscribes[last]!();
+  await hub.settled();
+  t.equal(subscribers[last]!.received.length, 0, 'and never after leaving');
+  t.equal(subscribers[0]!.received.length, 1);
 });
