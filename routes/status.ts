@@ -38,7 +38,7 @@ const StatusReply = Type.Object({
   startedAt: Type.String({ description: 'ISO 8601' }),
   uptimeSeconds: Type.Number(),
   bus: Type.Object({
-    kind: Type.Union([Type.Literal('kafka'), Type.Literal('memory')]),
+    kind: Type.Enum(['kafka', 'memory']),
     brokers: Type.Union([Type.Array(Type.String()), Type.Null()], { description: 'null on the embedded bus' }),
     ready: Type.Boolean(),
     reason: Type.Optional(Type.String()),
@@ -73,7 +73,7 @@ const StatusReply = Type.Object({
     backfill: Type.Union(
       [
         Type.Object({
-          state: Type.Union([Type.Literal('waiting'), Type.Literal('reading'), Type.Literal('done'), Type.Literal('failed'), Type.Literal('stopped')]),
+          state: Type.Enum(['waiting', 'reading', 'done', 'failed', 'stopped']),
           recordsRead: Type.Integer(),
           recordsSkipped: Type.Integer({ description: 'Records that break the contract, skipped' }),
           symbols: Type.Integer({ description: 'Symbols whose chart got older prices' }),
