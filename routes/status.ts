@@ -4,8 +4,8 @@ import { Type } from '@fastify/type-provider-typebox';
 declare module 'fastify' {
   interface FastifyContextConfig {
     /**
-     * Marks an operator-only route. Nothing enforces it yet: the authentication work adds an
-     * onRequest hook that checks the admin token on every route whose config has `admin: true`.
+     * Marks an operator-only route: once auth is on, plugins/auth.ts's onRequest hook answers
+     * 401 unless the request carries a service API key (`X-API-Key`, from SERVICE_API_KEYS).
      */
     admin?: boolean;
   }
@@ -100,7 +100,7 @@ const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "This replica's state",
         description:
           'Instance, bus connection, consumed partitions with their lag, stream and channel counts, and the ' +
-          'configuration with credentials redacted. Operator-only: protected by the admin token once authentication is on.',
+          'configuration with credentials redacted. Operator-only: once auth is on, it needs a service API key (`X-API-Key`).',
         response: { 200: StatusReply },
       },
     },
