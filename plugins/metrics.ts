@@ -64,7 +64,7 @@ export default fp(
         },
       });
 
-    mirroredCounter('records_consumed_total', 'Records read from the bus', () => dispatcher.stats.recordsConsumed);
+    mirroredCounter('records_consumed_total', 'Records read from the bus, valid or not', () => dispatcher.stats.recordsConsumed);
     mirroredCounter(
       'records_skipped_total',
       'Records skipped because they break the record contract',
@@ -82,13 +82,13 @@ export default fp(
     );
     mirroredCounter('bytes_written_total', 'Bytes of frames written to client sockets', () => app.streamStats.bytesWritten);
     mirroredCounter('streams_opened_total', 'Event streams opened', () => app.streamStats.opened);
-    mirroredCounter('events_conflated_total', 'Ticker prices replaced by a newer one while their client was behind', () => app.streamStats.conflated);
-    mirroredCounter('streams_refused_total', 'Streams refused at the instance or per-IP cap', () => app.streamStats.refusedAtCapacity + app.streamStats.refusedPerIp);
-    mirroredCounter('heartbeats_total', 'Heartbeat comments sent to idle streams', () => app.streamStats.heartbeats);
+    mirroredCounter('events_conflated_total', 'Ticker prices replaced by a newer one of the same symbol while their client was behind (not sent)', () => app.streamStats.conflated);
+    mirroredCounter('streams_refused_total', 'Streams refused at a cap: MAX_STREAMS (503) or MAX_STREAMS_PER_IP (429)', () => app.streamStats.refusedAtCapacity + app.streamStats.refusedPerIp);
+    mirroredCounter('heartbeats_total', 'Heartbeat comments sent to streams idle for HEARTBEAT_MS', () => app.streamStats.heartbeats);
     mirroredCounter('streams_closed_total', 'Event streams closed, for any reason', () => app.streamStats.closed);
     mirroredCounter(
       'slow_client_disconnects_total',
-      'Streams ended because the client could not keep up (STREAM_MAX_BUFFERED_BYTES)',
+      'Streams ended because the client fell more than STREAM_MAX_BUFFERED_BYTES behind (it resumes from its last id)',
       () => app.streamStats.slowClientDisconnects,
     );
     new Gauge({
@@ -164,13 +164,13 @@ export default fp(
 
     const eventsByType = new Counter({
       name: `${PREFIX}events_total`,
-      help: 'Valid events consumed, by event type',
+      help: 'Valid events consumed, by event type (message, delete, price_update)',
       labelNames: ['type'],
       registers,
     });
     const endToEnd = new Histogram({
       name: `${PREFIX}end_to_end_latency_seconds`,
-      help: 'From the record timestamp (publish time) to the event being handed to its streams',
+      help: 'From the record timestamp (publish time) to the event being handed to its streams; live records only (not the warm-up read at startup to fill the history)',
       buckets: END_TO_END_BUCKETS,
       registers,
     });

@@ -30,7 +30,7 @@ const historyRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'the ticker topic back at startup (`backfilling` is true meanwhile), then follows live prices.',
         params: SymbolParams,
         querystring: Type.Object(
-          { window: Type.Optional(Type.Union(HISTORY_WINDOW_NAMES.map((name) => Type.Literal(name)), { default: '5m' })) },
+          { window: Type.Optional(Type.Enum(HISTORY_WINDOW_NAMES, { default: '5m', description: 'How far back the chart reaches' })) },
           { additionalProperties: false },
         ),
         response: { 200: HistoryReply, 400: ErrorReply },

@@ -45,7 +45,7 @@ const StatusReply = Type.Object({
   startedAt: Type.String({ description: 'ISO 8601' }),
   uptimeSeconds: Type.Number(),
   bus: Type.Object({
-    kind: Type.Union([Type.Literal('kafka'), Type.Literal('memory')]),
+    kind: Type.Enum(['kafka', 'memory']),
     brokers: Type.Union([Type.Array(Type.String()), Type.Null()], { description: 'null on the embedded bus' }),
     ready: Type.Boolean(),
     reason: Type.Optional(Type.String()),
@@ -80,7 +80,7 @@ const StatusReply = Type.Object({
     backfill: Type.Union(
       [
         Type.Object({
-          state: Type.Union([Type.Literal('waiting'), Type.Literal('reading'), Type.Literal('done'), Type.Literal('failed'), Type.Literal('stopped')]),
+          state: Type.Enum(['waiting', 'reading', 'done', 'failed', 'stopped']),
           recordsRead: Type.Integer(),
           recordsSkipped: Type.Integer({ description: 'Records that break the contract, skipped' }),
           symbols: Type.Integer({ description: 'Symbols whose chart got older prices' }),
@@ -119,7 +119,7 @@ const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "This replica's state",
         description:
           'Instance, bus connection, consumed partitions with their lag, stream and channel counts, and the ' +
-          'configuration with credentials redacted. Operator-only: protected by the admin token once authentication is on.',
+          'configuration with credentials redacted. Operator-only: once auth is on, it needs a service API key (`X-API-Key`).',
         response: { 200: StatusReply },
       },
     },

@@ -4,6 +4,7 @@ import { loadConfig, type Config } from './config.ts';
 import type { EventBus } from './bus/types.ts';
 import gateway from '../plugins/gateway.ts';
 import errors from '../plugins/errors.ts';
+import validation, { formatSchemaErrors, validatorFactory } from '../plugins/validation.ts';
 import cors from '../plugins/cors.ts';
 import eventStream from '../plugins/event-stream.ts';
 import healthRoutes from '../routes/health.ts';
@@ -68,6 +69,9 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
       requestTimeout: config.requestTimeoutMs,
     },
     keepAliveTimeout: 5000,
+    // JSON bodies are validated as sent (no coercion, no silent removal); errors name the field.
+    schemaController: { compilersFactory: { buildValidator: validatorFactory() } },
+    schemaErrorFormatter: formatSchemaErrors,
     // Fastify's own answers to a malformed URL quote the whole URL, `?token=` included.
     frameworkErrors: (error, _request, reply) => {
       const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH';
@@ -81,6 +85,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
 
   await app.register(gateway, { config, ...(options.bus ? { bus: options.bus } : {}) });
   await app.register(errors);
+  await app.register(validation);
   await app.register(cors);
   await app.register(auth);
   await app.register(rateLimit);

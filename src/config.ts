@@ -2,9 +2,12 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 
 /**
- * Every setting the gateway reads from its environment, in one place: the README's
- * configuration table is written from this list, and `loadConfig` refuses to start on a
- * value it cannot use, naming the variable.
+ * Every setting the gateway reads from its environment, in one place. Each reading function
+ * (`integer`, `text`, `bool`, …) records the variable's name, default and allowed values in a
+ * registry; with SETTING_DESCRIPTIONS below, that registry writes the README's configuration
+ * table (`npm run docs:tables`) and tells a mistyped variable from an unrelated one.
+ * `loadConfig` refuses to start on a value it cannot use, or on settings that contradict each
+ * other, naming the variables.
  */
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -67,7 +70,7 @@ export interface Config {
   drainWindowMs: number;
   /** Read the client IP from X-Forwarded-For (behind a load balancer). */
   trustProxy: boolean;
-  /** Security settings (issue 6); null secret and key file = auth off. */
+  /** Tokens, service keys and publish limits; no JWT_SECRET and no JWT_PUBLIC_KEY_FILE = auth off. */
   auth: AuthConfig;
   /** TLS and SASL towards the brokers. */
   kafkaSecurity: KafkaSecurityConfig;
@@ -121,15 +124,34 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
+/** One environment variable as the reading functions know it: the README table's row. */
+export interface SettingSpec {
+  name: string;
+  /** The default as the README shows it ("unset" when there is none). */
+  default: string;
+  /** The values accepted, as the README shows them ("" when any text goes). */
+  allowed: string;
+}
+
+/** Filled as `loadConfig` reads: every variable it knows, in reading order. */
+const SETTINGS = new Map<string, SettingSpec>();
+
+/** Records a variable once; the first, most specific, description wins. */
+function declare(name: string, fallback: string, allowed: string): void {
+  if (!SETTINGS.has(name)) SETTINGS.set(name, { name, default: fallback, allowed });
+}
+
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 const HOST_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$/;
 
 function read(env: Env, name: string): string | undefined {
+  declare(name, 'unset', '');
   const value = env[name]?.trim();
   return value === '' ? undefined : value;
 }
 
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  declare(name, String(fallback), `${min}–${max}`);
   const raw = read(env, name);
   if (raw === undefined) return fallback;
   if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
@@ -139,12 +161,14 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
 }
 
 function text(env: Env, name: string, fallback: string, pattern?: RegExp): string {
+  declare(name, fallback, pattern?.source ?? '');
   const value = read(env, name) ?? fallback;
   if (pattern && !pattern.test(value)) throw new ConfigError(name, `has an invalid value "${value}"`);
   return value;
 }
 
 function list(env: Env, name: string): string[] | undefined {
+  declare(name, 'unset', 'comma-separated list');
   const raw = read(env, name);
   if (raw === undefined) return undefined;
   return raw.split(',').map((item) => item.trim()).filter((item) => item !== '');
@@ -161,6 +185,7 @@ function brokers(env: Env): string[] | null {
 }
 
 function logLevel(env: Env): LogLevel {
+  declare('LOG_LEVEL', 'info', LOG_LEVELS.join(' '));
   const raw = read(env, 'LOG_LEVEL') ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`);
@@ -180,6 +205,7 @@ function corsOrigins(env: Env): true | string[] {
 }
 
 function bool(env: Env, name: string, fallback: boolean): boolean {
+  declare(name, String(fallback), 'true false (also 1 0, yes no, on off)');
   const raw = read(env, name)?.toLowerCase();
   if (raw === undefined) return fallback;
   if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
@@ -251,20 +277,31 @@ function kafkaSecurity(env: Env): KafkaSecurityConfig {
     throw new ConfigError(certFile === null ? 'KAFKA_SSL_CERT_FILE' : 'KAFKA_SSL_KEY_FILE', 'must be set together with its pair (client certificate and key)');
   }
   const sslOn = bool(env, 'KAFKA_SSL', caFile !== null || certFile !== null);
+  const rejectUnauthorized = bool(env, 'KAFKA_SSL_REJECT_UNAUTHORIZED', true);
+  if (!sslOn) {
+    // KAFKA_SSL=false beside TLS files or options: one of them is a mistake, and guessing which is not ours.
+    const tlsOnly = ['KAFKA_SSL_CA_FILE', 'KAFKA_SSL_CERT_FILE', 'KAFKA_SSL_KEY_FILE', 'KAFKA_SSL_REJECT_UNAUTHORIZED'].find((name) => read(env, name) !== undefined);
+    if (tlsOnly !== undefined) throw new ConfigError(tlsOnly, 'is set but KAFKA_SSL is false: remove one of them');
+  }
   const mechanism = read(env, 'KAFKA_SASL_MECHANISM')?.toLowerCase();
+  const username = read(env, 'KAFKA_SASL_USERNAME');
+  declare('KAFKA_SASL_PASSWORD', 'unset', '');
+  // Read untrimmed: a password may begin or end with a space.
+  const password = env.KAFKA_SASL_PASSWORD;
   let sasl: KafkaSecurityConfig['sasl'] = null;
   if (mechanism !== undefined) {
     if (mechanism !== 'plain' && mechanism !== 'scram-sha-256' && mechanism !== 'scram-sha-512') {
       throw new ConfigError('KAFKA_SASL_MECHANISM', `must be plain, scram-sha-256 or scram-sha-512, got "${mechanism}"`);
     }
-    const username = read(env, 'KAFKA_SASL_USERNAME');
-    const password = env.KAFKA_SASL_PASSWORD;
     if (username === undefined) throw new ConfigError('KAFKA_SASL_USERNAME', 'is required with KAFKA_SASL_MECHANISM');
     if (password === undefined || password === '') throw new ConfigError('KAFKA_SASL_PASSWORD', 'is required with KAFKA_SASL_MECHANISM');
     sasl = { mechanism, username, password };
+  } else if (username !== undefined || (password !== undefined && password !== '')) {
+    // Credentials that would never be sent: the broker's refusal would not say why.
+    throw new ConfigError(username !== undefined ? 'KAFKA_SASL_USERNAME' : 'KAFKA_SASL_PASSWORD', 'is set but KAFKA_SASL_MECHANISM is not: set the mechanism or remove the credentials');
   }
   return {
-    ssl: sslOn ? { caFile, certFile, keyFile, rejectUnauthorized: bool(env, 'KAFKA_SSL_REJECT_UNAUTHORIZED', true) } : null,
+    ssl: sslOn ? { caFile, certFile, keyFile, rejectUnauthorized } : null,
     sasl,
     failFast: bool(env, 'KAFKA_FAIL_FAST', false),
   };
@@ -298,7 +335,21 @@ export function defaultInstanceId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
+/**
+ * Reads and checks every setting.
+ *
+ * @param env the environment (default `process.env`); values are trimmed, empty = unset.
+ * @returns the settings in effect.
+ * @throws ConfigError naming the variable whose value cannot be used, or both variables of a
+ *   pair that contradict each other (see `refuseContradictions`).
+ */
 export function loadConfig(env: Env = process.env): Config {
+  const config = readConfig(env);
+  refuseContradictions(config, env);
+  return config;
+}
+
+function readConfig(env: Env): Config {
   return {
     port: integer(env, 'PORT', 3000, 0, 65535),
     host: text(env, 'HOST', '0.0.0.0', /^[A-Za-z0-9.:-]+$/),
@@ -337,6 +388,151 @@ export function loadConfig(env: Env = process.env): Config {
     kafkaSecurity: kafkaSecurity(env),
   };
 }
+
+/**
+ * Pairs of settings that cannot both be meant. Each refusal names both variables; checks of a
+ * single value stay with its reading function.
+ */
+function refuseContradictions(config: Config, env: Env): void {
+  const given = (name: string) => read(env, name) !== undefined;
+  // The drain must finish, and a publish in flight get its answer, before the process is ended.
+  if (config.shutdownTimeoutMs <= config.drainWindowMs) {
+    throw new ConfigError('SHUTDOWN_TIMEOUT_MS', `(${config.shutdownTimeoutMs}) must be greater than DRAIN_WINDOW_MS (${config.drainWindowMs}): shutdown would be cut off while streams are still being ended`);
+  }
+  if (config.shutdownTimeoutMs <= config.publishTimeoutMs) {
+    throw new ConfigError('SHUTDOWN_TIMEOUT_MS', `(${config.shutdownTimeoutMs}) must be greater than PUBLISH_TIMEOUT_MS (${config.publishTimeoutMs}): a publish in flight at shutdown could be cut off before its answer`);
+  }
+  // Token settings do nothing while auth is off: the operator believes in a protection that is not
+  // there. (SERVICE_API_KEYS alone is a deployment of its own: services publish with keys, streams
+  // are open; see the README's Security section.)
+  const authOn = config.auth.jwtSecret !== null || config.auth.jwtPublicKeyFile !== null;
+  for (const name of ['JWT_ISSUER', 'JWT_AUDIENCE', 'REQUIRE_TOKEN_EXP', 'MAX_STREAM_LIFETIME_MS']) {
+    if (!authOn && given(name)) {
+      throw new ConfigError(name, 'is set but neither JWT_SECRET nor JWT_PUBLIC_KEY_FILE is, so auth is off and it would be ignored: set one of them or remove it');
+    }
+  }
+  // Kafka connection settings without KAFKA_BROKERS: the replica would run on the embedded bus, alone.
+  if (config.kafkaBrokers === null) {
+    const kafkaOnly = ['KAFKA_SASL_MECHANISM', 'KAFKA_SSL', 'KAFKA_SSL_CA_FILE', 'KAFKA_SSL_CERT_FILE', 'KAFKA_FAIL_FAST'].find(given);
+    if (kafkaOnly !== undefined) {
+      throw new ConfigError(kafkaOnly, 'is set but KAFKA_BROKERS is not, so the embedded in-memory bus would be used and it ignored: set KAFKA_BROKERS or remove it');
+    }
+  }
+}
+
+/**
+ * Every variable the gateway reads, in reading order, with its default and allowed values (the
+ * README's configuration table; see SETTING_DESCRIPTIONS for the meaning of each).
+ */
+export function knownSettings(): SettingSpec[] {
+  // Reading the defaults once visits every reading function: each declares its variable.
+  if (SETTINGS.size === 0) readConfig({});
+  return [...SETTINGS.values()].map((spec) => ({ ...spec, ...SHOWN_DEFAULTS[spec.name] }));
+}
+
+/** Levenshtein distance of at most 1 (one character inserted, removed or replaced). */
+function oneEditApart(a: string, b: string): boolean {
+  if (Math.abs(a.length - b.length) > 1) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  // After the first difference, the rest must match with one character skipped or replaced.
+  return a.slice(i + 1) === b.slice(i + 1) || a.slice(i + 1) === b.slice(i) || a.slice(i) === b.slice(i + 1);
+}
+
+/**
+ * Variables in `env` that the gateway does not read but that are one edit (or only letter case)
+ * away from one it does: most likely mistyped, and ignored. For a warning at startup.
+ *
+ * @returns e.g. `[{ variable: 'MAX_STREAM', meant: 'MAX_STREAMS' }]`, in `env` order.
+ */
+export function likelyMistypedSettings(env: Env = process.env): Array<{ variable: string; meant: string }> {
+  const known = knownSettings().map((spec) => spec.name);
+  const found: Array<{ variable: string; meant: string }> = [];
+  for (const variable of Object.keys(env)) {
+    if (known.includes(variable)) continue;
+    const meant = known.find((name) => oneEditApart(variable.toUpperCase(), name));
+    if (meant !== undefined) found.push({ variable, meant });
+  }
+  return found;
+}
+
+/** Defaults the README shows for settings whose default is computed or depends on others. */
+const SHOWN_DEFAULTS: Record<string, Partial<SettingSpec>> = {
+  INSTANCE_ID: { default: '<hostname>-<pid>-<random>' },
+  CURSOR_SECRET: { default: 'required with Kafka; per process on the embedded bus', allowed: '16+ characters' },
+  CORS_ORIGINS: { default: '*', allowed: 'comma-separated origins, or *' },
+  KAFKA_SSL: { default: 'false (true when a KAFKA_SSL_*_FILE is set)' },
+  KAFKA_BROKERS: { allowed: 'host:port[,host:port…]' },
+  JWT_SECRET: { allowed: '32+ characters' },
+  SERVICE_API_KEYS: { allowed: 'service=key[,service=key…], keys 24+ characters' },
+  PUBLIC_ROOMS: { allowed: 'comma-separated names or trailing-* patterns' },
+  PUBLIC_TICKERS: { allowed: 'comma-separated names or trailing-* patterns' },
+  KAFKA_SASL_MECHANISM: { allowed: 'plain scram-sha-256 scram-sha-512' },
+};
+
+/**
+ * What each variable means, for the README's configuration table. A variable read in
+ * `loadConfig` without an entry here fails the docs test: add one with every new setting.
+ */
+export const SETTING_DESCRIPTIONS: Record<string, string> = {
+  PORT: 'HTTP port',
+  HOST: 'listen address',
+  LOG_LEVEL: 'log level',
+  KAFKA_BROKERS: 'the Kafka brokers; unset = embedded in-memory bus (one instance)',
+  KAFKA_CLIENT_ID: 'Kafka client id',
+  KAFKA_GROUP_PREFIX: 'the consumer group is `<prefix>-<INSTANCE_ID>`',
+  INSTANCE_ID: 'names this replica (must differ between replicas)',
+  CHAT_TOPIC: 'chat topic (key = room)',
+  TICKER_TOPIC: 'ticker topic (key = symbol)',
+  TOPIC_PARTITIONS: 'partitions for topics the gateway creates when missing',
+  TOPIC_REPLICATION_FACTOR: 'replication factor for topics it creates',
+  PUBLISH_TIMEOUT_MS: "how long a publish waits for Kafka's acknowledgement before 503",
+  BODY_LIMIT_BYTES: 'request body limit (413 beyond)',
+  CORS_ORIGINS: 'allowed origins for browsers on other sites',
+  SSE_RETRY_MS: 'the `retry:` sent to clients',
+  STREAM_MAX_BUFFERED_BYTES: 'a stream whose unsent bytes exceed this is ended (the client reconnects)',
+  SHUTDOWN_TIMEOUT_MS: 'on SIGTERM/SIGINT, exit (code 1) if closing takes longer than this; must be above `DRAIN_WINDOW_MS` and `PUBLISH_TIMEOUT_MS`',
+  CURSOR_SECRET: 'seals event ids (opaque, unforgeable); every replica behind one load balancer must share it; required with `KAFKA_BROKERS`',
+  HISTORY_MAX_EVENTS: 'events kept per room or symbol for resumes',
+  HISTORY_MAX_AGE_MS: 'how long they are kept; also how far back a fresh replica warms its history',
+  HISTORY_MAX_TOTAL_EVENTS: 'events kept in all (the least recently active channels go first)',
+  RESUME_MAX_EVENTS: 'most events one resume replays before the client continues on its next reconnect',
+  TICKER_BACKFILL_MAX_RECORDS: 'most ticker records a replica reads back from Kafka at startup for the chart history (the most recent ones); `0` = none',
+  MAX_CHANNELS_PER_STREAM: 'most rooms and tickers on one `/events?room=…` stream',
+  LAG_THRESHOLD_MS: 'a replay starting further back than this is framed by `lag` and `live` events',
+  HEARTBEAT_MS: 'a comment line goes to every stream idle this long (one shared timer)',
+  STREAM_MAX_QUEUED_EVENTS: 'live events held for one stream while its resume replay runs, beyond which it is ended (and resumes)',
+  MAX_STREAMS: 'concurrent streams per instance; beyond: 503 with `Retry-After`',
+  MAX_STREAMS_PER_IP: 'concurrent streams per client IP; beyond: 429 with `Retry-After`',
+  MAX_HEADER_BYTES: 'largest request head; beyond: 431',
+  REQUEST_TIMEOUT_MS: 'a client must send its whole request (head and body) within this, or gets 408 and is disconnected; a connection that sends nothing is closed after it too; idle keep-alive connections close after 5 s; streams themselves never time out',
+  DRAIN_WINDOW_MS: 'on shutdown, open streams are ended spread over this window, each with a jittered `retry:`',
+  TRUST_PROXY: 'take the client IP from `X-Forwarded-For` (set behind a load balancer, or every client shares its IP)',
+  JWT_SECRET: 'HS256 secret that turns [auth](#security) on',
+  JWT_PUBLIC_KEY_FILE: 'a PEM public key (RSA → RS256, EC P-256 → ES256) or a JWKS file; turns auth on (not with `JWT_SECRET`)',
+  JWT_ISSUER: 'when set, tokens must carry this `iss` (needs auth on)',
+  JWT_AUDIENCE: 'when set, tokens must carry this `aud` (needs auth on)',
+  AUTH_COOKIE: 'cookie that may carry the token for streams',
+  PUBLIC_ROOMS: 'rooms anyone may stream without a token',
+  PUBLIC_TICKERS: 'tickers anyone may stream without a token',
+  SERVICE_API_KEYS: 'upstream services publish with `X-API-Key`; operators read `/status` and `/metrics` with it (as `X-API-Key` or `Authorization: Bearer`); once set, publishing always needs a key or a token',
+  PUBLISH_RATE_PER_IP: 'publish requests per window per client IP (429 beyond)',
+  PUBLISH_RATE_PER_IDENTITY: 'publish requests per window per token subject or service',
+  RATE_LIMIT_WINDOW_MS: 'the rate-limit window',
+  MAX_STREAMS_PER_IDENTITY: 'open streams one token subject may hold (429 beyond); `0` = no cap',
+  REQUIRE_TOKEN_EXP: 'refuse tokens without an `exp` claim (401)',
+  MAX_STREAM_LIFETIME_MS: 'an authenticated stream ends (`auth_expired`) after this long, whatever its token\'s `exp`; the client resumes with a fresh token; `0` = only at `exp`',
+  METRICS_PUBLIC: '`true` serves `/metrics` without a key even when tokens or service keys are configured',
+  KAFKA_SSL_CA_FILE: 'CA bundle for the brokers\' certificates (a private CA)',
+  KAFKA_SSL_CERT_FILE: 'client certificate (mutual TLS; with `KAFKA_SSL_KEY_FILE`)',
+  KAFKA_SSL_KEY_FILE: 'client key (mutual TLS; with `KAFKA_SSL_CERT_FILE`)',
+  KAFKA_SSL: 'TLS to the brokers',
+  KAFKA_SSL_REJECT_UNAUTHORIZED: '`false` accepts any broker certificate (testing only)',
+  KAFKA_SASL_MECHANISM: 'SASL authentication to the brokers',
+  KAFKA_SASL_USERNAME: 'SASL user (required with a mechanism)',
+  KAFKA_SASL_PASSWORD: 'SASL password (required with a mechanism)',
+  KAFKA_FAIL_FAST: 'exit 1 at startup when Kafka refuses the credentials or the TLS handshake, instead of retrying',
+};
 
 /** Settings for tests and embedders: the defaults, with some replaced. */
 export function configWith(overrides: Partial<Config> = {}, env: Env = {}): Config {

@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace';
 import { buildApp, loggerOptions } from './app.ts';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { ConfigError, likelyMistypedSettings, loadConfig, type Config } from './config.ts';
 import { describeKafkaConnection, isUnrecoverableKafkaError } from './bus/kafka-connection.ts';
 
 function configOrExit(): Config {
@@ -21,6 +21,11 @@ const app = await buildApp({
   config,
   logger: pretty && typeof base === 'object' ? { ...base, transport: { target: 'pino-pretty' } } : base,
 });
+
+// A mistyped variable is otherwise ignored without a word, its default silently in effect.
+for (const { variable, meant } of likelyMistypedSettings()) {
+  app.log.warn({ variable, meant }, `unknown setting ${variable} ignored: did you mean ${meant}?`);
+}
 
 closeWithGrace({ delay: config.shutdownTimeoutMs, logger: app.log }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'shutting down after an uncaught error');

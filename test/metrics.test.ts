@@ -7,7 +7,7 @@ import { scrape, total, value, type Sample } from './helpers/metrics.ts';
 import { openStream, until, type TestStream } from './helpers/sse-client.ts';
 import { BusUnavailableError, type BusClientStats, type EventBus, type PartitionPosition } from '../src/bus/types.ts';
 
-/** What the gateway itself wrote to a stream: all but fastify-sse-v2's `retry:` and `:connected` preamble. */
+/** What the gateway itself wrote to a stream: all but the stream's opening `retry:` and `: connected` preamble. */
 function writtenFrames(stream: TestStream): { frames: number; bytes: number } {
   const blocks = stream.text().split(/(?<=\n\n)/).filter((block) => !/^(retry: \d+|: ?connected)\n\n$/.test(block));
   return { frames: blocks.length, bytes: blocks.reduce((total, block) => total + Buffer.byteLength(block), 0) };

@@ -16,6 +16,8 @@ t.test('security defaults: auth off, plaintext Kafka', async (t) => {
 
 t.test('security values are parsed', async (t) => {
   const config = loadConfig({
+    KAFKA_BROKERS: '127.0.0.1:9092',
+    CURSOR_SECRET: 'a-shared-secret-of-16+',
     JWT_SECRET: 's'.repeat(32),
     PUBLIC_ROOMS: 'lobby, public-*',
     SERVICE_API_KEYS: `pricing=${'k'.repeat(24)}`,

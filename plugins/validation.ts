@@ -1,0 +1,89 @@
+import fp from 'fastify-plugin';
+import type { FastifySchemaValidationError, FastifyServerOptions } from 'fastify';
+import { AjvCompiler } from '@fastify/ajv-compiler';
+
+type BuildValidator = NonNullable<NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']>;
+type ValidatorPool = ReturnType<typeof AjvCompiler>;
+
+/**
+ * Ajv options for JSON bodies. Fastify's defaults (`coerceTypes: 'array'`, `removeAdditional:
+ * true`) suit query strings and URL parameters, which arrive as text (`?room=a` must become
+ * `["a"]`), but on a JSON body they turn `"text": 123` into `"123"`, `"text": ["a"]` into `"a"`,
+ * `"price": "5"` into 5, and drop unknown fields without a word. A JSON body is checked as sent.
+ */
+const JSON_BODY_AJV_OPTIONS = { coerceTypes: false, removeAdditional: false } as const;
+
+/**
+ * Fastify's validator factory (`schemaController.compilersFactory.buildValidator`), choosing
+ * Ajv options by the part of the request: bodies strictly (JSON_BODY_AJV_OPTIONS), query
+ * strings, parameters and headers with Fastify's defaults, except that no part has unknown
+ * properties removed silently: a schema with `additionalProperties: false` refuses them (400).
+ * Both Ajv instances come from @fastify/ajv-compiler, Fastify's own compiler, so formats,
+ * shared schemas (`$id`) and the server's `ajv.customOptions` apply as usual.
+ */
+export function validatorFactory(): BuildValidator {
+  // The pool keeps one Ajv per set of options and shared schemas, as Fastify's own does.
+  const pool: ValidatorPool = AjvCompiler();
+  return ((externalSchemas: unknown, ajvOptions: { customOptions?: Record<string, unknown>; plugins?: unknown[] } = {}) => {
+    const base = { ...ajvOptions, customOptions: { ...ajvOptions.customOptions, removeAdditional: false } };
+    const strict = { ...ajvOptions, customOptions: { ...ajvOptions.customOptions, ...JSON_BODY_AJV_OPTIONS } };
+    // The pool's own typing admits any options object; the casts only restate Fastify's.
+    const forText = (pool as (schemas: unknown, options: unknown) => (route: { httpPart?: string }) => unknown)(externalSchemas, base);
+    const forBody = (pool as (schemas: unknown, options: unknown) => (route: { httpPart?: string }) => unknown)(externalSchemas, strict);
+    return (route: { httpPart?: string }) => (route.httpPart === 'body' ? forBody(route) : forText(route));
+  }) as unknown as BuildValidator;
+}
+
+/** Where a validation error points: `body/price`, `querystring/window`, `body` (the whole). */
+function where(dataVar: string, error: FastifySchemaValidationError): string {
+  return `${dataVar}${error.instancePath}`;
+}
+
+function quoted(values: readonly unknown[]): string {
+  return values.map((value) => JSON.stringify(value)).join(', ');
+}
+
+/**
+ * Fastify's `schemaErrorFormatter`: one message that names the field and, where the schema
+ * lists them, the allowed values. Ajv's own wording says "must be equal to constant" once per
+ * literal of a union and "must NOT have additional properties" without saying which.
+ *
+ * @returns an Error whose message becomes the 400 answer's `message`, e.g.
+ *   `querystring/window must be one of "5m", "1h", "24h"`, `body/extra is not an allowed property`,
+ *   `body/price must be number`.
+ */
+export function formatSchemaErrors(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  const messages: string[] = [];
+  const handledUnions = new Set<string>();
+  for (const error of errors) {
+    const params = error.params as Record<string, unknown>;
+    const path = where(dataVar, error);
+    if (error.keyword === 'additionalProperties') {
+      messages.push(`${path}/${String(params.additionalProperty)} is not an allowed property`);
+    } else if (error.keyword === 'enum') {
+      messages.push(`${path} must be one of ${quoted(params.allowedValues as unknown[])}`);
+    } else if (error.keyword === 'const' || (error.keyword === 'anyOf' && handledUnions.has(path))) {
+      // A union of literals fails once per literal, then once as a whole: said once, with every value.
+      if (handledUnions.has(path)) continue;
+      handledUnions.add(path);
+      const allowed = errors.filter((other) => other.keyword === 'const' && where(dataVar, other) === path).map((other) => (other.params as { allowedValue: unknown }).allowedValue);
+      messages.push(`${path} must be one of ${quoted(allowed)}`);
+    } else {
+      messages.push(`${path} ${error.message ?? 'is invalid'}`);
+    }
+  }
+  return new Error([...new Set(messages)].join('; '));
+}
+
+/**
+ * What request bodies the gateway takes: JSON only. Fastify also parses `text/plain` by
+ * default, which would reach the schema as a string and be answered "body must be object"
+ * (400); without that parser a text body gets 415 Unsupported Media Type, which says what is
+ * wrong.
+ */
+export default fp(
+  async (app) => {
+    app.removeContentTypeParser('text/plain');
+  },
+  { name: 'validation', fastify: '5.x' },
+);
