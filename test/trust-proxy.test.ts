@@ -1,10 +1,17 @@
-import { Writable } from 'node:stream';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { buildApp, loggerOptions } from '../src/app.ts';
 import { ConfigError, configWith, loadConfig, type Config } from '../src/config.ts';
 import { configRefusal } from './helpers/config.ts';
 import { uniqueName } from './helpers/gateway.ts';
+import { until } from './helpers/sse-client.ts';
 
 /**
  * TRUST_PROXY (issue 14): only the hops our own proxies add are believed. A client that writes
@@ -107,3 +114,75 @@ t.test('trusting proxy addresses: only a listed peer is believed', async (t) => 
   t.equal(await post(`${untrusted.url}/rooms/${room}/messages`, forwarded('203.0.113.1', '198.51.100.9')), 202);
   t.equal(await post(`${untrusted.url}/rooms/${room}/messages`, forwarded('203.0.113.2', '198.51.100.10')), 429, 'a direct client cannot pose as a proxy');
 });
+
+const HAPROXY = '/usr/sbin/haproxy';
+
+/** A POST from `localAddress` (127.0.0.x: a distinct client on this machine), with a spoofed X-Forwarded-For. */
+function postFrom(url: string, localAddress: string, spoofed: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, { method: 'POST', localAddress, headers: { 'content-type': 'application/json', 'x-forwarded-for': spoofed } }, (response) => {
+      response.resume();
+      response.on('end', () => resolve(response.statusCode ?? 0));
+    });
+    request.on('error', reject);
+    request.end('{"user":"ann","text":"hi"}');
+  });
+}
+
+t.test(
+  'behind the shipped HAProxy config with the compose file\'s TRUST_PROXY: limits apply per client, spoofing does not help',
+  { skip: existsSync(HAPROXY) ? false : `${HAPROXY} is missing (npm test installs it where it can: apt-get install haproxy)` },
+  async (t) => {
+    const compose = readFileSync(fileURLToPath(new URL('../docker-compose.kafka.yml', import.meta.url)), 'utf8');
+    const trust = /TRUST_PROXY: "?([^"\n]+)"?/.exec(compose)?.[1];
+    t.ok(trust, 'the compose file sets TRUST_PROXY');
+    const { app, url, logs } = await gatewayWithLogs({ ...loadConfig({ TRUST_PROXY: trust!, PUBLISH_RATE_PER_IP: '1' }), port: 0, host: '127.0.0.1', logLevel: 'info' });
+    t.teardown(() => app.close());
+    const gatewayAddress = new URL(url).host;
+
+    // The shipped config, with its listen port and replica addresses pointed at this machine.
+    const port = await freePort();
+    const shipped = readFileSync(fileURLToPath(new URL('../deploy/haproxy.cfg', import.meta.url)), 'utf8');
+    const config = shipped.replace(/^(\s*bind\s+)\S+/m, `$1127.0.0.1:${port}`).replace(/^(\s*server\s+\S+\s+)\S+:3000/gm, `$1${gatewayAddress}`).replace(/^\s*maxconn\s+\d+/m, '  maxconn 1000');
+    t.not(config, shipped);
+    const file = join(tmpdir(), `${uniqueName('haproxy')}.cfg`);
+    writeFileSync(file, config);
+    t.teardown(() => rmSync(file, { force: true }));
+    const child = spawn(HAPROXY, ['-f', file, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    t.teardown(async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    });
+    const lb = `http://127.0.0.1:${port}`;
+    await until(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`haproxy exited: ${stderr}`);
+        return (await fetch(`${lb}/readyz`).catch(() => undefined))?.status === 200;
+      },
+      20_000,
+      'haproxy to pass requests on',
+    );
+
+    const room = uniqueName('room');
+    const target = `${lb}/rooms/${room}/messages`;
+    t.equal(await postFrom(target, '127.0.0.2', '203.0.113.1'), 202);
+    t.equal(await postFrom(target, '127.0.0.2', '203.0.113.2'), 429, 'the same client, whatever it claims');
+    t.equal(await postFrom(target, '127.0.0.3', '203.0.113.1'), 202, 'another client has its own limit (not HAProxy\'s address shared by all)');
+    const addresses = new Set(logs.filter((line) => (line.req as { url?: string } | undefined)?.url?.startsWith('/rooms/')).map((line) => (line.req as { remoteAddress?: string }).remoteAddress));
+    t.same([...addresses].sort(), ['127.0.0.2', '127.0.0.3'], 'the logs name the real clients');
+  },
+);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
