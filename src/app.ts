@@ -46,6 +46,16 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
   };
 }
 
+/**
+ * Config.trustProxy in Fastify's terms. A hop count becomes "the nearest N hops" (Fastify 5
+ * itself now ignores X-Forwarded-For for a bare number): hop 0 is the socket's peer, so with 1
+ * the client address is the one our load balancer appended, whatever the client wrote before it.
+ */
+export function fastifyTrustProxy(trust: Config['trustProxy']): FastifyServerOptions['trustProxy'] {
+  if (typeof trust === 'number') return trust === 0 ? false : (_address: string, hop: number) => hop < trust;
+  return trust;
+}
+
 /** Builds the gateway without listening: tests call it, `server.ts` listens. */
 export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const config = options.config ?? loadConfig();
@@ -56,7 +66,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     // While draining, a new stream is accepted and told to come back later (a 503 would make
     // EventSource give up for good); /readyz already tells the load balancer to look elsewhere.
     return503OnClosing: false,
-    trustProxy: config.trustProxy,
+    trustProxy: fastifyTrustProxy(config.trustProxy),
     // Slow or idle request senders are cut off; open event streams are not (they are responses).
     requestTimeout: config.requestTimeoutMs,
     http: {

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 
 /**
  * Every setting the gateway reads from its environment, in one place. Each reading function
@@ -68,8 +69,12 @@ export interface Config {
   requestTimeoutMs: number;
   /** On shutdown, streams are ended spread over this window, with jittered `retry:`. */
   drainWindowMs: number;
-  /** Read the client IP from X-Forwarded-For (behind a load balancer). */
-  trustProxy: boolean;
+  /**
+   * Which X-Forwarded-For hops to believe (Fastify's `trustProxy`): false = none (the socket's
+   * address is the client), a number = that many proxies in front of the gateway, a list = the
+   * proxies' own addresses/CIDRs. Never "every hop": a client could name any address.
+   */
+  trustProxy: TrustProxy;
   /** Tokens, service keys and publish limits; no JWT_SECRET and no JWT_PUBLIC_KEY_FILE = auth off. */
   auth: AuthConfig;
   /** TLS and SASL towards the brokers. */
@@ -114,6 +119,9 @@ export interface KafkaSecurityConfig {
   /** Exit non-zero at startup when Kafka refuses the credentials or TLS, instead of retrying forever. */
   failFast: boolean;
 }
+
+/** See `Config.trustProxy`. */
+export type TrustProxy = false | number | string[];
 
 export class ConfigError extends Error {
   constructor(readonly variable: string, detail: string) {
@@ -315,6 +323,51 @@ function kafkaSecurity(env: Env): KafkaSecurityConfig {
  */
 const PER_PROCESS_CURSOR_SECRET = randomBytes(32).toString('base64url');
 
+/** proxy-addr's names for address ranges (Fastify's `trustProxy` list accepts them). */
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.includes(entry)) return true;
+  const [address = '', prefix, extra] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * TRUST_PROXY: `false` (default), a hop count (`1` behind one load balancer), or the proxies'
+ * addresses/CIDRs (`10.0.0.0/8,127.0.0.1`). `true` is refused: it believed every hop of
+ * X-Forwarded-For, so a client sending its own header chose its address (issue 14).
+ */
+function trustProxy(env: Env): TrustProxy {
+  declare('TRUST_PROXY', 'false', 'false, a hop count, or proxy addresses/CIDRs');
+  const raw = read(env, 'TRUST_PROXY');
+  if (raw === undefined) return false;
+  const lower = raw.toLowerCase();
+  if (['0', 'false', 'no', 'off'].includes(lower)) return false;
+  if (['true', 'yes', 'on'].includes(lower)) {
+    throw new ConfigError(
+      'TRUST_PROXY',
+      `"${raw}" would trust every X-Forwarded-For hop, so any client could pick its own address: set the number of proxies in front of the gateway (e.g. TRUST_PROXY=1 behind one load balancer) or their addresses/CIDRs (e.g. TRUST_PROXY=10.0.0.0/8)`,
+    );
+  }
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops > 10) throw new ConfigError('TRUST_PROXY', `must be a hop count between 0 and 10, got ${hops}`);
+    return hops;
+  }
+  const entries = raw.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  const bad = entries.find((entry) => !isProxyAddress(entry));
+  if (bad !== undefined) {
+    throw new ConfigError('TRUST_PROXY', `must be false, a hop count, or a list of proxy addresses/CIDRs; "${bad}" is none of these`);
+  }
+  return entries;
+}
+
+/** Public on purpose: fine for one instance; replicas must share a CURSOR_SECRET of their own. */
+const DEVELOPMENT_CURSOR_SECRET = 'kafka-sse-gateway-development-cursor-secret';
+
 function cursorSecret(env: Env): { cursorSecret: string; cursorSecretSource: 'configured' | 'per-process' } {
   const value = read(env, 'CURSOR_SECRET');
   if (value === undefined) {
@@ -383,7 +436,7 @@ function readConfig(env: Env): Config {
     maxHeaderBytes: integer(env, 'MAX_HEADER_BYTES', 16384, 1024, 1048576),
     requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 10000, 100, 600000),
     drainWindowMs: integer(env, 'DRAIN_WINDOW_MS', 10000, 0, 600000),
-    trustProxy: bool(env, 'TRUST_PROXY', false),
+    trustProxy: trustProxy(env),
     auth: authConfig(env),
     kafkaSecurity: kafkaSecurity(env),
   };
@@ -507,7 +560,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   MAX_HEADER_BYTES: 'largest request head; beyond: 431',
   REQUEST_TIMEOUT_MS: 'a client must send its whole request (head and body) within this, or gets 408 and is disconnected; a connection that sends nothing is closed after it too; idle keep-alive connections close after 5 s; streams themselves never time out',
   DRAIN_WINDOW_MS: 'on shutdown, open streams are ended spread over this window, each with a jittered `retry:`',
-  TRUST_PROXY: 'take the client IP from `X-Forwarded-For` (set behind a load balancer, or every client shares its IP)',
+  TRUST_PROXY: 'which `X-Forwarded-For` hops to believe: the number of your own proxies in front of the gateway (`1` behind one load balancer) or their addresses/CIDRs; `true` (every hop, so a client could name its own address) is refused',
   JWT_SECRET: 'HS256 secret that turns [auth](#security) on',
   JWT_PUBLIC_KEY_FILE: 'a PEM public key (RSA → RS256, EC P-256 → ES256) or a JWKS file; turns auth on (not with `JWT_SECRET`)',
   JWT_ISSUER: 'when set, tokens must carry this `iss` (needs auth on)',

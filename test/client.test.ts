@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { channelsUrl, roomUrl, subscribe, tickerUrl, type ChatMessageEvent, type PriceUpdateEvent } from '../src/client/index.ts';
 import { buildApp } from '../src/app.ts';
+import { configWith } from '../src/config.ts';
+import { issueToken } from '../src/auth/issue.ts';
 import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
 import { until } from './helpers/sse-client.ts';
 
@@ -80,6 +82,38 @@ t.test('keeps retrying through server errors, and stops on a 4xx', async (t) => 
   t.same(errors, [{ status: 503, willRetry: true }, { status: 404, willRetry: false }]);
   t.equal(server.requests.length, 2);
   t.equal(server.requests[0]!.headers['last-event-id'], '0-41', 'a given lastEventId is sent on the first connection');
+});
+
+t.test('a stream that starts with a byte-order mark loses no event, and an id without data is resumed from', async (t) => {
+  const server = await scriptedServer([
+    (response) => sse(response, '\uFEFFdata: {"room":"lobby","id":"m1","user":"ann","text":"first","ts":1}\n\nid: joined-here\n\n'),
+    (response) => sse(response, ':connected\n\n', false),
+  ]);
+  t.teardown(server.close);
+  const stream = subscribe(server.url, { retryMs: 20 });
+  t.teardown(() => stream.close());
+  const texts: string[] = [];
+  stream.on('message', (message) => texts.push(message.text));
+  await until(() => server.requests.length === 2, 5000, 'the reconnection');
+  t.same(texts, ['first']);
+  t.equal(server.requests[1]!.headers['last-event-id'], 'joined-here', 'the id of a data-less block is what a reconnection resumes from');
+});
+
+t.test('getToken() is asked before every connection; a 401 is retried once with a new token, twice in a row closes', async (t) => {
+  const server = await scriptedServer([
+    (response) => sse(response, 'id: 1\n\n'),
+    (response) => response.writeHead(401).end('{}'),
+    (response) => sse(response, 'id: 2\n\n'),
+    (response) => response.writeHead(401).end('{}'),
+    (response) => response.writeHead(401).end('{}'),
+  ]);
+  t.teardown(server.close);
+  let issued = 0;
+  const stream = subscribe(server.url, { retryMs: 20, getToken: async () => `token-${++issued}` });
+  t.teardown(() => stream.close());
+  await until(() => stream.state === 'closed', 5000, 'closed after two 401s in a row');
+  t.same(server.requests.map((request) => request.headers.authorization), ['Bearer token-1', 'Bearer token-2', 'Bearer token-3', 'Bearer token-4', 'Bearer token-5']);
+  t.same(server.requests.map((request) => request.headers['last-event-id']), [undefined, '1', '1', '2', '2']);
 });
 
 t.test('close() stops the stream and any reconnection', async (t) => {
@@ -163,6 +197,43 @@ t.test('against the gateway: iterate() yields the chosen events in order, ends o
     /cannot keep up/,
     'a loop that does not keep up fails instead of buffering',
   );
+});
+
+t.test('against the gateway with auth: a stream ended by auth_expired resumes with a fresh token from getToken()', async (t) => {
+  const secret = 'client-test-secret-of-32-characters!!';
+  const gateway = await startGateway({ auth: { ...configWith().auth, jwtSecret: secret, serviceApiKeys: new Map([['publisher-key-0123456789', 'publisher']]) } });
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const nowSeconds = () => Math.floor(Date.now() / 1000);
+  const tokens: string[] = [];
+  const getToken = () => {
+    // The first token expires in two seconds, the next ones in an hour.
+    const token = issueToken({ sub: 'reader', rooms: [room], exp: nowSeconds() + (tokens.length === 0 ? 2 : 3600) }, secret, 'HS256');
+    tokens.push(token);
+    return token;
+  };
+  const stream = subscribe(roomUrl(gateway.url, room), { getToken, retryMs: 50 });
+  t.teardown(() => stream.close());
+  const texts: string[] = [];
+  const expired: string[] = [];
+  stream.on('message', (message) => texts.push(message.text));
+  stream.on('auth_expired', ({ reason }) => expired.push(reason));
+  await until(() => stream.state === 'open', 5000, 'open');
+  const publish = async (text: string) => {
+    const response = await fetch(`${gateway.url}/rooms/${room}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': 'publisher-key-0123456789' },
+      body: JSON.stringify({ user: 'svc', text }),
+    });
+    t.equal(response.status, 202);
+  };
+  await publish('before expiry');
+  await until(() => expired.length === 1, 10_000, 'auth_expired');
+  await until(() => tokens.length === 2 && stream.state === 'open', 10_000, 'reconnected with a second token');
+  await publish('after expiry');
+  await until(() => texts.length === 2, 5000, 'the message after the reconnection');
+  t.same(texts, ['before expiry', 'after expiry'], 'each message once, across the expiry');
+  t.match(expired[0], /token expired/);
 });
 
 t.test('against the gateway: reconnects to a replica that restarts on the same port', { skip: kafkaBrokers === undefined ? 'needs KAFKA_BROKERS (npm test)' : false }, async (t) => {

@@ -1,10 +1,13 @@
 /**
- * A small typed client for Node/TypeScript consumers of the gateway: it subscribes to rooms and
- * tickers over Server-Sent Events, and behaves like a browser's EventSource where it matters:
- * on a dropped stream it waits the server's `retry:` delay, reconnects and sends the last `id:`
- * it saw as `Last-Event-ID`, so the gateway can resume where it stopped.
+ * The gateway's typed client (`kafka-sse-gateway/client`), for Node 20+ and browsers (through a
+ * bundler): it subscribes to rooms and tickers over Server-Sent Events with `fetch`, and
+ * behaves like a browser's EventSource where it matters: on a dropped stream it waits the
+ * server's `retry:` delay, reconnects and sends the last `id:` it saw as `Last-Event-ID`, so the
+ * gateway can resume where it stopped. Beyond EventSource: a token in a header, fetched afresh
+ * by `getToken()` before every (re)connection (a stream ended by `auth_expired` resumes with a
+ * new token instead of ending for good), typed events, and `for await` iteration.
  *
- *   const stream = subscribe(roomUrl('http://127.0.0.1:3000', 'lobby'));
+ *   const stream = subscribe(roomUrl('http://127.0.0.1:3000', 'lobby'), { getToken: () => session.token() });
  *   stream.on('message', (message) => render(message.user, message.text));
  *   // later: stream.close();
  */
@@ -45,6 +48,12 @@ export interface GatewayEvents {
   live: Record<string, unknown>;
   /** The client was too slow and is disconnected; it reconnects and resumes by itself. */
   overflow: { reason: string };
+  /**
+   * The token's `exp` passed and the gateway ends the stream: the client reconnects, asking
+   * `getToken()` for a fresh token, and resumes by id (without `getToken` the old token is
+   * refused and the stream closes).
+   */
+  auth_expired: { reason: string };
 }
 
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -54,7 +63,7 @@ export interface ConnectionEvents {
   /** Each time a response starts streaming; `resumed` when it was sent a Last-Event-ID. */
   open: { resumed: boolean; lastEventId: string };
   /** A failed attempt or a dropped stream; the client retries unless `willRetry` is false. */
-  error: { error: Error; willRetry: boolean; status?: number };
+  error: { error: Error; willRetry: boolean; status?: number | undefined };
   state: ConnectionState;
 }
 
@@ -74,6 +83,13 @@ export interface SubscribeOptions {
   /** After this many failed attempts in a row the delay doubles each time, up to `maxRetryMs`. */
   maxRetryMs?: number;
   headers?: Record<string, string>;
+  /**
+   * Called before each connection and reconnection; its token is sent as `Authorization:
+   * Bearer <token>` (undefined: no header). Lets a long-lived page hand over a fresh token when
+   * the old one expired. If it throws, the attempt counts as failed and is retried later. A 401
+   * answer is retried once more with a new token; a second 401 in a row closes the stream.
+   */
+  getToken?: () => string | undefined | Promise<string | undefined>;
   fetch?: typeof fetch;
 }
 
@@ -135,7 +151,8 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
   let retryMs = options.retryMs ?? 3000;
   let failuresInARow = 0;
   let abort = new AbortController();
-  let retryTimer: NodeJS.Timeout | undefined;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let unauthorizedInARow = 0;
 
   function emit(type: keyof (GatewayEvents & ConnectionEvents), value: unknown, meta?: EventMeta): void {
     for (const listener of listeners[type] ?? []) {
@@ -151,7 +168,7 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
   }
 
   function dispatch(message: SseMessage): void {
-    lastEventId = message.lastEventId;
+    if (message.lastEventId !== '') lastEventId = message.lastEventId;
     let data: unknown;
     try {
       data = JSON.parse(message.data);
@@ -163,6 +180,11 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
 
   async function connectOnce(): Promise<void> {
     const headers: Record<string, string> = { accept: 'text/event-stream', 'cache-control': 'no-cache', ...options.headers };
+    if (options.getToken) {
+      const token = await options.getToken();
+      if (state === 'closed') return;
+      if (token !== undefined) headers.authorization = `Bearer ${token}`;
+    }
     const resumed = lastEventId !== '';
     if (resumed) headers['last-event-id'] = lastEventId;
     const response = await doFetch(url, { headers, signal: abort.signal });
@@ -172,18 +194,28 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
       throw error;
     }
     failuresInARow = 0;
+    unauthorizedInARow = 0;
     setState('open');
     emit('open', { resumed, lastEventId });
-    const parser = new SseParser();
-    const decoder = new TextDecoder();
     if (response.body === null) return;
-    for await (const chunk of response.body) {
-      const messages = parser.feed(decoder.decode(chunk, { stream: true }));
-      if (parser.retry !== undefined) retryMs = parser.retry;
-      for (const message of messages) {
-        dispatch(message);
-        if (state === 'closed') return;
+    const parser = new SseParser();
+    // A reader rather than `for await` over the body: Safari's streams are not async-iterable.
+    const reader = response.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        const messages = parser.feed(value);
+        if (parser.retry !== undefined) retryMs = parser.retry;
+        for (const message of messages) {
+          dispatch(message);
+          if (state === 'closed') return;
+        }
+        // The id counts even when no event came with it (the gateway's id right after connecting).
+        lastEventId = parser.lastEventId || lastEventId;
       }
+    } finally {
+      reader.releaseLock();
     }
   }
 
@@ -204,7 +236,10 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
       (error: unknown) => {
         if (state === 'closed') return;
         const status = (error as { status?: number }).status;
-        const final = status !== undefined && isFinalStatus(status);
+        // With getToken, a 401 is retried once: the token may have expired on the way.
+        unauthorizedInARow = status === 401 ? unauthorizedInARow + 1 : 0;
+        const retryUnauthorized = options.getToken !== undefined && status === 401 && unauthorizedInARow === 1;
+        const final = status !== undefined && isFinalStatus(status) && !retryUnauthorized;
         const reported = error instanceof Error ? error : new Error(String(error));
         if (state !== 'open') failuresInARow += 1;
         emit('error', { error: reported, willRetry: !final, ...(status === undefined ? {} : { status }) });

@@ -9,7 +9,7 @@ export interface TestStream {
   comments(): number;
   /** What EventSource would send as Last-Event-ID on reconnect. */
   lastEventId(): string;
-  /** Everything received, byte for byte, as text. */
+  /** Everything received, byte for byte, as text (a leading BOM included). */
   text(): string;
   /** Resolves once `count` events have arrived in total (rejects after `timeoutMs`). */
   waitForEvents(count: number, timeoutMs?: number): Promise<SseMessage[]>;
@@ -26,10 +26,11 @@ export function openStream(url: string, headers: Record<string, string> = {}, lo
       const parser = new SseParser();
       const events: SseMessage[] = [];
       let raw = '';
+      const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
       const waiters = new Set<() => void>();
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => {
-        raw += chunk;
+      // Bytes to the parser, as EventSource decodes them (UTF-8 across chunks, a leading BOM dropped).
+      response.on('data', (chunk: Buffer) => {
+        raw += decoder.decode(chunk, { stream: true });
         events.push(...parser.feed(chunk));
         for (const check of [...waiters]) check();
       });
