@@ -49,6 +49,8 @@ interface OpenStream {
 }
 
 const EXPIRY_CHECK_INTERVAL_MS = 1000;
+/** Heartbeat timer ticks per HEARTBEAT_MS: how finely a stream's silence is measured. */
+const HEARTBEAT_TICKS = 4;
 
 const STREAM_HEADERS = {
   'Content-Type': 'text/event-stream; charset=utf-8',
@@ -127,17 +129,20 @@ export default fp(
     }, EXPIRY_CHECK_INTERVAL_MS);
     expiryTimer.unref();
 
-    // One timer for all heartbeats: a comment on every stream that sent nothing since the last tick.
+    // One timer for all heartbeats: a comment on every stream that sent nothing for HEARTBEAT_MS.
+    // It ticks HEARTBEAT_TICKS times per period, so a stream is pinged after between ¾ and all
+    // of HEARTBEAT_MS of silence (one tick per period would let it stay silent for up to two).
     const heartbeat = commentFrame();
     const heartbeatTimer = setInterval(() => {
       for (const { connection } of openStreams) {
-        if (connection.active) connection.active = false;
-        else {
+        connection.idleTicks += 1;
+        if (connection.idleTicks >= HEARTBEAT_TICKS) {
+          // The write starts the connection's idle count again.
           connection.write(heartbeat);
           stats.heartbeats += 1;
         }
       }
-    }, config.heartbeatMs);
+    }, Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_TICKS)));
     heartbeatTimer.unref();
 
     const streamsPerIp = new Map<string, number>();

@@ -64,8 +64,13 @@ function chunkOf(frame: Buffer): Buffer {
 }
 
 export class SseConnection implements SubscriptionSink {
-  /** Set on every write; a heartbeat timer clears it and pings the connections that stayed idle. */
-  active = true;
+  /**
+   * Heartbeat ticks since the last write: every write sets it to 0, the shared heartbeat timer
+   * adds one per tick and pings the connection when it reaches its count (a ping is a write, so
+   * it starts the count again: an idle stream gets one comment per heartbeat period, not one
+   * every other period).
+   */
+  idleTicks = 0;
   readonly #response: ServerResponse;
   readonly #socket: Socket;
   readonly #options: SseConnectionOptions;
@@ -125,7 +130,7 @@ export class SseConnection implements SubscriptionSink {
   }
 
   #count(frame: Buffer, events: number): void {
-    this.active = true;
+    this.idleTicks = 0;
     this.#options.stats.framesWritten += events;
     this.#options.stats.bytesWritten += frame.length;
   }

@@ -44,6 +44,25 @@ t.test('heartbeats: idle streams get a comment line from one shared timer', asyn
   t.ok(gateway.app.streamStats.heartbeats >= 4);
 });
 
+t.test('an idle stream gets one comment per HEARTBEAT_MS, not one every other period', async (t) => {
+  const heartbeatMs = 200;
+  const gateway = await startGateway({ heartbeatMs });
+  t.teardown(() => gateway.close());
+  const stream = await openStream(`${gateway.url}/events/${uniqueName('idle')}`);
+  t.teardown(() => stream.close());
+  await until(() => stream.comments() >= 2, 5000, 'a first heartbeat after :connected');
+  // Counted over ten periods, so one late timer does not decide: a heartbeat every other
+  // period would take about twice as long as one every period.
+  const first = stream.comments();
+  const startedAt = Date.now();
+  const periods = 10;
+  await until(() => stream.comments() >= first + periods, 20 * periods * heartbeatMs, `${periods} more heartbeats`);
+  const perHeartbeat = (Date.now() - startedAt) / periods;
+  t.ok(perHeartbeat < 1.6 * heartbeatMs, `one heartbeat every ${perHeartbeat.toFixed(0)} ms (HEARTBEAT_MS ${heartbeatMs})`);
+  t.ok(perHeartbeat > 0.6 * heartbeatMs, 'and not more often than that');
+  t.match(stream.text(), /^retry: \d+\n\n: connected\n\nid: [^\n]+\n\n(:\n\n)+$/, 'bare comment lines, nothing else, on an idle stream');
+});
+
 t.test('a chat client that stops reading is cut off with bounded memory, resumes without loss, and others keep up', async (t) => {
   const gateway = await startGateway({ streamMaxBufferedBytes: 256 * 1024, historyMaxEventsPerChannel: 10000, historyMaxTotalEvents: 20000 });
   t.teardown(() => gateway.close());
