@@ -49,6 +49,15 @@ interface OpenStream {
 }
 
 const EXPIRY_CHECK_INTERVAL_MS = 1000;
+/**
+ * On shutdown, after the drain: how long requests still in progress get before every connection
+ * is closed (an ended stream's last bytes need a moment too; see LINGER_MS in sse-connection).
+ */
+const CONNECTION_GRACE_MS = 2000;
+/** How often, during that grace, connections that turned idle are closed. */
+const IDLE_SWEEP_MS = 100;
+/** Heartbeat timer ticks per HEARTBEAT_MS: how finely a stream's silence is measured. */
+const HEARTBEAT_TICKS = 4;
 
 const STREAM_HEADERS = {
   'Content-Type': 'text/event-stream; charset=utf-8',
@@ -127,17 +136,20 @@ export default fp(
     }, EXPIRY_CHECK_INTERVAL_MS);
     expiryTimer.unref();
 
-    // One timer for all heartbeats: a comment on every stream that sent nothing since the last tick.
+    // One timer for all heartbeats: a comment on every stream that sent nothing for HEARTBEAT_MS.
+    // It ticks HEARTBEAT_TICKS times per period, so a stream is pinged after between ¾ and all
+    // of HEARTBEAT_MS of silence (one tick per period would let it stay silent for up to two).
     const heartbeat = commentFrame();
     const heartbeatTimer = setInterval(() => {
       for (const { connection } of openStreams) {
-        if (connection.active) connection.active = false;
-        else {
+        connection.idleTicks += 1;
+        if (connection.idleTicks >= HEARTBEAT_TICKS) {
+          // The write starts the connection's idle count again.
           connection.write(heartbeat);
           stats.heartbeats += 1;
         }
       }
-    }, config.heartbeatMs);
+    }, Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_TICKS)));
     heartbeatTimer.unref();
 
     const streamsPerIp = new Map<string, number>();
@@ -219,11 +231,17 @@ export default fp(
 
     // Open streams would hold app.close() forever. They are ended spread over the drain window,
     // each told a jittered reconnect delay, so clients move to other replicas gradually instead of
-    // all at once (and resume there by id).
+    // all at once (and resume there by id). Then the connections left are closed, so that no
+    // socket (an idle keep-alive, a half-sent request head) holds the shutdown.
     app.addHook('preClose', async () => {
       draining = true;
       clearInterval(expiryTimer);
       clearInterval(heartbeatTimer);
+      await drainStreams();
+      closeLeftConnections();
+    });
+
+    async function drainStreams(): Promise<void> {
       const streams = [...openStreams];
       if (streams.length === 0) return;
       app.log.info({ streams: streams.length, windowMs: config.drainWindowMs }, 'draining streams');
@@ -238,7 +256,31 @@ export default fp(
         };
         endSome();
       });
-    });
+    }
+
+    /**
+     * Fastify closes the server right after the preClose hooks, and `server.close()` waits for
+     * every connection, which a client may hold forever: an idle keep-alive, a connection that
+     * sent nothing or half a request head (Node stops enforcing `requestTimeout` once the server
+     * is closing). Idle connections are closed at once and as they turn idle; requests still in
+     * progress (a publish awaiting Kafka's acknowledgement, an ended stream's last bytes) get
+     * CONNECTION_GRACE_MS, then every connection is closed.
+     */
+    function closeLeftConnections(): void {
+      const server = app.server;
+      server.closeIdleConnections();
+      const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+      const force = setTimeout(() => {
+        clearInterval(sweep);
+        server.closeAllConnections();
+      }, CONNECTION_GRACE_MS);
+      sweep.unref();
+      force.unref();
+      server.once('close', () => {
+        clearInterval(sweep);
+        clearTimeout(force);
+      });
+    }
   },
   { name: 'event-stream', fastify: '5.x', dependencies: ['gateway'] },
 );

@@ -29,6 +29,8 @@ export interface GatewayPluginOptions {
 }
 
 const HISTORY_SWEEP_INTERVAL_MS = 10_000;
+/** Longest a shutdown waits for the bus (Kafka) to disconnect. */
+export const BUS_CLOSE_TIMEOUT_MS = 5000;
 
 /**
  * Wires the domain into the app: the bus (Kafka or embedded), the hub, the history and the
@@ -81,8 +83,34 @@ export default fp<GatewayPluginOptions>(
     });
     app.addHook('onClose', async () => {
       clearInterval(sweeper);
-      await bus.close();
+      await closeBus();
     });
+
+    /**
+     * Disconnecting from Kafka can wait on brokers that are down or recovering (kafkajs retries
+     * leaving the group and its requests for tens of seconds): shutdown waits at most
+     * BUS_CLOSE_TIMEOUT_MS for it, then goes on. Nothing is lost by that: every acknowledged
+     * publish is in Kafka already, and a consumer that did not leave its group is dropped from it
+     * by the broker's session timeout.
+     */
+    async function closeBus(): Promise<void> {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timed out'>((resolve) => {
+        timer = setTimeout(() => resolve('timed out'), BUS_CLOSE_TIMEOUT_MS);
+      });
+      const closed = bus.close().then(
+        () => 'closed' as const,
+        (error: unknown) => {
+          app.log.warn({ err: error }, 'closing the bus failed');
+          return 'closed' as const;
+        },
+      );
+      const outcome = await Promise.race([closed, timedOut]);
+      clearTimeout(timer);
+      if (outcome === 'timed out') {
+        app.log.warn({ timeoutMs: BUS_CLOSE_TIMEOUT_MS }, 'the bus did not close in time (Kafka unreachable?): shutting down without waiting for it');
+      }
+    }
   },
   { name: 'gateway', fastify: '5.x' },
 );

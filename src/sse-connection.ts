@@ -15,9 +15,10 @@ import type { SubscriptionSink } from './subscription.ts';
  * on the same connection (HTTP/1.1 pipelining) writes through the response instead, which keeps
  * the order.
  *
- * Bounded memory: a client whose socket buffer grows past `maxBufferedBytes` is sent `overflow`
- * and cut off (it resumes from its last id); ticker prices that arrive while its socket is full
- * are conflated to the latest per symbol and sent on `drain`.
+ * Bounded memory: a client whose unsent bytes grow past `maxBufferedBytes` is sent `overflow`
+ * and cut off (it resumes from its last id), wherever those bytes wait: in the socket, or in the
+ * response while it is queued behind another; ticker prices that arrive while they are past the
+ * high-water mark are conflated to the latest per symbol and sent on `drain`.
  */
 
 export interface ConnectionStats {
@@ -64,8 +65,13 @@ function chunkOf(frame: Buffer): Buffer {
 }
 
 export class SseConnection implements SubscriptionSink {
-  /** Set on every write; a heartbeat timer clears it and pings the connections that stayed idle. */
-  active = true;
+  /**
+   * Heartbeat ticks since the last write: every write sets it to 0, the shared heartbeat timer
+   * adds one per tick and pings the connection when it reaches its count (a ping is a write, so
+   * it starts the count again: an idle stream gets one comment per heartbeat period, not one
+   * every other period).
+   */
+  idleTicks = 0;
   readonly #response: ServerResponse;
   readonly #socket: Socket;
   readonly #options: SseConnectionOptions;
@@ -101,13 +107,32 @@ export class SseConnection implements SubscriptionSink {
     else this.#socket.write(this.#chunked ? chunkOf(frame) : frame);
   }
 
+  /**
+   * Bytes written to this stream that the client has not taken yet, wherever they wait: in the
+   * socket (frames written straight to it), or in the response while it waits behind an earlier
+   * response on the connection (pipelining: Node holds its body in `outputData` until the
+   * socket is its own, where the socket's length does not see it).
+   */
+  #buffered(): number {
+    return this.#direct ? this.#socket.writableLength : this.#response.writableLength;
+  }
+
+  /** True while this stream's bytes wait past the high-water mark (the same places as `#buffered`). */
+  #needsDrain(): boolean {
+    return this.#direct ? this.#socket.writableNeedDrain : this.#response.writableNeedDrain;
+  }
+
+  /** What emits `drain` once this stream's buffered bytes went out. */
+  #drainSource(): Socket | ServerResponse {
+    return this.#direct ? this.#socket : this.#response;
+  }
+
   write(frame: Buffer, events = 1, conflateKey?: string, latest?: Buffer): void {
     if (this.#ended) return;
-    const socket = this.#socket;
-    if (conflateKey !== undefined && socket.writableNeedDrain) {
+    if (conflateKey !== undefined && this.#needsDrain()) {
       if (this.#conflated === undefined) {
         this.#conflated = new Map();
-        socket.on('drain', this.#onDrain);
+        this.#drainSource().on('drain', this.#onDrain);
       }
       if (this.#conflated.has(conflateKey)) this.#options.stats.conflated += 1;
       // Re-inserted, so the map's order stays the order the prices came in.
@@ -117,15 +142,16 @@ export class SseConnection implements SubscriptionSink {
     }
     this.#send(frame);
     this.#count(frame, events);
-    if (socket.writableLength > this.#options.maxBufferedBytes) {
+    const buffered = this.#buffered();
+    if (buffered > this.#options.maxBufferedBytes) {
       this.#options.stats.slowClientDisconnects += 1;
-      this.#options.onSlowClient?.(socket.writableLength);
+      this.#options.onSlowClient?.(buffered);
       this.end(this.#options.overflowFrame);
     }
   }
 
   #count(frame: Buffer, events: number): void {
-    this.active = true;
+    this.idleTicks = 0;
     this.#options.stats.framesWritten += events;
     this.#options.stats.bytesWritten += frame.length;
   }
@@ -141,14 +167,15 @@ export class SseConnection implements SubscriptionSink {
   /** Resolves once the client has taken what was written (or is gone): a replay goes at its pace. */
   whenWritable(): Promise<void> {
     const socket = this.#socket;
-    if (socket.destroyed || !socket.writableNeedDrain) return Promise.resolve();
+    if (this.#ended || socket.destroyed || !this.#needsDrain()) return Promise.resolve();
+    const source = this.#drainSource();
     return new Promise<void>((resolve) => {
       const done = () => {
-        socket.off('drain', done);
+        source.off('drain', done);
         socket.off('close', done);
         resolve();
       };
-      socket.once('drain', done);
+      source.once('drain', done);
       socket.once('close', done);
     });
   }
@@ -160,7 +187,7 @@ export class SseConnection implements SubscriptionSink {
     const socket = this.#socket;
     // The connection may carry further requests (keep-alive): it keeps no trace of this stream.
     socket.off('close', this.#onClose);
-    if (this.#conflated !== undefined) socket.off('drain', this.#onDrain);
+    if (this.#conflated !== undefined) this.#drainSource().off('drain', this.#onDrain);
     this.#conflated = undefined;
     if (!socket.destroyed) {
       if (lastFrame !== undefined) {
@@ -168,7 +195,9 @@ export class SseConnection implements SubscriptionSink {
         this.#count(lastFrame, 1);
       }
       this.#response.end();
-      if (socket.writableLength > 0) setTimeout(() => socket.destroy(), LINGER_MS).unref();
+      // A response still queued behind an earlier one holds its bytes until that one ends, which
+      // for a stream may be never: the connection goes (with the stream ahead, which resumes by id).
+      if (this.#buffered() > 0) setTimeout(() => socket.destroy(), LINGER_MS).unref();
     }
     this.#options.onEnd(this);
   }

@@ -1,0 +1,56 @@
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { until } from './sse-client.ts';
+
+export interface ServerProcess {
+  url: string;
+  port: number;
+  /** Resolves with the exit code once the process has exited. */
+  exited: Promise<number | null>;
+  kill(signal: NodeJS.Signals): void;
+  /** What the process wrote to stderr and stdout so far (its log lines). */
+  output(): string;
+}
+
+/** A free TCP port on 127.0.0.1 (asked of the kernel, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The real server (`node --import tsx src/server.ts`, as `npm run dev` runs it) in a child
+ * process with `env` on top of this one's, listening on 127.0.0.1; resolves once `/readyz`
+ * answers 200. Killed with SIGKILL at teardown if still running.
+ */
+export async function spawnServer(t: { teardown(fn: () => unknown): void }, env: Record<string, string>): Promise<ServerProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => child.kill('SIGKILL'));
+  const url = `http://127.0.0.1:${port}`;
+  let exitedEarly = false;
+  void exited.then(() => (exitedEarly = true));
+  await until(
+    async () => {
+      if (exitedEarly) throw new Error(`the server exited before it was ready:\n${output}`);
+      return (await fetch(`${url}/readyz`).then((response) => response.status, () => 0)) === 200;
+    },
+    60000,
+    `${url}/readyz`,
+  );
+  return { url, port, exited, kill: (signal) => child.kill(signal), output: () => output };
+}
