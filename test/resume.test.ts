@@ -94,6 +94,40 @@ t.test('embedded bus: a position older than the history gets `reset` with reason
   t.same(await messages(resumed, 1), ['live']);
 });
 
+t.test('an empty Last-Event-ID header (fetch-based clients send one) does not hide ?lastEventId=', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const first = await openStream(`${gateway.url}/events/${room}`);
+  await post(gateway, room, ['seen']);
+  await messages(first, 1);
+  first.close();
+  await post(gateway, room, ['missed1', 'missed2']);
+  const resumed = await openStream(`${gateway.url}/events/${room}?lastEventId=${encodeURIComponent(first.lastEventId())}`, { 'last-event-id': '' });
+  t.teardown(() => resumed.close());
+  t.same(await messages(resumed, 2), ['missed1', 'missed2'], 'resumed from the URL’s id, not started live');
+});
+
+t.test('embedded bus: a well-signed id past anything the bus delivered (an earlier run) gets `reset` beyond-end, then live', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  // As an id from before a restart of the embedded bus: offsets this run has not reached.
+  const earlier = await openStream(`${gateway.url}/events/${room}`);
+  await post(gateway, room, range('old', 0, 3));
+  await messages(earlier, 3);
+  earlier.close();
+  const partition = gateway.app.cursorCodec.decode(earlier.lastEventId())![0]!.partition;
+  const ahead = gateway.app.cursorCodec.encode([{ slot: 0, partition, next: 1_000_000 }]);
+  const stream = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': ahead });
+  t.teardown(() => stream.close());
+  const [reset] = await stream.waitForEvents(1);
+  t.equal(reset?.event, 'reset');
+  t.same(JSON.parse(reset!.data), { reason: 'beyond-end' });
+  await post(gateway, room, ['live']);
+  t.same(await messages(stream, 1), ['live'], 'the live stream, not silence');
+});
+
 t.test('multi-channel streams: several rooms and a ticker on one connection, resumed with one id', async (t) => {
   const gateway = await startGateway();
   t.teardown(() => gateway.close());
