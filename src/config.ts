@@ -41,7 +41,7 @@ export interface Config {
   historyMaxEventsPerChannel: number;
   historyMaxAgeMs: number;
   historyMaxTotalEvents: number;
-  /** Most events one resume replays; the client reconnects for the rest. */
+  /** Most events of one page of a replay read from Kafka; pages follow one another on the same stream. */
   resumeMaxEvents: number;
   /** Most ticker records read back from Kafka at startup for the chart history (0 = none). */
   tickerBackfillMaxRecords: number;
@@ -51,7 +51,7 @@ export interface Config {
   lagThresholdMs: number;
   /** A comment line goes to every stream idle this long (one shared timer). */
   heartbeatMs: number;
-  /** Frames queued for one stream beyond which it is ended (a chat client resumes). */
+  /** Live events held for one stream while its replay runs; beyond, they are dropped and replayed after it. */
   streamMaxQueuedEvents: number;
   /** Concurrent streams per instance (503 with Retry-After beyond). */
   maxStreams: number;
@@ -297,7 +297,7 @@ export function loadConfig(env: Env = process.env): Config {
     historyMaxEventsPerChannel: integer(env, 'HISTORY_MAX_EVENTS', 1000, 1, 1000000),
     historyMaxAgeMs: integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000),
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
-    resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 10000, 1, 1000000),
+    resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 2000, 1, 1000000),
     tickerBackfillMaxRecords: integer(env, 'TICKER_BACKFILL_MAX_RECORDS', 200000, 0, 100000000),
     maxChannelsPerStream: integer(env, 'MAX_CHANNELS_PER_STREAM', 20, 1, 1000),
     lagThresholdMs: integer(env, 'LAG_THRESHOLD_MS', 5000, 0, 86400000),
