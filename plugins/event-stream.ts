@@ -71,12 +71,17 @@ export function parseSince(value: string): number {
   return /^\d+$/.test(value) ? Number(value) : Date.parse(value);
 }
 
-/** Where a stream starts: the header EventSource resends on reconnect wins over the URL's. */
+/**
+ * Where a stream starts: the header EventSource resends on reconnect wins over the URL's. An
+ * empty id is no id (EventSource sends none then, but fetch-based clients send an empty
+ * header): it must not hide the URL's `?lastEventId=`.
+ */
 function startFrom(request: FastifyRequest): StartFrom {
   const header = request.headers['last-event-id'];
   const query = request.query as { lastEventId?: string; since?: string } | undefined;
-  const id = (Array.isArray(header) ? header[0] : header) ?? query?.lastEventId;
-  if (id !== undefined && id !== '') return { kind: 'cursor', id };
+  const nonEmpty = (value: string | undefined) => (value === undefined || value === '' ? undefined : value);
+  const id = nonEmpty(Array.isArray(header) ? header[0] : header) ?? nonEmpty(query?.lastEventId);
+  if (id !== undefined) return { kind: 'cursor', id };
   if (query?.since !== undefined) return { kind: 'time', timestamp: parseSince(query.since) };
   return { kind: 'live' };
 }

@@ -48,7 +48,7 @@ export interface Config {
   historyMaxEventsPerChannel: number;
   historyMaxAgeMs: number;
   historyMaxTotalEvents: number;
-  /** Most events one resume replays; the client reconnects for the rest. */
+  /** Most events of one page of a replay read from Kafka; pages follow one another on the same stream. */
   resumeMaxEvents: number;
   /** Most ticker records read back from Kafka at startup for the chart history (0 = none). */
   tickerBackfillMaxRecords: number;
@@ -58,7 +58,7 @@ export interface Config {
   lagThresholdMs: number;
   /** A comment line goes to every stream idle this long (one shared timer). */
   heartbeatMs: number;
-  /** Frames queued for one stream beyond which it is ended (a chat client resumes). */
+  /** Live events held for one stream while its replay runs; beyond, they are dropped and replayed after it. */
   streamMaxQueuedEvents: number;
   /** Concurrent streams per instance (503 with Retry-After beyond). */
   maxStreams: number;
@@ -425,7 +425,7 @@ function readConfig(env: Env): Config {
     historyMaxEventsPerChannel: integer(env, 'HISTORY_MAX_EVENTS', 1000, 1, 1000000),
     historyMaxAgeMs: integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000),
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
-    resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 10000, 1, 1000000),
+    resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 2000, 1, 1000000),
     tickerBackfillMaxRecords: integer(env, 'TICKER_BACKFILL_MAX_RECORDS', 200000, 0, 100000000),
     maxChannelsPerStream: integer(env, 'MAX_CHANNELS_PER_STREAM', 20, 1, 1000),
     lagThresholdMs: integer(env, 'LAG_THRESHOLD_MS', 5000, 0, 86400000),
@@ -549,12 +549,12 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   HISTORY_MAX_EVENTS: 'events kept per room or symbol for resumes',
   HISTORY_MAX_AGE_MS: 'how long they are kept; also how far back a fresh replica warms its history',
   HISTORY_MAX_TOTAL_EVENTS: 'events kept in all (the least recently active channels go first)',
-  RESUME_MAX_EVENTS: 'most events one resume replays before the client continues on its next reconnect',
+  RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace)',
   TICKER_BACKFILL_MAX_RECORDS: 'most ticker records a replica reads back from Kafka at startup for the chart history (the most recent ones); `0` = none',
   MAX_CHANNELS_PER_STREAM: 'most rooms and tickers on one `/events?room=…` stream',
   LAG_THRESHOLD_MS: 'a replay starting further back than this is framed by `lag` and `live` events',
   HEARTBEAT_MS: 'a comment line goes to every stream idle this long (one shared timer)',
-  STREAM_MAX_QUEUED_EVENTS: 'live events held for one stream while its resume replay runs, beyond which it is ended (and resumes)',
+  STREAM_MAX_QUEUED_EVENTS: 'live events held for one stream while its resume replay runs; beyond, they are dropped and replayed after it (from history or Kafka)',
   MAX_STREAMS: 'concurrent streams per instance; beyond: 503 with `Retry-After`',
   MAX_STREAMS_PER_IP: 'concurrent streams per client IP; beyond: 429 with `Retry-After`',
   MAX_HEADER_BYTES: 'largest request head; beyond: 431',

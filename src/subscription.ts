@@ -1,4 +1,4 @@
-import type { RangeReader } from './bus/types.ts';
+import type { RangeReader, RangeResult } from './bus/types.ts';
 import { positionKey, SLOT_OF_KIND, type CursorCodec, type CursorEntry, type TopicSlot } from './cursor.ts';
 import { channelKey, type ChannelKind } from './events.ts';
 import { partitionForKey } from './bus/partitioner.ts';
@@ -9,15 +9,19 @@ import { bodyFrame, idOnlyFrame, withId } from './sse-frame.ts';
 
 /**
  * One stream's subscription: where it starts (live, a resume cursor, or a point in time),
- * the replay of what it missed (from memory, else from Kafka), and the hand-over to live
- * events without a gap or a duplicate.
+ * the replay of what it missed (from memory, else from Kafka, page after page on the same
+ * connection), and the hand-over to live events without a gap or a duplicate.
  *
  * The hand-over works because the dispatcher is synchronous: subscribing to the hub and
  * reading the replica's position happen in the same turn, so every event at or past that
  * position arrives live, and everything before it comes from the replay. Live events that
  * arrive while an asynchronous replay runs wait in a bounded queue, and anything already
  * delivered (by offset, per partition) is skipped: a client resuming on a replica that is
- * behind the one it left sees no event twice.
+ * behind the one it left sees no event twice. When the queue would overflow (a long replay
+ * while the room is busy), the queued events are dropped instead of the client: once the
+ * replay reaches the position taken at the start, it takes the replica's position again (in
+ * one turn with emptying the queue, as at the start) and replays the dropped events too, from
+ * memory or Kafka, before going live.
  */
 
 export interface ChannelRef {
@@ -27,7 +31,15 @@ export interface ChannelRef {
 
 export type StartFrom = { kind: 'live' } | { kind: 'cursor'; id: string } | { kind: 'time'; timestamp: number };
 
-export type ResetReason = 'invalid-id' | 'expired' | 'unknown-position' | 'since-unavailable' | 'unavailable';
+/**
+ * Why a stream's start position could not be honoured (sent as `event: reset`): `invalid-id`
+ * not an id we signed; `expired` older than Kafka's retention (or the history, on the embedded
+ * bus); `unknown-position` the id has no position for one of the stream's channels;
+ * `beyond-end` past the end of the partition in Kafka itself (topic recreated, embedded bus
+ * restarted, an offset that never existed); `since-unavailable` `?since=` reaches back further
+ * than history and Kafka.
+ */
+export type ResetReason = 'invalid-id' | 'expired' | 'unknown-position' | 'beyond-end' | 'since-unavailable' | 'unavailable';
 
 export interface SubscriptionSink {
   /**
@@ -51,9 +63,9 @@ export interface SubscriptionContext {
   dispatcher: Dispatcher;
   codec: CursorCodec;
   rangeReader: RangeReader | undefined;
-  /** Most events one resume replays; past it the stream ends and the client resumes again. */
+  /** Most events of one page of a replay from Kafka (pages follow one another on the same stream). */
   maxReplayEvents: number;
-  /** Most live events held while a replay runs; past it the stream ends (the client resumes). */
+  /** Most live events held while a replay runs; past it they are dropped and replayed after (from memory or Kafka). */
   maxPendingEvents: number;
   /** A replay starting further back than this tells the client `lag`, then `live`. */
   lagThresholdMs: number;
@@ -84,11 +96,17 @@ export class Subscription {
   readonly #channels: Channel[];
   readonly #sink: SubscriptionSink;
   readonly #cursor = new Map<string, CursorEntry>();
+  /** Live events held while the replay runs; null once live. */
   #pending: HubEvent[] | null = [];
+  /** The queue overflowed during the replay: live events are dropped until the replay catches up with them. */
+  #overflowed = false;
   /** The cursor entry when the stream reads one partition: live batches then go out as shared. */
   #single: CursorEntry | undefined;
   #unsubscribes: Array<() => void> = [];
   #closed = false;
+  readonly #resets = new Set<ResetReason>();
+  /** Decided at the first replayed event: whether the replay is framed by `lag` and `live`. */
+  #lagging: boolean | null = null;
 
   constructor(context: SubscriptionContext, channels: readonly ChannelRef[], sink: SubscriptionSink) {
     this.#context = context;
@@ -112,61 +130,87 @@ export class Subscription {
     this.#pending = null;
   }
 
+  /**
+   * Sends what the stream missed since `from`, then hands over to live events. Resolves once
+   * live (or closed); a Kafka read that fails ends the stream, and the client resumes from the
+   * id it last received.
+   */
   async start(from: StartFrom): Promise<SubscriptionOutcome> {
-    const { hub, dispatcher } = this.#context;
+    const { hub } = this.#context;
     const subscriber: Subscriber =
       this.#channels.length === 1
         ? { deliverBatch: (batch: HubBatch) => this.#onLive(batch.events, batch) }
         : { deliverEvent: (event: HubEvent) => this.#onLive([event], undefined) };
     this.#unsubscribes = this.#channels.map((channel) => hub.subscribe(channel.key, subscriber));
     // Same turn as subscribing: everything from here on arrives live.
-    const liveFrom = new Map(this.#channels.map((channel) => [channel.key, dispatcher.nextOffset(channel.slot, channel.partition)]));
+    let targets = this.#positionsNow();
+    const outcome: SubscriptionOutcome = { resumedFrom: 'live', resets: [], replayed: 0 };
 
-    const resets = new Set<ResetReason>();
-    const starts = await this.#startOffsets(from, liveFrom, resets);
-    if (this.#closed) return { resumedFrom: 'live', resets: [...resets], replayed: 0 };
+    const starts = await this.#startOffsets(from, targets);
+    if (this.#closed) return this.#outcome(outcome);
 
     // Channels sharing a partition share its cursor entry: it starts at the earliest of them.
     for (const channel of this.#channels) {
-      const start = starts.get(channel.key) ?? liveFrom.get(channel.key);
+      const start = starts.get(channel.key) ?? targets.get(channel.key);
       if (start === undefined) continue;
       const key = positionKey(channel.slot, channel.partition);
       const entry = this.#cursor.get(key);
       if (entry === undefined || start < entry.next) this.#setEntry(key, { slot: channel.slot, partition: channel.partition, next: start });
     }
-    const replay = await this.#replay(starts, liveFrom, resets);
-    if (this.#closed) return { resumedFrom: 'live', resets: [...resets], replayed: 0 };
+    for (const reason of this.#resets) this.#sink.write(bodyFrame('reset', JSON.stringify({ reason })));
 
-    for (const reason of resets) this.#sink.write(bodyFrame('reset', JSON.stringify({ reason })));
-    const now = this.#context.now?.() ?? Date.now();
-    const oldest = replay.events[0]?.timestamp;
-    const lagging = oldest !== undefined && now - oldest > this.#context.lagThresholdMs;
-    if (lagging) this.#sink.write(bodyFrame('lag', JSON.stringify({ behindMs: now - oldest })));
-    for (let index = 0; index < replay.events.length; index++) {
-      this.#emit(replay.events[index]!);
-      if (index % REPLAY_STRIDE === REPLAY_STRIDE - 1 && this.#sink.whenWritable !== undefined) {
-        await this.#sink.whenWritable();
-        if (this.#closed) return { resumedFrom: replay.source, resets: [...resets], replayed: index + 1 };
+    let froms = starts;
+    for (;;) {
+      const read = await this.#replayRound(froms, targets, outcome);
+      if (this.#closed) return this.#outcome(outcome);
+      if (!read) {
+        // Kafka could not be read now: the client reconnects and continues from its last id.
+        if (this.#cursor.size > 0) this.#sink.write(idOnlyFrame(this.#cursorId()));
+        this.#sink.end();
+        this.close();
+        return this.#outcome(outcome);
+      }
+      if (!this.#overflowed) break;
+      // Live events were dropped meanwhile: replay them as well, up to where the replica is now.
+      // Emptying the queue and taking the position in one turn keeps the hand-over exact.
+      this.#overflowed = false;
+      this.#pending = [];
+      targets = this.#positionsNow();
+      froms = new Map();
+      for (const channel of this.#channels) {
+        const next = this.#cursor.get(positionKey(channel.slot, channel.partition))?.next;
+        if (next !== undefined) froms.set(channel.key, next);
       }
     }
-    for (const [channel, to] of replay.completeUpTo) this.#advance(channel.slot, channel.partition, to);
     if (this.#cursor.size > 0) this.#sink.write(idOnlyFrame(this.#cursorId()));
-
-    if (!replay.complete) {
-      // More to replay than one resume may send: the client reconnects from here for the rest.
-      this.#sink.end();
-      this.close();
-      return { resumedFrom: replay.source, resets: [...resets], replayed: replay.events.length };
-    }
     const pending = this.#pending ?? [];
     this.#pending = null;
     for (const event of pending) this.#emit(event);
-    if (lagging) this.#sink.write(bodyFrame('live', '{}'));
-    return { resumedFrom: replay.source, resets: [...resets], replayed: replay.events.length };
+    if (this.#lagging === true) this.#sink.write(bodyFrame('live', '{}'));
+    return this.#outcome(outcome);
   }
 
-  async #startOffsets(from: StartFrom, liveFrom: Map<string, number | undefined>, resets: Set<ResetReason>): Promise<Map<string, number>> {
+  #outcome(outcome: SubscriptionOutcome): SubscriptionOutcome {
+    outcome.resets = [...this.#resets];
+    return outcome;
+  }
+
+  /** The replica's position in each channel's partition now: from there on, events arrive live. */
+  #positionsNow(): Map<string, number | undefined> {
+    const { dispatcher } = this.#context;
+    return new Map(this.#channels.map((channel) => [channel.key, dispatcher.nextOffset(channel.slot, channel.partition)]));
+  }
+
+  /** Tells the client (once per reason) that part of what it asked for cannot be sent. */
+  #reset(reason: ResetReason): void {
+    if (this.#resets.has(reason)) return;
+    this.#resets.add(reason);
+    this.#sink.write(bodyFrame('reset', JSON.stringify({ reason })));
+  }
+
+  async #startOffsets(from: StartFrom, liveFrom: Map<string, number | undefined>): Promise<Map<string, number>> {
     const starts = new Map<string, number>();
+    const resets = this.#resets;
     if (from.kind === 'cursor') {
       const entries = this.#context.codec.decode(from.id);
       if (entries === null) {
@@ -179,6 +223,7 @@ export class Subscription {
         if (next === undefined) resets.add('unknown-position');
         else starts.set(channel.key, next);
       }
+      await this.#dropPositionsPastTheEnd(starts, liveFrom);
     } else if (from.kind === 'time') {
       const { history, rangeReader, dispatcher } = this.#context;
       for (const channel of this.#channels) {
@@ -196,65 +241,146 @@ export class Subscription {
     return starts;
   }
 
-  async #replay(
-    starts: Map<string, number>,
-    liveFrom: Map<string, number | undefined>,
-    resets: Set<ResetReason>,
-  ): Promise<{ events: StoredEvent[]; completeUpTo: Map<Channel, number>; complete: boolean; source: SubscriptionOutcome['resumedFrom'] }> {
-    const { history, rangeReader, dispatcher, maxReplayEvents } = this.#context;
-    let events: StoredEvent[] = [];
-    const completeUpTo = new Map<Channel, number>();
-    /** Per partition, where an unfinished channel's replay stopped: nothing at or past it may be sent. */
-    const cuts = new Map<string, number>();
-    const cutAt = (channel: Channel, offset: number) => {
-      const key = positionKey(channel.slot, channel.partition);
-      cuts.set(key, Math.min(offset, cuts.get(key) ?? offset));
-    };
-    let source: SubscriptionOutcome['resumedFrom'] = 'live';
+  /**
+   * A position ahead of this replica is either one its consumer has not reached yet (it is
+   * behind the replica the client left: live events are held back until past it) or one that
+   * does not exist: past the partition's end in Kafka itself, or, on the embedded bus, past
+   * anything it ever delivered. Those start live, after `reset`, instead of waiting for
+   * offsets that may never come.
+   */
+  async #dropPositionsPastTheEnd(starts: Map<string, number>, liveFrom: Map<string, number | undefined>): Promise<void> {
+    const { rangeReader, dispatcher } = this.#context;
+    const ends = new Map<string, Promise<number | null>>();
     for (const channel of this.#channels) {
-      const from = starts.get(channel.key);
-      const to = liveFrom.get(channel.key);
-      if (from === undefined || to === undefined || from >= to) continue;
-      const budget = Math.max(0, maxReplayEvents - events.length);
-      const remembered = history.range(channel.key, channel.slot, channel.partition, from, to);
-      if (remembered !== null) {
-        if (source === 'live') source = 'memory';
-        events.push(...remembered.slice(0, budget));
-        if (remembered.length > budget) cutAt(channel, remembered[budget]!.offset);
-        else completeUpTo.set(channel, to);
-        continue;
-      }
+      const start = starts.get(channel.key);
+      const current = liveFrom.get(channel.key);
+      if (start === undefined || current === undefined || start <= current) continue;
+      let beyond: boolean;
       if (rangeReader === undefined) {
-        resets.add('expired');
-        completeUpTo.set(channel, to);
-        continue;
+        // The embedded bus hands every record to this dispatcher: nothing past its position was ever sent.
+        beyond = true;
+      } else if (rangeReader.endOffset === undefined) {
+        beyond = false;
+      } else {
+        const key = positionKey(channel.slot, channel.partition);
+        let end = ends.get(key);
+        if (end === undefined) {
+          // Kafka not answering: assume the replica is behind, as it would be then.
+          end = rangeReader.endOffset(dispatcher.topicOf(channel.slot), channel.partition, start).catch(() => null);
+          ends.set(key, end);
+        }
+        const high = await end;
+        beyond = high !== null && start > high;
       }
-      source = 'kafka';
-      try {
-        const result = await rangeReader.read(dispatcher.topicOf(channel.slot), channel.partition, from, to, channel.name, budget);
-        if (result.expired) {
-          // The gap cannot be filled: the client is told to reload, and continues live.
-          resets.add('expired');
-          completeUpTo.set(channel, to);
-          continue;
-        }
-        const last = result.records[result.records.length - 1];
-        for (const record of result.records) {
-          const stored = dispatcher.toStored(record);
-          if (stored !== null && stored.channel === channel.key) events.push(stored);
-        }
-        if (result.complete) completeUpTo.set(channel, to);
-        else cutAt(channel, last === undefined ? from : Number(last.offset) + 1);
-      } catch {
-        // Kafka could not be read now: the stream ends and the client retries from here.
-        cutAt(channel, from);
+      if (beyond) {
+        starts.delete(channel.key);
+        this.#resets.add('beyond-end');
       }
     }
-    const complete = cuts.size === 0;
-    if (!complete) events = events.filter((event) => event.offset < (cuts.get(positionKey(event.slot, event.partition)) ?? Infinity));
-    // Kafka orders events within a partition only; so does the replay.
-    if (this.#channels.length > 1) events.sort((a, b) => a.slot - b.slot || a.partition - b.partition || a.offset - b.offset);
-    return { events, completeUpTo: complete ? completeUpTo : new Map(), complete, source };
+  }
+
+  /**
+   * Replays, partition by partition, each channel's events from `froms` up to `targets`.
+   * Returns false when Kafka could not be read (the stream should end; its id keeps what was sent).
+   */
+  async #replayRound(froms: Map<string, number>, targets: Map<string, number | undefined>, outcome: SubscriptionOutcome): Promise<boolean> {
+    const groups = new Map<string, Channel[]>();
+    for (const channel of this.#channels) {
+      const from = froms.get(channel.key);
+      const to = targets.get(channel.key);
+      if (from === undefined || to === undefined || from >= to) continue;
+      const key = positionKey(channel.slot, channel.partition);
+      const group = groups.get(key);
+      if (group === undefined) groups.set(key, [channel]);
+      else group.push(channel);
+    }
+    for (const group of groups.values()) {
+      const read = await this.#replayPartition(group, froms, targets.get(group[0]!.key)!, outcome);
+      if (!read || this.#closed) return read;
+    }
+    return true;
+  }
+
+  /** The events of `group` (channels of one partition) from each one's start up to `to`, in offset order. */
+  async #replayPartition(group: Channel[], froms: Map<string, number>, to: number, outcome: SubscriptionOutcome): Promise<boolean> {
+    const { history, rangeReader, dispatcher, maxReplayEvents } = this.#context;
+    const { slot, partition } = group[0]!;
+    const startOf = (channel: string) => froms.get(channel) ?? Infinity;
+    const remembered: StoredEvent[] = [];
+    let inMemory = true;
+    for (const channel of group) {
+      const events = history.range(channel.key, slot, partition, startOf(channel.key), to);
+      if (events === null) {
+        inMemory = false;
+        break;
+      }
+      remembered.push(...events);
+    }
+    if (inMemory) {
+      if (outcome.resumedFrom === 'live') outcome.resumedFrom = 'memory';
+      if (group.length > 1) remembered.sort((a, b) => a.offset - b.offset);
+      if (await this.#emitPaced(remembered, outcome)) this.#advance(slot, partition, to);
+      return true;
+    }
+    if (rangeReader === undefined) {
+      // The gap cannot be filled: the client is told to reload, and continues from here.
+      this.#reset('expired');
+      this.#advance(slot, partition, to);
+      return true;
+    }
+    outcome.resumedFrom = 'kafka';
+    const topic = dispatcher.topicOf(slot);
+    const names = group.map((channel) => channel.name);
+    const keys = new Set(group.map((channel) => channel.key));
+    let cursor = Math.min(...group.map((channel) => startOf(channel.key)));
+    while (cursor < to) {
+      let page: RangeResult;
+      try {
+        page = await rangeReader.read(topic, partition, cursor, to, names.length === 1 ? names[0]! : names, maxReplayEvents);
+      } catch {
+        return false;
+      }
+      if (this.#closed) return true;
+      if (page.expired) {
+        this.#reset('expired');
+        this.#advance(slot, partition, to);
+        return true;
+      }
+      const events: StoredEvent[] = [];
+      for (const record of page.records) {
+        const stored = dispatcher.toStored(record);
+        if (stored !== null && keys.has(stored.channel) && stored.offset >= startOf(stored.channel)) events.push(stored);
+      }
+      if (!(await this.#emitPaced(events, outcome))) return true;
+      const last = page.records.at(-1);
+      const next = page.complete ? to : (page.next ?? (last === undefined ? cursor : Number(last.offset) + 1));
+      // A page that moved nothing forward would be asked for again and again.
+      if (next <= cursor) return false;
+      cursor = next;
+      this.#advance(slot, partition, next);
+      // The position moves on even through pages without an event of the stream: a reconnect continues from there.
+      if (cursor < to) this.#sink.write(idOnlyFrame(this.#cursorId()));
+    }
+    return true;
+  }
+
+  /** Writes replayed events at the client's pace; false when the stream closed meanwhile. */
+  async #emitPaced(events: readonly StoredEvent[], outcome: SubscriptionOutcome): Promise<boolean> {
+    for (let index = 0; index < events.length; index++) {
+      const event = events[index]!;
+      if (this.#lagging === null) {
+        const behindMs = (this.#context.now?.() ?? Date.now()) - event.timestamp;
+        this.#lagging = behindMs > this.#context.lagThresholdMs;
+        if (this.#lagging) this.#sink.write(bodyFrame('lag', JSON.stringify({ behindMs })));
+      }
+      this.#emit(event);
+      outcome.replayed += 1;
+      if (index % REPLAY_STRIDE === REPLAY_STRIDE - 1 && this.#sink.whenWritable !== undefined) {
+        await this.#sink.whenWritable();
+        if (this.#closed) return false;
+      }
+    }
+    return !this.#closed;
   }
 
   #onLive(events: readonly HubEvent[], batch: HubBatch | undefined): void {
@@ -263,9 +389,11 @@ export class Subscription {
       else for (const event of events) this.#emit(event);
       return;
     }
+    // Dropped: the replay goes on past them (they are in the history and in Kafka).
+    if (this.#overflowed) return;
     if (this.#pending.length + events.length > this.#context.maxPendingEvents) {
-      this.#sink.end();
-      this.close();
+      this.#pending = [];
+      this.#overflowed = true;
       return;
     }
     for (const event of events) this.#pending.push(event);

@@ -32,13 +32,24 @@ export function offsetAtTime(byTime: PartitionTimeOffsets, ends: PartitionEnds, 
 interface RangeRequest {
   to: number;
   /** null: every key. */
-  key: string | null;
+  keys: ReadonlySet<string> | null;
   limit: number;
-  /** The next offset expected: older (stale) records are ignored. */
+  /** The next offset to read: records below it were read already (or are stale). */
   cursor: number;
   scanned: number;
   records: BusRecord[];
-  finish(result: RangeResult | Error): void;
+  resolve(result: RangeResult): void;
+  reject(error: Error): void;
+}
+
+/** The reads of one partition: one at a time holds the consumer's position, the others wait their turn. */
+interface PartitionReads {
+  topic: string;
+  partition: number;
+  active: RangeRequest | null;
+  waiting: RangeRequest[];
+  /** Fires when the active read got no batch for `timeoutMs`. */
+  stall: NodeJS.Timeout | null;
 }
 
 export interface RangeReaderOptions {
@@ -47,22 +58,33 @@ export interface RangeReaderOptions {
   groupId: string;
   topics: string[];
   logger: Logger;
-  /** Most records one request may scan (other rooms' records included) before it stops. */
+  /** Most records one request may scan (other rooms' records included) before it returns a page. */
   maxScannedRecords?: number;
+  /** A read that gets no batch for this long fails (the caller retries). */
   timeoutMs?: number;
+  /** How long a partition's low and end offsets are taken from the last answer. */
+  offsetsCacheMs?: number;
 }
+
+/** One Kafka fetch is at most this per partition: one read's turn, before the next read on the partition gets its own. */
+const MAX_BYTES_PER_PARTITION = 1024 * 1024;
 
 /**
  * Reads past ranges of partitions: for resumes older than the in-memory history, and the chart
- * history's backfill at startup (in pages, so resumes get their turn in between). One consumer
- * shared by every resume of the replica (kafkajs has no group-less fetch): its partitions stay
- * paused, and a request seeks one partition, resumes it until the range is read, and pauses it
- * again. Requests on the same partition take turns; different partitions read concurrently.
+ * history's backfill at startup. One consumer shared by every read of the replica (kafkajs has
+ * no group-less fetch): its partitions stay paused, and a read seeks one partition, resumes it,
+ * takes what each fetch brings and moves the consumer's position past it (so a range larger
+ * than one fetch is read fetch after fetch), and pauses the partition when done.
+ *
+ * Fairness: reads of the same partition take turns of one fetch (at most 1 MB) each, so a
+ * short resume waits for at most one fetch of every deep read ahead of it, never for a whole
+ * deep read; reads of different partitions go in the same fetches. A read returns at most
+ * `limit` records (a page) with `next`, where the next page starts.
  */
 export class KafkaRangeReader implements RangeReader {
   readonly #options: RangeReaderOptions;
-  readonly #active = new Map<string, RangeRequest>();
-  readonly #queues = new Map<string, Promise<unknown>>();
+  readonly #partitions = new Map<string, PartitionReads>();
+  readonly #offsets = new Map<string, { at: number; ends: Promise<PartitionEnds> }>();
   #consumer: Consumer | null = null;
   #starting: Promise<Consumer> | null = null;
   #closed = false;
@@ -71,28 +93,151 @@ export class KafkaRangeReader implements RangeReader {
     this.#options = options;
   }
 
-  read(topic: string, partition: number, from: number, to: number, key: string, limit: number): Promise<RangeResult> {
-    return this.#read(topic, partition, from, to, key, limit);
+  get #timeoutMs(): number {
+    return this.#options.timeoutMs ?? 15000;
+  }
+
+  read(topic: string, partition: number, from: number, to: number, key: string | readonly string[], limit: number): Promise<RangeResult> {
+    return this.#read(topic, partition, from, to, new Set(typeof key === 'string' ? [key] : key), limit);
   }
 
   readAll(topic: string, partition: number, from: number, to: number, limit: number): Promise<RangeResult> {
     return this.#read(topic, partition, from, to, null, limit);
   }
 
-  async #read(topic: string, partition: number, from: number, to: number, key: string | null, limit: number): Promise<RangeResult> {
-    if (from >= to || limit <= 0) return { expired: false, records: [], complete: from >= to };
-    const admin = this.#admin();
-    const offsets = await admin.fetchTopicOffsets(topic);
-    const low = Number(offsets.find((entry) => entry.partition === partition)?.low ?? 0);
-    if (from < low) return { expired: true };
-    const queueKey = `${topic}:${partition}`;
-    const previous = this.#queues.get(queueKey) ?? Promise.resolve();
-    const turn = previous.catch(() => {}).then(() => this.#readNow(topic, partition, from, to, key, limit));
-    this.#queues.set(queueKey, turn);
-    try {
-      return await turn;
-    } finally {
-      if (this.#queues.get(queueKey) === turn) this.#queues.delete(queueKey);
+  async endOffset(topic: string, partition: number, atLeast?: number): Promise<number | null> {
+    let end = await this.#partitionOffsets(topic, partition, false);
+    // A cached end may be older than a record the caller has seen: ask again before saying it is past the end.
+    if (end !== null && atLeast !== undefined && end.high < atLeast) end = await this.#partitionOffsets(topic, partition, true);
+    return end?.high ?? null;
+  }
+
+  /** The partition's oldest retained offset and end offset; from a cache younger than `offsetsCacheMs` unless `fresh`. */
+  async #partitionOffsets(topic: string, partition: number, fresh: boolean): Promise<{ low: number; high: number } | null> {
+    const now = Date.now();
+    let cached = this.#offsets.get(topic);
+    if (fresh || cached === undefined || now - cached.at > (this.#options.offsetsCacheMs ?? 1000)) {
+      const ends = withTimeout(this.#admin().fetchTopicOffsets(topic), this.#timeoutMs, 'Kafka did not answer the offsets in time');
+      cached = { at: now, ends };
+      this.#offsets.set(topic, cached);
+      // A failed answer is not kept: the next caller asks again.
+      ends.catch(() => {
+        if (this.#offsets.get(topic) === cached) this.#offsets.delete(topic);
+      });
+    }
+    const entry = (await cached.ends).find((candidate) => candidate.partition === partition);
+    return entry === undefined ? null : { low: Number(entry.low), high: Number(entry.high) };
+  }
+
+  async #read(topic: string, partition: number, from: number, to: number, keys: ReadonlySet<string> | null, limit: number): Promise<RangeResult> {
+    if (from >= to || limit <= 0) return { expired: false, records: [], complete: from >= to, next: from };
+    let offsets = await this.#partitionOffsets(topic, partition, false);
+    if (from < (offsets?.low ?? 0)) return { expired: true };
+    if (offsets !== null && offsets.high < to) offsets = await this.#partitionOffsets(topic, partition, true);
+    // Nothing exists past the partition's end (a topic recreated under a running replica): no fetch would ever bring it.
+    if (offsets !== null && offsets.high < to) to = Math.max(from, offsets.high);
+    if (from >= to) return { expired: false, records: [], complete: true, next: to };
+    // The reader's consumer joins its group on first use: bounded too, so a resume never hangs on it.
+    const consumer = await withTimeout(this.#start(), this.#timeoutMs, 'the Kafka range reader did not start in time');
+    if (this.#closed) throw new Error('closing');
+    return new Promise<RangeResult>((resolve, reject) => {
+      const request: RangeRequest = { to, keys, limit, cursor: from, scanned: 0, records: [], resolve, reject };
+      const partitionKey = `${topic}:${partition}`;
+      let reads = this.#partitions.get(partitionKey);
+      if (reads === undefined) {
+        reads = { topic, partition, active: null, waiting: [], stall: null };
+        this.#partitions.set(partitionKey, reads);
+      }
+      if (reads.active === null) this.#activate(consumer, reads, request);
+      else reads.waiting.push(request);
+    });
+  }
+
+  /** Gives `request` the partition: the consumer reads on from the request's cursor. */
+  #activate(consumer: Consumer, reads: PartitionReads, request: RangeRequest): void {
+    reads.active = request;
+    consumer.seek({ topic: reads.topic, partition: reads.partition, offset: String(request.cursor) });
+    consumer.resume([{ topic: reads.topic, partitions: [reads.partition] }]);
+    if (reads.stall === null) reads.stall = setTimeout(() => this.#onStall(consumer, reads), this.#timeoutMs);
+    else reads.stall.refresh();
+  }
+
+  /** The active read is over (done or failed): the next waiting read gets the partition, or it is paused. */
+  #next(consumer: Consumer, reads: PartitionReads): void {
+    const next = reads.waiting.shift();
+    if (next !== undefined) {
+      this.#activate(consumer, reads, next);
+      return;
+    }
+    reads.active = null;
+    if (reads.stall !== null) clearTimeout(reads.stall);
+    reads.stall = null;
+    consumer.pause([{ topic: reads.topic, partitions: [reads.partition] }]);
+    this.#partitions.delete(`${reads.topic}:${reads.partition}`);
+  }
+
+  /**
+   * No batch for the active read in `timeoutMs`. Either its offsets were deleted meanwhile (the
+   * fetch was out of range: the result is `expired`) or Kafka is not answering (an error: the
+   * caller retries from where it is).
+   */
+  #onStall(consumer: Consumer, reads: PartitionReads): void {
+    const request = reads.active;
+    reads.stall = null;
+    if (request === null) return;
+    this.#next(consumer, reads);
+    this.#partitionOffsets(reads.topic, reads.partition, true).then(
+      (offsets) => {
+        if (offsets !== null && request.cursor < offsets.low) request.resolve({ expired: true });
+        else request.reject(new Error('reading Kafka took too long'));
+      },
+      (error: unknown) => request.reject(error instanceof Error ? error : new Error(String(error))),
+    );
+  }
+
+  #onBatch({ batch, isStale }: EachBatchPayload, consumer: Consumer): void {
+    const reads = this.#partitions.get(`${batch.topic}:${batch.partition}`);
+    const request = reads?.active;
+    // Fetched before the partition was given to the active read (a seek is pending), or for a read that ended.
+    if (reads === undefined || request == null || isStale()) return;
+    // kafkajs's Batch has `fetchedOffset` (the offset the fetch asked for) but its typings omit it.
+    const fetchedOffset = Number((batch as Batch & { fetchedOffset?: string }).fetchedOffset ?? request.cursor);
+    if (fetchedOffset !== request.cursor) {
+      // Not where the active read stands: read again from there.
+      consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(request.cursor) });
+      return;
+    }
+    const maxScanned = this.#options.maxScannedRecords ?? 50_000;
+    let consumedAll = true;
+    for (const message of batch.messages) {
+      const offset = Number(message.offset);
+      if (offset < request.cursor) continue;
+      if (offset >= request.to) break;
+      if (request.records.length >= request.limit || request.scanned >= maxScanned) {
+        consumedAll = false;
+        break;
+      }
+      request.cursor = offset + 1;
+      request.scanned += 1;
+      if (request.keys === null || (message.key !== null && request.keys.has(message.key.toString('utf8')))) {
+        request.records.push(busRecordOf(batch, message));
+      }
+    }
+    // Offsets can skip (transaction markers, compaction): the batch's end still tells progress.
+    const batchEnd = Number(batch.lastOffset()) + 1;
+    if (consumedAll && batchEnd > request.cursor) request.cursor = Math.min(batchEnd, request.to);
+    reads.stall?.refresh();
+    const full = request.records.length >= request.limit || request.scanned >= maxScanned;
+    if (request.cursor >= request.to || full) {
+      const complete = request.cursor >= request.to;
+      request.resolve({ expired: false, records: request.records, complete, next: request.cursor });
+      this.#next(consumer, reads);
+    } else if (reads.waiting.length > 0) {
+      // Its turn is over: the reads waiting for this partition go first, it continues after them.
+      reads.waiting.push(request);
+      this.#activate(consumer, reads, reads.waiting.shift()!);
+    } else {
+      consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(request.cursor) });
     }
   }
 
@@ -110,78 +255,30 @@ export class KafkaRangeReader implements RangeReader {
     return admin;
   }
 
-  async #readNow(topic: string, partition: number, from: number, to: number, key: string | null, limit: number): Promise<RangeResult> {
-    // The reader's consumer joins its group on first use: bounded too, so a resume never hangs on it.
-    const consumer = await withTimeout(this.#start(), this.#options.timeoutMs ?? 15000, 'the Kafka range reader did not start in time');
-    const requestKey = `${topic}:${partition}`;
-    return new Promise<RangeResult>((resolve, reject) => {
-      const timer = setTimeout(() => request.finish(new Error('reading Kafka took too long')), this.#options.timeoutMs ?? 15000);
-      const request: RangeRequest = {
-        to,
-        key,
-        limit,
-        cursor: from,
-        scanned: 0,
-        records: [],
-        finish: (result) => {
-          if (this.#active.get(requestKey) !== request) return;
-          clearTimeout(timer);
-          this.#active.delete(requestKey);
-          consumer.pause([{ topic, partitions: [partition] }]);
-          if (result instanceof Error) reject(result);
-          else resolve(result);
-        },
-      };
-      this.#active.set(requestKey, request);
-      consumer.seek({ topic, partition, offset: String(from) });
-      consumer.resume([{ topic, partitions: [partition] }]);
-    });
-  }
-
-  #onBatch({ batch }: EachBatchPayload): void {
-    const request = this.#active.get(`${batch.topic}:${batch.partition}`);
-    if (request === undefined) return;
-    const maxScanned = this.#options.maxScannedRecords ?? 200_000;
-    for (const message of batch.messages) {
-      const offset = Number(message.offset);
-      if (offset < request.cursor) continue;
-      if (offset >= request.to) break;
-      request.cursor = offset + 1;
-      request.scanned += 1;
-      if (request.key === null || message.key?.toString('utf8') === request.key) {
-        request.records.push(busRecordOf(batch, message));
-        if (request.records.length >= request.limit) break;
-      }
-      if (request.scanned >= maxScanned) break;
-    }
-    // Offsets can skip (transaction markers, compaction): the batch's end still tells progress.
-    const batchEnd = Number(batch.lastOffset()) + 1;
-    if (batch.messages.length > 0 && batchEnd > request.cursor && batchEnd <= request.to && request.records.length < request.limit) {
-      request.cursor = batchEnd;
-    }
-    if (request.cursor >= request.to) request.finish({ expired: false, records: request.records, complete: true });
-    else if (request.records.length >= request.limit || request.scanned >= maxScanned) {
-      request.finish({ expired: false, records: request.records, complete: false });
-    }
-  }
-
   #start(): Promise<Consumer> {
     if (this.#consumer !== null) return Promise.resolve(this.#consumer);
     this.#starting ??= (async () => {
       const { kafka, groupId, topics, logger } = this.#options;
-      const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 100, allowAutoTopicCreation: false, retry: { retries: 3 } });
+      // A short wait when idle: a read that resumes a partition is fetched for within it.
+      const consumer = kafka.consumer({
+        groupId,
+        maxWaitTimeInMs: 20,
+        maxBytesPerPartition: MAX_BYTES_PER_PARTITION,
+        allowAutoTopicCreation: false,
+        retry: { retries: 3 },
+      });
       await consumer.connect();
       await consumer.subscribe({ topics, fromBeginning: false });
       const joined = new Promise<void>((resolve) => {
         const remove = consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-          // Idle until a resume asks: nothing is read that nobody needs.
+          // Idle until a read asks: nothing is read that nobody needs.
           consumer.pause(Object.entries(payload.memberAssignment).map(([topic, partitions]) => ({ topic, partitions })));
           remove();
           resolve();
         });
       });
       try {
-        await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async (payload) => this.#onBatch(payload) });
+        await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async (payload) => this.#onBatch(payload, consumer) });
         await withTimeout(joined, 60000, 'the Kafka range reader did not join its group in time');
       } catch (error) {
         // The next read starts over with a fresh consumer.
@@ -205,7 +302,11 @@ export class KafkaRangeReader implements RangeReader {
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const request of [...this.#active.values()]) request.finish(new Error('closing'));
+    for (const reads of this.#partitions.values()) {
+      if (reads.stall !== null) clearTimeout(reads.stall);
+      for (const request of [reads.active, ...reads.waiting]) request?.reject(new Error('closing'));
+    }
+    this.#partitions.clear();
     await this.#consumer?.disconnect().catch(() => {});
   }
 }

@@ -49,20 +49,30 @@ export interface BusConsumer {
   onRecords: RecordsHandler;
 }
 
-export type RangeResult = { expired: true } | { expired: false; records: BusRecord[]; complete: boolean };
+/**
+ * One page of a range read. `next`: where the next page starts (every record below it was
+ * looked at; with a key filter it can be past the last record returned); `to` once complete.
+ */
+export type RangeResult = { expired: true } | { expired: false; records: BusRecord[]; complete: boolean; next?: number };
 
 /** Reads past ranges of a partition for resumes older than the in-memory history. */
 export interface RangeReader {
   /**
-   * Records of `partition` with `from <= offset < to` whose key is `key`, at most `limit` of
-   * them (`complete: false` when there were more). `expired` when `from` is older than the
-   * partition's retention.
+   * Records of `partition` with `from <= offset < to` whose key is `key` (or one of `key`), at
+   * most `limit` of them (`complete: false` when there were more). `expired` when `from` is
+   * older than the partition's retention.
    */
-  read(topic: string, partition: number, from: number, to: number, key: string, limit: number): Promise<RangeResult>;
+  read(topic: string, partition: number, from: number, to: number, key: string | readonly string[], limit: number): Promise<RangeResult>;
   /** The same for every key: one page of a bulk read (the chart history's backfill). */
   readAll(topic: string, partition: number, from: number, to: number, limit: number): Promise<RangeResult>;
   /** The first offset at or after `timestamp`, null when the bus cannot tell. */
   offsetForTime(topic: string, partition: number, timestamp: number): Promise<number | null>;
+  /**
+   * The partition's end offset (the offset its next record gets), null for an unknown
+   * partition; asked afresh when a cached answer is below `atLeast`. Rejects when Kafka does
+   * not answer in time.
+   */
+  endOffset?(topic: string, partition: number, atLeast?: number): Promise<number | null>;
 }
 
 export interface BusReadiness {
