@@ -1,0 +1,150 @@
+/**
+ * The chaos run's bookkeeping: what Kafka holds (the truth) against what each subscriber
+ * received. Pure functions, so the counting itself is unit-tested (test/unit/chaos-accounting.test.ts).
+ *
+ * Every message the run publishes carries a logical sequence number `seq` at the start of its
+ * text (`c<seq> …`), unique per publish *intent*: a publisher retrying one message keeps its
+ * seq. So `seq` is what a user would call "the same message": two records with one seq are one
+ * message shown twice, whatever their ids.
+ */
+
+/** One chat record read back from Kafka. */
+export interface TruthRecord {
+  room: string;
+  seq: number;
+  /** The message id in the record value. */
+  id: string;
+}
+
+/** What Kafka holds for the rooms the run tracks. */
+export interface Truth {
+  /** Per room, each seq once, in Kafka order (partition offset order; a room is on one partition). */
+  rooms: Map<string, number[]>;
+  /** Per room, seq → its index in `rooms`. */
+  index: Map<string, Map<number, number>>;
+  /** Records read. */
+  records: number;
+  /** Records repeating a (room, id) already held: a retried write that landed twice with one id. */
+  repeatedIds: number;
+  /** Seqs held under two or more different ids: a message retried without an id, written twice. */
+  duplicatedPublishes: number;
+  /** Every seq held, any room. */
+  seqs: Set<number>;
+}
+
+/**
+ * Builds the truth from records in Kafka order. Records of one room must be in offset order
+ * (they are when read partition by partition, since a room's key pins it to one partition).
+ */
+export function buildTruth(records: Iterable<TruthRecord>): Truth {
+  const rooms = new Map<string, number[]>();
+  const index = new Map<string, Map<number, number>>();
+  const idsBySeq = new Map<number, Set<string>>();
+  const idsByRoom = new Map<string, Set<string>>();
+  const seqs = new Set<number>();
+  let count = 0;
+  let repeatedIds = 0;
+  for (const record of records) {
+    count += 1;
+    let roomIds = idsByRoom.get(record.room);
+    if (roomIds === undefined) idsByRoom.set(record.room, (roomIds = new Set()));
+    if (roomIds.has(record.id)) repeatedIds += 1;
+    roomIds.add(record.id);
+    let ids = idsBySeq.get(record.seq);
+    if (ids === undefined) idsBySeq.set(record.seq, (ids = new Set()));
+    ids.add(record.id);
+    let order = rooms.get(record.room);
+    let positions = index.get(record.room);
+    if (order === undefined || positions === undefined) {
+      rooms.set(record.room, (order = []));
+      index.set(record.room, (positions = new Map()));
+    }
+    if (!positions.has(record.seq)) {
+      positions.set(record.seq, order.length);
+      order.push(record.seq);
+    }
+    seqs.add(record.seq);
+  }
+  let duplicatedPublishes = 0;
+  for (const ids of idsBySeq.values()) if (ids.size > 1) duplicatedPublishes += 1;
+  return { rooms, index, records: count, repeatedIds, duplicatedPublishes, seqs };
+}
+
+/** What one subscriber received: per room, the seqs in the order they arrived. */
+export interface Received {
+  rooms: readonly string[];
+  received: ReadonlyMap<string, readonly number[]>;
+}
+
+export interface ClientScore {
+  /** Messages of its rooms in Kafka it never received. */
+  lost: number;
+  /** Receipts of a message it had already received. */
+  duplicated: number;
+  /** Receipts that came after a later message of the same room. */
+  outOfOrder: number;
+  /** Receipts of a message Kafka does not hold for that room (should never happen). */
+  unknown: number;
+  /** The first message it lost (Kafka order), to start an investigation from. */
+  firstLost?: { room: string; seq: number };
+  /** Per room: how many it lost. */
+  lostByRoom: Record<string, number>;
+}
+
+/** Scores one subscriber against the truth. Cost: O(messages received + messages of its rooms). */
+export function scoreClient(truth: Truth, client: Received): ClientScore {
+  const score: ClientScore = { lost: 0, duplicated: 0, outOfOrder: 0, unknown: 0, lostByRoom: {} };
+  for (const room of client.rooms) {
+    const order = truth.rooms.get(room) ?? [];
+    const positions = truth.index.get(room) ?? new Map<number, number>();
+    const seen = new Set<number>();
+    let highest = -1;
+    for (const seq of client.received.get(room) ?? []) {
+      if (seen.has(seq)) {
+        score.duplicated += 1;
+        continue;
+      }
+      seen.add(seq);
+      const position = positions.get(seq);
+      if (position === undefined) {
+        score.unknown += 1;
+        continue;
+      }
+      if (position < highest) score.outOfOrder += 1;
+      else highest = position;
+    }
+    let lostHere = 0;
+    for (const seq of order) {
+      if (seen.has(seq)) continue;
+      lostHere += 1;
+      score.firstLost ??= { room, seq };
+    }
+    if (lostHere > 0) score.lostByRoom[room] = lostHere;
+    score.lost += lostHere;
+  }
+  return score;
+}
+
+/** How many of `truth`'s messages of `rooms` the client has not received yet (for the settle wait). */
+export function missingCount(truth: Truth, rooms: readonly string[], seen: (room: string) => ReadonlySet<number> | undefined): number {
+  let missing = 0;
+  for (const room of rooms) {
+    const have = seen(room);
+    for (const seq of truth.rooms.get(room) ?? []) if (have === undefined || !have.has(seq)) missing += 1;
+  }
+  return missing;
+}
+
+/** The seq of a run's message text `c<seq> …`, or undefined for any other text. */
+export function seqOfText(text: unknown): number | undefined {
+  if (typeof text !== 'string' || text.charCodeAt(0) !== 99 /* c */) return undefined;
+  const end = text.indexOf(' ');
+  const seq = Number(end === -1 ? text.slice(1) : text.slice(1, end));
+  return Number.isSafeInteger(seq) && seq >= 0 ? seq : undefined;
+}
+
+/** The text of the message with this seq, padded to about `bytes` characters. */
+export function textOfSeq(seq: number, bytes = 0): string {
+  const head = `c${seq}`;
+  return bytes > head.length + 1 ? `${head} ${'x'.repeat(bytes - head.length - 1)}` : head;
+}
