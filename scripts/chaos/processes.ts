@@ -175,18 +175,35 @@ export async function freePort(): Promise<number> {
 
 /**
  * The HAProxy configuration of `deploy/haproxy.cfg` for local addresses: every setting as
- * deployed (timeouts, balance, health checks), only the `bind` and `server` lines replaced.
+ * deployed (timeouts, balance, health checks), only the `bind` and `server` lines replaced (and
+ * `maxconn`, only when this machine's open-files limit cannot hold it; `replaced` says so).
  * Throws when the file no longer has the shape this relies on, rather than silently testing
  * something else.
  */
-export function localHaproxyConfig(deployed: string, bindPort: number, servers: Array<{ name: string; port: number }>): string {
+export function localHaproxyConfig(
+  deployed: string,
+  bindPort: number,
+  servers: Array<{ name: string; port: number }>,
+  fdLimit: number,
+): { config: string; replaced: string[] } {
   const lines = deployed.split('\n');
   const out: string[] = [];
+  const replaced: string[] = [];
   let binds = 0;
   let serversWritten = false;
+  let section = '';
   for (const line of lines) {
     const trimmed = line.trim();
-    if (/^bind\s/.test(trimmed)) {
+    if (/^[a-z]/.test(line)) section = trimmed.split(/\s+/)[0]!;
+    const maxconn = /^maxconn\s+(\d+)$/.exec(trimmed);
+    if (section === 'global' && maxconn && Number(maxconn[1]) * 2 + 100 > fdLimit) {
+      // HAProxy needs about two descriptors per connection and refuses to start when the
+      // process may not open that many (containers often cap RLIMIT_NOFILE): keep the
+      // deployed ceiling where it fits, lower it where it cannot. The run uses a few hundred.
+      const fitting = Math.floor((fdLimit - 100) / 2);
+      out.push(`  maxconn ${fitting}`);
+      replaced.push(`global maxconn ${maxconn[1]} → ${fitting} (the open-files limit here is ${fdLimit})`);
+    } else if (/^bind\s/.test(trimmed)) {
       binds += 1;
       out.push(`  bind 127.0.0.1:${bindPort}`);
     } else if (/^server\s/.test(trimmed)) {
@@ -199,5 +216,5 @@ export function localHaproxyConfig(deployed: string, bindPort: number, servers: 
     }
   }
   if (binds !== 1 || !serversWritten) throw new Error('deploy/haproxy.cfg: expected one `bind` line and `server` lines to replace');
-  return out.join('\n');
+  return { config: out.join('\n'), replaced };
 }

@@ -61,6 +61,8 @@ const startedAt = Date.now();
 const deadline = startedAt + settings.maxSeconds * 1000;
 /** What cleanup needs at the end (stopping three JVMs, three replicas, HAProxy). */
 const CLEANUP_RESERVE_MS = 20_000;
+/** What reading Kafka back and letting subscribers settle needs after the last fault. */
+const FINISH_RESERVE_MS = 35_000;
 const elapsedS = (): number => Math.round((Date.now() - startedAt) / 100) / 10;
 const remainingMs = (): number => deadline - CLEANUP_RESERVE_MS - Date.now();
 const log = (message: string): void => {
@@ -97,6 +99,9 @@ const report = {
   },
   deepGap: [] as Array<{ client: string; events: number; deliveredMs: number | null; receivedOfGap: number }>,
   readiness: [] as Array<{ phase: string; samples: number; minReadyReplicas: number; lbUnavailableSamples: number }>,
+  /** Settings of deploy/haproxy.cfg the local config had to change besides addresses. */
+  haproxyChanges: [] as string[],
+  setupS: 0,
 };
 const acknowledged = new Set<number>();
 let nextSeq = 0;
@@ -208,6 +213,7 @@ async function waitRoutedTo(lbUrl: string, replicas: Replica[], timeoutMs: numbe
       // not answering yet
     }
     if (want.size === 0) break;
+    if (context.haproxy !== undefined && !context.haproxy.running) throw new SetupError(`HAProxy exited (code ${context.haproxy.exit?.code}); see haproxy.log in ${runDir}`);
     if (Date.now() - begin > timeoutMs) {
       report.problems.push(`HAProxy did not route to ${[...want].join(', ')} within ${timeoutMs} ms`);
       break;
@@ -395,16 +401,19 @@ class Publishers {
 
 /**
  * Does the gateway accept a client-supplied message id (`id` in the body) for idempotent
- * retries? A probe message to a room no subscriber watches: 202 = yes, 400 = not (yet).
+ * retries? A probe message to a room no subscriber watches: yes when the 202 names our id.
  */
 async function probeClientMessageIds(lbUrl: string): Promise<boolean> {
+  const id = `probe-${randomBytes(6).toString('hex')}`;
   const response = await fetch(`${lbUrl}/rooms/${PROBE_ROOM}/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ user: 'chaos-probe', text: 'probe', id: `probe-${randomBytes(6).toString('hex')}` }),
+    body: JSON.stringify({ user: 'chaos-probe', text: 'probe', id }),
   });
   const text = await response.text();
-  if (response.status === 202) return true;
+  // Fastify's validator drops unknown body properties silently, so a 202 alone proves
+  // nothing: the id was honoured only if the reply names it as the message's id.
+  if (response.status === 202) return (JSON.parse(text) as { id?: unknown }).id === id;
   if (response.status === 400) return false;
   throw new SetupError(`publish probe answered ${response.status}: ${text.slice(0, 200)}`);
 }
@@ -527,15 +536,15 @@ function endFault(record: FaultRecord): void {
 
 /** Skips a fault that no longer fits in the time budget (the run then cannot pass). */
 function fits(name: string, needMs: number): boolean {
-  if (remainingMs() >= needMs) return true;
-  report.problems.push(`skipped "${name}": ${Math.round(remainingMs() / 1000)} s left, it needs ${needMs / 1000} s`);
+  if (remainingMs() - FINISH_RESERVE_MS >= needMs) return true;
+  report.problems.push(`skipped "${name}": ${Math.round((remainingMs() - FINISH_RESERVE_MS) / 1000)} s left, it needs ${needMs / 1000} s (CHAOS_MAX_S=${settings.maxSeconds})`);
   log(`skipping ${name}: not enough time left`);
   return false;
 }
 
 async function restartReplica(replica: Replica, record: FaultRecord, lbUrl: string): Promise<void> {
   await replica.start();
-  record.readyMs = await replica.waitReady(Math.min(60_000, Math.max(5_000, remainingMs())));
+  record.readyMs = await replica.waitReady(Math.min(90_000, Math.max(5_000, remainingMs())));
   record.routedMs = await waitRoutedTo(lbUrl, [replica], 15_000);
 }
 
@@ -620,7 +629,7 @@ async function deepGap(ctx: Context, away: Subscriber[], fillerRooms: string[]):
   const gapSet = new Set(gapSeqs);
   log(`deep gap: ${gapSeqs.length} + ${report.publish.gap.fillerEvents} messages, ${(bytes / 1e6).toFixed(1)} MB in Kafka; clients come back`);
   const back = Date.now();
-  const waitMs = Math.min(settings.gapWaitS * 1000, Math.max(5000, remainingMs() - 20_000));
+  const waitMs = Math.min(settings.gapWaitS * 1000, Math.max(5000, remainingMs() - FINISH_RESERVE_MS));
   await Promise.all(
     away.map(async (subscriber, i) => {
       await Promise.race([subscriber.connect(ids[i]), sleep(waitMs)]);
@@ -656,6 +665,8 @@ interface Summary {
   readiness: typeof report.readiness;
   worstClients: unknown[];
   problems: string[];
+  setupS: number;
+  haproxyChanges: string[];
   artifacts: string;
 }
 
@@ -742,6 +753,8 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
     readiness: report.readiness,
     worstClients: worst,
     problems: report.problems,
+    setupS: report.setupS,
+    haproxyChanges: report.haproxyChanges,
     artifacts: runDir,
   };
 }
@@ -775,20 +788,22 @@ async function main(): Promise<void> {
 
   const replicas = await Promise.all([0, 1, 2].map(async (i) => new Replica(i, await freePort(), cluster.brokers)));
   context.replicas = replicas;
-  // The first replica creates the topics (replication 3); the others start once they exist.
-  await replicas[0]!.start();
-  await replicas[0]!.waitReady(90_000);
-  await Promise.all(replicas.slice(1).map(async (r) => {
-    await r.start();
-    await r.waitReady(90_000);
-  }));
+  // All three at once, as a deployment would: whichever comes first creates the topics.
+  await Promise.all(
+    replicas.map(async (r) => {
+      await r.start();
+      await r.waitReady(120_000);
+    }),
+  );
   log(`replicas ready on ports ${replicas.map((r) => r.port).join(', ')}`);
 
   const lbPort = await freePort();
   const deployed = readFileSync(join(ROOT, 'deploy', 'haproxy.cfg'), 'utf8');
-  const haproxyConfig = localHaproxyConfig(deployed, lbPort, replicas.map((r) => ({ name: `gateway-${r.index}`, port: r.port })));
+  const fdLimit = Number(spawnSync('bash', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim()) || 1024;
+  const haproxy = localHaproxyConfig(deployed, lbPort, replicas.map((r) => ({ name: `gateway-${r.index}`, port: r.port })), fdLimit);
+  report.haproxyChanges = haproxy.replaced;
   const configFile = join(runDir, 'haproxy.cfg');
-  writeFileSync(configFile, haproxyConfig);
+  writeFileSync(configFile, haproxy.config);
   const check = spawnSync(haproxyBin, ['-c', '-f', configFile], { encoding: 'utf8' });
   if (check.status !== 0) throw new SetupError(`haproxy rejects the generated config: ${check.stderr || check.stdout}`);
   context.haproxy = await Supervised.start('haproxy', haproxyBin, ['-db', '-f', configFile], { PATH: process.env.PATH }, join(runDir, 'haproxy.log'), join(runDir, 'haproxy.pid'));
@@ -796,6 +811,7 @@ async function main(): Promise<void> {
   context.lbUrl = lbUrl;
   await waitRoutedTo(lbUrl, replicas, 30_000);
   log(`HAProxy on ${lbUrl} routes to all three replicas`);
+  report.setupS = elapsedS();
   context.sampler = new ReadinessSampler(replicas, lbUrl);
 
   report.publish.http.clientMessageIds = await probeClientMessageIds(lbUrl);
