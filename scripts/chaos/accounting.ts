@@ -30,6 +30,8 @@ export interface Truth {
   duplicatedPublishes: number;
   /** Every seq held, any room. */
   seqs: Set<number>;
+  /** Seqs Kafka holds in more than one record (any ids), with their record count. */
+  copies: Map<number, number>;
 }
 
 /**
@@ -42,6 +44,7 @@ export function buildTruth(records: Iterable<TruthRecord>): Truth {
   const idsBySeq = new Map<number, Set<string>>();
   const idsByRoom = new Map<string, Set<string>>();
   const seqs = new Set<number>();
+  const copies = new Map<number, number>();
   let count = 0;
   let repeatedIds = 0;
   for (const record of records) {
@@ -62,12 +65,14 @@ export function buildTruth(records: Iterable<TruthRecord>): Truth {
     if (!positions.has(record.seq)) {
       positions.set(record.seq, order.length);
       order.push(record.seq);
+    } else {
+      copies.set(record.seq, (copies.get(record.seq) ?? 1) + 1);
     }
     seqs.add(record.seq);
   }
   let duplicatedPublishes = 0;
   for (const ids of idsBySeq.values()) if (ids.size > 1) duplicatedPublishes += 1;
-  return { rooms, index, records: count, repeatedIds, duplicatedPublishes, seqs };
+  return { rooms, index, records: count, repeatedIds, duplicatedPublishes, seqs, copies };
 }
 
 /** What one subscriber received: per room, the seqs in the order they arrived. */
@@ -81,6 +86,8 @@ export interface ClientScore {
   lost: number;
   /** Receipts of a message it had already received. */
   duplicated: number;
+  /** Of those, receipts of a second record Kafka holds for the message (a publish written twice). */
+  duplicatedFromKafkaCopies: number;
   /** Receipts that came after a later message of the same room. */
   outOfOrder: number;
   /** Receipts of a message Kafka does not hold for that room (should never happen). */
@@ -93,15 +100,19 @@ export interface ClientScore {
 
 /** Scores one subscriber against the truth. Cost: O(messages received + messages of its rooms). */
 export function scoreClient(truth: Truth, client: Received): ClientScore {
-  const score: ClientScore = { lost: 0, duplicated: 0, outOfOrder: 0, unknown: 0, lostByRoom: {} };
+  const score: ClientScore = { lost: 0, duplicated: 0, duplicatedFromKafkaCopies: 0, outOfOrder: 0, unknown: 0, lostByRoom: {} };
   for (const room of client.rooms) {
     const order = truth.rooms.get(room) ?? [];
     const positions = truth.index.get(room) ?? new Map<number, number>();
     const seen = new Set<number>();
+    const repeats = new Map<number, number>();
     let highest = -1;
     for (const seq of client.received.get(room) ?? []) {
       if (seen.has(seq)) {
         score.duplicated += 1;
+        const receipts = (repeats.get(seq) ?? 1) + 1;
+        repeats.set(seq, receipts);
+        if (receipts <= (truth.copies.get(seq) ?? 1)) score.duplicatedFromKafkaCopies += 1;
         continue;
       }
       seen.add(seq);

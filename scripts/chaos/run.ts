@@ -550,20 +550,19 @@ async function restartReplica(replica: Replica, record: FaultRecord, lbUrl: stri
 
 async function replicaKill(ctx: Context): Promise<void> {
   const replica = ctx.replicas[0]!;
-  const record = fault('replica kill -9', { replica: replica.index });
+  const record = fault(`replica ${replica.index} kill -9`, { replica: replica.index });
   replica.proc!.signal('SIGKILL');
   const exit = await replica.proc!.exited;
   record.exitCode = exit.code;
   await sleep(2000);
   await restartReplica(replica, record, ctx.lbUrl);
-  await sleep(3000);
   endFault(record);
 }
 
 async function rollingSigterm(ctx: Context): Promise<void> {
   for (const replica of ctx.replicas) {
     if (!fits(`SIGTERM replica ${replica.index}`, settings.shutdownTimeoutMs + 15_000)) return;
-    const record = fault('replica SIGTERM', { replica: replica.index });
+    const record = fault(`replica ${replica.index} SIGTERM`, { replica: replica.index });
     const began = Date.now();
     replica.proc!.signal('SIGTERM');
     const exit: Exit | undefined = await Promise.race([replica.proc!.exited, sleep(settings.shutdownTimeoutMs + 5000).then(() => undefined)]);
@@ -588,11 +587,11 @@ async function brokerKill(ctx: Context): Promise<void> {
   const pid = ctx.cluster.jvmPids()[target.node];
   if (pid === undefined) throw new SetupError(`broker ${target.node} has no pid`);
   process.kill(pid, 'SIGKILL');
-  await sleep(10_000);
+  await sleep(8000);
   const restartBegan = Date.now();
   await ctx.cluster.startNode(target.node);
   record.restartMs = Date.now() - restartBegan;
-  await sleep(8000);
+  await sleep(5000);
   endFault(record);
 }
 
@@ -670,6 +669,15 @@ interface Summary {
   artifacts: string;
 }
 
+/** The fault (or the quiet time after one) running `atS` seconds into the run. */
+function phaseAt(atS: number): string {
+  let phase = 'before the faults';
+  for (const f of report.faults) {
+    if (atS >= f.startS) phase = f.endS !== undefined && atS > f.endS ? `after ${f.name}` : f.name;
+  }
+  return phase;
+}
+
 function summarise(truth: Truth | undefined, foreign: number, aborted: string | undefined): Summary {
   const subscribers = context.subscribers ?? [];
   const scores: Array<{ subscriber: Subscriber; score: ClientScore }> = truth ? subscribers.map((subscriber) => ({ subscriber, score: scoreClient(truth, subscriber) })) : [];
@@ -680,6 +688,9 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
   for (const s of subscribers) for (const [reason, n] of Object.entries(s.state.resetReasons)) resetReasons[reason] = (resetReasons[reason] ?? 0) + n;
   const gaveUpStatuses: Record<string, number> = {};
   for (const s of gaveUp) bump(gaveUpStatuses, String(s.state.gaveUpStatus ?? s.state.gaveUpMessage ?? 'unknown'));
+  const gaveUpDuring: Record<string, number> = {};
+  for (const s of gaveUp) bump(gaveUpDuring, phaseAt(s.state.gaveUpAtS ?? 0));
+  const connected = scores.filter(({ subscriber }) => !subscriber.gaveUp);
   const expected = truth ? subscribers.reduce((total, s) => total + s.rooms.reduce((n, room) => n + (truth.rooms.get(room)?.length ?? 0), 0), 0) : 0;
   const ackedMissing = truth ? [...acknowledged].filter((seq) => !truth.seqs.has(seq)) : [];
   const subscriberSummary = {
@@ -689,13 +700,17 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
     expectedDeliveries: expected,
     lost: sum((s) => s.lost),
     clientsWithLoss: clients((s) => s.lost),
+    lostByClientsStillConnected: connected.reduce((n, { score }) => n + score.lost, 0),
+    stillConnectedClientsWithLoss: connected.filter(({ score }) => score.lost > 0).length,
     duplicated: sum((s) => s.duplicated),
+    duplicatedFromKafkaCopies: sum((s) => s.duplicatedFromKafkaCopies),
     clientsWithDuplicates: clients((s) => s.duplicated),
     outOfOrder: sum((s) => s.outOfOrder),
     clientsOutOfOrder: clients((s) => s.outOfOrder),
     unknown: sum((s) => s.unknown),
     gaveUp: gaveUp.length,
     gaveUpStatuses,
+    gaveUpDuring,
     resets: subscribers.reduce((n, s) => n + s.state.resets, 0),
     clientsWithResets: subscribers.filter((s) => s.state.resets > 0).length,
     resetReasons,
@@ -715,7 +730,7 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
     : {};
   const worst = scores
     .filter(({ score, subscriber }) => score.lost + score.duplicated + score.outOfOrder > 0 || subscriber.gaveUp)
-    .sort((a, b) => b.score.lost - a.score.lost || b.score.duplicated - a.score.duplicated)
+    .sort((a, b) => Number(a.subscriber.gaveUp) - Number(b.subscriber.gaveUp) || b.score.lost - a.score.lost || b.score.duplicated - a.score.duplicated)
     .slice(0, 8)
     .map(({ subscriber, score }) => ({
       client: subscriber.state.name,
@@ -724,6 +739,7 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
       lostByRoom: score.lostByRoom,
       firstLost: score.firstLost,
       duplicated: score.duplicated,
+      duplicatedFromKafkaCopies: score.duplicatedFromKafkaCopies,
       outOfOrder: score.outOfOrder,
       opens: subscriber.state.opens,
       resets: subscriber.state.resetReasons,
@@ -801,9 +817,12 @@ async function main(): Promise<void> {
   const deployed = readFileSync(join(ROOT, 'deploy', 'haproxy.cfg'), 'utf8');
   const fdLimit = Number(spawnSync('bash', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim()) || 1024;
   const haproxy = localHaproxyConfig(deployed, lbPort, replicas.map((r) => ({ name: `gateway-${r.index}`, port: r.port })), fdLimit);
-  report.haproxyChanges = haproxy.replaced;
+  // Request logs (with HAProxy's termination state: why a request got 503) into haproxy.log:
+  // logging only, no effect on routing.
+  const logged = haproxy.config.replace(/^global\n/m, 'global\n  log stdout format raw local0 info\n').replace(/^defaults\n/m, 'defaults\n  log global\n');
+  report.haproxyChanges = [...haproxy.replaced, 'request log to stdout (haproxy.log)'];
   const configFile = join(runDir, 'haproxy.cfg');
-  writeFileSync(configFile, haproxy.config);
+  writeFileSync(configFile, logged);
   const check = spawnSync(haproxyBin, ['-c', '-f', configFile], { encoding: 'utf8' });
   if (check.status !== 0) throw new SetupError(`haproxy rejects the generated config: ${check.stderr || check.stdout}`);
   context.haproxy = await Supervised.start('haproxy', haproxyBin, ['-db', '-f', configFile], { PATH: process.env.PATH }, join(runDir, 'haproxy.log'), join(runDir, 'haproxy.pid'));
@@ -846,8 +865,9 @@ async function main(): Promise<void> {
   const ctx = context as Context;
   if (fits('replica kill -9', 30_000)) await replicaKill(ctx);
   await rollingSigterm(ctx);
-  if (fits('broker kill -9', 45_000)) await brokerKill(ctx);
+  // The deep gap before the broker loss, so its delivery time measures paging, not recovery.
   if (fits('client away for a deep gap', 30_000)) await deepGap(ctx, [awaySingle, awayMulti], roomsOnPartitionOf(DEEP_ROOM, 8));
+  if (fits('broker kill -9', 45_000)) await brokerKill(ctx);
 
   context.sampler.enter('settle');
   log('stopping publishers, reading Kafka back');

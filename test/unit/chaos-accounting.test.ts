@@ -8,7 +8,7 @@ const record = (room: string, seq: number, id = `k${seq}`): TruthRecord => ({ ro
 t.test('a client that received every message of its rooms once, in order, scores clean', async (t) => {
   const truth = buildTruth([record('a', 1), record('b', 2), record('a', 3)]);
   const score = scoreClient(truth, { rooms: ['a', 'b'], received: new Map([['a', [1, 3]], ['b', [2]]]) });
-  t.same(score, { lost: 0, duplicated: 0, outOfOrder: 0, unknown: 0, lostByRoom: {} });
+  t.same(score, { lost: 0, duplicated: 0, duplicatedFromKafkaCopies: 0, outOfOrder: 0, unknown: 0, lostByRoom: {} });
 });
 
 t.test('losses, duplicates and reordering are each counted', async (t) => {
@@ -31,7 +31,9 @@ t.test('a publish retry written twice under two ids is a duplicated publish, and
   t.equal(truth.duplicatedPublishes, 1);
   t.equal(truth.repeatedIds, 0);
   t.same(truth.rooms.get('a'), [1, 2], 'the message counts once in what clients must receive');
-  t.equal(scoreClient(truth, { rooms: ['a'], received: new Map([['a', [1, 1, 2]]]) }).duplicated, 1);
+  const score = scoreClient(truth, { rooms: ['a'], received: new Map([['a', [1, 1, 1, 2]]]) });
+  t.equal(score.duplicated, 2);
+  t.equal(score.duplicatedFromKafkaCopies, 1, 'the second copy Kafka holds; the third receipt is a delivery duplicate');
 });
 
 t.test('a record repeating an id already held is counted apart', async (t) => {
