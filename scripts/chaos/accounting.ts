@@ -14,6 +14,8 @@ export interface TruthRecord {
   seq: number;
   /** The message id in the record value. */
   id: string;
+  /** The record's Kafka timestamp (ms), to tell in which phase a lost message was published. */
+  timestamp?: number;
 }
 
 /** What Kafka holds for the rooms the run tracks. */
@@ -32,6 +34,8 @@ export interface Truth {
   seqs: Set<number>;
   /** Seqs Kafka holds in more than one record (any ids), with their record count. */
   copies: Map<number, number>;
+  /** Seq → Kafka timestamp of its first record (when given). */
+  timestamps: Map<number, number>;
 }
 
 /**
@@ -45,6 +49,7 @@ export function buildTruth(records: Iterable<TruthRecord>): Truth {
   const idsByRoom = new Map<string, Set<string>>();
   const seqs = new Set<number>();
   const copies = new Map<number, number>();
+  const timestamps = new Map<number, number>();
   let count = 0;
   let repeatedIds = 0;
   for (const record of records) {
@@ -65,6 +70,7 @@ export function buildTruth(records: Iterable<TruthRecord>): Truth {
     if (!positions.has(record.seq)) {
       positions.set(record.seq, order.length);
       order.push(record.seq);
+      if (record.timestamp !== undefined) timestamps.set(record.seq, record.timestamp);
     } else {
       copies.set(record.seq, (copies.get(record.seq) ?? 1) + 1);
     }
@@ -72,7 +78,7 @@ export function buildTruth(records: Iterable<TruthRecord>): Truth {
   }
   let duplicatedPublishes = 0;
   for (const ids of idsBySeq.values()) if (ids.size > 1) duplicatedPublishes += 1;
-  return { rooms, index, records: count, repeatedIds, duplicatedPublishes, seqs, copies };
+  return { rooms, index, records: count, repeatedIds, duplicatedPublishes, seqs, copies, timestamps };
 }
 
 /** What one subscriber received: per room, the seqs in the order they arrived. */
@@ -96,11 +102,13 @@ export interface ClientScore {
   firstLost?: { room: string; seq: number };
   /** Per room: how many it lost. */
   lostByRoom: Record<string, number>;
+  /** The messages it lost, in Kafka order per room. */
+  lostSeqs: number[];
 }
 
 /** Scores one subscriber against the truth. Cost: O(messages received + messages of its rooms). */
 export function scoreClient(truth: Truth, client: Received): ClientScore {
-  const score: ClientScore = { lost: 0, duplicated: 0, duplicatedFromKafkaCopies: 0, outOfOrder: 0, unknown: 0, lostByRoom: {} };
+  const score: ClientScore = { lost: 0, duplicated: 0, duplicatedFromKafkaCopies: 0, outOfOrder: 0, unknown: 0, lostByRoom: {}, lostSeqs: [] };
   for (const room of client.rooms) {
     const order = truth.rooms.get(room) ?? [];
     const positions = truth.index.get(room) ?? new Map<number, number>();
@@ -128,6 +136,7 @@ export function scoreClient(truth: Truth, client: Received): ClientScore {
     for (const seq of order) {
       if (seen.has(seq)) continue;
       lostHere += 1;
+      score.lostSeqs.push(seq);
       score.firstLost ??= { room, seq };
     }
     if (lostHere > 0) score.lostByRoom[room] = lostHere;

@@ -490,7 +490,7 @@ async function readTruth(kafka: Kafka, tracked: Set<string>): Promise<{ truth: T
           foreign += 1;
           continue;
         }
-        list.push({ room, seq, id: value.id });
+        list.push({ room, seq, id: value.id, timestamp: Number(message.timestamp) });
       }
       if (complete()) resolveDone();
     },
@@ -691,6 +691,12 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
   const gaveUpDuring: Record<string, number> = {};
   for (const s of gaveUp) bump(gaveUpDuring, phaseAt(s.state.gaveUpAtS ?? 0));
   const connected = scores.filter(({ subscriber }) => !subscriber.gaveUp);
+  // When each lost message was published (its Kafka timestamp), by phase of the run.
+  const lostPublishedDuring = (list: typeof scores): Record<string, number> => {
+    const phases: Record<string, number> = {};
+    for (const { score } of list) for (const seq of score.lostSeqs) bump(phases, phaseAt(((truth?.timestamps.get(seq) ?? startedAt) - startedAt) / 1000));
+    return phases;
+  };
   const expected = truth ? subscribers.reduce((total, s) => total + s.rooms.reduce((n, room) => n + (truth.rooms.get(room)?.length ?? 0), 0), 0) : 0;
   const ackedMissing = truth ? [...acknowledged].filter((seq) => !truth.seqs.has(seq)) : [];
   const subscriberSummary = {
@@ -702,6 +708,8 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
     clientsWithLoss: clients((s) => s.lost),
     lostByClientsStillConnected: connected.reduce((n, { score }) => n + score.lost, 0),
     stillConnectedClientsWithLoss: connected.filter(({ score }) => score.lost > 0).length,
+    lostPublishedDuring: lostPublishedDuring(scores),
+    lostByStillConnectedPublishedDuring: lostPublishedDuring(connected),
     duplicated: sum((s) => s.duplicated),
     duplicatedFromKafkaCopies: sum((s) => s.duplicatedFromKafkaCopies),
     clientsWithDuplicates: clients((s) => s.duplicated),
@@ -721,7 +729,7 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
   const kafkaSummary = truth
     ? {
         records: truth.records,
-        messagesInTrackedRooms: [...truth.rooms.values()].reduce((n, l) => n + l.length, 0),
+        messages: [...truth.rooms.values()].reduce((n, l) => n + l.length, 0),
         duplicatedPublishes: truth.duplicatedPublishes,
         repeatedIds: truth.repeatedIds,
         acknowledgedButMissing: ackedMissing.length,
@@ -738,6 +746,7 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
       lost: score.lost,
       lostByRoom: score.lostByRoom,
       firstLost: score.firstLost,
+      lostSeqs: score.lostSeqs.length > 12 ? [...score.lostSeqs.slice(0, 12), `… ${score.lostSeqs.length - 12} more`] : score.lostSeqs,
       duplicated: score.duplicated,
       duplicatedFromKafkaCopies: score.duplicatedFromKafkaCopies,
       outOfOrder: score.outOfOrder,
@@ -866,13 +875,15 @@ async function main(): Promise<void> {
   if (fits('replica kill -9', 30_000)) await replicaKill(ctx);
   await rollingSigterm(ctx);
   // The deep gap before the broker loss, so its delivery time measures paging, not recovery.
-  if (fits('client away for a deep gap', 30_000)) await deepGap(ctx, [awaySingle, awayMulti], roomsOnPartitionOf(DEEP_ROOM, 8));
+  const fillerRooms = roomsOnPartitionOf(DEEP_ROOM, 8);
+  if (fits('client away for a deep gap', 30_000)) await deepGap(ctx, [awaySingle, awayMulti], fillerRooms);
   if (fits('broker kill -9', 45_000)) await brokerKill(ctx);
 
   context.sampler.enter('settle');
   log('stopping publishers, reading Kafka back');
   await publishers.stop();
-  const tracked = new Set([...rooms, DEEP_ROOM]);
+  // Filler rooms too: nobody subscribes to them, but their publishes must be in Kafka as well.
+  const tracked = new Set([...rooms, DEEP_ROOM, ...fillerRooms]);
   const { truth, foreign } = await readTruth(kafka, tracked);
   log(`Kafka holds ${truth.records} records of tracked rooms; waiting for subscribers to converge`);
   const settleUntil = Date.now() + Math.max(3000, Math.min(20_000, remainingMs()));

@@ -8,7 +8,7 @@ const record = (room: string, seq: number, id = `k${seq}`): TruthRecord => ({ ro
 t.test('a client that received every message of its rooms once, in order, scores clean', async (t) => {
   const truth = buildTruth([record('a', 1), record('b', 2), record('a', 3)]);
   const score = scoreClient(truth, { rooms: ['a', 'b'], received: new Map([['a', [1, 3]], ['b', [2]]]) });
-  t.same(score, { lost: 0, duplicated: 0, duplicatedFromKafkaCopies: 0, outOfOrder: 0, unknown: 0, lostByRoom: {} });
+  t.same(score, { lost: 0, duplicated: 0, duplicatedFromKafkaCopies: 0, outOfOrder: 0, unknown: 0, lostByRoom: {}, lostSeqs: [] });
 });
 
 t.test('losses, duplicates and reordering are each counted', async (t) => {
@@ -17,6 +17,7 @@ t.test('losses, duplicates and reordering are each counted', async (t) => {
   t.equal(score.lost, 2, 'seq 4 of a and seq 5 of b');
   t.same(score.lostByRoom, { a: 1, b: 1 });
   t.same(score.firstLost, { room: 'a', seq: 4 });
+  t.same(score.lostSeqs, [4, 5]);
   t.equal(score.duplicated, 1, 'seq 3 twice');
   t.equal(score.outOfOrder, 1, 'seq 2 after seq 3');
 });
