@@ -28,6 +28,8 @@ export interface Truth {
   records: number;
   /** Records repeating a (room, id) already held: a retried write that landed twice with one id. */
   repeatedIds: number;
+  /** The first few such ids (`k…` = the run's Kafka producer, `h…` = HTTP with client ids, else the gateway's own). */
+  repeatedIdSamples: string[];
   /** Seqs held under two or more different ids: a message retried without an id, written twice. */
   duplicatedPublishes: number;
   /** Every seq held, any room. */
@@ -52,11 +54,15 @@ export function buildTruth(records: Iterable<TruthRecord>): Truth {
   const timestamps = new Map<number, number>();
   let count = 0;
   let repeatedIds = 0;
+  const repeatedIdSamples: string[] = [];
   for (const record of records) {
     count += 1;
     let roomIds = idsByRoom.get(record.room);
     if (roomIds === undefined) idsByRoom.set(record.room, (roomIds = new Set()));
-    if (roomIds.has(record.id)) repeatedIds += 1;
+    if (roomIds.has(record.id)) {
+      repeatedIds += 1;
+      if (repeatedIdSamples.length < 5) repeatedIdSamples.push(`${record.room}/${record.id}`);
+    }
     roomIds.add(record.id);
     let ids = idsBySeq.get(record.seq);
     if (ids === undefined) idsBySeq.set(record.seq, (ids = new Set()));
@@ -78,7 +84,7 @@ export function buildTruth(records: Iterable<TruthRecord>): Truth {
   }
   let duplicatedPublishes = 0;
   for (const ids of idsBySeq.values()) if (ids.size > 1) duplicatedPublishes += 1;
-  return { rooms, index, records: count, repeatedIds, duplicatedPublishes, seqs, copies, timestamps };
+  return { rooms, index, records: count, repeatedIds, repeatedIdSamples, duplicatedPublishes, seqs, copies, timestamps };
 }
 
 /** What one subscriber received: per room, the seqs in the order they arrived. */

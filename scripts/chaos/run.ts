@@ -724,6 +724,7 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
     resetReasons,
     overflows: subscribers.reduce((n, s) => n + s.state.overflows, 0),
     reconnects: subscribers.reduce((n, s) => n + Math.max(0, s.state.opens - 1), 0),
+    reconnectsWithoutId: subscribers.reduce((n, s) => n + s.state.reconnectsWithoutId, 0),
     unexpectedEvents: subscribers.reduce((n, s) => n + s.state.unexpected, 0),
   };
   const kafkaSummary = truth
@@ -732,6 +733,7 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
         messages: [...truth.rooms.values()].reduce((n, l) => n + l.length, 0),
         duplicatedPublishes: truth.duplicatedPublishes,
         repeatedIds: truth.repeatedIds,
+        repeatedIdSamples: truth.repeatedIdSamples,
         acknowledgedButMissing: ackedMissing.length,
         foreignRecords: foreign,
       }
@@ -751,6 +753,7 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
       duplicatedFromKafkaCopies: score.duplicatedFromKafkaCopies,
       outOfOrder: score.outOfOrder,
       opens: subscriber.state.opens,
+      reconnectsWithoutId: subscriber.state.reconnectsWithoutId,
       resets: subscriber.state.resetReasons,
       gaveUp: subscriber.gaveUp ? { atS: subscriber.state.gaveUpAtS, status: subscriber.state.gaveUpStatus, message: subscriber.state.gaveUpMessage } : undefined,
     }));

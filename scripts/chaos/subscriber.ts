@@ -27,6 +27,13 @@ export interface SubscriberState {
   lags: number;
   /** Events of other types, or messages whose text is not the run's. */
   unexpected: number;
+  /**
+   * Automatic reconnects sent without `Last-Event-ID`. The `eventsource` package (through
+   * eventsource-parser 3) ignores the `id:` of a frame without `data:`, unlike browsers (WHATWG
+   * HTML "dispatch the event": the last event ID is set before an empty data buffer returns), so
+   * a client that got no event yet reconnects with no position and starts live.
+   */
+  reconnectsWithoutId: number;
 }
 
 /** A subscriber: its EventSource, and per room the seqs received in arrival order. */
@@ -60,6 +67,7 @@ export class Subscriber implements Received {
       overflows: 0,
       lags: 0,
       unexpected: 0,
+      reconnectsWithoutId: 0,
     };
     for (const room of rooms) {
       this.received.set(room, []);
@@ -78,7 +86,14 @@ export class Subscriber implements Received {
   /** Opens the EventSource (again, after `leave()`, with the last id it had); resolves on the first `open`. */
   connect(lastEventId?: string): Promise<void> {
     this.away = false;
-    const source = new EventSource(this.url(lastEventId));
+    let requests = 0;
+    const source = new EventSource(this.url(lastEventId), {
+      fetch: (url, init) => {
+        requests += 1;
+        if (requests > 1 && init.headers['Last-Event-ID'] === undefined) this.state.reconnectsWithoutId += 1;
+        return fetch(url, init);
+      },
+    });
     this.source = source;
     this.opened = new Promise<void>((resolve) => {
       source.addEventListener('open', () => {
