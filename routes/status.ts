@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
+import { errorReply, internalError, operatorSecurity } from './schemas.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -86,7 +87,7 @@ const StatusReply = Type.Object({
   }),
   records: Type.Object({ consumed: Type.Integer(), skipped: Type.Integer(), deliveries: Type.Integer() }),
   config: Type.Object({}, { additionalProperties: true, description: 'The settings in effect, credentials redacted' }),
-});
+}, { description: "This replica's state" });
 
 /** `GET /status`: what an operator wants to know about this one replica, as JSON. */
 const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -100,8 +101,14 @@ const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "This replica's state",
         description:
           'Instance, bus connection, consumed partitions with their lag, stream and channel counts, and the ' +
-          'configuration with credentials redacted. Operator-only: protected by the admin token once authentication is on.',
-        response: { 200: StatusReply },
+          'configuration with credentials redacted. Operator-only: needs a service API key (X-API-Key) once auth is on.',
+        response: {
+          200: StatusReply,
+          401: errorReply('Auth is on and X-API-Key is missing or not a configured service key'),
+          ...internalError,
+        },
+        tags: ['operations'],
+        security: operatorSecurity,
       },
     },
     async () => {
