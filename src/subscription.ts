@@ -29,6 +29,14 @@ export type StartFrom = { kind: 'live' } | { kind: 'cursor'; id: string } | { ki
 
 export type ResetReason = 'invalid-id' | 'expired' | 'unknown-position' | 'since-unavailable' | 'unavailable';
 
+/**
+ * Why a stream ended, for its end-of-stream log line: the client went away, it fell too far
+ * behind (`overflow`: its socket buffer; `queue-full`: live events held during its replay), the
+ * replica drains, the token expired, a resume page was sent (the client reconnects for the
+ * rest), the stream failed to start.
+ */
+export type StreamEndReason = 'client-left' | 'overflow' | 'queue-full' | 'drain' | 'auth-expired' | 'replay-page' | 'start-failed';
+
 export interface SubscriptionSink {
   /**
    * Writes `frame`, which holds `events` SSE events. `conflateKey` is set on ticker prices, which
@@ -37,7 +45,7 @@ export interface SubscriptionSink {
    */
   write(frame: Buffer, events?: number, conflateKey?: string, latest?: Buffer): void;
   /** Ends the stream (after `lastFrame`); the client reconnects and resumes from its last id. */
-  end(lastFrame?: Buffer): void;
+  end(lastFrame?: Buffer, reason?: StreamEndReason): void;
   /** Resolves once the client has taken what was written: a replay goes at the client's pace. */
   whenWritable?(): Promise<void>;
 }
@@ -154,7 +162,7 @@ export class Subscription {
 
     if (!replay.complete) {
       // More to replay than one resume may send: the client reconnects from here for the rest.
-      this.#sink.end();
+      this.#sink.end(undefined, 'replay-page');
       this.close();
       return { resumedFrom: replay.source, resets: [...resets], replayed: replay.events.length };
     }
@@ -264,7 +272,7 @@ export class Subscription {
       return;
     }
     if (this.#pending.length + events.length > this.#context.maxPendingEvents) {
-      this.#sink.end();
+      this.#sink.end(undefined, 'queue-full');
       this.close();
       return;
     }
