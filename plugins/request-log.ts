@@ -1,28 +1,38 @@
 import fp from 'fastify-plugin';
-import type { FastifyRequest } from 'fastify';
+import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 
 /** Load balancers and orchestrators poll these every few seconds: at info they would drown the log. */
 const PROBES = new Set(['/healthz', '/readyz']);
 
 function isProbe(request: FastifyRequest): boolean {
-  const url = request.routeOptions.url;
-  return url !== undefined && PROBES.has(url);
+  const path = request.routeOptions?.url ?? request.url.split('?')[0];
+  return path !== undefined && PROBES.has(path);
 }
 
 /**
- * Request logging in place of Fastify's own (`disableRequestLogging` in src/app.ts): the same
- * "incoming request" and "request completed" lines at `info`, except for health probes, which
- * log at `debug`; and a client error's reason (the `message` of its 4xx body) at `debug`. An
- * event stream logs "incoming request" when it opens and "stream ended" when it ends
- * (plugins/event-stream.ts): its reply is hijacked, so it has no "request completed".
+ * Fastify's request log lines ("incoming request", "request completed"), at `debug` instead of
+ * `info` for health probes. Passed to Fastify as `logController` (src/app.ts).
+ */
+export class RequestLogController extends LogController {
+  override incomingRequest(request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
+    if (isProbe(request)) request.log.debug({ req: request }, 'incoming request');
+    else super.incomingRequest(request, reply, metadata);
+  }
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
+    if (!error && isProbe(request)) reply.log.debug({ res: reply, responseTime: reply.elapsedTime }, 'request completed');
+    else super.requestCompleted(error, request, reply, metadata);
+  }
+}
+
+/**
+ * A client error's reason (the `message` of its 4xx body) at `debug`: the error handler
+ * (plugins/errors.ts) answers 4xx without logging, and at `info` a reason per refused request
+ * would be noise. An event stream logs "incoming request" when it opens and "stream ended"
+ * when it ends (plugins/event-stream.ts): its reply is hijacked, so it has no "request completed".
  */
 export default fp(
   async (app) => {
-    app.addHook('onRequest', async (request) => {
-      if (isProbe(request)) request.log.debug({ req: request }, 'incoming request');
-      else request.log.info({ req: request }, 'incoming request');
-    });
-
     app.addHook('onSend', async (request, reply, payload) => {
       const statusCode = reply.statusCode;
       if (statusCode < 400 || statusCode >= 500) return payload;
@@ -34,12 +44,6 @@ export default fp(
       }
       request.log.debug({ statusCode, reason }, 'request refused');
       return payload;
-    });
-
-    app.addHook('onResponse', async (request, reply) => {
-      const line = { res: reply, responseTime: reply.elapsedTime };
-      if (isProbe(request)) request.log.debug(line, 'request completed');
-      else request.log.info(line, 'request completed');
     });
   },
   { name: 'request-log', fastify: '5.x' },

@@ -18,7 +18,7 @@ import staticFiles from '../plugins/static.ts';
 import auth from '../plugins/auth.ts';
 import rateLimit from '../plugins/rate-limit.ts';
 import { redactTokenInUrl } from './auth/token-source.ts';
-import requestLog from '../plugins/request-log.ts';
+import requestLog, { RequestLogController } from '../plugins/request-log.ts';
 
 export interface BuildAppOptions {
   /** Defaults to the environment (`loadConfig()`). */
@@ -53,8 +53,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     logger: options.logger ?? loggerOptions(config),
     bodyLimit: config.bodyLimitBytes,
     requestIdHeader: 'x-request-id',
-    // plugins/request-log.ts logs requests instead: health probes at debug, 4xx reasons at debug.
-    disableRequestLogging: true,
+    // Health probes log at debug (plugins/request-log.ts, which also logs 4xx reasons at debug).
+    logController: new RequestLogController(),
     // While draining, a new stream is accepted and told to come back later (a 503 would make
     // EventSource give up for good); /readyz already tells the load balancer to look elsewhere.
     return503OnClosing: false,
