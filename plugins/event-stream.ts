@@ -137,7 +137,7 @@ export default fp(
     // One timer for every stream whose authorisation expires, not one per stream.
     const expiryTimer = setInterval(() => {
       const now = Date.now();
-      for (const stream of expiring) if (stream.endAt !== null && stream.endAt <= now) stream.connection.end(authExpiredFrame);
+      for (const stream of expiring) if (stream.endAt !== null && stream.endAt <= now) stream.connection.end(authExpiredFrame, 'auth-expired');
     }, EXPIRY_CHECK_INTERVAL_MS);
     expiryTimer.unref();
 
@@ -189,7 +189,7 @@ export default fp(
         stats,
         overflowFrame,
         onSlowClient: (buffered) => request.log.info({ buffered }, 'ending the stream of a client too slow to keep up'),
-        onEnd: () => {
+        onEnd: (_connection, { reason, events, bytes }) => {
           if (!openStreams.delete(stream)) return;
           const remaining = (streamsPerIp.get(ip) ?? 1) - 1;
           if (remaining > 0) streamsPerIp.set(ip, remaining);
@@ -198,7 +198,7 @@ export default fp(
           stats.closed += 1;
           stats.open[kind] -= 1;
           subscription.close();
-          request.log.debug({ channels: channels.length, kind, durationMs: Date.now() - openedAt }, 'stream closed');
+          request.log.info({ channels: channels.length, kind, reason, durationMs: Date.now() - openedAt, events, bytes }, 'stream ended');
         },
       });
       const subscription = new Subscription(context, channels, connection);
@@ -214,7 +214,7 @@ export default fp(
 
       if (draining) {
         // A stream opened while this replica drains goes straight elsewhere.
-        connection.end(jitteredRetry());
+        connection.end(jitteredRetry(), 'drain');
         return reply;
       }
 
@@ -228,7 +228,7 @@ export default fp(
         },
         (error: unknown) => {
           request.log.error({ err: error }, 'stream failed to start');
-          connection.end();
+          connection.end(undefined, 'start-failed');
         },
       );
       return reply;
@@ -255,7 +255,7 @@ export default fp(
       const perTick = Math.max(1, Math.ceil((streams.length * tickMs) / Math.max(config.drainWindowMs, tickMs)));
       await new Promise<void>((resolve) => {
         const endSome = (): void => {
-          for (const stream of streams.splice(0, perTick)) stream.connection.end(jitteredRetry());
+          for (const stream of streams.splice(0, perTick)) stream.connection.end(jitteredRetry(), 'drain');
           if (streams.length === 0) resolve();
           else setTimeout(endSome, tickMs);
         };

@@ -209,6 +209,8 @@ export default fp(
         config: { admin: !app.config.auth.metricsPublic },
         schema: {
           summary: 'Prometheus metrics',
+          tags: ['operations'],
+          security: [],
           description:
             'Prometheus text exposition format (see the README "Operations" section for the list). ' +
             'Includes the default Node.js process and event-loop metrics.',

@@ -6,7 +6,7 @@ import { MAX_CURSOR_LENGTH } from '../src/cursor.ts';
 import type { ChannelRef } from '../src/subscription.ts';
 import { parseSince } from '../plugins/event-stream.ts';
 import { httpError } from '../plugins/errors.ts';
-import { eventStreamReply, RoomParams, SymbolParams } from './schemas.ts';
+import { RoomParams, streamReplies, streamSecurity, SymbolParams } from './schemas.ts';
 
 const ResumeQuery = {
   lastEventId: Type.Optional(
@@ -24,7 +24,9 @@ const STREAM_DESCRIPTION =
   'Server-Sent Events. `id:` is an opaque signed resume cursor (send it back as Last-Event-ID). ' +
   'Besides the channel events: `reset` {reason} when the requested position cannot be honoured ' +
   '(reload state; the stream continues live), `lag` {behindMs} and `live` around a long replay, ' +
-  '`overflow` before a too-slow client is disconnected.';
+  '`overflow` before a too-slow client is disconnected, `auth_expired` when the token expires. ' +
+  'The 200 response lists every event with its data schema. With auth on, a token (Authorization: Bearer, ' +
+  'the AUTH_COOKIE cookie or `?token=`) is needed unless every channel is public (PUBLIC_ROOMS, PUBLIC_TICKERS).';
 
 const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
   /** Checks the start time, then the caller's right to every channel (401/403), then streams until the grant expires. */
@@ -42,7 +44,9 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: `${STREAM_DESCRIPTION} Events: \`message\` {room,id,user,text,ts}, \`delete\` {room,id,ts}.`,
         params: RoomParams,
         querystring: Type.Object(ResumeQuery),
-        response: eventStreamReply,
+        response: streamReplies(['room']),
+        tags: ['streams'],
+        security: streamSecurity,
       },
     },
     async (request, reply) => openStream(request, reply, [{ kind: 'room', name: request.params.room }], request.query.since),
@@ -56,7 +60,9 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: `${STREAM_DESCRIPTION} Events: \`price_update\` {ticker,price,currency,ts}.`,
         params: SymbolParams,
         querystring: Type.Object(ResumeQuery),
-        response: eventStreamReply,
+        response: streamReplies(['ticker']),
+        tags: ['streams'],
+        security: streamSecurity,
       },
     },
     async (request, reply) => openStream(request, reply, [{ kind: 'ticker', name: request.params.symbol }], request.query.since),
@@ -73,7 +79,9 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ticker: Type.Optional(Type.Array(ChannelName, { maxItems: 1000 })),
           ...ResumeQuery,
         }),
-        response: eventStreamReply,
+        response: streamReplies(['room', 'ticker']),
+        tags: ['streams'],
+        security: streamSecurity,
       },
     },
     async (request, reply) => {

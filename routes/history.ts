@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import { HISTORY_WINDOW_NAMES } from '../src/ticker-history.ts';
-import { ErrorReply, SymbolParams } from './schemas.ts';
+import { errorReply, internalError, noSecurity, SymbolParams } from './schemas.ts';
 
 const HistoryReply = Type.Object({
   symbol: Type.String(),
@@ -14,7 +14,7 @@ const HistoryReply = Type.Object({
   backfilling: Type.Boolean({
     description: 'True while this replica is still reading older prices back from Kafka: fetch again later for a fuller chart',
   }),
-});
+}, { description: 'The chart points (empty for a symbol never seen)' });
 
 /** Chart history (kept by plugins/chart-history.ts): a thin read of memory per request. */
 const historyRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -33,7 +33,9 @@ const historyRoutes: FastifyPluginAsyncTypebox = async (app) => {
           { window: Type.Optional(Type.Enum(HISTORY_WINDOW_NAMES, { default: '5m', description: 'How far back the chart reaches' })) },
           { additionalProperties: false },
         ),
-        response: { 200: HistoryReply, 400: ErrorReply },
+        response: { 200: HistoryReply, 400: errorReply('An invalid symbol or window'), ...internalError },
+        tags: ['history'],
+        security: noSecurity,
       },
     },
     async (request) => ({ ...history.read(request.params.symbol, request.query.window ?? '5m'), backfilling: backfill?.inProgress ?? false }),

@@ -10,10 +10,14 @@ import {
   chatMessageRecord,
   priceUpdateRecord,
 } from '../src/events.ts';
-import { AcceptedReply, ErrorReply, errorReplies, RoomParams, SymbolParams } from './schemas.ts';
+import { AcceptedReply, authReplies as refusals, errorReplies, errorReply, publishSecurity, RoomParams, SymbolParams } from './schemas.ts';
 
 /** Publishing is authenticated (token or service API key) and rate-limited per IP and identity. */
-const authReplies = { 401: ErrorReply, 403: ErrorReply, 429: ErrorReply };
+const authReplies = {
+  ...refusals,
+  429: errorReply('Over PUBLISH_RATE_PER_IP or PUBLISH_RATE_PER_IDENTITY requests per RATE_LIMIT_WINDOW_MS; with Retry-After'),
+};
+const docs = { tags: ['publish'], security: publishSecurity };
 
 /** Publishing: each answers 202 only once the bus has acknowledged the record. */
 const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -33,6 +37,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: RoomParams,
         body: Type.Object({ user: Type.Optional(ChatUser), text: ChatText }, { additionalProperties: false }),
         response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
+        ...docs,
       },
       preHandler: guarded('room'),
     },
@@ -55,6 +60,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Delete a chat message (publishes a `delete` event)',
         params: Type.Object({ room: RoomParams.properties.room, id: MessageId }),
         response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
+        ...docs,
       },
       preHandler: guarded('room'),
     },
@@ -72,6 +78,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: SymbolParams,
         body: Type.Object({ price: Price, currency: Currency }, { additionalProperties: false }),
         response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
+        ...docs,
       },
       preHandler: guarded('ticker'),
     },

@@ -1,32 +1,172 @@
-import { Type } from '@fastify/type-provider-typebox';
-import { ChannelName } from '../src/events.ts';
+import { Type, type TSchema } from '@fastify/type-provider-typebox';
+import { ChannelName, EVENT_TYPES, type ChannelKind, type EventType } from '../src/events.ts';
 
-/** Reply and parameter schemas shared by several routes. */
+/**
+ * Reply and parameter schemas shared by several routes, and what the OpenAPI document at
+ * `/docs/json` says about each route: every status its code can answer, how it authenticates
+ * (the security schemes are declared in plugins/docs.ts) and its tag.
+ */
 
-export const ErrorReply = Type.Object(
-  { statusCode: Type.Integer(), error: Type.String(), message: Type.String() },
-  { $id: 'ErrorReply', description: 'Every 4xx/5xx answer' },
+const errorFields = { statusCode: Type.Integer(), error: Type.String(), message: Type.String() };
+
+export const ErrorReply = Type.Object(errorFields, { description: 'Every 4xx/5xx answer' });
+
+/** The error body, with what this status means on this route as the response's description. */
+export function errorReply(description: string) {
+  return Type.Object(errorFields, { description });
+}
+
+export const AcceptedReply = Type.Object(
+  {
+    id: Type.Optional(Type.String({ description: 'The chat message id (for DELETE)' })),
+    eventId: Type.String({ description: 'The SSE id the event will carry' }),
+  },
+  { description: 'Kafka acknowledged the record: it will reach every stream of its channel' },
 );
-
-export const AcceptedReply = Type.Object({
-  id: Type.Optional(Type.String({ description: 'The chat message id (for DELETE)' })),
-  eventId: Type.String({ description: 'The SSE id the event will carry' }),
-});
 
 export const RoomParams = Type.Object({ room: ChannelName });
 export const SymbolParams = Type.Object({ symbol: ChannelName });
 
+/** Answered by any route whose handler fails unexpectedly: the body says only "internal error". */
+export const internalError = { 500: errorReply('A bug: the body says only "internal error", the log has the details') };
+
 export const errorReplies = {
-  400: ErrorReply,
-  413: ErrorReply,
-  415: ErrorReply,
-  503: ErrorReply,
+  400: errorReply('Malformed JSON, or a path parameter, query or body field that breaks the schema (the message names it)'),
+  413: errorReply('The body is larger than BODY_LIMIT_BYTES'),
+  415: errorReply('The body is not application/json'),
+  503: errorReply(
+    'Kafka did not acknowledge within PUBLISH_TIMEOUT_MS, or is not connected (with Retry-After). The outcome is unknown: the record may still be written',
+  ),
+  ...internalError,
 };
 
-export const eventStreamReply = {
-  200: {
-    description: 'A text/event-stream that stays open',
-    content: { 'text/event-stream': { schema: Type.String() } },
-  },
-  400: ErrorReply,
+// ---- tags and security ------------------------------------------------------------------
+
+/** The operation groups of the document, in this order. */
+export const TAGS = [
+  { name: 'streams', description: 'Server-Sent Events: chat rooms and ticker symbols, resumable by event id' },
+  { name: 'publish', description: 'Posting chat messages and prices: answered once Kafka acknowledged the record' },
+  { name: 'history', description: 'Recent data for charts' },
+  { name: 'operations', description: 'Health, readiness, metrics and status for load balancers and operators' },
+] as const;
+export type Tag = (typeof TAGS)[number]['name'];
+
+/**
+ * Security scheme names (declared in plugins/docs.ts). With auth off (no JWT_SECRET nor
+ * JWT_PUBLIC_KEY_FILE) no route asks for any of them.
+ */
+export const SECURITY = {
+  bearer: 'bearerToken',
+  cookie: 'tokenCookie',
+  query: 'tokenQuery',
+  apiKey: 'serviceApiKey',
+} as const;
+
+/** Streams: a token in a header, a cookie or `?token=`; none for public rooms and tickers. */
+type SecurityRequirements = Array<Record<string, string[]>>;
+export const streamSecurity: SecurityRequirements = [{ [SECURITY.bearer]: [] }, { [SECURITY.cookie]: [] }, { [SECURITY.query]: [] }, {}];
+/** Publishing: a bearer token with a publish grant, or a service API key (never a cookie or `?token=`). */
+export const publishSecurity: SecurityRequirements = [{ [SECURITY.bearer]: [] }, { [SECURITY.apiKey]: [] }];
+/** Operator routes: a service API key. */
+export const operatorSecurity: SecurityRequirements = [{ [SECURITY.apiKey]: [] }];
+/** Open to anyone (load balancers, Prometheus, charts). */
+export const noSecurity: SecurityRequirements = [];
+
+/** Refusals by the auth plugin, described once for every route that authenticates. */
+export const authReplies = {
+  401: errorReply('Auth is on and the token (or API key) is missing, malformed, badly signed or expired; with WWW-Authenticate'),
+  403: errorReply('The token is valid but does not grant this channel'),
 };
+
+// ---- event streams ----------------------------------------------------------------------
+
+/** The data of a channel event: the channel, the contract's fields of the record value, its timestamp. */
+function channelEventData(type: EventType) {
+  const spec = EVENT_TYPES[type];
+  const valueFields: Record<string, TSchema> = spec.schema.properties;
+  const fields: Record<string, TSchema> = {};
+  for (const field of spec.fields) fields[field] = valueFields[field]!;
+  return Type.Object(
+    {
+      [spec.kind]: ChannelName,
+      ...fields,
+      ts: Type.Integer({ description: 'The Kafka record timestamp (the event time), ms since the epoch' }),
+    },
+    { additionalProperties: false },
+  );
+}
+
+/** The events the gateway adds to any stream, besides its channels' events. */
+const CONTROL_EVENTS: Array<{ event: string; description: string; data: TSchema }> = [
+  {
+    event: 'reset',
+    description: 'The requested position cannot be honoured: events may have been missed. Reload state; the stream continues live',
+    data: Type.Object({
+      reason: Type.Union(
+        ['invalid-id', 'expired', 'unknown-position', 'since-unavailable', 'unavailable'].map((reason) => Type.Literal(reason)),
+      ),
+    }),
+  },
+  {
+    event: 'lag',
+    description: 'Sent before a replay that starts more than LAG_THRESHOLD_MS behind',
+    data: Type.Object({ behindMs: Type.Integer({ description: 'How far behind the replay starts, ms' }) }),
+  },
+  { event: 'live', description: 'The replay announced by `lag` has caught up', data: Type.Object({}) },
+  {
+    event: 'overflow',
+    description: 'The client fell more than STREAM_MAX_BUFFERED_BYTES behind: the stream ends; reconnect to resume',
+    data: Type.Object({ reason: Type.String() }),
+  },
+  {
+    event: 'auth_expired',
+    description: "The token's `exp` passed: the stream ends; reconnect with a fresh token to resume",
+    data: Type.Object({ reason: Type.String() }),
+  },
+];
+
+/** A frame as its fields. Channel events carry an `id:` (the position after them); control events do not. */
+function frame(event: string, description: string, data: TSchema, withId: boolean) {
+  const id = Type.String({ description: 'Opaque signed resume cursor: send it back as Last-Event-ID' });
+  return Type.Object(
+    withId ? { event: Type.Literal(event), id, data } : { event: Type.Literal(event), data },
+    { title: event, description },
+  );
+}
+
+/**
+ * The 200 of a stream route carrying the channel events of `kinds` (room: `message`, `delete`;
+ * ticker: `price_update`, from EVENT_TYPES), plus the gateway's control events. The body is
+ * `text/event-stream`; its schema describes one frame as an object of its fields (`event`,
+ * `id`, and `data`, the JSON of the data line).
+ */
+function streamOk(kinds: readonly ChannelKind[]) {
+  const channelFrames = (Object.keys(EVENT_TYPES) as EventType[])
+    .filter((type) => kinds.includes(EVENT_TYPES[type].kind))
+    .map((type) => frame(type, `A ${EVENT_TYPES[type].kind} event`, channelEventData(type), true));
+  const controlFrames = CONTROL_EVENTS.map(({ event, description, data }) => frame(event, description, data, false));
+  return {
+    description:
+      'A text/event-stream that stays open: `retry:`, a `: connected` comment, an `id:` with no data (the position it joined at), ' +
+      'then one frame per event. The schema shows each frame as its fields; `data` is one line of JSON.',
+    content: {
+      'text/event-stream': {
+        schema: Type.Union([...channelFrames, ...controlFrames], { description: 'One SSE frame' }),
+      },
+    },
+  };
+}
+
+/** Every status a stream route answers. */
+export function streamReplies(kinds: readonly ChannelKind[]) {
+  return {
+    200: streamOk(kinds),
+    400: errorReply('A name, `since` or `lastEventId` that breaks the schema, or (on /events) no channel or too many'),
+    ...authReplies,
+    429: errorReply(
+      'Too many open streams from this address (MAX_STREAMS_PER_IP) or for this token (MAX_STREAMS_PER_IDENTITY); with Retry-After',
+    ),
+    503: errorReply('This replica holds MAX_STREAMS streams; with Retry-After (another replica may take it)'),
+    ...internalError,
+  };
+}

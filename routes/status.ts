@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
+import { errorReply, internalError, operatorSecurity } from './schemas.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -105,7 +106,7 @@ const StatusReply = Type.Object({
     { description: 'Which protections are on: flags, never the secrets' },
   ),
   config: Type.Object({}, { additionalProperties: true, description: 'The settings in effect, credentials redacted' }),
-});
+}, { description: "This replica's state" });
 
 /** `GET /status`: what an operator wants to know about this one replica, as JSON. */
 const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -119,8 +120,14 @@ const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "This replica's state",
         description:
           'Instance, bus connection, consumed partitions with their lag, stream and channel counts, and the ' +
-          'configuration with credentials redacted. Operator-only: once auth is on, it needs a service API key (`X-API-Key`).',
-        response: { 200: StatusReply },
+          'configuration with credentials redacted. Operator-only: needs a service API key (`X-API-Key` or `Authorization: Bearer`) whenever tokens or service keys are configured.',
+        response: {
+          200: StatusReply,
+          401: errorReply('Tokens or service keys are configured, and no configured service key was sent'),
+          ...internalError,
+        },
+        tags: ['operations'],
+        security: operatorSecurity,
       },
     },
     async () => {

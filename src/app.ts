@@ -19,6 +19,7 @@ import staticFiles from '../plugins/static.ts';
 import auth from '../plugins/auth.ts';
 import rateLimit from '../plugins/rate-limit.ts';
 import { redactTokenInUrl } from './auth/token-source.ts';
+import requestLog, { RequestLogController } from '../plugins/request-log.ts';
 
 export interface BuildAppOptions {
   /** Defaults to the environment (`loadConfig()`). */
@@ -63,6 +64,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     logger: options.logger ?? loggerOptions(config),
     bodyLimit: config.bodyLimitBytes,
     requestIdHeader: 'x-request-id',
+    // Health probes log at debug (plugins/request-log.ts, which also logs 4xx reasons at debug).
+    logController: new RequestLogController(),
     // While draining, a new stream is accepted and told to come back later (a 503 would make
     // EventSource give up for good); /readyz already tells the load balancer to look elsewhere.
     return503OnClosing: false,
@@ -93,6 +96,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   // Node reads this per connection; Fastify's `http` option would widen the server's types.
   (app.server as { maxHeaderSize?: number }).maxHeaderSize = config.maxHeaderBytes;
 
+  await app.register(requestLog);
   await app.register(gateway, { config, ...(options.bus ? { bus: options.bus } : {}) });
   await app.register(errors);
   await app.register(validation);

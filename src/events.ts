@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Type, type Static, type TSchema } from 'typebox';
+import { Type, type Static, type TObject, type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { BusRecord, OutgoingRecord } from './bus/types.ts';
 
@@ -33,6 +33,8 @@ interface EventTypeSpec {
   kind: ChannelKind;
   /** The fields copied from the record value into the SSE data, in this order. */
   fields: readonly string[];
+  /** The record value's schema (its `fields` reach the SSE data; the API description derives the data schema from it). */
+  schema: TObject;
   check: (value: unknown) => boolean;
 }
 
@@ -42,9 +44,9 @@ function checker(schema: TSchema): (value: unknown) => boolean {
 }
 
 export const EVENT_TYPES = {
-  message: { kind: 'room', fields: ['id', 'user', 'text'], check: checker(ChatMessageValue) },
-  delete: { kind: 'room', fields: ['id'], check: checker(ChatDeleteValue) },
-  price_update: { kind: 'ticker', fields: ['price', 'currency'], check: checker(PriceUpdateValue) },
+  message: { kind: 'room', fields: ['id', 'user', 'text'], schema: ChatMessageValue, check: checker(ChatMessageValue) },
+  delete: { kind: 'room', fields: ['id'], schema: ChatDeleteValue, check: checker(ChatDeleteValue) },
+  price_update: { kind: 'ticker', fields: ['price', 'currency'], schema: PriceUpdateValue, check: checker(PriceUpdateValue) },
 } as const satisfies Record<string, EventTypeSpec>;
 
 export type EventType = keyof typeof EVENT_TYPES;

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { ServerResponse } from 'node:http';
-import type { SubscriptionSink } from './subscription.ts';
+import type { StreamEndReason, SubscriptionSink } from './subscription.ts';
 
 /**
  * One event stream's connection: the bytes a subscription produces go straight to the client's
@@ -36,10 +36,19 @@ export interface SseConnectionOptions {
   stats: ConnectionStats;
   /** The frame a client too slow to keep up is sent last. */
   overflowFrame: Buffer;
-  /** Called once when the connection ends, whoever ends it. */
-  onEnd: (connection: SseConnection) => void;
+  /** Called once when the connection ends, whoever ends it, with what it sent and why it ended. */
+  onEnd: (connection: SseConnection, summary: StreamSummary) => void;
   /** Told when a client is cut off for being too slow (for a log line with context). */
   onSlowClient?: (bufferedBytes: number) => void;
+}
+
+/** What one stream sent, and why it ended (for its end-of-stream log line). */
+export interface StreamSummary {
+  reason: StreamEndReason;
+  /** Frames written: events, and control frames (its starting id, `reset`, heartbeats), as ConnectionStats counts them. */
+  events: number;
+  /** Bytes of those frames. */
+  bytes: number;
 }
 
 /** A client that does not read would hold the unsent bytes of an ended stream forever. */
@@ -77,11 +86,13 @@ export class SseConnection implements SubscriptionSink {
   readonly #options: SseConnectionOptions;
   #conflated: Map<string, Buffer> | undefined;
   #ended = false;
+  #events = 0;
+  #bytes = 0;
   /** True once the headers went straight to the socket: frames may then bypass the response. */
   #direct = false;
   /** Whether the body is chunk-encoded (HTTP/1.1) or not (an HTTP/1.0 client). */
   #chunked = false;
-  readonly #onClose = (): void => this.end();
+  readonly #onClose = (): void => this.end(undefined, 'client-left');
   readonly #onDrain = (): void => this.#flushConflated();
 
   constructor(response: ServerResponse, options: SseConnectionOptions) {
@@ -146,12 +157,14 @@ export class SseConnection implements SubscriptionSink {
     if (buffered > this.#options.maxBufferedBytes) {
       this.#options.stats.slowClientDisconnects += 1;
       this.#options.onSlowClient?.(buffered);
-      this.end(this.#options.overflowFrame);
+      this.end(this.#options.overflowFrame, 'overflow');
     }
   }
 
   #count(frame: Buffer, events: number): void {
     this.idleTicks = 0;
+    this.#events += events;
+    this.#bytes += frame.length;
     this.#options.stats.framesWritten += events;
     this.#options.stats.bytesWritten += frame.length;
   }
@@ -180,8 +193,11 @@ export class SseConnection implements SubscriptionSink {
     });
   }
 
-  /** Ends the stream after `lastFrame`; the client reconnects and resumes from its last id. */
-  end(lastFrame?: Buffer): void {
+  /**
+   * Ends the stream after `lastFrame`; the client reconnects and resumes from its last id.
+   * `reason` is only reported to `onEnd` (the default: the client left).
+   */
+  end(lastFrame?: Buffer, reason: StreamEndReason = 'client-left'): void {
     if (this.#ended) return;
     this.#ended = true;
     const socket = this.#socket;
@@ -199,6 +215,6 @@ export class SseConnection implements SubscriptionSink {
       // for a stream may be never: the connection goes (with the stream ahead, which resumes by id).
       if (this.#buffered() > 0) setTimeout(() => socket.destroy(), LINGER_MS).unref();
     }
-    this.#options.onEnd(this);
+    this.#options.onEnd(this, { reason, events: this.#events, bytes: this.#bytes });
   }
 }

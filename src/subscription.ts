@@ -41,6 +41,14 @@ export type StartFrom = { kind: 'live' } | { kind: 'cursor'; id: string } | { ki
  */
 export type ResetReason = 'invalid-id' | 'expired' | 'unknown-position' | 'beyond-end' | 'since-unavailable' | 'unavailable';
 
+/**
+ * Why a stream ended, for its end-of-stream log line: the client went away, it fell too far
+ * behind (`overflow`: its socket buffer; `queue-full`: live events held during its replay), the
+ * replica drains, the token expired, a resume page was sent (the client reconnects for the
+ * rest), the stream failed to start.
+ */
+export type StreamEndReason = 'client-left' | 'overflow' | 'drain' | 'auth-expired' | 'kafka-unavailable' | 'start-failed' | 'unavailable';
+
 export interface SubscriptionSink {
   /**
    * Writes `frame`, which holds `events` SSE events. `conflateKey` is set on ticker prices, which
@@ -49,7 +57,7 @@ export interface SubscriptionSink {
    */
   write(frame: Buffer, events?: number, conflateKey?: string, latest?: Buffer): void;
   /** Ends the stream (after `lastFrame`); the client reconnects and resumes from its last id. */
-  end(lastFrame?: Buffer): void;
+  end(lastFrame?: Buffer, reason?: StreamEndReason): void;
   /** Resolves once the client has taken what was written: a replay goes at the client's pace. */
   whenWritable?(): Promise<void>;
 }
@@ -166,7 +174,7 @@ export class Subscription {
       if (!read) {
         // Kafka could not be read now: the client reconnects and continues from its last id.
         if (this.#cursor.size > 0) this.#sink.write(idOnlyFrame(this.#cursorId()));
-        this.#sink.end();
+        this.#sink.end(undefined, 'kafka-unavailable');
         this.close();
         return this.#outcome(outcome);
       }

@@ -1,7 +1,12 @@
 import t from 'tap';
 import SwaggerParser from '@apidevtools/swagger-parser';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { FastifyInstance } from 'fastify';
-import { startGateway } from './helpers/gateway.ts';
+import { configWith } from '../src/config.ts';
+import { issueToken } from '../src/auth/issue.ts';
+import { EVENT_TYPES } from '../src/events.ts';
+import { startGateway, uniqueName } from './helpers/gateway.ts';
+import { openStream, type TestStream } from './helpers/sse-client.ts';
 
 /** Every `METHOD /path` the app serves, read from Fastify's route tree (it has no route list). */
 function servedRoutes(app: FastifyInstance): string[] {
@@ -66,6 +71,221 @@ t.test('/docs/json is a valid OpenAPI 3 document that lists every route the app 
   t.match(document.paths['/tickers/{symbol}/events'].get.description, /`price_update`/);
   t.ok(document.paths['/rooms/{room}/messages'].post.requestBody, 'request bodies are described');
   t.ok(document.paths['/metrics'].get.responses['200'].content['text/plain'], '/metrics is text');
+});
+
+// any: the OpenAPI document is walked as plain JSON.
+async function openApiDocument(url: string): Promise<any> {
+  return (await fetch(`${url}/docs/json`)).json();
+}
+
+/** Every operation of the document as [`METHOD /path`, operation]. */
+// any: as above.
+function operations(document: any): Array<[string, any]> {
+  return Object.entries(document.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) =>
+    Object.entries(ops).map(([method, operation]): [string, unknown] => [`${method.toUpperCase()} ${path}`, operation]),
+  );
+}
+
+/**
+ * The statuses each route's code can answer, read from the code: the route's schema (400), the
+ * auth plugin (401/403, and 429 for the per-identity stream cap), the stream plugin (429 per IP,
+ * 503 at MAX_STREAMS), the rate limiter (429), the body parser (413/415), the bus (503), the
+ * error handler (500 for anything unexpected).
+ */
+const EXPECTED_STATUSES: Record<string, number[]> = {
+  'GET /events/{room}': [200, 400, 401, 403, 429, 500, 503],
+  'GET /tickers/{symbol}/events': [200, 400, 401, 403, 429, 500, 503],
+  'GET /events': [200, 400, 401, 403, 429, 500, 503],
+  'POST /rooms/{room}/messages': [202, 400, 401, 403, 413, 415, 429, 500, 503],
+  'DELETE /rooms/{room}/messages/{id}': [202, 400, 401, 403, 429, 500, 503],
+  'POST /tickers/{symbol}/prices': [202, 400, 401, 403, 413, 415, 429, 500, 503],
+  'GET /tickers/{symbol}/history': [200, 400, 500],
+  'GET /status': [200, 401, 500],
+  'GET /readyz': [200, 503],
+  'GET /healthz': [200],
+  'GET /metrics': [200],
+};
+
+t.test('the document declares the security schemes, and each route its auth, tag and every status', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const document = await openApiDocument(gateway.url);
+  await t.resolves(SwaggerParser.validate(structuredClone(document)), 'valid against the OpenAPI schema');
+
+  t.match(document.components.securitySchemes, {
+    bearerToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+    tokenCookie: { type: 'apiKey', in: 'cookie', name: gateway.config.auth.cookieName },
+    tokenQuery: { type: 'apiKey', in: 'query', name: 'token' },
+    serviceApiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+  });
+  const security = Object.fromEntries(operations(document).map(([route, operation]) => [route, operation.security]));
+  const streams = [{ bearerToken: [] }, { tokenCookie: [] }, { tokenQuery: [] }, {}];
+  const publish = [{ bearerToken: [] }, { serviceApiKey: [] }];
+  t.same(security, {
+    'GET /events/{room}': streams,
+    'GET /tickers/{symbol}/events': streams,
+    'GET /events': streams,
+    'POST /rooms/{room}/messages': publish,
+    'DELETE /rooms/{room}/messages/{id}': publish,
+    'POST /tickers/{symbol}/prices': publish,
+    'GET /status': [{ serviceApiKey: [] }],
+    'GET /tickers/{symbol}/history': [],
+    'GET /readyz': [],
+    'GET /healthz': [],
+    'GET /metrics': [],
+  }, 'each route says how it authenticates (streams: optional, for public channels)');
+
+  const tagNames = (document.tags as Array<{ name: string }>).map((tag) => tag.name);
+  t.ok(tagNames.length > 1, `several tags: ${tagNames.join(', ')}`);
+  for (const [route, operation] of operations(document)) {
+    t.ok(operation.tags?.length === 1 && tagNames.includes(operation.tags[0]), `${route} has a declared tag (${operation.tags})`);
+    const documented = Object.keys(operation.responses).map(Number);
+    t.ok(EXPECTED_STATUSES[route], `${route} is known to this test`);
+    for (const status of EXPECTED_STATUSES[route] ?? []) t.ok(documented.includes(status), `${route} documents ${status}`);
+    for (const [status, response] of Object.entries(operation.responses) as Array<[string, { description: string }]>) {
+      t.not(response.description, 'Default Response', `${route} ${status} says what it means`);
+    }
+  }
+  t.equal(document.paths['/events/{room}'].get.tags[0], 'streams');
+  t.equal(document.paths['/status'].get.tags[0], 'operations');
+});
+
+const SECRET = 'docs-test-secret-of-at-least-32-characters';
+const API_KEY = 'docs-service-key-0123456789abcdef';
+const token = (claims: Record<string, unknown>) =>
+  issueToken({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims }, SECRET, 'HS256');
+
+t.test('every status the gateway answers while provoked is documented for its route', async (t) => {
+  const gateway = await startGateway({
+    maxStreams: 2,
+    auth: {
+      ...configWith().auth,
+      jwtSecret: SECRET,
+      serviceApiKeys: new Map([[API_KEY, 'importer']]),
+      maxStreamsPerIdentity: 1,
+      publishRatePerIp: 12,
+    },
+    bodyLimitBytes: 1024,
+  });
+  t.teardown(() => gateway.close());
+  const document = await openApiDocument(gateway.url);
+  const base = gateway.url;
+  const room = uniqueName('room');
+  const streams: TestStream[] = [];
+  t.teardown(() => streams.forEach((stream) => stream.close()));
+  const seen = new Map<string, Set<number>>();
+  const check = (route: string, status: number) => {
+    seen.set(route, (seen.get(route) ?? new Set()).add(status));
+    const operation = document.paths[route.split(' ')[1]!]?.[route.split(' ')[0]!.toLowerCase()];
+    t.ok(operation?.responses[String(status)], `${route} answered ${status}: documented`);
+  };
+  const stream = async (route: string, path: string, headers: Record<string, string> = {}) => {
+    const opened = await openStream(`${base}${path}`, headers);
+    streams.push(opened);
+    check(route, opened.status);
+    return opened;
+  };
+  const request = async (route: string, path: string, init: RequestInit = {}) => {
+    const response = await fetch(`${base}${path}`, init);
+    await response.arrayBuffer();
+    check(route, response.status);
+    return response;
+  };
+
+  const ann = { authorization: `Bearer ${token({ sub: 'ann', rooms: [room], tickers: ['*'], publish: [room] })}` };
+  const bob = { authorization: `Bearer ${token({ sub: 'bob', rooms: ['*'], tickers: ['*'] })}` };
+  await stream('GET /events/{room}', `/events/${room}`); // 401
+  await stream('GET /events/{room}', `/events/other-room`, ann); // 403
+  await stream('GET /events/{room}', `/events/${room}?since=yesterday`, ann); // 400
+  t.equal((await stream('GET /events/{room}', `/events/${room}`, ann)).status, 200);
+  await stream('GET /tickers/{symbol}/events', `/tickers/BTC/events`, ann); // 429: ann's one stream is open
+  t.equal((await stream('GET /tickers/{symbol}/events', `/tickers/BTC/events`, bob)).status, 200);
+  await stream('GET /events', `/events?room=${room}`, { authorization: `Bearer ${token({ sub: 'cy', rooms: ['*'] })}` }); // 503: MAX_STREAMS
+  await stream('GET /events', `/events`, bob); // 400: no channel
+
+  const post = (route: string, path: string, body: string, headers: Record<string, string>) =>
+    request(route, path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  const service = { 'x-api-key': API_KEY };
+  await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, '{"text":"hi"}', {}); // 401
+  await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, '{"text":"hi"}', bob); // 403
+  await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, '{"text":""}', ann); // 400
+  await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, JSON.stringify({ text: 'x'.repeat(2000) }), ann); // 413
+  await request('POST /rooms/{room}/messages', `/rooms/${room}/messages`, { method: 'POST', headers: { 'content-type': 'application/xml', ...ann }, body: '<hi/>' }); // 415
+  await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, '{"text":"hi"}', ann); // 202
+  await request('DELETE /rooms/{room}/messages/{id}', `/rooms/${room}/messages/m1`, { method: 'DELETE', headers: service }); // 202
+  await request('DELETE /rooms/{room}/messages/{id}', `/rooms/${room}/messages/m1`, { method: 'DELETE' }); // 401
+  await post('POST /tickers/{symbol}/prices', '/tickers/BTC/prices', '{"price":-1,"currency":"USD"}', service); // 400
+  await post('POST /tickers/{symbol}/prices', '/tickers/BTC/prices', '{"price":1,"currency":"USD"}', service); // 202
+  let limited = 0;
+  for (let n = 0; n < 12 && limited !== 429; n++) {
+    limited = (await post('POST /tickers/{symbol}/prices', '/tickers/BTC/prices', '{"price":1,"currency":"USD"}', service)).status;
+  }
+  t.equal(limited, 429, 'the per-IP publish limit was reached');
+
+  await request('GET /status', '/status'); // 401
+  await request('GET /status', '/status', { headers: service }); // 200
+  await request('GET /tickers/{symbol}/history', '/tickers/BTC/history?window=2d'); // 400
+  await request('GET /tickers/{symbol}/history', '/tickers/BTC/history'); // 200
+  await request('GET /readyz', '/readyz');
+  await request('GET /healthz', '/healthz');
+  await request('GET /metrics', '/metrics');
+
+  t.same(
+    Object.fromEntries([...seen].map(([route, statuses]) => [route, [...statuses].sort()])),
+    {
+      'GET /events/{room}': [200, 400, 401, 403],
+      'GET /tickers/{symbol}/events': [200, 429],
+      'GET /events': [400, 503],
+      'POST /rooms/{room}/messages': [202, 400, 401, 403, 413, 415],
+      'DELETE /rooms/{room}/messages/{id}': [202, 401],
+      'POST /tickers/{symbol}/prices': [202, 400, 429],
+      'GET /status': [200, 401],
+      'GET /tickers/{symbol}/history': [200, 400],
+      'GET /readyz': [200],
+      'GET /healthz': [200],
+      'GET /metrics': [200],
+    },
+    'the statuses provoked',
+  );
+});
+
+t.test("each event type's data is a schema in the stream routes' 200 response, and real events match it", async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const document = await openApiDocument(gateway.url);
+  // any: frames of the document, walked as JSON.
+  const frames = (route: string): Map<string, any> =>
+    new Map(
+      document.paths[route].get.responses['200'].content['text/event-stream'].schema.anyOf.map((frame: any) => [frame.properties.event.enum?.[0] ?? frame.properties.event.const, frame]),
+    );
+  const control = ['reset', 'lag', 'live', 'overflow', 'auth_expired'];
+  const roomTypes = Object.keys(EVENT_TYPES).filter((type) => EVENT_TYPES[type as keyof typeof EVENT_TYPES].kind === 'room');
+  const tickerTypes = Object.keys(EVENT_TYPES).filter((type) => EVENT_TYPES[type as keyof typeof EVENT_TYPES].kind === 'ticker');
+  t.same([...frames('/events/{room}').keys()].sort(), [...roomTypes, ...control].sort(), 'room streams: chat events and control events');
+  t.same([...frames('/tickers/{symbol}/events').keys()].sort(), [...tickerTypes, ...control].sort());
+  t.same([...frames('/events').keys()].sort(), [...Object.keys(EVENT_TYPES), ...control].sort());
+
+  const ajv = new Ajv2020({ strict: false });
+  const room = uniqueName('room');
+  const stream = await openStream(`${gateway.url}/events?room=${room}&ticker=BTC`);
+  t.teardown(() => stream.close());
+  const posted = await fetch(`${gateway.url}/rooms/${room}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ user: 'ann', text: 'hi' }),
+  });
+  const { id } = (await posted.json()) as { id: string };
+  await fetch(`${gateway.url}/rooms/${room}/messages/${id}`, { method: 'DELETE' });
+  await fetch(`${gateway.url}/tickers/BTC/prices`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"price":1.5,"currency":"USD"}' });
+  const events = await stream.waitForEvents(3);
+  const schemas = frames('/events');
+  for (const event of events) {
+    const validate = ajv.compile(schemas.get(event.event ?? 'message').properties.data);
+    t.ok(validate(JSON.parse(event.data)), `${event.event} ${event.data} matches its documented schema ${JSON.stringify(validate.errors)}`);
+  }
+  t.same(events.map((event) => event.event), ['message', 'delete', 'price_update']);
+  const wrong = ajv.compile(schemas.get('message').properties.data);
+  t.notOk(wrong({ room, id, user: 'ann', ts: 1 }), 'a message without its text does not match');
 });
 
 t.test('/docs serves Swagger UI, and /metrics still answers plain text', async (t) => {

@@ -38,6 +38,11 @@ export interface StartKafkaOptions {
   sasl?: { mechanism: ScramMechanism; username: string; password: string }
   /** Broker log file (stdout/stderr of the JVM). With 3 nodes, `.<i>` is appended. Default: inside dataDir. */
   logFile?: string
+  /**
+   * Client listener port of node 0 (node i listens on `port + i`), for a fixed KAFKA_BROKERS.
+   * Default: free ports. Throws before starting anything when one of them is in use.
+   */
+  port?: number
 }
 
 export interface KafkaCluster {
@@ -187,11 +192,26 @@ async function freePort(): Promise<number> {
   })
 }
 
-/** Distinct free ports (a port freed by one probe could be handed out again by the next). */
-async function freePorts(n: number): Promise<number[]> {
+/** Distinct free ports (a port freed by one probe could be handed out again by the next), none of `taken`. */
+async function freePorts(n: number, taken: readonly number[] = []): Promise<number[]> {
   const ports = new Set<number>()
-  while (ports.size < n) ports.add(await freePort())
+  while (ports.size < n) {
+    const port = await freePort()
+    if (!taken.includes(port)) ports.add(port)
+  }
   return [...ports]
+}
+
+/** Throws when something already listens on 127.0.0.1:`port`. */
+async function ensurePortFree(port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const srv = createServer()
+    srv.unref()
+    srv.on('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(err.code === 'EADDRINUSE' ? `port ${port} is in use: pick another --port` : `port ${port}: ${err.message}`)),
+    )
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve()))
+  })
 }
 
 /** Same format as Kafka's Uuid.toString(): 16 random bytes, base64url without padding. */
@@ -593,12 +613,14 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaClu
   }
 
   try {
-    const allPorts = await freePorts(n * (sasl ? 3 : 2))
+    const fixed = opts.port === undefined ? [] : Array.from({ length: n }, (_, i) => opts.port! + i)
+    for (const port of fixed) await ensurePortFree(port)
+    const allPorts = await freePorts(n * (sasl ? 3 : 2), fixed)
     const ports: NodePorts[] = []
     for (let i = 0; i < n; i++) {
       const base = i * (sasl ? 3 : 2)
       ports.push({
-        client: allPorts[base]!,
+        client: fixed[i] ?? allPorts[base]!,
         controller: allPorts[base + 1]!,
         internal: sasl ? allPorts[base + 2]! : undefined,
       })

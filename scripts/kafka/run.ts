@@ -1,5 +1,5 @@
 /**
- * `npm run kafka [-- --nodes 3]`: run a throwaway Kafka on 127.0.0.1 in the foreground.
+ * `npm run kafka [-- --nodes 3] [--port 9092]`: run a throwaway Kafka on 127.0.0.1 in the foreground.
  * Prints `KAFKA_BROKERS=host:port[,…]` on stdout; Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
  */
 import { parseArgs } from 'node:util'
@@ -8,6 +8,7 @@ import { jarsCached, startKafka, type KafkaCluster, type ScramMechanism } from '
 const { values } = parseArgs({
   options: {
     nodes: { type: 'string', default: '1' },
+    port: { type: 'string' },
     'sasl-user': { type: 'string' },
     'sasl-password': { type: 'string' },
     'sasl-mechanism': { type: 'string', default: 'SCRAM-SHA-256' },
@@ -17,7 +18,8 @@ const { values } = parseArgs({
 
 if (values.help) {
   process.stderr.write(
-    'usage: npm run kafka [-- --nodes 1|3] [--sasl-user U --sasl-password P [--sasl-mechanism SCRAM-SHA-256|SCRAM-SHA-512]]\n',
+    'usage: npm run kafka [-- --nodes 1|3] [--port N] [--sasl-user U --sasl-password P [--sasl-mechanism SCRAM-SHA-256|SCRAM-SHA-512]]\n' +
+      '  --port N   the client port (node i of 3 listens on N+i); default: a free port\n',
   )
   process.exit(0)
 }
@@ -25,6 +27,11 @@ if (values.help) {
 const nodes = Number(values.nodes)
 if (nodes !== 1 && nodes !== 3) {
   process.stderr.write(`--nodes must be 1 or 3, got ${values.nodes}\n`)
+  process.exit(2)
+}
+const port = values.port === undefined ? undefined : Number(values.port)
+if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port + nodes - 1 <= 65535)) {
+  process.stderr.write(`--port must be a TCP port (1-65535), got ${values.port}\n`)
   process.exit(2)
 }
 const mechanismArg = values['sasl-mechanism']
@@ -59,7 +66,7 @@ const t0 = Date.now()
 if (!jarsCached()) process.stderr.write('first run: Maven will download the Kafka jars (tens of MB)…\n')
 process.stderr.write(`starting Kafka (${nodes} node${nodes === 1 ? '' : 's'})…\n`)
 try {
-  cluster = await startKafka({ nodes, ...(sasl ? { sasl } : {}) })
+  cluster = await startKafka({ nodes, ...(sasl ? { sasl } : {}), ...(port !== undefined ? { port } : {}) })
 } catch (err) {
   process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`)
   process.exit(1)
