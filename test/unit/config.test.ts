@@ -43,7 +43,7 @@ t.test('the server refuses to start on a bad value and says which', async (t) =>
   const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     env: { ...process.env, PORT: 'not-a-port' },
     encoding: 'utf8',
-    timeout: 30000,
+    timeout: 90000,
   });
   t.equal(result.status, 1);
   t.match(result.stderr, /PORT must be a whole number/);
@@ -105,7 +105,7 @@ t.test('the server warns once at startup about a mistyped variable', async (t) =
   t.teardown(() => child.kill('SIGKILL'));
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  await until(() => /Server listening/.test(output), 30000, 'the server listening');
+  await until(() => /Server listening/.test(output), 90000, 'the server listening');
   const warnings = output.split('\n').filter((line) => line.includes('MAX_STREAM"')).map((line) => JSON.parse(line));
   t.equal(warnings.length, 1, 'one warning');
   t.match(warnings[0], { level: 40, variable: 'MAX_STREAM', meant: 'MAX_STREAMS', msg: /did you mean MAX_STREAMS/ });
