@@ -85,6 +85,14 @@ t.test('settings that contradict each other are refused, naming both variables',
 });
 
 t.test('a variable one edit away from a known one is reported as likely mistyped', async (t) => {
+  // A process whose first load stopped at a bad value still knows every variable.
+  const child = spawnSync(process.execPath, ['--import', 'tsx', '-e', `
+    import { loadConfig, likelyMistypedSettings } from './src/config.ts';
+    try { loadConfig({ PORT: 'bad' }); } catch {}
+    process.stdout.write(JSON.stringify(likelyMistypedSettings({ KAFKA_FAIL_FAS: '1' })));
+  `], { encoding: 'utf8', timeout: 90000 });
+  t.same(JSON.parse(child.stdout), [{ variable: 'KAFKA_FAIL_FAS', meant: 'KAFKA_FAIL_FAST' }], child.stderr);
+
   t.same(
     likelyMistypedSettings({ MAX_STREAM: '5', HEARTBEAT_MSS: '1', max_streams_per_ip: '3', LOGLEVEL: 'debug', PATH: '/bin', HOME: '/root', MAX_STREAMS: '9', PORT: '1' }),
     [
