@@ -143,6 +143,7 @@ export interface SettingSpec {
 
 /** Filled as `loadConfig` reads: every variable it knows, in reading order. */
 const SETTINGS = new Map<string, SettingSpec>();
+let settingsComplete = false;
 
 /** Records a variable once; the first, most specific, description wins. */
 function declare(name: string, fallback: string, allowed: string): void {
@@ -478,8 +479,12 @@ function refuseContradictions(config: Config, env: Env): void {
  * README's configuration table; see SETTING_DESCRIPTIONS for the meaning of each).
  */
 export function knownSettings(): SettingSpec[] {
-  // Reading the defaults once visits every reading function: each declares its variable.
-  if (SETTINGS.size === 0) readConfig({});
+  // Reading the defaults visits every reading function (each declares its variable), even when
+  // an earlier load stopped at a bad value part-way.
+  if (!settingsComplete) {
+    readConfig({});
+    settingsComplete = true;
+  }
   return [...SETTINGS.values()].map((spec) => ({ ...spec, ...SHOWN_DEFAULTS[spec.name] }));
 }
 

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import closeWithGrace from 'close-with-grace';
 import { buildApp, loggerOptions } from './app.ts';
 import { ConfigError, likelyMistypedSettings, loadConfig, type Config } from './config.ts';
@@ -14,8 +15,18 @@ function configOrExit(): Config {
   }
 }
 
+function isInstalled(name: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const config = configOrExit();
-const pretty = process.stdout.isTTY && process.env.NODE_ENV !== 'production';
+// pino-pretty is a development dependency: an install without them (`npm ci --omit=dev`) logs JSON lines even on a terminal.
+const pretty = process.stdout.isTTY && process.env.NODE_ENV !== 'production' && isInstalled('pino-pretty');
 const base = loggerOptions(config);
 const app = await buildApp({
   config,
