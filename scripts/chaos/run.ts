@@ -719,6 +719,7 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
     gaveUp: gaveUp.length,
     gaveUpStatuses,
     gaveUpDuring,
+    gaveUpClients: gaveUp.map((sub) => sub.state.name),
     resets: subscribers.reduce((n, s) => n + s.state.resets, 0),
     clientsWithResets: subscribers.filter((s) => s.state.resets > 0).length,
     resetReasons,
