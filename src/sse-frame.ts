@@ -54,11 +54,14 @@ export function withId(id: string, body: Buffer): Buffer {
 }
 
 /**
- * An `id:` with no data: EventSource records it as the last event id without firing any
- * event, so a client that has seen nothing yet still reconnects from the right place.
+ * A stream's position with no channel event: `event: position`, `data: {}` and the `id:`, so
+ * a client that has seen nothing yet (or has just taken a replay page) reconnects from the
+ * right place. The SSE spec records an `id:` even without data, but common client libraries
+ * (the `eventsource` package, eventsource-parser) only take the id of an event they dispatch;
+ * browsers fire nothing for it unless a page listens for `position`.
  */
-export function idOnlyFrame(id: string): Buffer {
-  return Buffer.from(`${idLine(id)}\n`, 'utf8');
+export function positionFrame(id: string): Buffer {
+  return Buffer.from(`${idLine(id)}event: position\ndata: {}\n\n`, 'utf8');
 }
 
 /** A comment line: ignored by EventSource, keeps proxies from timing out an idle stream. */

@@ -5,7 +5,7 @@ import { partitionForKey } from './bus/partitioner.ts';
 import type { Dispatcher } from './dispatcher.ts';
 import type { History, StoredEvent } from './history.ts';
 import type { Hub, HubBatch, HubEvent, Subscriber } from './hub.ts';
-import { bodyFrame, idOnlyFrame, withId } from './sse-frame.ts';
+import { bodyFrame, positionFrame, withId } from './sse-frame.ts';
 
 /**
  * One stream's subscription: where it starts (live, a resume cursor, or a point in time),
@@ -173,7 +173,7 @@ export class Subscription {
       if (this.#closed) return this.#outcome(outcome);
       if (!read) {
         // Kafka could not be read now: the client reconnects and continues from its last id.
-        if (this.#cursor.size > 0) this.#sink.write(idOnlyFrame(this.#cursorId()));
+        if (this.#cursor.size > 0) this.#sink.write(positionFrame(this.#cursorId()));
         this.#sink.end(undefined, 'kafka-unavailable');
         this.close();
         return this.#outcome(outcome);
@@ -190,7 +190,7 @@ export class Subscription {
         if (next !== undefined) froms.set(channel.key, next);
       }
     }
-    if (this.#cursor.size > 0) this.#sink.write(idOnlyFrame(this.#cursorId()));
+    if (this.#cursor.size > 0) this.#sink.write(positionFrame(this.#cursorId()));
     const pending = this.#pending ?? [];
     this.#pending = null;
     for (const event of pending) this.#emit(event);
@@ -367,7 +367,7 @@ export class Subscription {
       cursor = next;
       this.#advance(slot, partition, next);
       // The position moves on even through pages without an event of the stream: a reconnect continues from there.
-      if (cursor < to) this.#sink.write(idOnlyFrame(this.#cursorId()));
+      if (cursor < to) this.#sink.write(positionFrame(this.#cursorId()));
     }
     return true;
   }
