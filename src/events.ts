@@ -81,21 +81,17 @@ function headerText(value: Buffer | string | undefined): string | undefined {
 
 /**
  * The SSE data of a valid record: the channel, the contract's fields, the record timestamp.
- * Only known fields reach browsers: extra producer fields never leak. A value holding exactly
- * the contract's fields (what the gateway's own publish routes write) is passed on as the
- * producer wrote it, which saves serialising it again; it was just parsed, so it is JSON.
+ * Always serialised again from the parsed, validated value, never copied from the record's
+ * text: the text can differ from what was validated (a repeated key whose first copy the
+ * parser dropped, `__proto__`, raw line breaks between tokens, number spellings), and only
+ * what was validated may reach browsers. Extra producer fields never leak.
  */
-function eventData(kind: ChannelKind, name: string, spec: EventTypeSpec, value: Record<string, unknown>, text: string, timestamp: number): string {
-  const head = `{"${kind}":${JSON.stringify(name)},`;
-  const tail = `,"ts":${timestamp}}`;
-  const keys = Object.keys(value);
-  if (keys.length === spec.fields.length && keys.every((key) => spec.fields.includes(key))) {
-    const inner = text.slice(text.indexOf('{') + 1, text.lastIndexOf('}'));
-    return head + inner + tail;
-  }
-  const data: Record<string, unknown> = {};
-  for (const field of spec.fields) data[field] = value[field];
-  return head + JSON.stringify(data).slice(1, -1) + tail;
+function eventData(kind: ChannelKind, name: string, spec: EventTypeSpec, value: Record<string, unknown>, timestamp: number): string {
+  // The contract's own keys, read as own properties: a parsed `"__proto__"` key is an own
+  // property too, and no contract field is named like an Object.prototype member.
+  let data = `{"${kind}":${JSON.stringify(name)}`;
+  for (const field of spec.fields) data += `,"${field}":${JSON.stringify(value[field])}`;
+  return `${data},"ts":${timestamp}}`;
 }
 
 export function decodeRecord(record: BusRecord, topics: Topics): DecodeResult {
@@ -121,7 +117,7 @@ export function decodeRecord(record: BusRecord, topics: Topics): DecodeResult {
   if (!spec.check(value)) return { ok: false, reason: `value does not match the ${type} schema` };
   return {
     ok: true,
-    event: { channel: channelKey(kind, name), kind, name, type, data: eventData(kind, name, spec, value as Record<string, unknown>, text, record.timestamp), timestamp: record.timestamp },
+    event: { channel: channelKey(kind, name), kind, name, type, data: eventData(kind, name, spec, value as Record<string, unknown>, record.timestamp), timestamp: record.timestamp },
   };
 }
 
