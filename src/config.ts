@@ -40,6 +40,8 @@ export interface Config {
   cursorSecretIsDefault: boolean;
   historyMaxEventsPerChannel: number;
   historyMaxAgeMs: number;
+  /** A published message id repeated in its room within this many ms is dropped (0 = off); at most `historyMaxAgeMs`. */
+  dedupWindowMs: number;
   historyMaxTotalEvents: number;
   /** Most events one resume replays; the client reconnects for the rest. */
   resumeMaxEvents: number;
@@ -296,6 +298,7 @@ export function loadConfig(env: Env = process.env): Config {
     cursorSecretIsDefault: read(env, 'CURSOR_SECRET') === undefined,
     historyMaxEventsPerChannel: integer(env, 'HISTORY_MAX_EVENTS', 1000, 1, 1000000),
     historyMaxAgeMs: integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000),
+    dedupWindowMs: ((age) => integer(env, 'DEDUP_WINDOW_MS', Math.min(60000, age), 0, age))(integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000)),
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
     resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 10000, 1, 1000000),
     tickerBackfillMaxRecords: integer(env, 'TICKER_BACKFILL_MAX_RECORDS', 200000, 0, 100000000),
