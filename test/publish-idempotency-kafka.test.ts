@@ -121,3 +121,21 @@ t.test('a repeated delete and a repeated price with an id are delivered once; pr
   t.same(ticker.events.map((event) => JSON.parse(event.data).price), [10, 11, 11]);
   t.notOk('id' in JSON.parse(ticker.events[0]!.data), 'a price’s id is not forwarded');
 });
+
+t.test('on the embedded bus too: a retry answers the first event id; a malformed id is refused with 400 naming the field', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  const stream = await openStream(`${gateway.url}/events/${room}`);
+  t.teardown(() => stream.close());
+  const post = (body: object) => postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'hi', ...body });
+  const first = await post({ id: 'u-1' });
+  await until(() => ids(stream).includes('u-1'), 10000, 'the first');
+  t.same((await post({ id: 'u-1' })).body, first.body);
+  const bad = await post({ id: 'has space' });
+  t.equal(bad.status, 400);
+  t.match(bad.body.message, /id/);
+  await post({ id: 'u-2' });
+  await until(() => ids(stream).includes('u-2'), 10000, 'the marker');
+  t.same(ids(stream), ['u-1', 'u-2']);
+});

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { DedupTable, dedupKey } from '../../src/dedup.ts';
+import { loadConfig } from '../../src/config.ts';
 
 const WINDOW = 60_000;
 const key = (id: string, channel = 'room:lobby', type = 'message') => dedupKey(channel, type, id);
@@ -77,4 +78,13 @@ t.test('a window of 0 turns the table off', async (t) => {
   t.equal(table.judge(0, 0, key('a'), 1, 1_000), false);
   t.equal(table.firstRecord(key('a'), 1_000), undefined);
   t.equal(table.stats.ids, 0);
+});
+
+t.test('DEDUP_WINDOW_MS: 60 s by default, never longer than the warm-up read (HISTORY_MAX_AGE_MS)', async (t) => {
+  t.equal(loadConfig({}).dedupWindowMs, 60_000);
+  t.equal(loadConfig({ DEDUP_WINDOW_MS: '0' }).dedupWindowMs, 0);
+  t.equal(loadConfig({ HISTORY_MAX_AGE_MS: '30000' }).dedupWindowMs, 30_000, 'the default shrinks with a shorter history');
+  t.equal(loadConfig({ DEDUP_WINDOW_MS: '900000', HISTORY_MAX_AGE_MS: '900000' }).dedupWindowMs, 900_000);
+  t.throws(() => loadConfig({ DEDUP_WINDOW_MS: '600001' }), /DEDUP_WINDOW_MS must be between 0 and 600000/);
+  t.throws(() => loadConfig({ DEDUP_WINDOW_MS: 'soon' }), /DEDUP_WINDOW_MS/);
 });
