@@ -48,7 +48,8 @@ export default fp<GatewayPluginOptions>(
       maxTotalEvents: config.historyMaxTotalEvents,
     });
     const cursorCodec = new CursorCodec(config.cursorSecret, topics);
-    const dispatcher = new Dispatcher(hub, history, cursorCodec, topics, app.log);
+    // The window cannot reach further back than the warm-up read that teaches a fresh replica its ids.
+    const dispatcher = new Dispatcher(hub, history, cursorCodec, topics, app.log, { dedupWindowMs: Math.min(config.dedupWindowMs, config.historyMaxAgeMs) });
     let shuttingDown = false;
 
     if (config.cursorSecretSource === 'per-process') {

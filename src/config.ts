@@ -47,6 +47,8 @@ export interface Config {
   cursorSecretSource: 'configured' | 'per-process';
   historyMaxEventsPerChannel: number;
   historyMaxAgeMs: number;
+  /** A published message id repeated in its room within this many ms is dropped (0 = off); at most `historyMaxAgeMs`. */
+  dedupWindowMs: number;
   historyMaxTotalEvents: number;
   /** Most events of one page of a replay read from Kafka; pages follow one another on the same stream. */
   resumeMaxEvents: number;
@@ -425,6 +427,7 @@ function readConfig(env: Env): Config {
     ...cursorSecret(env),
     historyMaxEventsPerChannel: integer(env, 'HISTORY_MAX_EVENTS', 1000, 1, 1000000),
     historyMaxAgeMs: integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000),
+    dedupWindowMs: ((age) => integer(env, 'DEDUP_WINDOW_MS', Math.min(60000, age), 0, age))(integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000)),
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
     resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 2000, 1, 1000000),
     tickerBackfillMaxRecords: integer(env, 'TICKER_BACKFILL_MAX_RECORDS', 200000, 0, 100000000),
@@ -549,10 +552,11 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   CORS_ORIGINS: 'allowed origins for browsers on other sites',
   SSE_RETRY_MS: 'the `retry:` sent to clients',
   STREAM_MAX_BUFFERED_BYTES: 'a stream whose unsent bytes exceed this is ended (the client reconnects)',
-  SHUTDOWN_TIMEOUT_MS: 'on SIGTERM/SIGINT, exit (code 1) if closing takes longer than this; must be above `DRAIN_WINDOW_MS` and `PUBLISH_TIMEOUT_MS`',
+  SHUTDOWN_TIMEOUT_MS: 'on SIGTERM/SIGINT, exit (code 1) if closing takes longer than this (it normally takes at most `DRAIN_WINDOW_MS` + 7 s); must be above `DRAIN_WINDOW_MS` and `PUBLISH_TIMEOUT_MS`',
   CURSOR_SECRET: 'seals event ids (opaque, unforgeable); every replica behind one load balancer must share it; required with `KAFKA_BROKERS`',
   HISTORY_MAX_EVENTS: 'events kept per room or symbol for resumes',
   HISTORY_MAX_AGE_MS: 'how long they are kept; also how far back a fresh replica warms its history',
+  DEDUP_WINDOW_MS: 'a repeat of a published message id in its room within this is dropped ([idempotent publishing](#idempotent-publishing)); at most `HISTORY_MAX_AGE_MS`; `0` = off',
   HISTORY_MAX_TOTAL_EVENTS: 'events kept in all (the least recently active channels go first)',
   RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace)',
   TICKER_BACKFILL_MAX_RECORDS: 'most ticker records a replica reads back from Kafka at startup for the chart history (the most recent ones); `0` = none',

@@ -1,6 +1,7 @@
 import type { BusConsumer, BusRecord, PartitionStart } from './bus/types.ts';
 import { positionKey, type CursorCodec, type TopicSlot } from './cursor.ts';
-import { decodeRecord, type DecodedEvent, type Topics } from './events.ts';
+import { DedupTable, dedupKey, type DedupStats, type FirstRecord } from './dedup.ts';
+import { decodeRecord, type DecodedEvent, type EventType, type Topics } from './events.ts';
 import type { History, StoredEvent } from './history.ts';
 import type { Hub, HubEvent } from './hub.ts';
 import type { Logger } from './logger.ts';
@@ -9,7 +10,10 @@ import { bodyFrame, withId } from './sse-frame.ts';
 
 export interface DispatchStats {
   recordsConsumed: number;
+  /** Records breaking the contract (not counting repeats: see `duplicatesSkipped`). */
   recordsSkipped: number;
+  /** Valid records dropped as the repeat of a message id seen shortly before (src/dedup.ts). */
+  duplicatesSkipped: number;
   /** One per event per subscriber it was handed to. */
   deliveries: number;
 }
@@ -77,21 +81,45 @@ class DispatchedEvent implements HubEvent {
  * stream starts from.
  */
 export class Dispatcher implements BusConsumer {
-  readonly stats: DispatchStats = { recordsConsumed: 0, recordsSkipped: 0, deliveries: 0 };
+  readonly stats: DispatchStats = { recordsConsumed: 0, recordsSkipped: 0, duplicatesSkipped: 0, deliveries: 0 };
   readonly #observers: EventObserver[] = [];
   readonly #next = new Map<string, number>();
   readonly #starts = new Map<string, PartitionStartInfo>();
   readonly #partitionCounts: [number, number] = [0, 0];
   readonly #warnSkipped: (context: object, message: string) => void;
+  readonly #dedup: DedupTable;
+  readonly #logger: Logger;
 
+  /**
+   * `options.dedupWindowMs`: a record repeating a message id of its channel seen at most this
+   * long before is dropped (0 = never; keep it within the warm-up read, `HISTORY_MAX_AGE_MS`).
+   */
   constructor(
     private readonly hub: Hub,
     private readonly history: History,
     private readonly codec: CursorCodec,
     readonly topics: Topics,
     logger: Logger,
+    options: { dedupWindowMs?: number } = {},
   ) {
     this.#warnSkipped = rateLimitedWarn(logger);
+    this.#logger = logger;
+    this.#dedup = new DedupTable({ windowMs: options.dedupWindowMs ?? 0 });
+  }
+
+  /** The message-id table's counters (ids held, repeats skipped, ids evicted by its count bound). */
+  get dedupStats(): DedupStats {
+    return this.#dedup.stats;
+  }
+
+  /**
+   * Where the first record of message id `messageId` of this type in the channel is, when this
+   * replica consumed one within the dedup window before `now`: a publish retry answers with it
+   * instead of writing again. Undefined when unknown (not yet consumed, or outside the window).
+   */
+  firstRecordOf(channel: string, type: EventType, messageId: string, now = Date.now()): (FirstRecord & { topic: string }) | undefined {
+    const first = this.#dedup.firstRecord(dedupKey(channel, type, messageId), now);
+    return first === undefined ? undefined : { ...first, topic: this.topicOf(first.slot as TopicSlot) };
   }
 
   observe(observer: EventObserver): void {
@@ -133,11 +161,17 @@ export class Dispatcher implements BusConsumer {
     }
   }
 
-  /** Decodes a record read outside the live flow (a resume reading Kafka) the same way. */
+  /**
+   * Decodes a record read outside the live flow (a resume reading Kafka) the same way; null for
+   * one that breaks the contract or that this replica skipped as a repeat when it consumed it.
+   * A record this replica never consumed (before its warm-up start) cannot be judged: it is
+   * returned (README, "Idempotent publishing").
+   */
   toStored(record: BusRecord): StoredEvent | null {
     const slot = this.slotOf(record.topic);
+    if (slot === undefined || this.#dedup.wasSkipped(slot, record.partition, Number(record.offset))) return null;
     const decoded = decodeRecord(record, this.topics);
-    return slot === undefined || !decoded.ok ? null : new DispatchedEvent(slot, record, decoded.event, this.codec);
+    return !decoded.ok ? null : new DispatchedEvent(slot, record, decoded.event, this.codec);
   }
 
   readonly onRecords = (records: readonly BusRecord[]): void => {
@@ -164,6 +198,11 @@ export class Dispatcher implements BusConsumer {
       return;
     }
     const { event } = decoded;
+    if (event.messageId !== undefined && this.#dedup.judge(slot, record.partition, dedupKey(event.channel, event.type, event.messageId), offset, record.timestamp)) {
+      this.stats.duplicatesSkipped += 1;
+      this.#logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, id: event.messageId }, 'skipped the repeat of a message id');
+      return;
+    }
     const dispatched = new DispatchedEvent(slot, record, event, this.codec);
     this.history.append(dispatched);
     const subscribers = this.hub.publish(dispatched);

@@ -14,7 +14,10 @@ const CHANNEL_NAME = new RegExp(CHANNEL_NAME_PATTERN);
 export const EVENT_TYPE_HEADER = 'event-type';
 
 export const ChannelName = Type.String({ pattern: CHANNEL_NAME_PATTERN, minLength: 1, maxLength: 64 });
-export const MessageId = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', minLength: 1, maxLength: 64 });
+export const MESSAGE_ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
+const MESSAGE_ID = new RegExp(MESSAGE_ID_PATTERN);
+/** A message id: chosen by the publisher (a UUID is a good choice) or by the gateway. */
+export const MessageId = Type.String({ pattern: MESSAGE_ID_PATTERN, minLength: 1, maxLength: 64 });
 export const ChatUser = Type.String({ minLength: 1, maxLength: 64 });
 export const ChatText = Type.String({ minLength: 1, maxLength: 2000 });
 export const Price = Type.Number({ exclusiveMinimum: 0, maximum: 1e15 });
@@ -72,6 +75,12 @@ export interface DecodedEvent {
   type: EventType;
   /** The SSE `data` line: the validated fields, the channel, and the Kafka timestamp. */
   data: string;
+  /**
+   * The publisher's message id (`id` of the value): a repeat of it in the channel shortly after
+   * is dropped (src/dedup.ts). Always there for `message` and `delete`; for `price_update` only
+   * when the producer set one (a string matching the message id pattern; any other is ignored).
+   */
+  messageId: string | undefined;
   timestamp: number;
 }
 
@@ -83,21 +92,17 @@ function headerText(value: Buffer | string | undefined): string | undefined {
 
 /**
  * The SSE data of a valid record: the channel, the contract's fields, the record timestamp.
- * Only known fields reach browsers: extra producer fields never leak. A value holding exactly
- * the contract's fields (what the gateway's own publish routes write) is passed on as the
- * producer wrote it, which saves serialising it again; it was just parsed, so it is JSON.
+ * Always serialised again from the parsed, validated value, never copied from the record's
+ * text: the text can differ from what was validated (a repeated key whose first copy the
+ * parser dropped, `__proto__`, raw line breaks between tokens, number spellings), and only
+ * what was validated may reach browsers. Extra producer fields never leak.
  */
-function eventData(kind: ChannelKind, name: string, spec: EventTypeSpec, value: Record<string, unknown>, text: string, timestamp: number): string {
-  const head = `{"${kind}":${JSON.stringify(name)},`;
-  const tail = `,"ts":${timestamp}}`;
-  const keys = Object.keys(value);
-  if (keys.length === spec.fields.length && keys.every((key) => spec.fields.includes(key))) {
-    const inner = text.slice(text.indexOf('{') + 1, text.lastIndexOf('}'));
-    return head + inner + tail;
-  }
-  const data: Record<string, unknown> = {};
-  for (const field of spec.fields) data[field] = value[field];
-  return head + JSON.stringify(data).slice(1, -1) + tail;
+function eventData(kind: ChannelKind, name: string, spec: EventTypeSpec, value: Record<string, unknown>, timestamp: number): string {
+  // The contract's own keys, read as own properties: a parsed `"__proto__"` key is an own
+  // property too, and no contract field is named like an Object.prototype member.
+  let data = `{"${kind}":${JSON.stringify(name)}`;
+  for (const field of spec.fields) data += `,"${field}":${JSON.stringify(value[field])}`;
+  return `${data},"ts":${timestamp}}`;
 }
 
 export function decodeRecord(record: BusRecord, topics: Topics): DecodeResult {
@@ -121,9 +126,11 @@ export function decodeRecord(record: BusRecord, topics: Topics): DecodeResult {
     return { ok: false, reason: 'value is not JSON' };
   }
   if (!spec.check(value)) return { ok: false, reason: `value does not match the ${type} schema` };
+  const fields = value as Record<string, unknown>;
+  const messageId = typeof fields.id === 'string' && MESSAGE_ID.test(fields.id) ? fields.id : undefined;
   return {
     ok: true,
-    event: { channel: channelKey(kind, name), kind, name, type, data: eventData(kind, name, spec, value as Record<string, unknown>, text, record.timestamp), timestamp: record.timestamp },
+    event: { channel: channelKey(kind, name), kind, name, type, data: eventData(kind, name, spec, fields, record.timestamp), timestamp: record.timestamp, messageId },
   };
 }
 
@@ -131,12 +138,13 @@ function outgoing(topic: string, key: string, type: EventType, value: Record<str
   return { topic, key, value: JSON.stringify(value), headers: { [EVENT_TYPE_HEADER]: type } };
 }
 
+/** A `message` record; its id is `message.id` when the publisher chose one (retries reuse it), else a new UUID. */
 export function chatMessageRecord(
   topics: Topics,
   room: string,
-  message: { user: string; text: string },
+  message: { id?: string | undefined; user: string; text: string },
 ): { messageId: string; record: OutgoingRecord } {
-  const messageId = randomUUID();
+  const messageId = message.id ?? randomUUID();
   const value: Static<typeof ChatMessageValue> = { id: messageId, user: message.user, text: message.text };
   return { messageId, record: outgoing(topics.chat, room, 'message', value) };
 }
@@ -149,8 +157,10 @@ export function chatDeleteRecord(topics: Topics, room: string, messageId: string
 export function priceUpdateRecord(
   topics: Topics,
   symbol: string,
-  update: { price: number; currency: string },
+  update: { id?: string | undefined; price: number; currency: string },
 ): OutgoingRecord {
-  const value: Static<typeof PriceUpdateValue> = { price: update.price, currency: update.currency };
+  // The id only serves to drop a retried publish's repeat: it is not forwarded to browsers.
+  const value: Static<typeof PriceUpdateValue> & { id?: string } = { price: update.price, currency: update.currency };
+  if (update.id !== undefined) value.id = update.id;
   return outgoing(topics.ticker, symbol, 'price_update', value);
 }
