@@ -36,8 +36,14 @@ export interface StreamStats {
   resets: number;
   /** Ticker frames replaced by a newer price while their client was behind. */
   conflated: number;
+  /** Stream requests told to come back later (`unavailable`) because the replica was at MAX_STREAMS. */
   refusedAtCapacity: number;
+  /** Stream requests refused with 429 at MAX_STREAMS_PER_IP. */
   refusedPerIp: number;
+  /** Stream requests told to come back later because the replica was not ready yet. */
+  refusedStarting: number;
+  /** Stream requests told to come back later because the replica was shutting down. */
+  refusedDraining: number;
   heartbeats: number;
   /** Open streams by kind. */
   open: { room: number; ticker: number; multi: number };
@@ -56,6 +62,12 @@ const EXPIRY_CHECK_INTERVAL_MS = 1000;
 const CONNECTION_GRACE_MS = 2000;
 /** How often, during that grace, connections that turned idle are closed. */
 const IDLE_SWEEP_MS = 100;
+/** How far the reconnect delays of streams refused at MAX_STREAMS are spread (past SSE_RETRY_MS). */
+const CAPACITY_RETRY_SPREAD_MS = 5000;
+
+/** Why a stream request was told to come back later (the `unavailable` event's `reason`). */
+export type UnavailableReason = 'starting' | 'draining' | 'at-capacity';
+
 /** Heartbeat timer ticks per HEARTBEAT_MS: how finely a stream's silence is measured. */
 const HEARTBEAT_TICKS = 4;
 
@@ -113,6 +125,8 @@ export default fp(
       conflated: 0,
       refusedAtCapacity: 0,
       refusedPerIp: 0,
+      refusedStarting: 0,
+      refusedDraining: 0,
       heartbeats: 0,
       open: { room: 0, ticker: 0, multi: 0 },
     };
@@ -159,8 +173,26 @@ export default fp(
 
     const streamsPerIp = new Map<string, number>();
     let draining = false;
-    /** A reconnect delay spread over the drain window, so clients return gradually, elsewhere. */
-    const jitteredRetry = () => retryFrame(config.sseRetryMs + Math.floor(Math.random() * Math.max(config.drainWindowMs, 1000)));
+    /** Latched the first time the bus is ready: a replica still starting cannot serve a stream yet. */
+    let started = false;
+    const isStarted = (): boolean => started || (started = app.bus.readiness().ready);
+    /** A reconnect delay spread over `spreadMs`, so clients told to go do not all return at once. */
+    const jitteredRetryMs = (spreadMs: number): number => config.sseRetryMs + Math.floor(Math.random() * Math.max(spreadMs, 1000));
+    const drainRetryMs = (): number => jitteredRetryMs(config.drainWindowMs);
+
+    /**
+     * The answer to a stream request this replica cannot serve *now* (starting, draining, at its
+     * stream cap). EventSource gives up for good on any answer but 200 text/event-stream
+     * (WHATWG HTML, "Server-sent events": "fail the connection"), so the answer is a stream:
+     * a jittered `retry:`, `event: unavailable` with the reason and the delay (for clients other
+     * than EventSource; `Retry-After` says the same), then the end, on which EventSource
+     * reconnects, with its Last-Event-ID, to whichever replica the load balancer picks.
+     */
+    const comeBackLater = (reply: FastifyReply, reason: UnavailableReason, retryMs: number): FastifyReply => {
+      reply.request.log.debug({ reason, retryMs }, 'stream request told to come back later');
+      const body = Buffer.concat([retryFrame(retryMs), bodyFrame('unavailable', JSON.stringify({ reason, retryMs }))]);
+      return reply.code(200).headers(STREAM_HEADERS).header('Retry-After', String(Math.ceil(retryMs / 1000))).send(body);
+    };
 
     app.decorateReply('streamChannels', function (this: FastifyReply, channels: readonly ChannelRef[], options: StreamOptions = {}) {
       const reply = this;
@@ -168,11 +200,21 @@ export default fp(
       const kind = channels.length > 1 ? 'multi' : (channels[0]?.kind ?? 'room');
       // HEAD (a probe, a link checker): the stream's headers, no stream behind them.
       if (request.method === 'HEAD') return reply.code(200).headers(STREAM_HEADERS).send();
+      // Transient conditions: a retry (here later, or on another replica) will succeed.
+      if (draining) {
+        stats.refusedDraining += 1;
+        return comeBackLater(reply, 'draining', drainRetryMs());
+      }
+      if (!isStarted()) {
+        stats.refusedStarting += 1;
+        return comeBackLater(reply, 'starting', jitteredRetryMs(config.sseRetryMs));
+      }
       if (openStreams.size >= config.maxStreams) {
         stats.refusedAtCapacity += 1;
-        reply.header('Retry-After', String(Math.ceil(config.sseRetryMs / 1000) + 1 + Math.floor(Math.random() * 5)));
-        throw httpError(503, `this replica is at its limit of ${config.maxStreams} streams; retry later or elsewhere`);
+        return comeBackLater(reply, 'at-capacity', jitteredRetryMs(CAPACITY_RETRY_SPREAD_MS));
       }
+      // The per-address cap is the client's own doing (it holds that many streams already): a
+      // 429, as for the per-identity cap, which EventSource does not retry.
       const ip = request.ip;
       const fromIp = streamsPerIp.get(ip) ?? 0;
       if (fromIp >= config.maxStreamsPerIp) {
@@ -212,12 +254,6 @@ export default fp(
       void reply.hijack();
       connection.open({ ...(reply.getHeaders() as Record<string, string | number | string[]>), ...STREAM_HEADERS }, preamble);
 
-      if (draining) {
-        // A stream opened while this replica drains goes straight elsewhere.
-        connection.end(jitteredRetry(), 'drain');
-        return reply;
-      }
-
       const from = startFrom(request);
       subscription.start(from).then(
         (outcome) => {
@@ -255,7 +291,7 @@ export default fp(
       const perTick = Math.max(1, Math.ceil((streams.length * tickMs) / Math.max(config.drainWindowMs, tickMs)));
       await new Promise<void>((resolve) => {
         const endSome = (): void => {
-          for (const stream of streams.splice(0, perTick)) stream.connection.end(jitteredRetry(), 'drain');
+          for (const stream of streams.splice(0, perTick)) stream.connection.end(retryFrame(drainRetryMs()), 'drain');
           if (streams.length === 0) resolve();
           else setTimeout(endSome, tickMs);
         };

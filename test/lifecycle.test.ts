@@ -1,10 +1,11 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import net from 'node:net';
 import http from 'node:http';
 import { chatMessageRecord, priceUpdateRecord } from '../src/events.ts';
 import { SseParser, type SseMessage } from '../src/client/sse-parser.ts';
 import { postJson, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { chatMessages, messageTexts, openStream, until } from './helpers/sse-client.ts';
+import { MemoryBus } from '../src/bus/memory.ts';
+import { chatMessages, messageTexts, openStream, until, type TestStream } from './helpers/sse-client.ts';
 
 /** A client that sends its request and then reads nothing: the socket stays paused. */
 function stalledClient(gateway: TestGateway, path: string): Promise<{ socket: net.Socket; closed: Promise<void> }> {
@@ -34,6 +35,24 @@ async function drain(socket: net.Socket, closed: Promise<void>): Promise<{ event
   // The last chunk arrived (else the connection was destroyed after the linger, bytes unsent).
   const endedCleanly = body.endsWith('\r\n0\r\n\r\n');
   return { events: parser.feed(unchunked), lastEventId: parser.lastEventId, endedCleanly };
+}
+
+/**
+ * Asserts that `stream` is the answer to a stream request the replica cannot serve now: one
+ * that EventSource retries (200, text/event-stream, then the end: WHATWG HTML "Server-sent
+ * events" reconnects on the end of such a response, but fails for good on any other status or
+ * type), with a `retry:` and an `unavailable` event giving `reason`. Returns the retry delay.
+ */
+async function assertComeBackLater(t: Test, stream: TestStream, reason: string): Promise<number> {
+  t.equal(stream.status, 200, `${reason}: 200, which EventSource retries (it gives up on 503 or 429)`);
+  t.match(stream.headers['content-type'], /^text\/event-stream/, 'as an event stream');
+  await stream.ended;
+  const match = /^retry: (\d+)\n\nevent: unavailable\ndata: (\{[^\n]*\})\n\n$/.exec(stream.text());
+  t.ok(match, `a retry: and the reason, then the end: ${JSON.stringify(stream.text())}`);
+  const retry = Number(match?.[1]);
+  t.same(JSON.parse(match?.[2] ?? '{}'), { reason, retryMs: retry }, 'unavailable names the reason and the delay');
+  t.equal(stream.headers['retry-after'], String(Math.ceil(retry / 1000)), 'Retry-After says the same');
+  return retry;
 }
 
 t.test('heartbeats: idle streams get a comment line from one shared timer', async (t) => {
@@ -137,8 +156,8 @@ t.test('a ticker client that stops reading is not cut off: it gets the latest pr
   slow.socket.destroy();
 });
 
-t.test('limits: 503 with Retry-After past the instance cap, 429 past the per-IP cap, 431 for huge headers', async (t) => {
-  const gateway = await startGateway({ maxStreams: 3, maxStreamsPerIp: 2 });
+t.test('limits: come back later past the instance cap (EventSource retries), 429 past the per-IP cap, 431 for huge headers', async (t) => {
+  const gateway = await startGateway({ maxStreams: 3, maxStreamsPerIp: 2, sseRetryMs: 1000 });
   t.teardown(() => gateway.close());
   const first = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
   const second = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
@@ -148,9 +167,14 @@ t.test('limits: 503 with Retry-After past the instance cap, 429 past the per-IP 
   t.match(JSON.parse(perIp.text()), { statusCode: 429, message: /too many streams from this address/ });
   const third = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.3');
   t.equal(third.status, 200);
-  const overCap = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.4');
-  t.equal(overCap.status, 503);
-  t.ok(Number(overCap.headers['retry-after']) > 0, 'Retry-After');
+  const retries: number[] = [];
+  for (const address of ['127.0.0.4', '127.0.0.5', '127.0.0.6', '127.0.0.7']) {
+    retries.push(await assertComeBackLater(t, await openStream(`${gateway.url}/events/a`, {}, address), 'at-capacity'));
+  }
+  t.ok(retries.every((retry) => retry >= 1000 && retry < 6000), `reconnect delays from SSE_RETRY_MS, spread over 5 s: ${retries.join(',')}`);
+  t.ok(new Set(retries).size > 1, 'jittered');
+  t.equal(gateway.app.streamStats.refusedAtCapacity, 4, 'counted as refusals');
+  t.equal(gateway.app.openStreamCount(), 3, 'and not as streams');
   for (const stream of [first, second, third]) stream.close();
   await until(() => gateway.app.openStreamCount() === 0, 5000, 'streams closed');
   const again = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
@@ -185,10 +209,36 @@ t.test('publishing while the server drains still works; new streams are sent els
   const closing = gateway.close();
   await until(async () => gateway.app.isShuttingDown(), 2000, 'draining');
   const late = await openStream(`${gateway.url}/events/late`);
-  t.equal(late.status, 200, 'not a 503: EventSource would give up for good');
-  await late.ended;
-  t.match(late.text(), /retry: \d+\n\n$/);
+  const retry = await assertComeBackLater(t, late, 'draining');
+  t.ok(retry >= gateway.config.sseRetryMs && retry < gateway.config.sseRetryMs + 1500, `a reconnect delay spread over the drain window: ${retry}`);
+  t.equal(gateway.app.streamStats.refusedDraining, 1);
   t.equal((await postJson(`${gateway.url}/rooms/x/messages`, { user: 'a', text: 'b' })).status, 202);
   await closing;
   await Promise.all(holders.map((holder) => holder.ended));
+});
+
+/** The embedded bus, reporting not ready until told otherwise (as Kafka while a replica starts). */
+class SlowStartingBus extends MemoryBus {
+  ready = false;
+  override readiness() {
+    return this.ready ? super.readiness() : { ready: false, reason: 'warming up the history' };
+  }
+}
+
+t.test('a replica still starting tells stream requests to come back later; once ready, it streams', async (t) => {
+  const bus = new SlowStartingBus({ partitions: 6, topics: ['chat', 'ticker'] });
+  const gateway = await startGateway({ sseRetryMs: 1000 }, { bus, waitReady: false });
+  t.teardown(() => gateway.close());
+  const early = await openStream(`${gateway.url}/events/lobby`);
+  const retry = await assertComeBackLater(t, early, 'starting');
+  t.ok(retry >= 1000 && retry < 2000, `retry between SSE_RETRY_MS and twice it: ${retry}`);
+  t.equal(gateway.app.streamStats.refusedStarting, 1);
+  t.equal(gateway.app.openStreamCount(), 0);
+
+  bus.ready = true;
+  const stream = await openStream(`${gateway.url}/events/lobby`);
+  t.teardown(() => stream.close());
+  t.equal(stream.status, 200);
+  t.equal((await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'a', text: 'now' })).status, 202);
+  t.same(messageTexts(await stream.waitForEvents(1)), ['now'], 'the stream is served once the replica is ready');
 });
