@@ -1,5 +1,8 @@
 /**
  * `npm test [-- <tap args>]`: runs tap against a real Kafka.
+ * First it installs the system tools some tests drive (chromium, haproxy, promtool) from
+ * Debian's packages where it can (scripts/test-tools.ts); where it cannot, it says so, the
+ * tests needing them skip with the reason, and the reasons are repeated after tap's summary.
  * If KAFKA_BROKERS is unset, starts one single-node cluster (scripts/kafka/kafka.ts), passes
  * its address to tap through KAFKA_BROKERS, and stops it when tap exits. If KAFKA_BROKERS is
  * set, uses it and starts nothing. Exits with tap's exit code.
@@ -9,6 +12,7 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startKafka, type KafkaCluster } from './kafka/kafka.ts'
+import { ensureTestTools, MISSING_TOOLS_ENV, realMachine, TEST_TOOLS } from './test-tools.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const tapBin = join(root, 'node_modules', '.bin', 'tap')
@@ -16,8 +20,17 @@ const tapBin = join(root, 'node_modules', '.bin', 'tap')
 let cluster: KafkaCluster | undefined
 let tap: ChildProcess | undefined
 let signalled: NodeJS.Signals | undefined
+let missingTools = new Map<string, string>()
+
+function reportMissingTools(): void {
+  for (const [name, reason] of missingTools) {
+    const tool = TEST_TOOLS.find((candidate) => candidate.name === name)
+    process.stderr.write(`SKIPPED ${tool?.neededBy ?? name}: ${reason}\n`)
+  }
+}
 
 async function finish(code: number): Promise<never> {
+  reportMissingTools()
   if (cluster) {
     const c = cluster
     cluster = undefined
@@ -56,6 +69,9 @@ process.on('SIGINT', onSignal)
 process.on('SIGTERM', onSignal)
 
 const env = { ...process.env }
+missingTools = ensureTestTools(realMachine())
+env[MISSING_TOOLS_ENV] = JSON.stringify(Object.fromEntries(missingTools))
+reportMissingTools()
 if (!env.KAFKA_BROKERS) {
   const t0 = Date.now()
   process.stderr.write('starting a single-node Kafka for the tests…\n')

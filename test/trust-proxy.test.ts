@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import { ConfigError, configWith, loadConfig, type Config } from '../src/config.
 import { configRefusal } from './helpers/config.ts';
 import { uniqueName } from './helpers/gateway.ts';
 import { until } from './helpers/sse-client.ts';
+import { toolSkipReason } from '../scripts/test-tools.ts';
 
 /**
  * TRUST_PROXY (issue 14): only the hops our own proxies add are believed. A client that writes
@@ -131,7 +132,7 @@ function postFrom(url: string, localAddress: string, spoofed: string): Promise<n
 
 t.test(
   'behind the shipped HAProxy config with the compose file\'s TRUST_PROXY: limits apply per client, spoofing does not help',
-  { skip: existsSync(HAPROXY) ? false : `${HAPROXY} is missing (npm test installs it where it can: apt-get install haproxy)` },
+  { skip: toolSkipReason('haproxy') },
   async (t) => {
     const compose = readFileSync(fileURLToPath(new URL('../docker-compose.kafka.yml', import.meta.url)), 'utf8');
     const trust = /TRUST_PROXY: "?([^"\n]+)"?/.exec(compose)?.[1];
