@@ -173,19 +173,19 @@ export class History {
     });
   }
 
-  /** What the store can vouch for about a channel: complete from `offset` and from `time`. */
+  /**
+   * What the store can vouch for about a channel: complete from `offset` and from `time`. Complete
+   * from offset 0 means complete from the partition's very first record: no earlier time can
+   * hold anything it lacks (an embedded bus since its start, a topic younger than the warm-up).
+   */
   #coverage(channel: string, slot: TopicSlot, partition: number): { log: ChannelLog | undefined; offset: number; time: number } | null {
     const partitionCoverage = this.#partitions.get(positionKey(slot, partition));
     if (partitionCoverage === undefined) return null;
     const log = this.#channels.get(channel);
-    if (log === undefined || log.partition !== partition) {
-      return log === undefined ? { log, ...partitionCoverage } : null;
-    }
-    return {
-      log,
-      offset: Math.max(partitionCoverage.offset, log.dropped.offset),
-      time: Math.max(partitionCoverage.time, log.dropped.time + 1),
-    };
+    if (log !== undefined && log.partition !== partition) return null;
+    const offset = Math.max(partitionCoverage.offset, log?.dropped.offset ?? 0);
+    const time = offset === 0 ? -Infinity : Math.max(partitionCoverage.time, (log?.dropped.time ?? -Infinity) + 1);
+    return { log, offset, time };
   }
 
   /**

@@ -173,11 +173,24 @@ t.test('?since= starts a stream at a point in time', async (t) => {
     t.same(await messages(stream, 2), ['new1', 'new2'], `since=${value}`);
     stream.close();
   }
+  // The embedded bus holds every event since it started: a time before that starts at its first one.
+  const fromTheStart = await openStream(`${gateway.url}/events/${room}?since=1000`);
+  t.same(await messages(fromTheStart, 4), ['old1', 'old2', 'new1', 'new2'], 'a time before the bus started: everything it has');
+  t.notOk(fromTheStart.events.some((event) => event.event === 'reset'), 'and no reset: nothing is missing');
+  fromTheStart.close();
+  t.equal((await fetch(`${gateway.url}/events/${room}?since=yesterday`)).status, 400);
+});
+
+t.test('?since= further back than the history holds gets reset since-unavailable', async (t) => {
+  const gateway = await startGateway({ historyMaxEventsPerChannel: 2 });
+  t.teardown(() => gateway.close());
+  const room = uniqueName('room');
+  await post(gateway, room, ['dropped1', 'dropped2', 'kept1', 'kept2']);
+  await until(() => gateway.app.history.totalEvents >= 2, 5000, 'the history to hold the room');
   const before = await openStream(`${gateway.url}/events/${room}?since=1000`);
   const [reset] = await before.waitForEvents(1);
-  t.same(JSON.parse(reset!.data), { reason: 'since-unavailable' }, 'a time before anything this replica knows');
+  t.same(JSON.parse(reset!.data), { reason: 'since-unavailable' }, 'the oldest events were dropped: the gap cannot be filled');
   before.close();
-  t.equal((await fetch(`${gateway.url}/events/${room}?since=yesterday`)).status, 400);
 });
 
 const brokers = requiredKafkaBrokers();
