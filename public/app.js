@@ -16,13 +16,22 @@ function streamUrls(room, symbol) {
 
 const WINDOW_SPAN_MS = { '5m': 5 * 60_000, '1h': 60 * 60_000, '24h': 24 * 60 * 60_000 };
 const RECONNECT_AFTER_FAILURE_MS = 3000;
+/**
+ * The room's recent history on load: the stream starts this far back (`?since=`), replays the
+ * room's messages and deletions from there, then goes live. It resumes like any stream: every
+ * event carries its position as `id:`, which EventSource sends back as Last-Event-ID on
+ * reconnect (it wins over `since`), so nothing is shown twice or missed.
+ */
+const CHAT_HISTORY_MS = 5 * 60_000;
+/** How long "resumed" stays on the badge after a reconnect, before it says "live" again. */
+const RESUMED_BADGE_MS = 3000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   badge: $('badge'), roomForm: $('room-form'), room: $('room'), user: $('user'), messages: $('messages'),
   postForm: $('post-form'), text: $('text'), chatNotice: $('chat-notice'), tickerForm: $('ticker-form'),
   symbol: $('symbol'), window: $('window'), lastPrice: $('last-price'), currency: $('currency'),
-  chart: $('chart'), line: $('line'), chartMin: $('chart-min'), chartMax: $('chart-max'), chartCount: $('chart-count'),
+  chart: $('chart'), axes: $('axes'), line: $('line'), chartMin: $('chart-min'), chartMax: $('chart-max'), chartCount: $('chart-count'),
 };
 
 const params = new URLSearchParams(location.search);
@@ -33,6 +42,8 @@ const state = {
   /** Message ids this browser posted: only those get a delete button. */
   ownIds: new Set(JSON.parse(localStorage.getItem('ownMessageIds') ?? '[]')),
   chart: { bucketMs: 1000, points: [], loading: true, pendingLive: [] },
+  /** The time of the price shown as the last one. */
+  lastPriceTs: 0,
   sources: [],
 };
 ui.room.value = state.room;
@@ -61,19 +72,30 @@ function connect() {
 }
 
 function openStream(url) {
-  const stream = { badge: 'connecting', events: null, retryTimer: 0, opened: false, closed: false, lastEventId: '' };
+  const stream = { badge: 'connecting', events: null, retryTimer: 0, opened: false, closed: false, lastEventId: '', resumedUntil: 0, badgeTimer: 0, deferred: 'live' };
+  const since = Date.now() - CHAT_HISTORY_MS;
   const listen = () => {
     // A new EventSource cannot send Last-Event-ID itself: hand the position over in the query.
-    const resumeUrl = stream.lastEventId ? `${url}${url.includes('?') ? '&' : '?'}${new URLSearchParams({ lastEventId: stream.lastEventId })}` : url;
-    const events = new EventSource(resumeUrl);
+    const start = stream.lastEventId ? { lastEventId: stream.lastEventId } : { since: String(since) };
+    const events = new EventSource(`${url}${url.includes('?') ? '&' : '?'}${new URLSearchParams(start)}`);
     stream.events = events;
     events.onopen = () => {
       // A reopen after a drop: the browser sent Last-Event-ID, the gateway resumes from it.
-      stream.badge = stream.opened ? 'resumed' : 'live';
+      if (stream.opened) {
+        stream.resumedUntil = Date.now() + RESUMED_BADGE_MS;
+        stream.deferred = 'live';
+        setStreamBadge(stream, 'resumed');
+        clearTimeout(stream.badgeTimer);
+        stream.badgeTimer = setTimeout(() => {
+          stream.resumedUntil = 0;
+          setStreamBadge(stream, stream.deferred);
+        }, RESUMED_BADGE_MS);
+      } else setStreamBadge(stream, 'live');
       stream.opened = true;
-      renderBadge();
     };
     events.onerror = () => {
+      stream.resumedUntil = 0;
+      clearTimeout(stream.badgeTimer);
       if (events.readyState === EventSource.CONNECTING) {
         stream.badge = stream.opened ? 'reconnecting' : 'connecting';
       } else {
@@ -93,24 +115,36 @@ function openStream(url) {
     events.addEventListener('price_update', track(onPriceUpdate));
     events.addEventListener('lag', () => setStreamBadge(stream, 'catching-up'));
     events.addEventListener('live', () => setStreamBadge(stream, 'live'));
-    events.addEventListener('reset', (e) => onReset(JSON.parse(e.data)));
+    events.addEventListener('reset', (e) => onReset(JSON.parse(e.data), stream));
   };
   stream.close = () => {
     stream.closed = true;
     clearTimeout(stream.retryTimer);
+    clearTimeout(stream.badgeTimer);
     stream.events?.close();
   };
   listen();
   return stream;
 }
 
+/**
+ * A stream's badge. "resumed" stays RESUMED_BADGE_MS, long enough to be seen: what comes meanwhile
+ * (the replay's `lag` and `live`) is shown after it. Losing the connection shows at once (onerror).
+ */
 function setStreamBadge(stream, badge) {
+  if (badge !== 'resumed' && Date.now() < stream.resumedUntil) {
+    stream.deferred = badge;
+    return;
+  }
   stream.badge = badge;
   renderBadge();
 }
 
-/** The gateway could not resume from our last id: events may have been missed. */
-function onReset({ reason }) {
+/** The gateway could not start the stream where asked: events may have been missed. */
+function onReset({ reason }, stream) {
+  // The first open asks for the last minutes of chat; a gateway that holds less says
+  // since-unavailable and starts live: nothing was missed since the page loaded.
+  if (reason === 'since-unavailable' && !stream.lastEventId) return;
   showNotice(`Some events may be missing (${reason}).`);
   loadHistory();
 }
@@ -198,14 +232,21 @@ async function loadHistory() {
   chart.pendingLive = [];
   if (history.currency) ui.currency.textContent = history.currency;
   const last = chart.points.at(-1);
-  if (last) ui.lastPrice.textContent = formatPrice(last.price);
+  if (last && last.ts >= state.lastPriceTs) {
+    state.lastPriceTs = last.ts;
+    ui.lastPrice.textContent = formatPrice(last.price);
+  }
   renderChart();
 }
 
 function onPriceUpdate(update) {
   if (update.ticker !== state.symbol) return;
-  ui.lastPrice.textContent = formatPrice(update.price);
-  ui.currency.textContent = update.currency;
+  // The stream replays the last minutes on load (CHAT_HISTORY_MS): only a newer price is "last".
+  if (update.ts >= state.lastPriceTs) {
+    state.lastPriceTs = update.ts;
+    ui.lastPrice.textContent = formatPrice(update.price);
+    ui.currency.textContent = update.currency;
+  }
   const point = { ts: update.ts, price: update.price };
   if (state.chart.loading) state.chart.pendingLive.push(point);
   else addPoint(state.chart, point);
@@ -220,6 +261,33 @@ function addPoint(chart, point) {
   else if (!last || point.ts > last.ts) chart.points.push(point);
 }
 
+/** Time-axis tick spacing per window: about five labels across. */
+const TIME_TICK_MS = { '5m': 60_000, '1h': 10 * 60_000, '24h': 4 * 60 * 60_000 };
+const SVG = 'http://www.w3.org/2000/svg';
+/** Room around the plot for the axis labels, in CSS pixels. */
+const MARGIN = { left: 64, right: 12, top: 10, bottom: 24 };
+
+/** About `count` round values (1, 2 or 5 × 10^n apart) covering [low, high]. */
+function niceTicks(low, high, count) {
+  const raw = (high - low) / count;
+  const magnitude = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((candidate) => candidate >= raw) ?? raw;
+  const ticks = [];
+  for (let value = Math.ceil(low / step) * step; value <= high + step * 1e-9; value += step) ticks.push(value);
+  return ticks;
+}
+
+function svgElement(name, attributes, text) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, String(value));
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+/**
+ * Draws the line with a price axis (left) and a time axis (bottom, local time). The drawing
+ * uses the chart's size in CSS pixels as its coordinates, so labels are never stretched.
+ */
 function renderChart() {
   const span = WINDOW_SPAN_MS[state.window];
   const now = Date.now();
@@ -229,14 +297,38 @@ function renderChart() {
   const low = Math.min(...prices);
   const high = Math.max(...prices);
   const pad = (high - low) * 0.1 || high * 0.01 || 1;
-  const { width, height } = ui.chart.viewBox.baseVal;
-  ui.line.setAttribute('points', chart.points
-    .map((point) => {
-      const x = ((point.ts - (now - span)) / span) * width;
-      const y = height - ((point.price - (low - pad)) / (high - low + 2 * pad)) * height;
-      return `${x.toFixed(1)},${y.toFixed(1)}`;
-    })
-    .join(' '));
+  const width = Math.max(ui.chart.clientWidth, 200);
+  const height = Math.max(ui.chart.clientHeight, 120);
+  ui.chart.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  const plot = { left: MARGIN.left, top: MARGIN.top, width: width - MARGIN.left - MARGIN.right, height: height - MARGIN.top - MARGIN.bottom };
+  const from = now - span;
+  const x = (ts) => plot.left + ((ts - from) / span) * plot.width;
+  const [bottom, top] = prices.length ? [low - pad, high + pad] : [0, 1];
+  const y = (price) => plot.top + plot.height - ((price - bottom) / (top - bottom)) * plot.height;
+
+  const axes = [];
+  axes.push(svgElement('rect', { class: 'plot', x: plot.left, y: plot.top, width: plot.width, height: plot.height }));
+  if (prices.length) {
+    for (const price of niceTicks(bottom, top, 5)) {
+      axes.push(svgElement('line', { class: 'grid', x1: plot.left, x2: plot.left + plot.width, y1: y(price), y2: y(price) }));
+      axes.push(svgElement('text', { class: 'tick price-tick', x: plot.left - 6, y: y(price), 'text-anchor': 'end', 'dominant-baseline': 'middle' }, formatPrice(price)));
+    }
+  }
+  const step = TIME_TICK_MS[state.window];
+  const showSeconds = state.window === '5m' && step < 60_000;
+  // A label needs about 64 px: on a narrow chart every other grid line gets one.
+  const labelEvery = (step / span) * plot.width < 64 ? 2 : 1;
+  for (let ts = Math.ceil(from / step) * step, index = 0; ts <= now; ts += step, index++) {
+    axes.push(svgElement('line', { class: 'grid', x1: x(ts), x2: x(ts), y1: plot.top, y2: plot.top + plot.height }));
+    if ((Math.round(ts / step) % labelEvery) !== 0) continue;
+    const label = new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', ...(showSeconds ? { second: '2-digit' } : {}) });
+    // Near the right edge the label ends at its line instead of running out of the chart.
+    const anchor = x(ts) > width - 36 ? 'end' : 'middle';
+    axes.push(svgElement('text', { class: 'tick time-tick', x: x(ts), y: plot.top + plot.height + 16, 'text-anchor': anchor }, label));
+  }
+  ui.axes.replaceChildren(...axes);
+
+  ui.line.setAttribute('points', chart.points.map((point) => `${x(point.ts).toFixed(1)},${y(point.price).toFixed(1)}`).join(' '));
   ui.chart.dataset.points = String(chart.points.length);
   ui.chartCount.textContent = String(chart.points.length);
   ui.chartMin.textContent = prices.length ? formatPrice(low) : '–';
@@ -283,13 +375,15 @@ ui.tickerForm.addEventListener('submit', (e) => {
   state.window = ui.window.value;
   ui.lastPrice.textContent = '–';
   ui.currency.textContent = '';
+  state.lastPriceTs = 0;
   updateAddress();
   if (symbolChanged) connect();
   loadHistory();
 });
 
-// Slide the chart's time axis even when no price arrives.
+// Slide the chart's time axis even when no price arrives, and redraw at the new size.
 setInterval(renderChart, 5000);
+new ResizeObserver(() => renderChart()).observe(ui.chart);
 
 connect();
 loadHistory();

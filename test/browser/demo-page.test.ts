@@ -25,11 +25,44 @@ async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 }
 
-async function openPage(browser: Browser, url: string): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 640 }, locale: 'en-US' });
+const DESKTOP = { width: 1100, height: 640 };
+const PHONE = { width: 390, height: 844 };
+
+async function openPage(browser: Browser, url: string, viewport = DESKTOP): Promise<Page> {
+  const page = await browser.newPage({ viewport, locale: 'en-US' });
   page.setDefaultTimeout(20_000);
+  // Every badge change with its time, from the first script on: what a user saw, and for how long.
+  // (Browser-side code as strings: this file is type-checked without the DOM library.)
+  await page.addInitScript(`
+    window.badgeChanges = [];
+    document.addEventListener('DOMContentLoaded', () => {
+      const badge = document.getElementById('badge');
+      const record = () => {
+        if (window.badgeChanges.at(-1)?.state !== badge.dataset.state) window.badgeChanges.push({ state: badge.dataset.state, at: performance.now() });
+      };
+      record();
+      new MutationObserver(record).observe(badge, { attributes: true, attributeFilter: ['data-state'] });
+    });
+  `);
   await page.goto(url);
   return page;
+}
+
+function badgeChanges(page: Page): Promise<Array<{ state: string; at: number }>> {
+  return page.evaluate('window.badgeChanges');
+}
+
+/** The chart's axis labels as shown. */
+async function axisLabels(page: Page): Promise<{ prices: string[]; times: string[] }> {
+  return {
+    prices: await page.locator('#chart .price-tick').allTextContents(),
+    times: await page.locator('#chart .time-tick').allTextContents(),
+  };
+}
+
+/** Nothing sticks out sideways: no horizontal scrolling on a phone. */
+function fitsWidth(page: Page): Promise<boolean> {
+  return page.evaluate('document.documentElement.scrollWidth <= window.innerWidth');
 }
 
 /** Every stream of the page is open (the badge shows the worst of them). */
@@ -207,7 +240,34 @@ if (noChromium !== false) {
     t.equal(await page.textContent('#last-price'), '123.45', 'the live price');
     const line = await page.getAttribute('#line', 'points');
     t.equal(line?.trim().split(/\s+/).length, 25, 'the line has the history and the live point');
+    const desktop = await axisLabels(page);
+    t.ok(desktop.prices.length >= 3, `price axis labels: ${desktop.prices.join(' ')}`);
+    t.ok(desktop.prices.every((label) => /^[\d,.]+$/.test(label)), 'prices');
+    t.ok(desktop.times.length >= 4 && desktop.times.length <= 6, `a time label a minute over 5 minutes: ${desktop.times.join(' ')}`);
+    t.ok(desktop.times.every((label) => /^\d{1,2}:\d{2}( [AP]M)?$/.test(label)), 'local times');
+    t.notOk(
+      await page.evaluate(`(() => {
+        const chart = document.getElementById('chart').getBoundingClientRect();
+        return [...document.querySelectorAll('#chart .tick')].some((label) => { const box = label.getBoundingClientRect(); return box.right > chart.right || box.left < chart.left; });
+      })()`),
+      'every label inside the chart',
+    );
     await screenshot(page, 'chart-live');
+
+    await page.setViewportSize(PHONE);
+    // Redrawn at the new size (the drawing's coordinates are the chart's CSS pixels).
+    await page.waitForFunction(`(() => { const chart = document.getElementById('chart'); return chart.getAttribute('viewBox').split(' ')[2] === String(chart.clientWidth); })()`);
+    t.ok(await fitsWidth(page), 'at phone width nothing scrolls sideways');
+    const phone = await axisLabels(page);
+    t.ok(phone.prices.length >= 3 && phone.times.length >= 2, `the axes at phone width: ${phone.prices.join(' ')} / ${phone.times.join(' ')}`);
+    const overlap = await page.evaluate(`(() => {
+      const chart = document.getElementById('chart').getBoundingClientRect();
+      const boxes = [...document.querySelectorAll('#chart .time-tick')].map((label) => label.getBoundingClientRect());
+      return boxes.some((box, i) => (i > 0 && box.left < boxes[i - 1].right + 4) || box.right > chart.right || box.left < chart.left);
+    })()`);
+    t.notOk(overlap, 'time labels stay apart and inside the chart at phone width');
+    await screenshot(page, 'chart-phone');
+    await page.setViewportSize(DESKTOP);
 
     const room = new URL(page.url()).searchParams.get('room')!;
     for (const [user, text] of [['ann', 'BTC looks lively today'], ['bob', 'that spike at the end!']] as const) {
@@ -215,6 +275,38 @@ if (noChromium !== false) {
       await waitForText(page, text);
     }
     await screenshot(page, 'overview');
+    // The README's picture, refreshed on request: UPDATE_SCREENSHOT=1 npm test -- test/browser/demo-page.test.ts
+    if (process.env.UPDATE_SCREENSHOT === '1') await page.screenshot({ path: fileURLToPath(new URL('../../docs/screenshot.png', import.meta.url)) });
+  });
+
+  t.test("a page opened on a room shows its recent history, then stays live; 'resumed' shows for 3 s", async (t) => {
+    // Pages of two events per resume: the page's stream ends and resumes twice to get the history.
+    const gateway = await startGateway({ kafkaBrokers: brokers, ...kafkaTopics(), resumeMaxEvents: 2, sseRetryMs: 300 });
+    t.teardown(() => gateway.close());
+    const room = uniqueName('room');
+    const earlier = ['one', 'two', 'three', 'four', 'five'];
+    for (const text of earlier) t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text })).status, 202);
+    const deleted = await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'oops' });
+    t.equal((await fetch(`${gateway.url}/rooms/${room}/messages/${deleted.body.id}`, { method: 'DELETE' })).status, 202);
+
+    const page = await openPage(browser, `${gateway.url}/?room=${room}&symbol=${uniqueName('SYM')}`, PHONE);
+    t.teardown(() => page.close());
+    await waitForText(page, 'five');
+    await page.waitForFunction(`window.badgeChanges.at(-1)?.state === 'live' && document.querySelectorAll('#messages li').length === 5`);
+    t.same(await messageTexts(page), earlier, 'the history on load, in order, once, without the deleted message');
+    t.ok(await fitsWidth(page), 'at phone width nothing scrolls sideways');
+    await screenshot(page, 'history-phone');
+
+    const changes = await badgeChanges(page);
+    const lastResumed = changes.findLastIndex((change) => change.state === 'resumed');
+    t.ok(lastResumed > 0, `the page resumed: ${changes.map((change) => change.state).join(' → ')}`);
+    const shown = changes[lastResumed + 1]!.at - changes[lastResumed]!.at;
+    t.ok(shown >= 2990, `'resumed' stayed ${Math.round(shown)} ms`);
+    t.equal(changes.at(-1)!.state, 'live');
+
+    t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'bob', text: 'six' })).status, 202);
+    await waitForText(page, 'six');
+    t.same(await messageTexts(page), [...earlier, 'six'], 'then live');
   });
 
   t.test(
