@@ -26,6 +26,12 @@ export interface Config {
   topicReplicationFactor: number;
   /** How long a publish may wait for the broker's acknowledgement before answering 503. */
   publishTimeoutMs: number;
+  /**
+   * Milliseconds a started Kafka consumer may go without joining its group or advancing while
+   * Kafka answers this replica and holds records it has not read: past that it is stuck
+   * (`/readyz` 503, and it is replaced by a fresh consumer).
+   */
+  kafkaConsumerStuckMs: number;
   bodyLimitBytes: number;
   /** `true` reflects any origin; a list allows only those origins. */
   corsOrigins: true | string[];
@@ -287,6 +293,7 @@ export function loadConfig(env: Env = process.env): Config {
     topicPartitions: integer(env, 'TOPIC_PARTITIONS', 6, 1, 10000),
     topicReplicationFactor: integer(env, 'TOPIC_REPLICATION_FACTOR', 1, 1, 100),
     publishTimeoutMs: integer(env, 'PUBLISH_TIMEOUT_MS', 5000, 100, 120000),
+    kafkaConsumerStuckMs: integer(env, 'KAFKA_CONSUMER_STUCK_MS', 60000, 1000, 3600000),
     bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 16384, 256, 10485760),
     corsOrigins: corsOrigins(env),
     sseRetryMs: integer(env, 'SSE_RETRY_MS', 3000, 0, 3600000),
