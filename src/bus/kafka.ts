@@ -143,8 +143,10 @@ export class KafkaBus implements EventBus {
   #consumerTrouble: { message: string; since: number } | null = null;
   /** Set when the consumer is stuck (see `consumerStuckMs`): the one reason a started replica is not ready. */
   #stuck: string | null = null;
-  /** Last time the consumer joined or handed on a batch, or was seen caught up. */
-  #lastProgressAt = 0;
+  /** Last time a consumer joined its group (or the bus started). */
+  #joinedAt = 0;
+  /** Per partition, the last time records were handed on from it or it was seen caught up. */
+  readonly #advancedAt = new Map<string, number>();
   /** The trouble last logged at warn (its state, see troubleState), null once recovered. */
   #warnedTrouble: string | null = null;
   /** Per partition, the end offset seen at startup: ready once the consumer has read up to it. */
@@ -231,7 +233,8 @@ export class KafkaBus implements EventBus {
     const child = { kafkajs: context };
     if (level === KafkaLogLevel.ERROR && !this.#closed) {
       const reason = typeof context.error === 'string' && !message.includes(context.error) ? `${message}: ${context.error}` : message;
-      this.#lastClientError = { message: reason, at: Date.now() };
+      // A ready replica shows brokers it cannot reach, not the routine of a group rebalancing.
+      if (!this.#started || UNREACHABLE.test(reason) || !isExpectedKafkajsLog(message, context)) this.#lastClientError = { message: reason, at: Date.now() };
       if (!this.#started) {
         this.#startTrouble = `${reason}; retrying`;
         // Said at once when the brokers cannot be reached; other errors while starting (a
@@ -268,7 +271,7 @@ export class KafkaBus implements EventBus {
       try {
         await this.#startOnce(consumer);
         this.#started = true;
-        this.#lastProgressAt = Date.now();
+        this.#joinedAt = Date.now();
         this.#lastClientError = null;
         const checkEvery = Math.min(5000, Math.max(250, Math.floor(this.#consumerStuckMs / 4)));
         this.#healthTimer = setInterval(() => void this.#checkConsumer(), checkEvery);
@@ -364,8 +367,9 @@ export class KafkaBus implements EventBus {
       joinedOnce = true;
       this.#consumerJoined = true;
       this.#consumerTrouble = null;
-      this.#stuck = null;
-      this.#lastProgressAt = Date.now();
+      this.#joinedAt = Date.now();
+      // Stuck out of the group: over. Stuck on a partition: until it advances (#checkConsumer).
+      if (this.#stuck?.includes('out of its group')) this.#stuck = null;
       if (this.#consumerLost === true) this.#stats.reconnects += 1;
       this.#consumerLost = false;
     });
@@ -413,8 +417,8 @@ export class KafkaBus implements EventBus {
       eachBatchAutoResolve: true,
       eachBatch: async ({ batch }: EachBatchPayload) => {
         if (consumer !== this.#consumer || this.#closed) return;
-        this.#lastProgressAt = Date.now();
         const key = `${batch.topic}:${batch.partition}`;
+        this.#advancedAt.set(key, Date.now());
         const position = this.#positions.get(key);
         // A batch fetched from before this replica's position (a fetch in flight across a
         // rejoin) must not hand an event on twice.
@@ -477,45 +481,65 @@ export class KafkaBus implements EventBus {
   }
 
   /**
-   * Runs every few seconds once started. A consumer that has neither joined nor handed on a
-   * batch for `consumerStuckMs` is stuck when Kafka answers this replica and holds records past
-   * its positions (when Kafka does not answer, the trouble is Kafka's, shared by every replica:
-   * it stays ready). A stuck consumer is replaced and /readyz answers 503 until it moves again.
+   * Runs every few seconds once started. The consumer is stuck when Kafka answers this replica
+   * and either the consumer has been out of its group for `consumerStuckMs`, or a partition
+   * holds records past this replica's position that it has not advanced on for that long
+   * (since the last join). When Kafka does not answer, the trouble is Kafka's, shared by every
+   * replica, and the replica stays ready. A stuck consumer is replaced, and /readyz answers 503
+   * until the trouble is gone.
    */
   async #checkConsumer(): Promise<void> {
     if (!this.#started || this.#closed || this.#checkingHealth) return;
-    const quietMs = Date.now() - this.#lastProgressAt;
-    if (quietMs < this.#consumerStuckMs) return;
+    const now = Date.now();
+    const limit = this.#consumerStuckMs;
+    // A join restarts the clock, except while stuck: then only records handed on count.
+    const since = (key: string): number =>
+      this.#stuck === null ? Math.max(this.#joinedAt, this.#advancedAt.get(key) ?? 0) : (this.#advancedAt.get(key) ?? 0);
+    if (this.#stuck !== null) {
+      // Checked every time until it is over.
+    } else if (this.#consumerJoined) {
+      let oldest = now;
+      for (const key of this.#positions.keys()) oldest = Math.min(oldest, since(key));
+      if (now - oldest < limit) return;
+    } else if (now - (this.#consumerTrouble?.since ?? this.#joinedAt) < limit) return;
     const admin = this.#admin;
     if (admin === null) return;
     this.#checkingHealth = true;
     try {
-      let behind = 0;
+      const behind: string[] = [];
+      const stalled: string[] = [];
       try {
         for (const topic of this.#options.topics) {
           const ends = await withTimeout(admin.fetchTopicOffsets(topic), 10000, 'Kafka did not answer');
           for (const { partition, high } of ends) {
-            const position = this.#positions.get(`${topic}:${partition}`);
-            if (position === undefined || BigInt(position.next) < BigInt(high)) behind += 1;
+            const key = `${topic}:${partition}`;
+            const position = this.#positions.get(key);
+            if (position !== undefined && BigInt(position.next) >= BigInt(high)) {
+              this.#advancedAt.set(key, Date.now()); // seen caught up: as good as advancing
+              continue;
+            }
+            behind.push(`${topic}/${partition}`);
+            if (Date.now() - since(key) >= limit) stalled.push(`${topic}/${partition}`);
           }
         }
       } catch {
-        this.#stuck = null;
+        this.#stuck = null; // Kafka does not answer this replica: its trouble, not this consumer's
         return;
       }
       if (this.#closed) return;
-      if (this.#consumerJoined && behind === 0) {
-        this.#lastProgressAt = Date.now();
-        this.#stuck = null;
-        return;
+      if (this.#consumerJoined) {
+        if (stalled.length === 0) {
+          this.#stuck = null;
+          return;
+        }
+        this.#stuck = `the Kafka consumer has not advanced for ${Math.round(limit / 1000)} s or more on ${stalled.join(', ')} although Kafka holds newer records there`;
+      } else {
+        const seconds = Math.round((Date.now() - (this.#consumerTrouble?.since ?? this.#joinedAt)) / 1000);
+        this.#stuck = `the Kafka consumer has been out of its group for ${seconds} s although Kafka answers`;
       }
-      const seconds = Math.round(quietMs / 1000);
-      this.#stuck = this.#consumerJoined
-        ? `the Kafka consumer has not advanced for ${seconds} s although ${behind} partitions hold newer records`
-        : `the Kafka consumer has been out of its group for ${seconds} s although Kafka answers`;
       this.#noteTrouble('Kafka consumer stuck; replacing it', this.#stuck);
       if (this.#consumerJoined) {
-        // Joined but not fetching: replace it (a crashed one is being replaced already).
+        // Joined but not fetching: replace it (one out of its group is being replaced already).
         this.#consumerJoined = false;
         this.#restartConsumer();
       } else if (!this.#restarting) this.#restartConsumer();
