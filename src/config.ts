@@ -30,6 +30,12 @@ export interface Config {
   topicReplicationFactor: number;
   /** How long a publish may wait for the broker's acknowledgement before answering 503. */
   publishTimeoutMs: number;
+  /**
+   * Milliseconds a started Kafka consumer may go without joining its group or advancing while
+   * Kafka answers this replica and holds records it has not read: past that it is stuck
+   * (`/readyz` 503, and it is replaced by a fresh consumer).
+   */
+  kafkaConsumerStuckMs: number;
   bodyLimitBytes: number;
   /** `true` reflects any origin; a list allows only those origins. */
   corsOrigins: true | string[];
@@ -419,6 +425,7 @@ function readConfig(env: Env): Config {
     topicPartitions: integer(env, 'TOPIC_PARTITIONS', 6, 1, 10000),
     topicReplicationFactor: integer(env, 'TOPIC_REPLICATION_FACTOR', 1, 1, 100),
     publishTimeoutMs: integer(env, 'PUBLISH_TIMEOUT_MS', 5000, 100, 120000),
+    kafkaConsumerStuckMs: integer(env, 'KAFKA_CONSUMER_STUCK_MS', 60000, 1000, 3600000),
     bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 16384, 256, 10485760),
     corsOrigins: corsOrigins(env),
     sseRetryMs: integer(env, 'SSE_RETRY_MS', 3000, 0, 3600000),
@@ -593,6 +600,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   KAFKA_SASL_MECHANISM: 'SASL authentication to the brokers',
   KAFKA_SASL_USERNAME: 'SASL user (required with a mechanism)',
   KAFKA_SASL_PASSWORD: 'SASL password (required with a mechanism)',
+  KAFKA_CONSUMER_STUCK_MS: 'a started replica whose consumer has neither rejoined its group nor advanced for this long, while Kafka answers it and holds newer records, is stuck: `/readyz` 503 and a fresh consumer',
   KAFKA_FAIL_FAST: 'exit 1 at startup when Kafka refuses the credentials or the TLS handshake, instead of retrying',
 };
 

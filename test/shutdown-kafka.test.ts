@@ -23,6 +23,7 @@ t.test('SIGTERM while the broker is down: exit 0 soon after the drain', { timeou
     TICKER_TOPIC: topics.tickerTopic,
     DRAIN_WINDOW_MS: String(DRAIN_WINDOW_MS),
     SHUTDOWN_TIMEOUT_MS: '60000',
+    CURSOR_SECRET: 'shutdown-test-cursor-secret',
   });
   const stream = await openStream(`${server.url}/events/lobby`);
   t.teardown(() => stream.close());

@@ -24,6 +24,7 @@ export function createBus(config: Config, logger: Logger): EventBus {
     partitions: config.topicPartitions,
     replicationFactor: config.topicReplicationFactor,
     publishTimeoutMs: config.publishTimeoutMs,
+    consumerStuckMs: config.kafkaConsumerStuckMs,
     warmUpMs: config.historyMaxAgeMs,
     connection: kafkaConnectionOptions(config.kafkaSecurity),
     logger: logger.child({ component: 'kafka' }),

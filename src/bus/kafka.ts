@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import {
   Kafka,
   Partitioners,
@@ -39,29 +40,88 @@ export interface KafkaBusOptions {
   maxPendingPublishes?: number;
   /** At startup the consumer starts this far back in time, to fill the history. */
   warmUpMs: number;
+  /**
+   * Milliseconds a started consumer may go without joining its group or advancing, while Kafka
+   * answers this replica and holds records it has not read, before it counts as stuck: not
+   * ready, and replaced by a fresh consumer. Default 60000.
+   */
+  consumerStuckMs?: number;
   /** TLS and SASL (src/bus/kafka-connection.ts). */
   connection?: KafkaConnectionOptions;
   logger: Logger;
 }
 
-function kafkaLogCreator(logger: Logger) {
-  return () =>
-    ({ level, log }: LogEntry): void => {
-      const { message, ...context } = log;
-      const child = { kafkajs: context };
-      if (level === KafkaLogLevel.ERROR) logger.error(child, message);
-      else if (level === KafkaLogLevel.WARN) logger.warn(child, message);
-      else if (level === KafkaLogLevel.INFO) logger.debug(child, message);
-      else logger.trace(child, message);
-    };
+const require = createRequire(import.meta.url);
+/**
+ * kafkajs's table of Kafka protocol errors: the messages of the retriable ones (a coordinator
+ * loading, a leader moving, ...) are what its connections log at error level while it retries.
+ */
+const RETRIABLE_PROTOCOL_MESSAGES = new Set(
+  (require('kafkajs/src/protocol/error') as { errorCodes: Array<{ message: string; retriable: boolean }> }).errorCodes
+    .filter((code) => code.retriable)
+    .map((code) => code.message),
+);
+
+/**
+ * kafkajs log lines that are expected while it retries (a broker unreachable or restarting, a
+ * group rebalancing, a consumer crash this bus restarts): they go to debug, and the bus itself
+ * logs the state change once at warn. Anything else keeps kafkajs's level.
+ */
+const EXPECTED_KAFKAJS_LOG =
+  /^(Connection error|Connection timeout|Failed to connect|Crash: |Restarting the consumer|The group is rebalancing|The coordinator is not aware of this member|Consumer is not aware of all assigned partitions|Caught error when (disconnecting|stopping) the consumer|Limiting retries for the idempotent producer|Topic has been updated|Failed to send messages)/;
+const UNREACHABLE = /^(Connection error|Connection timeout|Failed to connect)|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN/;
+const GROUP_MEMBERSHIP_ERROR = /rebalanc|coordinator|member|generation|leader|not available|timed out|timeout/i;
+
+function isExpectedKafkajsLog(message: string, context: Record<string, unknown>): boolean {
+  if (EXPECTED_KAFKAJS_LOG.test(message)) return true;
+  // Logged by each retry of a request (the caller sees the final error, if any).
+  if (context.retryCount !== undefined) return true;
+  if (message.startsWith('Response ')) {
+    const error = typeof context.error === 'string' ? context.error : '';
+    return RETRIABLE_PROTOCOL_MESSAGES.has(error) || GROUP_MEMBERSHIP_ERROR.test(error);
+  }
+  return false;
+}
+
+/** A reason with broker addresses and numbers taken out: the "state" logged once, not per retry. */
+function troubleState(reason: string): string {
+  // Every way of failing to reach a broker (each client, each broker of the list) is one state.
+  if (UNREACHABLE.test(reason)) return `unreachable ${/\bE[A-Z]{3,}\b/.exec(reason)?.[0] ?? ''}`;
+  return reason.replace(/\[[0-9a-fA-F:]+\]:\d+|[\w.-]+:\d{1,5}\b/g, '<broker>').replace(/\d+/g, 'N');
+}
+
+/** Whether kafkajs marks the error (or what caused it) as one a retry may fix. */
+function isRetriable(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if ((cause as { retriable?: unknown }).retriable === true || RETRIABLE_PROTOCOL_MESSAGES.has(cause.message)) return true;
+  }
+  return false;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 const RETRY_DELAYS_MS = [500, 1000, 2000, 5000];
+/** A fresh consumer must have joined its group within this, or it is replaced by another. */
+const JOIN_TIMEOUT_MS = 30000;
+/** How long a kafkajs error keeps showing as the degraded reason of a ready replica. */
+const RECENT_ERROR_MS = 15000;
+/** Retriable errors while starting are logged at info for this long, then at warn. */
+const START_GRACE_MS = 15000;
+/** Each Kafka client gets this long to disconnect on close. */
+const CLOSE_TIMEOUT_MS = 3000;
 
 /**
  * Kafka as the bus. One idempotent producer (acks from all in-sync replicas) and one
  * consumer in a group of its own: a shared group would split partitions between replicas and
  * a client would miss every room whose partition another replica owns.
+ *
+ * Where the consumer reads is this replica's own business, never the group's committed
+ * offsets: the bus knows, per partition, the next offset it has handed on (`#positions`) and
+ * seeks there on every join, whether kafkajs rejoined by itself (a coordinator moved) or a
+ * fresh consumer replaced one that crashed. Records before that position are dropped, so a
+ * broker loss that Kafka survives loses and repeats nothing. No offsets are committed.
  */
 export class KafkaBus implements EventBus {
   readonly kind = 'kafka';
@@ -69,21 +129,38 @@ export class KafkaBus implements EventBus {
   readonly #logger: Logger;
   readonly #kafka: Kafka;
   readonly #producer: Producer;
-  readonly #consumer: Consumer;
+  #consumer: Consumer | null = null;
   #admin: Admin | null = null;
   #producerConnected = false;
   #consumerJoined = false;
-  #startError: string | null = 'starting';
+  /** True once the bus has started (its first consumer joined): from then on it only degrades. */
+  #started = false;
+  /** Why the bus has not started yet: the latest error, shown by /readyz at once. */
+  #startTrouble: string;
+  /** The latest error kafkajs logged, and when: the degraded reason of a ready replica. */
+  #lastClientError: { message: string; at: number } | null = null;
+  /** Why the consumer is out of its group (set on a crash, cleared on a join). */
+  #consumerTrouble: { message: string; since: number } | null = null;
+  /** Set when the consumer is stuck (see `consumerStuckMs`): the one reason a started replica is not ready. */
+  #stuck: string | null = null;
+  /** Last time a consumer joined its group (or the bus started). */
+  #joinedAt = 0;
+  /** Per partition, the last time records were handed on from it or it was seen caught up. */
+  readonly #advancedAt = new Map<string, number>();
+  /** The trouble last logged at warn (its state, see troubleState), null once recovered. */
+  #warnedTrouble: string | null = null;
   /** Per partition, the end offset seen at startup: ready once the consumer has read up to it. */
   readonly #catchUpTargets = new Map<string, number>();
   readonly rangeReader: KafkaRangeReader;
   #pendingPublishes = 0;
+  /** Per partition, the next offset to hand on: where every (re)joined consumer starts. */
   readonly #positions = new Map<string, PartitionPosition>();
   #closed = false;
   #retryTimer: NodeJS.Timeout | null = null;
+  #healthTimer: NodeJS.Timeout | null = null;
+  #checkingHealth = false;
+  #restarting = false;
   #busConsumer: BusConsumer | null = null;
-  /** The first join seeks to the warm-up offsets; later joins continue from committed offsets. */
-  #seeked = false;
   #restarts = 0;
   readonly #stats = {
     clientErrors: { consumer_crash: 0, request_timeout: 0, publish_failed: 0 } satisfies Record<BusClientErrorKind, number>,
@@ -100,11 +177,12 @@ export class KafkaBus implements EventBus {
   constructor(options: KafkaBusOptions) {
     this.#options = options;
     this.#logger = options.logger;
+    this.#startTrouble = `connecting to ${options.brokers.join(',')}`;
     this.#kafka = new Kafka({
       clientId: options.clientId,
       brokers: options.brokers,
       logLevel: KafkaLogLevel.INFO,
-      logCreator: kafkaLogCreator(options.logger),
+      logCreator: () => (entry) => this.#kafkajsLog(entry),
       connectionTimeout: 3000,
       requestTimeout: 10000,
       retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: 8 },
@@ -115,13 +193,6 @@ export class KafkaBus implements EventBus {
       maxInFlightRequests: 5,
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
-    });
-    this.#consumer = this.#kafka.consumer({
-      groupId: options.groupId,
-      allowAutoTopicCreation: false,
-      maxWaitTimeInMs: 500,
-      sessionTimeout: 30000,
-      heartbeatInterval: 3000,
     });
     this.rangeReader = new KafkaRangeReader({
       kafka: this.#kafka,
@@ -140,25 +211,7 @@ export class KafkaBus implements EventBus {
       this.#producerConnected = false;
       if (this.#producerLost === false && !this.#closed) this.#producerLost = true;
     });
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => {
-      this.#consumerJoined = true;
-      if (this.#consumerLost === true) this.#stats.reconnects += 1;
-      this.#consumerLost = false;
-    });
     this.#producer.on(this.#producer.events.REQUEST_TIMEOUT, () => this.#countError('request_timeout'));
-    this.#consumer.on(this.#consumer.events.REQUEST_TIMEOUT, () => this.#countError('request_timeout'));
-    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
-      this.#consumerJoined = false;
-      this.#countError('consumer_crash');
-      if (this.#consumerLost === false) this.#consumerLost = true;
-      this.#logger.error({ err: payload.error, restart: payload.restart }, 'Kafka consumer crashed');
-      // kafkajs restarts by itself after retriable errors; after any other, this replica does,
-      // from the committed offsets, so no event is skipped.
-      if (!payload.restart && this.#busConsumer !== null && !this.#closed) this.#restartConsumer(this.#busConsumer);
-    });
-    this.#consumer.on(this.#consumer.events.STOP, () => {
-      this.#consumerJoined = false;
-    });
   }
 
   /** Client errors and reconnects since startup (read at scrape time by /metrics, and by /status). */
@@ -166,15 +219,64 @@ export class KafkaBus implements EventBus {
     return this.#stats;
   }
 
+  get #consumerStuckMs(): number {
+    return this.#options.consumerStuckMs ?? 60000;
+  }
+
   #countError(kind: BusClientErrorKind): void {
     if (!this.#closed) this.#stats.clientErrors[kind] += 1;
   }
 
+  /** kafkajs's log lines: expected retry chatter to debug; every error remembered as the latest reason. */
+  #kafkajsLog({ level, log }: LogEntry): void {
+    const { message, ...context } = log;
+    const child = { kafkajs: context };
+    if (level === KafkaLogLevel.ERROR && !this.#closed) {
+      const reason = typeof context.error === 'string' && !message.includes(context.error) ? `${message}: ${context.error}` : message;
+      // A ready replica shows brokers it cannot reach, not the routine of a group rebalancing.
+      if (!this.#started || UNREACHABLE.test(reason) || !isExpectedKafkajsLog(message, context)) this.#lastClientError = { message: reason, at: Date.now() };
+      if (!this.#started) {
+        this.#startTrouble = `${reason}; retrying`;
+        // Said at once when the brokers cannot be reached; other errors while starting (a
+        // coordinator loading on a fresh cluster) are normal unless the start attempt fails.
+        if (UNREACHABLE.test(reason)) this.#noteTrouble('Kafka not reachable yet; retrying', reason);
+      }
+    }
+    if ((level === KafkaLogLevel.ERROR || level === KafkaLogLevel.WARN) && isExpectedKafkajsLog(message, context)) {
+      this.#logger.debug(child, message);
+    } else if (level === KafkaLogLevel.ERROR) this.#logger.error(child, message);
+    else if (level === KafkaLogLevel.WARN) this.#logger.warn(child, message);
+    else if (level === KafkaLogLevel.INFO) this.#logger.debug(child, message);
+    else this.#logger.trace(child, message);
+  }
+
+  /** Logs trouble with Kafka at warn once per state, not once per retry. */
+  #noteTrouble(summary: string, reason: string): void {
+    const state = `${summary}|${troubleState(reason)}`;
+    if (state === this.#warnedTrouble || this.#closed) return;
+    this.#warnedTrouble = state;
+    this.#logger.warn({ reason }, summary);
+  }
+
+  #noteRecovered(message: string): void {
+    if (this.#warnedTrouble === null) return;
+    this.#warnedTrouble = null;
+    this.#logger.info(message);
+  }
+
   async start(consumer: BusConsumer): Promise<void> {
+    this.#busConsumer = consumer;
+    const firstAttemptAt = Date.now();
     for (let attempt = 0; !this.#closed; attempt++) {
       try {
         await this.#startOnce(consumer);
-        this.#startError = null;
+        this.#started = true;
+        this.#joinedAt = Date.now();
+        this.#lastClientError = null;
+        const checkEvery = Math.min(5000, Math.max(250, Math.floor(this.#consumerStuckMs / 4)));
+        this.#healthTimer = setInterval(() => void this.#checkConsumer(), checkEvery);
+        this.#healthTimer.unref();
+        this.#noteRecovered('Kafka reachable');
         this.#logger.info(
           { brokers: this.#options.brokers, groupId: this.#options.groupId, topics: this.#options.topics },
           'Kafka bus ready',
@@ -183,9 +285,14 @@ export class KafkaBus implements EventBus {
       } catch (error) {
         if (this.#closed) return;
         const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
-        this.#startError = error instanceof Error ? error.message : String(error);
-        this.#logger.warn({ err: error, retryInMs: delay }, 'Kafka bus not ready; retrying');
-        await this.#safely(() => this.#consumer.disconnect());
+        const reason = messageOf(error);
+        this.#startTrouble = `${reason}; retrying`;
+        // A fresh cluster or fresh topics answer "coordinator loading" or "not the leader" for
+        // a few seconds: normal, so info; warn once it lasts, or when Kafka is unreachable.
+        if (isRetriable(error) && !UNREACHABLE.test(reason) && Date.now() - firstAttemptAt < START_GRACE_MS) {
+          this.#logger.info({ reason }, 'Kafka not ready yet; retrying');
+        } else this.#noteTrouble('Kafka not reachable yet; retrying', reason);
+        await this.#disposeConsumer();
         await new Promise<void>((resolve) => {
           this.#retryTimer = setTimeout(resolve, delay);
         });
@@ -193,27 +300,7 @@ export class KafkaBus implements EventBus {
     }
   }
 
-  #restartConsumer(busConsumer: BusConsumer): void {
-    const delay = RETRY_DELAYS_MS[Math.min(this.#restarts, RETRY_DELAYS_MS.length - 1)]!;
-    this.#restarts += 1;
-    this.#retryTimer = setTimeout(() => {
-      void (async () => {
-        await this.#safely(() => this.#consumer.disconnect());
-        if (this.#closed) return;
-        try {
-          await this.#runConsumer(busConsumer, new Map());
-          this.#restarts = 0;
-          this.#logger.info('Kafka consumer restarted');
-        } catch (error) {
-          this.#logger.warn({ err: error }, 'Kafka consumer restart failed; retrying');
-          this.#restartConsumer(busConsumer);
-        }
-      })();
-    }, delay);
-  }
-
   async #startOnce(busConsumer: BusConsumer): Promise<void> {
-    this.#busConsumer = busConsumer;
     const admin = this.#admin ?? this.#kafka.admin();
     if (this.#admin === null) {
       admin.on(admin.events.REQUEST_TIMEOUT, () => this.#countError('request_timeout'));
@@ -238,60 +325,227 @@ export class KafkaBus implements EventBus {
         this.#catchUpTargets.set(`${topic}:${partition}`, Number(high));
       }
     }
-    const startOffsets = new Map(starts.map((start) => [`${start.topic}:${start.partition}`, start.offset]));
+    for (const { topic, partition, offset } of starts) {
+      this.#positions.set(`${topic}:${partition}`, { topic, partition, next: offset, highWatermark: offset });
+    }
     busConsumer.onPartitionsStart(starts);
     await this.#producer.connect();
     this.#producerConnected = true;
-    await this.#runConsumer(busConsumer, startOffsets);
+    await this.#runConsumer(busConsumer);
   }
 
-  async #runConsumer(busConsumer: BusConsumer, startOffsets: Map<string, string>): Promise<void> {
-    await this.#consumer.connect();
-    await this.#consumer.subscribe({ topics: this.#options.topics, fromBeginning: false });
-    const joined = new Promise<void>((resolve, reject) => {
-      const removeJoin = this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
-        for (const [topic, partitions] of Object.entries(payload.memberAssignment)) {
-          for (const partition of partitions) {
-            const offset = startOffsets.get(`${topic}:${partition}`);
-            // Only the first join seeks; after a rejoin the committed offsets continue.
-            if (offset !== undefined && !this.#seeked) {
-              this.#consumer.seek({ topic, partition, offset });
-              this.#positions.set(`${topic}:${partition}`, { topic, partition, next: offset, highWatermark: offset });
-            }
-          }
+  /**
+   * A fresh kafkajs consumer (one that crashed may not be reusable), wired to this bus: it
+   * seeks to this replica's positions on every join and hands on only records at or after
+   * them. Events of a consumer that has been replaced are ignored.
+   */
+  #newConsumer(): Consumer {
+    const consumer = this.#kafka.consumer({
+      groupId: this.#options.groupId,
+      allowAutoTopicCreation: false,
+      maxWaitTimeInMs: 500,
+      // The group's only member: a crashed predecessor that could not leave holds up the next
+      // join until its session expires, so keep that short.
+      sessionTimeout: 10000,
+      rebalanceTimeout: 20000,
+      heartbeatInterval: 2000,
+      // This bus restarts a crashed consumer itself, with a fresh one (see #restartConsumer).
+      retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: 8, restartOnFailure: async () => false },
+    });
+    this.#consumer = consumer;
+    let joinedOnce = false;
+    const current = (): boolean => consumer === this.#consumer && !this.#closed;
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      if (!current()) return;
+      for (const [topic, partitions] of Object.entries(payload.memberAssignment)) {
+        for (const partition of partitions) {
+          const position = this.#positions.get(`${topic}:${partition}`);
+          // Always: after a rejoin kafkajs would start from the committed offsets (none here).
+          if (position !== undefined) consumer.seek({ topic, partition, offset: position.next });
         }
-        this.#seeked = true;
-        this.#consumerJoined = true;
+      }
+      joinedOnce = true;
+      this.#consumerJoined = true;
+      this.#consumerTrouble = null;
+      this.#joinedAt = Date.now();
+      // Stuck out of the group: over. Stuck on a partition: until it advances (#checkConsumer).
+      if (this.#stuck?.includes('out of its group')) this.#stuck = null;
+      if (this.#consumerLost === true) this.#stats.reconnects += 1;
+      this.#consumerLost = false;
+    });
+    consumer.on(consumer.events.REQUEST_TIMEOUT, () => this.#countError('request_timeout'));
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (!current()) return;
+      this.#consumerJoined = false;
+      this.#countError('consumer_crash');
+      if (this.#consumerLost === false) this.#consumerLost = true;
+      const reason = messageOf(payload.error);
+      this.#consumerTrouble = { message: reason, since: this.#consumerTrouble?.since ?? Date.now() };
+      // Before its first join the caller (start or a restart) sees the failure and retries.
+      if (joinedOnce) {
+        this.#noteTrouble('Kafka consumer stopped on an error; a fresh one continues from where it was', reason);
+        this.#restartConsumer();
+      }
+    });
+    consumer.on(consumer.events.STOP, () => {
+      if (current()) this.#consumerJoined = false;
+    });
+    return consumer;
+  }
+
+  async #runConsumer(busConsumer: BusConsumer): Promise<void> {
+    const consumer = this.#newConsumer();
+    const joined = new Promise<void>((resolve, reject) => {
+      const removeJoin = consumer.on(consumer.events.GROUP_JOIN, () => {
         removeJoin();
         removeCrash();
         resolve();
       });
-      const removeCrash = this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+      const removeCrash = consumer.on(consumer.events.CRASH, ({ payload }) => {
         removeJoin();
         removeCrash();
         reject(payload.error);
       });
     });
-    await this.#consumer.run({
-      autoCommit: true,
-      autoCommitInterval: 1000,
+    joined.catch(() => undefined); // awaited below; connect() may fail first
+    await consumer.connect();
+    // fromBeginning only matters for a partition this replica has no position in (one added
+    // to the topic since it started): read it whole rather than skip what it holds.
+    await consumer.subscribe({ topics: this.#options.topics, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
       eachBatchAutoResolve: true,
       eachBatch: async ({ batch }: EachBatchPayload) => {
-        const records: BusRecord[] = batch.messages.map((message) => busRecordOf(batch, message));
-        const last = batch.messages[batch.messages.length - 1];
-        if (last !== undefined) {
-          this.#positions.set(`${batch.topic}:${batch.partition}`, {
-            topic: batch.topic,
-            partition: batch.partition,
-            next: (BigInt(last.offset) + 1n).toString(),
-            highWatermark: batch.highWatermark,
-          });
+        if (consumer !== this.#consumer || this.#closed) return;
+        const key = `${batch.topic}:${batch.partition}`;
+        this.#advancedAt.set(key, Date.now());
+        const position = this.#positions.get(key);
+        // A batch fetched from before this replica's position (a fetch in flight across a
+        // rejoin) must not hand an event on twice.
+        const from = position === undefined ? null : BigInt(position.next);
+        const messages = from === null ? batch.messages : batch.messages.filter((message) => BigInt(message.offset) >= from);
+        const last = messages[messages.length - 1];
+        if (last === undefined) {
+          if (position !== undefined) position.highWatermark = batch.highWatermark;
+          return;
         }
+        this.#positions.set(key, {
+          topic: batch.topic,
+          partition: batch.partition,
+          next: (BigInt(last.offset) + 1n).toString(),
+          highWatermark: batch.highWatermark,
+        });
+        const records: BusRecord[] = messages.map((message) => busRecordOf(batch, message));
         // Synchronous hand-off: nothing here waits for a client socket, so heartbeats keep flowing.
         busConsumer.onRecords(records);
       },
     });
-    await withTimeout(joined, 60000, 'consumer did not join its group in time');
+    await withTimeout(joined, JOIN_TIMEOUT_MS, 'the Kafka consumer did not join its group in time');
+  }
+
+  /** Stops and forgets the current consumer (bounded: a broker that is gone must not hang this). */
+  async #disposeConsumer(): Promise<void> {
+    const consumer = this.#consumer;
+    this.#consumer = null;
+    this.#consumerJoined = false;
+    if (consumer !== null) await this.#safely(() => withTimeout(consumer.disconnect(), 10000, 'consumer disconnect timed out'));
+  }
+
+  /** Replaces the consumer with a fresh one after a delay that grows with each failed attempt. */
+  #restartConsumer(): void {
+    if (this.#closed || this.#restarting || this.#busConsumer === null) return;
+    const busConsumer = this.#busConsumer;
+    this.#restarting = true;
+    const delay = RETRY_DELAYS_MS[Math.min(this.#restarts, RETRY_DELAYS_MS.length - 1)]!;
+    this.#restarts += 1;
+    this.#retryTimer = setTimeout(() => {
+      void (async () => {
+        try {
+          await this.#disposeConsumer();
+          if (this.#closed) return;
+          await this.#runConsumer(busConsumer);
+          this.#restarts = 0;
+          this.#restarting = false;
+          this.#noteRecovered('Kafka consumer back in its group; it continues from where it was');
+        } catch (error) {
+          this.#restarting = false;
+          if (this.#closed) return;
+          const reason = messageOf(error);
+          this.#consumerTrouble = { message: reason, since: this.#consumerTrouble?.since ?? Date.now() };
+          this.#noteTrouble('Kafka consumer could not rejoin its group; retrying', reason);
+          await this.#disposeConsumer();
+          this.#restartConsumer();
+        }
+      })();
+    }, delay);
+  }
+
+  /**
+   * Runs every few seconds once started. The consumer is stuck when Kafka answers this replica
+   * and either the consumer has been out of its group for `consumerStuckMs`, or a partition
+   * holds records past this replica's position that it has not advanced on for that long
+   * (since the last join). When Kafka does not answer, the trouble is Kafka's, shared by every
+   * replica, and the replica stays ready. A stuck consumer is replaced, and /readyz answers 503
+   * until the trouble is gone.
+   */
+  async #checkConsumer(): Promise<void> {
+    if (!this.#started || this.#closed || this.#checkingHealth) return;
+    const now = Date.now();
+    const limit = this.#consumerStuckMs;
+    // A join restarts the clock, except while stuck: then only records handed on count.
+    const since = (key: string): number =>
+      this.#stuck === null ? Math.max(this.#joinedAt, this.#advancedAt.get(key) ?? 0) : (this.#advancedAt.get(key) ?? 0);
+    if (this.#stuck !== null) {
+      // Checked every time until it is over.
+    } else if (this.#consumerJoined) {
+      let oldest = now;
+      for (const key of this.#positions.keys()) oldest = Math.min(oldest, since(key));
+      if (now - oldest < limit) return;
+    } else if (now - (this.#consumerTrouble?.since ?? this.#joinedAt) < limit) return;
+    const admin = this.#admin;
+    if (admin === null) return;
+    this.#checkingHealth = true;
+    try {
+      const behind: string[] = [];
+      const stalled: string[] = [];
+      try {
+        for (const topic of this.#options.topics) {
+          const ends = await withTimeout(admin.fetchTopicOffsets(topic), 10000, 'Kafka did not answer');
+          for (const { partition, high } of ends) {
+            const key = `${topic}:${partition}`;
+            const position = this.#positions.get(key);
+            if (position !== undefined && BigInt(position.next) >= BigInt(high)) {
+              this.#advancedAt.set(key, Date.now()); // seen caught up: as good as advancing
+              continue;
+            }
+            behind.push(`${topic}/${partition}`);
+            if (Date.now() - since(key) >= limit) stalled.push(`${topic}/${partition}`);
+          }
+        }
+      } catch {
+        this.#stuck = null; // Kafka does not answer this replica: its trouble, not this consumer's
+        return;
+      }
+      if (this.#closed) return;
+      if (this.#consumerJoined) {
+        if (stalled.length === 0) {
+          this.#stuck = null;
+          return;
+        }
+        this.#stuck = `the Kafka consumer has not advanced for ${Math.round(limit / 1000)} s or more on ${stalled.join(', ')} although Kafka holds newer records there`;
+      } else {
+        const seconds = Math.round((Date.now() - (this.#consumerTrouble?.since ?? this.#joinedAt)) / 1000);
+        this.#stuck = `the Kafka consumer has been out of its group for ${seconds} s although Kafka answers`;
+      }
+      this.#noteTrouble('Kafka consumer stuck; replacing it', this.#stuck);
+      if (this.#consumerJoined) {
+        // Joined but not fetching: replace it (one out of its group is being replaced already).
+        this.#consumerJoined = false;
+        this.#restartConsumer();
+      } else if (!this.#restarting) this.#restartConsumer();
+    } finally {
+      this.#checkingHealth = false;
+    }
   }
 
   /** Partitions still short of the end offsets seen at startup. */
@@ -353,14 +607,34 @@ export class KafkaBus implements EventBus {
     }
   }
 
+  /**
+   * Not ready: before the bus has started (with the latest reason at once), while warming up
+   * the history, when the consumer is stuck (see `consumerStuckMs`), and once closing. Once
+   * started, Kafka trouble that every replica shares (a broker lost, the consumer rejoining)
+   * leaves it ready, with the trouble as `reason`: open streams stay, history is served, and
+   * the consumer continues from where it was.
+   */
   readiness(): BusReadiness {
     if (this.#closed) return { ready: false, reason: 'shutting down' };
-    if (this.#startError !== null) return { ready: false, reason: `Kafka: ${this.#startError}` };
-    if (!this.#producerConnected) return { ready: false, reason: 'Kafka producer disconnected' };
-    if (!this.#consumerJoined) return { ready: false, reason: 'Kafka consumer has not joined its group' };
+    if (!this.#started) return { ready: false, reason: `Kafka: ${this.#startTrouble}` };
+    if (this.#stuck !== null) return { ready: false, reason: this.#stuck };
     const behind = this.#catchingUp();
     if (behind > 0) return { ready: false, reason: `warming up the history: ${behind} partitions still catching up` };
-    return { ready: true };
+    const degraded = this.#degraded();
+    return degraded === null ? { ready: true } : { ready: true, reason: degraded };
+  }
+
+  /** What a ready replica lacks just now, or null. */
+  #degraded(): string | null {
+    if (!this.#consumerJoined) {
+      const trouble = this.#consumerTrouble;
+      const seconds = trouble === null ? 0 : Math.round((Date.now() - trouble.since) / 1000);
+      return `degraded: the Kafka consumer is rejoining its group (${seconds} s${trouble === null ? '' : `: ${trouble.message}`}); streams stay open and continue where they were`;
+    }
+    if (!this.#producerConnected) return 'degraded: the Kafka producer is disconnected; publishing answers 503';
+    const error = this.#lastClientError;
+    if (error !== null && Date.now() - error.at < RECENT_ERROR_MS) return `degraded: Kafka client error ${Math.round((Date.now() - error.at) / 1000)} s ago: ${error.message}`;
+    return null;
   }
 
   partitionPositions(): PartitionPosition[] {
@@ -371,14 +645,19 @@ export class KafkaBus implements EventBus {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    if (this.#healthTimer !== null) clearInterval(this.#healthTimer);
     const admin = this.#admin;
+    const consumer = this.#consumer;
+    this.#consumer = null;
+    // Bounded: brokers that are gone or recovering must not hold up the shutdown.
+    const bounded = (action: () => Promise<unknown>) => this.#safely(() => withTimeout(action(), CLOSE_TIMEOUT_MS, 'Kafka disconnect timed out'));
     await Promise.all([
-      this.#safely(() => this.#consumer.disconnect()),
-      this.#safely(() => this.#producer.disconnect()),
-      this.#safely(() => this.rangeReader.close()),
+      consumer === null ? undefined : bounded(() => consumer.disconnect()),
+      bounded(() => this.#producer.disconnect()),
+      bounded(() => this.rangeReader.close()),
     ]);
     this.#admin = null;
-    if (admin) await this.#safely(() => admin.disconnect());
+    if (admin) await bounded(() => admin.disconnect());
   }
 
   async #safely(action: () => Promise<unknown>): Promise<void> {

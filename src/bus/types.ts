@@ -77,7 +77,7 @@ export interface RangeReader {
 
 export interface BusReadiness {
   ready: boolean;
-  /** Why not ready, for /readyz and logs. */
+  /** Why not ready; when ready, what is degraded (the replica still serves). For /readyz, /status and logs. */
   reason?: string;
 }
 

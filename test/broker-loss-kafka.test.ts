@@ -1,0 +1,257 @@
+/**
+ * Issue 13 item 2: a broker loss that Kafka survives (three nodes, replication 3,
+ * min.insync.replicas 2) is invisible to subscribers. Two replicas, subscribers that stay
+ * connected and subscribers that keep reconnecting with their last id, an upstream producer
+ * writing straight to Kafka, while the room's partition leader and then the group coordinator
+ * are killed with SIGKILL and restarted. Every record Kafka holds at the end (read back)
+ * arrives at every subscriber exactly once, in order; /readyz of both replicas answers 200
+ * throughout; no error-level log line at startup (a first start on a fresh cluster).
+ */
+import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Writable } from 'node:stream';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { startKafka } from '../scripts/kafka/kafka.ts';
+import { buildApp } from '../src/app.ts';
+import { configWith } from '../src/config.ts';
+import { uniqueName, kafkaTopics } from './helpers/gateway.ts';
+import { messageTexts, openStream, until, type TestStream } from './helpers/sse-client.ts';
+
+interface LogLine {
+  level: number;
+  msg: string;
+  component?: string;
+  reason?: string;
+}
+
+const began = Date.now();
+const elapsed = () => `${((Date.now() - began) / 1000).toFixed(1)} s`;
+const cluster = await startKafka({ nodes: 3 });
+t.comment(`cluster up after ${elapsed()}`);
+t.teardown(() => cluster.stop());
+const kafka = new Kafka({ clientId: 'test-broker-loss', brokers: cluster.brokers, logLevel: logLevel.NOTHING, retry: { retries: 3 } });
+const admin = kafka.admin();
+await admin.connect();
+t.teardown(() => admin.disconnect());
+
+/** A gateway replica on the cluster whose log lines are kept (startGateway's logger is silent). */
+async function replica(topics: { chatTopic: string; tickerTopic: string }): Promise<{ url: string; logs: LogLine[]; close(): Promise<void> }> {
+  const logs: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  const config = configWith({
+    port: 0,
+    host: '127.0.0.1',
+    logLevel: 'info',
+    instanceId: uniqueName('test'),
+    kafkaBrokers: cluster.brokers,
+    topicPartitions: 3,
+    topicReplicationFactor: 3,
+    cursorSecret: 'broker-loss-test-secret',
+    sseRetryMs: 300,
+    publishTimeoutMs: 2000,
+    ...topics,
+  });
+  const app = await buildApp({ config, logger: { level: 'info', stream } });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('no TCP address');
+  const url = `http://127.0.0.1:${address.port}`;
+  await until(async () => (await fetch(`${url}/readyz`)).status === 200, 90000, `${url}/readyz`);
+  return { url, logs, close: () => app.close() };
+}
+
+/** Leader node of a partition, and its in-sync replica count. */
+async function partitionState(topic: string, partition: number): Promise<{ leader: number; isr: number }> {
+  const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+  const meta = topics[0]!.partitions.find((p) => p.partitionId === partition)!;
+  return { leader: meta.leader, isr: meta.isr.length };
+}
+
+/** SIGKILL a node's JVM, let the cluster notice, start it again and wait until it is back in every ISR that matters. */
+async function killAndRestart(node: number, watched: Array<[string, number]>, downMs: number): Promise<void> {
+  const pid = cluster.jvmPids()[node];
+  if (pid === undefined) throw new Error(`node ${node} is not running`);
+  process.kill(pid, 'SIGKILL');
+  await until(() => cluster.jvmPids()[node] === undefined, 10000, `node ${node} gone`);
+  await sleep(downMs); // the outage itself: publishing continues meanwhile
+  t.comment(`starting node ${node} again at ${elapsed()}`);
+  await cluster.startNode(node);
+  t.comment(`node ${node} serving at ${elapsed()}`);
+  for (const [topic, partition] of watched) {
+    await until(async () => (await partitionState(topic, partition).catch(() => ({ isr: 0 }))).isr === 3, 60000, `${topic}/${partition} fully in sync`);
+  }
+}
+
+/** A subscriber as EventSource behaves: reconnects with its last id, alternating replicas; a non-200 answer makes it give up. */
+function reconnectingSubscriber(urls: string[], path: string, startId: string) {
+  const texts: string[] = [];
+  let lastId = startId;
+  let stopped = false;
+  let gaveUp: string | null = null;
+  let connections = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      const url = urls[connections++ % urls.length]!;
+      let stream: TestStream;
+      try {
+        stream = await openStream(`${url}${path}`, lastId === '' ? {} : { 'last-event-id': lastId });
+      } catch {
+        await sleep(300); // a network error: EventSource retries
+        continue;
+      }
+      if (stream.status !== 200) {
+        gaveUp = `HTTP ${stream.status} from ${url}`;
+        stream.close();
+        return;
+      }
+      await Promise.race([stream.ended, sleep(700 + Math.random() * 1000)]);
+      stream.close();
+      texts.push(...messageTexts(stream.events));
+      if (stream.lastEventId() !== '') lastId = stream.lastEventId();
+    }
+  })();
+  return {
+    texts,
+    gaveUp: () => gaveUp,
+    lastId: () => lastId,
+    async stop(): Promise<void> {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+/** Every record of `key` in the partition, in offset order: the truth. */
+async function readBack(topic: string, partition: number, key: string): Promise<string[]> {
+  const high = (await admin.fetchTopicOffsets(topic)).find((p) => p.partition === partition)!.high;
+  const consumer = kafka.consumer({ groupId: uniqueName('read-back') });
+  const texts = new Map<number, string>();
+  let next = 0;
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ partition: p, message }) => {
+        if (p !== partition) return;
+        next = Math.max(next, Number(message.offset) + 1);
+        if (message.key?.toString() === key) texts.set(Number(message.offset), (JSON.parse(message.value!.toString()) as { text: string }).text);
+      },
+    });
+    await until(() => next >= Number(high), 30000, 'read back to the end offset');
+  } finally {
+    await consumer.disconnect();
+  }
+  return [...texts.entries()].sort(([a], [b]) => a - b).map(([, text]) => text);
+}
+
+t.setTimeout(300000);
+t.test('partition leader and group coordinator killed (-9) and restarted: every event once, in order; /readyz 200 throughout', async (t) => {
+  const topics = kafkaTopics();
+  const a = await replica(topics);
+  const b = await replica(topics);
+  const urls = [a.url, b.url];
+  t.comment(`replicas ready at ${elapsed()}`);
+
+  const errorsAtStart = [...a.logs, ...b.logs].filter((line) => line.level >= 50);
+  const describe = (line: LogLine) => `${line.msg}${line.reason === undefined ? '' : `: ${line.reason}`}`;
+  t.same(errorsAtStart.map(describe), [], 'no error-level line while starting on a fresh cluster');
+  const kafkaWarnings = [...a.logs, ...b.logs].filter((line) => line.level === 40 && line.component === 'kafka');
+  t.same(kafkaWarnings.map(describe), [], 'no Kafka warning on a normal start');
+
+  const room = uniqueName('room');
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, retry: { retries: 2 } });
+  await producer.connect();
+  const connected = await Promise.all([...urls, ...urls].map((url) => openStream(`${url}/events/${room}`)));
+  await until(() => connected.every((stream) => stream.lastEventId() !== ''), 10000, 'starting ids');
+  const startId = connected[0]!.lastEventId();
+  // In this order: streams, then replicas (they would drain open streams first), then the producer.
+  t.teardown(async () => {
+    connected.forEach((stream) => stream.close());
+    await Promise.all([a.close(), b.close()]);
+    await producer.disconnect();
+  });
+  const [first] = await producer.send({
+    topic: topics.chatTopic,
+    acks: -1,
+    messages: [{ key: room, value: JSON.stringify({ id: 'm0', user: 'up', text: 'n0' }), headers: { 'event-type': 'message' } }],
+  });
+  const partition = first!.partition;
+  await until(() => connected.every((stream) => messageTexts(stream.events).length === 1), 20000, 'first event everywhere');
+  // They start from where the connected ones joined (before the first event), by id.
+  const reconnecting = [0, 1, 2, 3].map((i) => reconnectingSubscriber(i % 2 === 0 ? urls : [...urls].reverse(), `/events/${room}`, startId));
+  t.teardown(() => Promise.all(reconnecting.map((client) => client.stop())));
+
+  const notReady: string[] = [];
+  let watching = true;
+  t.teardown(() => {
+    watching = false;
+  });
+  const readiness = (async () => {
+    while (watching) {
+      for (const url of urls) {
+        const response = await fetch(`${url}/readyz`).catch(() => null);
+        if (response?.status !== 200) notReady.push(`${url}: ${response?.status ?? 'no answer'} ${response ? await response.text() : ''}`);
+        else await response.body?.cancel();
+      }
+      await sleep(200);
+    }
+  })();
+
+  let attempts = 1;
+  let publishing = true;
+  t.teardown(() => {
+    publishing = false;
+  });
+  const publisher = (async () => {
+    while (publishing && attempts < 3000) {
+      const text = `n${attempts}`;
+      const id = `m${attempts}`;
+      attempts += 1;
+      await producer
+        .send({ topic: topics.chatTopic, acks: -1, messages: [{ key: room, value: JSON.stringify({ id, user: 'up', text }), headers: { 'event-type': 'message' } }] })
+        .catch(() => undefined); // outcome unknown: what Kafka holds at the end is the truth
+      await sleep(15);
+    }
+  })();
+
+  await sleep(1500);
+  const leader = (await partitionState(topics.chatTopic, partition)).leader;
+  const watched: Array<[string, number]> = [[topics.chatTopic, partition], ['__consumer_offsets', 0]];
+  t.comment(`killing node ${leader}, leader of ${topics.chatTopic}/${partition}`);
+  await killAndRestart(leader, watched, 4000);
+  await sleep(1500);
+  // The harness runs one __consumer_offsets partition: its leader coordinates every group.
+  const coordinator = (await partitionState('__consumer_offsets', 0)).leader;
+  t.comment(`killing node ${coordinator}, the group coordinator`);
+  await killAndRestart(coordinator, watched, 4000);
+  await sleep(1500);
+  publishing = false;
+  await publisher;
+  t.comment(`faults over at ${elapsed()}`);
+
+  const expected = await readBack(topics.chatTopic, partition, room);
+  t.ok(expected.length > 100, `${expected.length} events in Kafka (${attempts} publish attempts)`);
+  for (const client of reconnecting) await client.stop();
+  for (const [index, stream] of connected.entries()) {
+    await until(() => messageTexts(stream.events).length >= expected.length, 30000, `connected subscriber ${index} has every event`).catch(() => undefined);
+    t.same(messageTexts(stream.events), expected, `connected subscriber ${index} (${urls[index % 2]}): every event once, in order`);
+  }
+  for (const [index, client] of reconnecting.entries()) {
+    t.equal(client.gaveUp(), null, `reconnecting subscriber ${index} never got a non-200 answer`);
+    // Its final reconnect, as EventSource would make it.
+    const last = await openStream(`${urls[index % 2]}/events/${room}`, { 'last-event-id': client.lastId() });
+    await until(() => client.texts.length + messageTexts(last.events).length >= expected.length, 30000, `reconnecting subscriber ${index} caught up`).catch(() => undefined);
+    last.close();
+    t.same([...client.texts, ...messageTexts(last.events)], expected, `reconnecting subscriber ${index}: every event once, in order`);
+  }
+  watching = false;
+  await readiness;
+  t.same(notReady, [], '/readyz answered 200 on both replicas throughout');
+  const errors = [...a.logs, ...b.logs].filter((line) => line.level >= 50).map((line) => line.msg);
+  t.comment(`error-level lines during the faults: ${JSON.stringify(errors)}`);
+});

@@ -1,0 +1,82 @@
+/**
+ * Issue 19 item 3: starting against Kafka says why it is not ready at once, logs a retrying
+ * dependency at warn once per state (not per retry, no stack traces), and keeps the chatter of
+ * a normal start out of warn and error.
+ */
+import t from 'tap';
+import { createServer } from 'node:net';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../src/app.ts';
+import { configWith, type Config } from '../src/config.ts';
+import { kafkaTopics, requiredKafkaBrokers, uniqueName } from './helpers/gateway.ts';
+import { until } from './helpers/sse-client.ts';
+
+interface LogLine {
+  level: number;
+  msg: string;
+  component?: string;
+  [field: string]: unknown;
+}
+
+const WARN = 40;
+const ERROR = 50;
+
+/** A gateway (not waiting for readiness) whose log lines, at info and above, are kept. */
+async function gateway(overrides: Partial<Config>): Promise<{ app: FastifyInstance; url: string; logs: LogLine[] }> {
+  const logs: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  const config = configWith({ port: 0, host: '127.0.0.1', logLevel: 'info', instanceId: uniqueName('test'), cursorSecret: 'startup-log-test-secret', ...overrides });
+  const app = await buildApp({ config, logger: { level: 'info', stream } });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('no TCP address');
+  return { app, url: `http://127.0.0.1:${address.port}`, logs };
+}
+
+/** A loopback port nothing listens on: connections to it are refused. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no TCP address');
+  return address.port;
+}
+
+const kafkaLines = (logs: LogLine[], level: number) => logs.filter((line) => line.level === level && line.component === 'kafka');
+
+t.test('brokers refusing connections: /readyz gives the reason at once; one warn line, none at error, no stack', async (t) => {
+  const started = Date.now();
+  const { app, url, logs } = await gateway({ kafkaBrokers: [`127.0.0.1:${await closedPort()}`], ...kafkaTopics() });
+  t.teardown(() => app.close());
+  let readiness = { status: 0, body: { status: '', reason: '' } };
+  await until(async () => {
+    const response = await fetch(`${url}/readyz`);
+    readiness = { status: response.status, body: (await response.json()) as typeof readiness.body };
+    return /ECONNREFUSED/.test(readiness.body.reason);
+  }, 3000, '/readyz naming the refused connection').catch(() => undefined);
+  t.equal(readiness.status, 503);
+  t.match(readiness.body.reason, /ECONNREFUSED/, `the reason within 3 s: ${JSON.stringify(readiness.body)}`);
+
+  // A bounded window over several of the client's retries (its backoff reaches 5 s).
+  await sleep(Math.max(0, 12000 - (Date.now() - started)));
+  t.same(logs.filter((line) => line.level >= ERROR).map((line) => line.msg), [], 'no line at error level');
+  const warnings = kafkaLines(logs, WARN);
+  t.equal(warnings.length, 1, `one warn line for the state: ${JSON.stringify(warnings.map((line) => line.msg))}`);
+  t.match(warnings[0], { msg: /not reachable/, reason: /ECONNREFUSED/ });
+  t.notOk(JSON.stringify(logs.filter((line) => line.level >= WARN)).includes('    at '), 'no stack trace at warn or above');
+});
+
+t.test('a normal start: no Kafka line at warn or error', async (t) => {
+  const { app, url, logs } = await gateway({ kafkaBrokers: requiredKafkaBrokers(), ...kafkaTopics() });
+  t.teardown(() => app.close());
+  await until(async () => (await fetch(`${url}/readyz`)).status === 200, 60000, 'ready');
+  t.same([...kafkaLines(logs, WARN), ...kafkaLines(logs, ERROR)].map((line) => line.msg), [], 'nothing at warn or error');
+});
