@@ -21,10 +21,11 @@ const ResumeQuery = {
 };
 
 const STREAM_DESCRIPTION =
-  'Server-Sent Events. `id:` is an opaque signed resume cursor (send it back as Last-Event-ID). ' +
-  'Besides the channel events: `reset` {reason} when the requested position cannot be honoured ' +
+  'Server-Sent Events. `id:` is an opaque resume cursor (send it back as Last-Event-ID). ' +
+  'Besides the channel events: `position` (an `id:` with no channel event), `reset` {reason} when the requested position cannot be honoured ' +
   '(reload state; the stream continues live), `lag` {behindMs} and `live` around a long replay, ' +
-  '`overflow` before a too-slow client is disconnected, `auth_expired` when the token expires. ' +
+  '`overflow` before a too-slow client is disconnected, `auth_expired` when the token expires or the stream reaches MAX_STREAM_LIFETIME_MS, ' +
+  '`unavailable` {reason, retryMs} when this replica cannot take the stream now (it ends; EventSource reconnects). ' +
   'The 200 response lists every event with its data schema. With auth on, a token (Authorization: Bearer, ' +
   'the AUTH_COOKIE cookie or `?token=`) is needed unless every channel is public (PUBLIC_ROOMS, PUBLIC_TICKERS).';
 

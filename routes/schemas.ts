@@ -1,5 +1,6 @@
 import { Type, type TSchema } from '@fastify/type-provider-typebox';
 import { ChannelName, EVENT_TYPES, type ChannelKind, type EventType } from '../src/events.ts';
+import { RESET_REASONS } from '../src/subscription.ts';
 
 /**
  * Reply and parameter schemas shared by several routes, and what the OpenAPI document at
@@ -102,9 +103,7 @@ const CONTROL_EVENTS: Array<{ event: string; description: string; data: TSchema 
     event: 'reset',
     description: 'The requested position cannot be honoured: events may have been missed. Reload state; the stream continues live',
     data: Type.Object({
-      reason: Type.Union(
-        ['invalid-id', 'expired', 'unknown-position', 'since-unavailable', 'unavailable'].map((reason) => Type.Literal(reason)),
-      ),
+      reason: Type.Union(RESET_REASONS.map((reason) => Type.Literal(reason))),
     }),
   },
   {
@@ -119,6 +118,12 @@ const CONTROL_EVENTS: Array<{ event: string; description: string; data: TSchema 
     data: Type.Object({ reason: Type.String() }),
   },
   {
+    event: 'unavailable',
+    description:
+      'This replica cannot take the stream now (starting, draining, at MAX_STREAMS): the stream ends after a `retry:` with the delay; EventSource reconnects (through a load balancer, often to another replica)',
+    data: Type.Object({ reason: Type.String(), retryMs: Type.Integer({ description: 'The reconnect delay sent as `retry:`, ms' }) }),
+  },
+  {
     event: 'auth_expired',
     description: "The token's `exp` passed: the stream ends; reconnect with a fresh token to resume",
     data: Type.Object({ reason: Type.String() }),
@@ -127,7 +132,7 @@ const CONTROL_EVENTS: Array<{ event: string; description: string; data: TSchema 
 
 /** A frame as its fields. Channel events carry an `id:` (the position after them); control events do not. */
 function frame(event: string, description: string, data: TSchema, withId: boolean) {
-  const id = Type.String({ description: 'Opaque signed resume cursor: send it back as Last-Event-ID' });
+  const id = Type.String({ description: 'Opaque resume cursor: send it back as Last-Event-ID' });
   return Type.Object(
     withId ? { event: Type.Literal(event), id, data } : { event: Type.Literal(event), data },
     { title: event, description },
@@ -144,7 +149,15 @@ function streamOk(kinds: readonly ChannelKind[]) {
   const channelFrames = (Object.keys(EVENT_TYPES) as EventType[])
     .filter((type) => kinds.includes(EVENT_TYPES[type].kind))
     .map((type) => frame(type, `A ${EVENT_TYPES[type].kind} event`, channelEventData(type), true));
-  const controlFrames = CONTROL_EVENTS.map(({ event, description, data }) => frame(event, description, data, false));
+  const controlFrames = [
+    ...CONTROL_EVENTS.map(({ event, description, data }) => frame(event, description, data, false)),
+    frame(
+      'position',
+      "The stream's position without a channel event (right after connecting, after each replay page): only its `id:` matters",
+      Type.Object({}),
+      true,
+    ),
+  ];
   return {
     description:
       'A text/event-stream that stays open: `retry:`, a `: connected` comment, an `id:` with no data (the position it joined at), ' +

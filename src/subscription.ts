@@ -39,7 +39,9 @@ export type StartFrom = { kind: 'live' } | { kind: 'cursor'; id: string } | { ki
  * restarted, an offset that never existed); `since-unavailable` `?since=` reaches back further
  * than history and Kafka.
  */
-export type ResetReason = 'invalid-id' | 'expired' | 'unknown-position' | 'beyond-end' | 'since-unavailable' | 'unavailable';
+/** Why a stream's requested position cannot be honoured: the `reason` of its `reset` event (README, "Resume"). */
+export const RESET_REASONS = ['invalid-id', 'expired', 'unknown-position', 'beyond-end', 'since-unavailable', 'unavailable'] as const;
+export type ResetReason = (typeof RESET_REASONS)[number];
 
 /**
  * Why a stream ended, for its end-of-stream log line: the client went away, it fell too far

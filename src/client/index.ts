@@ -54,6 +54,10 @@ export interface GatewayEvents {
    * refused and the stream closes).
    */
   auth_expired: { reason: string };
+  /** The replica cannot take the stream now (starting, draining, full): the client reconnects after `retryMs`. */
+  unavailable: { reason: string; retryMs: number };
+  /** The stream's position with no channel event (after connecting, after a replay page): the client keeps its id. */
+  position: Record<string, never>;
 }
 
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
