@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import { Type } from '@fastify/type-provider-typebox';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { BUS_CLIENT_ERROR_KINDS } from '../src/bus/types.ts';
+import { errorReply, noSecurity, operatorSecurity } from '../routes/schemas.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -210,7 +211,7 @@ export default fp(
         schema: {
           summary: 'Prometheus metrics',
           tags: ['operations'],
-          security: [],
+          security: app.config.auth.metricsPublic ? noSecurity : operatorSecurity,
           description:
             'Prometheus text exposition format (see the README "Operations" section for the list). ' +
             'Includes the default Node.js process and event-loop metrics.',
@@ -219,6 +220,7 @@ export default fp(
               description: 'Prometheus text format 0.0.4',
               content: { 'text/plain': { schema: Type.String() } },
             },
+            401: errorReply('Tokens or service keys are configured (and METRICS_PUBLIC is not), and no configured service key was sent'),
           },
         },
       },

@@ -68,7 +68,7 @@ type SecurityRequirements = Array<Record<string, string[]>>;
 export const streamSecurity: SecurityRequirements = [{ [SECURITY.bearer]: [] }, { [SECURITY.cookie]: [] }, { [SECURITY.query]: [] }, {}];
 /** Publishing: a bearer token with a publish grant, or a service API key (never a cookie or `?token=`). */
 export const publishSecurity: SecurityRequirements = [{ [SECURITY.bearer]: [] }, { [SECURITY.apiKey]: [] }];
-/** Operator routes: a service API key. */
+/** Operator routes: a service API key (as X-API-Key, or as a bearer token: what Prometheus sends). */
 export const operatorSecurity: SecurityRequirements = [{ [SECURITY.apiKey]: [] }];
 /** Open to anyone (load balancers, Prometheus, charts). */
 export const noSecurity: SecurityRequirements = [];
@@ -179,7 +179,8 @@ export function streamReplies(kinds: readonly ChannelKind[]) {
     429: errorReply(
       'Too many open streams from this address (MAX_STREAMS_PER_IP) or for this token (MAX_STREAMS_PER_IDENTITY); with Retry-After',
     ),
-    503: errorReply('This replica holds MAX_STREAMS streams; with Retry-After (another replica may take it)'),
+    // Starting, draining or at MAX_STREAMS answer 200 with `event: unavailable` and a `retry:`:
+    // EventSource gives up for good on a 503, so none is sent.
     ...internalError,
   };
 }

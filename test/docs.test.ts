@@ -88,14 +88,15 @@ function operations(document: any): Array<[string, any]> {
 
 /**
  * The statuses each route's code can answer, read from the code: the route's schema (400), the
- * auth plugin (401/403, and 429 for the per-identity stream cap), the stream plugin (429 per IP,
- * 503 at MAX_STREAMS), the rate limiter (429), the body parser (413/415), the bus (503), the
- * error handler (500 for anything unexpected).
+ * auth plugin (401/403, and 429 for the per-identity stream cap; 401 on operator routes), the
+ * stream plugin (429 per IP; at MAX_STREAMS a 200 with `event: unavailable`, never a 503, which
+ * EventSource would give up on), the rate limiter (429), the body parser (413/415), the bus (503),
+ * the error handler (500 for anything unexpected).
  */
 const EXPECTED_STATUSES: Record<string, number[]> = {
-  'GET /events/{room}': [200, 400, 401, 403, 429, 500, 503],
-  'GET /tickers/{symbol}/events': [200, 400, 401, 403, 429, 500, 503],
-  'GET /events': [200, 400, 401, 403, 429, 500, 503],
+  'GET /events/{room}': [200, 400, 401, 403, 429, 500],
+  'GET /tickers/{symbol}/events': [200, 400, 401, 403, 429, 500],
+  'GET /events': [200, 400, 401, 403, 429, 500],
   'POST /rooms/{room}/messages': [202, 400, 401, 403, 413, 415, 429, 500, 503],
   'DELETE /rooms/{room}/messages/{id}': [202, 400, 401, 403, 429, 500, 503],
   'POST /tickers/{symbol}/prices': [202, 400, 401, 403, 413, 415, 429, 500, 503],
@@ -103,7 +104,7 @@ const EXPECTED_STATUSES: Record<string, number[]> = {
   'GET /status': [200, 401, 500],
   'GET /readyz': [200, 503],
   'GET /healthz': [200],
-  'GET /metrics': [200],
+  'GET /metrics': [200, 401],
 };
 
 t.test('the document declares the security schemes, and each route its auth, tag and every status', async (t) => {
@@ -132,7 +133,7 @@ t.test('the document declares the security schemes, and each route its auth, tag
     'GET /tickers/{symbol}/history': [],
     'GET /readyz': [],
     'GET /healthz': [],
-    'GET /metrics': [],
+    'GET /metrics': [{ serviceApiKey: [] }],
   }, 'each route says how it authenticates (streams: optional, for public channels)');
 
   const tagNames = (document.tags as Array<{ name: string }>).map((tag) => tag.name);
@@ -200,7 +201,8 @@ t.test('every status the gateway answers while provoked is documented for its ro
   t.equal((await stream('GET /events/{room}', `/events/${room}`, ann)).status, 200);
   await stream('GET /tickers/{symbol}/events', `/tickers/BTC/events`, ann); // 429: ann's one stream is open
   t.equal((await stream('GET /tickers/{symbol}/events', `/tickers/BTC/events`, bob)).status, 200);
-  await stream('GET /events', `/events?room=${room}`, { authorization: `Bearer ${token({ sub: 'cy', rooms: ['*'] })}` }); // 503: MAX_STREAMS
+  // MAX_STREAMS: 200 with `event: unavailable` and a retry (EventSource gives up on a 503).
+  await stream('GET /events', `/events?room=${room}`, { authorization: `Bearer ${token({ sub: 'cy', rooms: ['*'] })}` });
   await stream('GET /events', `/events`, bob); // 400: no channel
 
   const post = (route: string, path: string, body: string, headers: Record<string, string>) =>
@@ -228,14 +230,15 @@ t.test('every status the gateway answers while provoked is documented for its ro
   await request('GET /tickers/{symbol}/history', '/tickers/BTC/history'); // 200
   await request('GET /readyz', '/readyz');
   await request('GET /healthz', '/healthz');
-  await request('GET /metrics', '/metrics');
+  await request('GET /metrics', '/metrics'); // 401
+  await request('GET /metrics', '/metrics', { headers: service }); // 200
 
   t.same(
     Object.fromEntries([...seen].map(([route, statuses]) => [route, [...statuses].sort()])),
     {
       'GET /events/{room}': [200, 400, 401, 403],
       'GET /tickers/{symbol}/events': [200, 429],
-      'GET /events': [400, 503],
+      'GET /events': [200, 400],
       'POST /rooms/{room}/messages': [202, 400, 401, 403, 413, 415],
       'DELETE /rooms/{room}/messages/{id}': [202, 401],
       'POST /tickers/{symbol}/prices': [202, 400, 429],
@@ -243,7 +246,7 @@ t.test('every status the gateway answers while provoked is documented for its ro
       'GET /tickers/{symbol}/history': [200, 400],
       'GET /readyz': [200],
       'GET /healthz': [200],
-      'GET /metrics': [200],
+      'GET /metrics': [200, 401],
     },
     'the statuses provoked',
   );
@@ -258,7 +261,7 @@ t.test("each event type's data is a schema in the stream routes' 200 response, a
     new Map(
       document.paths[route].get.responses['200'].content['text/event-stream'].schema.anyOf.map((frame: any) => [frame.properties.event.enum?.[0] ?? frame.properties.event.const, frame]),
     );
-  const control = ['reset', 'lag', 'live', 'overflow', 'auth_expired'];
+  const control = ['reset', 'lag', 'live', 'overflow', 'auth_expired', 'unavailable', 'position'];
   const roomTypes = Object.keys(EVENT_TYPES).filter((type) => EVENT_TYPES[type as keyof typeof EVENT_TYPES].kind === 'room');
   const tickerTypes = Object.keys(EVENT_TYPES).filter((type) => EVENT_TYPES[type as keyof typeof EVENT_TYPES].kind === 'ticker');
   t.same([...frames('/events/{room}').keys()].sort(), [...roomTypes, ...control].sort(), 'room streams: chat events and control events');
