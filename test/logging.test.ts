@@ -1,3 +1,5 @@
+import net from 'node:net';
+import { chatMessageRecord } from '../src/events.ts';
 import t from 'tap';
 import { Writable } from 'node:stream';
 import { buildApp, loggerOptions } from '../src/app.ts';
@@ -69,17 +71,26 @@ t.test('a stream the client leaves logs one end line: duration, events, bytes, r
   t.equal(gateway.ended().length, 1, 'once');
 });
 
-t.test('a resume with more than one page to replay ends after the page, and says so', async (t) => {
-  const gateway = await loggedGateway(t, { resumeMaxEvents: 2 }, 'info');
+t.test('a stream that ends for being too slow logs overflow', async (t) => {
+  const gateway = await loggedGateway(t, { streamMaxBufferedBytes: 64 * 1024 }, 'info');
   const room = uniqueName('room');
-  const first = await openStream(`${gateway.url}/events/${room}`);
-  await until(() => first.lastEventId() !== '', 10_000, 'the starting id');
-  first.close();
-  for (const text of ['a', 'b', 'c']) t.equal((await post(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text })).status, 202);
-  const resumed = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': first.lastEventId() });
-  await resumed.ended;
-  t.equal(resumed.events.length, 2, 'one page');
-  await until(() => gateway.ended().some((line) => line.reason === 'replay-page'), 10_000, 'the replay-page end line');
+  // A client that never reads: the kernel's buffers fill, then the gateway's, and it is cut off.
+  const port = Number(new URL(gateway.url).port);
+  const socket = net.connect({ host: '127.0.0.1', port }, () => {
+    socket.write(`GET /events/${room} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
+    socket.pause();
+  });
+  socket.on('error', () => {});
+  t.teardown(() => socket.destroy());
+  await until(() => gateway.app.hub.subscriberCount(`room:${room}`) === 1, 5000, 'the stalled client subscribed');
+  const topics = { chat: gateway.app.config.chatTopic, ticker: gateway.app.config.tickerTopic };
+  const text = 'x'.repeat(1500);
+  for (let sent = 0; sent < 20_000 && !gateway.ended().some((line) => line.reason === 'overflow'); sent++) {
+    await gateway.app.bus.publish(chatMessageRecord(topics, room, { user: 'load', text }).record);
+    if (sent % 10 === 9) await new Promise((resolve) => setImmediate(resolve));
+  }
+  await until(() => gateway.ended().some((line) => line.reason === 'overflow'), 10_000, 'the overflow end line');
+  t.pass('logged with reason overflow');
 });
 
 t.test('a stream whose token expires, and one ended by shutdown, say so', async (t) => {

@@ -33,7 +33,7 @@ export function freePort(): Promise<number> {
 export async function spawnServer(t: { teardown(fn: () => unknown): void }, env: Record<string, string>): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', CURSOR_SECRET: 'test-cursor-secret-0123456789', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -17,6 +17,8 @@ export interface TestStream {
   /** Resolves when the server ends the stream. */
   ended: Promise<void>;
   close(): void;
+  /** Stops reading the response, as a stalled client would: the server's unsent bytes grow. */
+  pause(): void;
 }
 
 /** Opens an event stream over a real HTTP connection, as a browser's EventSource would. */
@@ -56,6 +58,7 @@ export function openStream(url: string, headers: Record<string, string> = {}, lo
         comments: () => parser.comments,
         ended,
         close: () => request.destroy(),
+        pause: () => response.pause(),
         waitForEvents: (count, timeoutMs = 20000) =>
           new Promise((done, fail) => {
             const timer = setTimeout(() => {
