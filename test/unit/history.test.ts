@@ -41,9 +41,14 @@ t.test('age and the total bound drop events; a forgotten channel makes its parti
 
 t.test('offsetAtTime finds where a stream from a time starts, or says it cannot', async (t) => {
   const history = new History({ maxEventsPerChannel: 10, maxAgeMs: 60000, maxTotalEvents: 100 });
-  history.coverPartitionFrom(0, 0, 0, 100);
+  history.coverPartitionFrom(0, 0, 1, 100);
   for (const [offset, timestamp] of [[1, 200], [2, 300], [3, 400]] as const) history.append(event('room:a', offset, timestamp), 500);
   t.equal(history.offsetAtTime('room:a', 0, 0, 250, 9), 2);
   t.equal(history.offsetAtTime('room:a', 0, 0, 450, 9), 9, 'nothing since: the live position');
   t.equal(history.offsetAtTime('room:a', 0, 0, 50, 9), null, 'before the replica knew the partition');
+
+  const fromTheFirstRecord = new History({ maxEventsPerChannel: 10, maxAgeMs: 60000, maxTotalEvents: 100 });
+  fromTheFirstRecord.coverPartitionFrom(0, 0, 0, 100);
+  fromTheFirstRecord.append(event('room:a', 0, 200), 500);
+  t.equal(fromTheFirstRecord.offsetAtTime('room:a', 0, 0, 50, 9), 0, 'known from offset 0: nothing can be older, so any earlier time starts at the first event');
 });
