@@ -40,7 +40,8 @@ function spawnServer(password: string) {
     KAFKA_FAIL_FAST: 'true',
     CURSOR_SECRET: 'sasl-test-cursor-secret',
   };
-  const child = spawn(`${root}node_modules/.bin/tsx`, ['src/server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Node itself, not the tsx wrapper: a wrapper relaying SIGTERM can report 143 for a clean exit.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
