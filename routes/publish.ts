@@ -111,9 +111,10 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (partitions > 0) {
       const partition = partitionForKey(room, partitions);
       const next = dispatcher.nextOffset(0, partition) ?? 0;
-      // Ask Kafka afresh unless its cached end is already past what this replica has read.
+      // Asked afresh (a cached end could predate the record just posted): only a delete of a
+      // message this replica does not know pays for it, never a post.
       const end = bus.rangeReader?.endOffset !== undefined
-        ? await bus.rangeReader.endOffset(topics.chat, partition, next + 1)
+        ? await bus.rangeReader.endOffset(topics.chat, partition, Number.MAX_SAFE_INTEGER)
         : Number(bus.partitionPositions().find((position) => position.topic === topics.chat && position.partition === partition)?.highWatermark ?? 0);
       if (end !== null && end > next && (await dispatcher.whenConsumed(0, partition, end - 1, CATCH_UP_TIMEOUT_MS))) {
         entry = dispatcher.messageEntry(room, id);
@@ -127,6 +128,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const entries = app.cursorCodec.decode(eventId);
     const position = entries?.length === 1 ? entries[0] : undefined;
     if (position === undefined || position.slot !== 0 || position.next < 1) throw httpError(400, 'querystring/eventId is not the event id of a message of this gateway');
+    if (position.partition >= dispatcher.partitionCount(0)) return { found: false, reason: 'the event id points at no partition of the chat topic' };
     if (bus.rangeReader === undefined) return { found: false, reason: `no message "${id}" in room "${room}": this bus keeps nothing older than ${window}` };
     const offset = position.next - 1;
     const result = await bus.rangeReader.read(topics.chat, position.partition, offset, offset + 1, room, 1);
