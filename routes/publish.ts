@@ -70,7 +70,12 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'With auth on, `user` is taken from the token (`name`, else `sub`) and the body\'s `user` is ignored.',
         params: RoomParams,
         body: Type.Object({ id: PublisherId, user: Type.Optional(ChatUser), text: ChatText }, { additionalProperties: false }),
-        response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
+        response: {
+          202: AcceptedReply,
+          ...errorReplies,
+          ...authReplies,
+          409: errorReply('The `id` belongs to a message of another author in this room (posted within HISTORY_MAX_AGE_MS): pick another id'),
+        },
         ...docs,
       },
       preHandler: guarded('room'),
@@ -84,6 +89,12 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { room } = request.params;
       // The author header comes from the verified token only: it is what ownership is judged by.
       const author = request.publisher?.service === null ? request.publisher.identity : null;
+      // Nobody attaches a message to someone else's id (a delete names ids, so it would reach
+      // both): a token holder may reuse an id only for a retry of its own message.
+      const owner = author === null || request.body.id === undefined ? undefined : app.dispatcher.messageEntry(room, request.body.id);
+      if (owner !== undefined && owner.author !== author) {
+        return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `id "${request.body.id}" belongs to another author's message in this room: pick another id` });
+      }
       const { messageId, record } = chatMessageRecord(topics, room, { id: request.body.id, user, text: request.body.text, author });
       const eventId = await publishOnce(channelKey('room', room), 'message', request.body.id, () => record);
       return reply.code(202).send({ id: messageId, eventId });

@@ -96,7 +96,7 @@ const EXPECTED_STATUSES: Record<string, number[]> = {
   'GET /events/{room}': [200, 400, 401, 403, 429, 500, 503],
   'GET /tickers/{symbol}/events': [200, 400, 401, 403, 429, 500, 503],
   'GET /events': [200, 400, 401, 403, 429, 500, 503],
-  'POST /rooms/{room}/messages': [202, 400, 401, 403, 413, 415, 429, 500, 503],
+  'POST /rooms/{room}/messages': [202, 400, 401, 403, 409, 413, 415, 429, 500, 503],
   'DELETE /rooms/{room}/messages/{id}': [202, 400, 401, 403, 404, 429, 500, 503],
   'POST /tickers/{symbol}/prices': [202, 400, 401, 403, 413, 415, 429, 500, 503],
   'GET /tickers/{symbol}/history': [200, 400, 500],

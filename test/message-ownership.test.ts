@@ -91,6 +91,9 @@ t.test('a stranger cannot delete a message, on any replica, one started after th
     t.equal((await remove(gateway, ann, 'never-posted')).status, 404, `replica ${name}: an unknown id is 404`);
   }
   t.equal((await remove(a, bearer({ sub: 'mo', moderate: ['other-*'] }), 'by-ann')).status, 403, 'a moderator of other rooms is no moderator here');
+  const taken = await post(b, bob, 'by-ann');
+  t.equal(taken.status, 409, 'a stranger cannot post under the id of someone else\'s message');
+  t.same((await post(b, ann, 'by-ann')).body, posted.body, 'its author\'s retry still answers with the first event id');
 
   // A replica started after every post learns the authors from its warm-up read.
   const c = await startGateway(shared);
