@@ -4,6 +4,7 @@ import fastifyJwt from '@fastify/jwt';
 import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { ApiKeys } from '../src/auth/api-keys.ts';
 import {
+  decideModification,
   decidePublish,
   decideSubscription,
   type AuthPolicy,
@@ -35,8 +36,17 @@ declare module 'fastify' {
     operatorKeyRequired: boolean;
     /** Open streams per identity (acquire/count); `authorizeSubscription` already uses it. */
     streamQuota: StreamQuota;
-    /** A preHandler for a publish route whose `:room` or `:symbol` param names the channel. */
-    authorizePublishing(kind: ChannelKind): preHandlerAsyncHookHandler;
+    /**
+     * A preHandler for a publish route whose `:room` or `:symbol` param names the channel.
+     * `moderation`: the route modifies a message (delete, edit): a `moderate` grant admits too.
+     */
+    authorizePublishing(kind: ChannelKind, options?: { moderation?: boolean }): preHandlerAsyncHookHandler;
+    /**
+     * Throws a 403 unless the request's publisher (set by `authorizePublishing`) may delete or
+     * edit a message whose author is `author` (its `author` header; null: nobody's). See
+     * `decideModification` in src/auth/authorizer.ts for the rule.
+     */
+    authorizeModification(request: FastifyRequest, author: string | null): void;
   }
 }
 
@@ -227,7 +237,17 @@ export default fp(
       return decision.value;
     });
 
-    app.decorate('authorizePublishing', (kind: ChannelKind): preHandlerAsyncHookHandler => {
+    app.decorate('authorizeModification', (request: FastifyRequest, author: string | null) => {
+      const publisher = request.publisher;
+      // A route that did not run authorizePublishing first is a programming error: refuse.
+      const decision = publisher === null ? { ok: false as const, statusCode: 403 as const, reason: 'not authorised' } : decideModification(publisher, author);
+      if (!decision.ok) {
+        request.log.info({ statusCode: decision.statusCode, reason: decision.reason, identity: publisher?.identity }, 'modification refused');
+        throw refusal(undefined, decision);
+      }
+    });
+
+    app.decorate('authorizePublishing', (kind: ChannelKind, options: { moderation?: boolean } = {}): preHandlerAsyncHookHandler => {
       const param = kind === 'room' ? 'room' : 'symbol';
       return async function (request, reply) {
         const name = (request.params as Record<string, string | undefined>)[param] ?? '';
@@ -238,6 +258,7 @@ export default fp(
           apiKeys,
           { authorization: request.headers.authorization, apiKey: Array.isArray(apiKey) ? apiKey[0] : apiKey },
           { kind, name },
+          options,
         );
         if (!decision.ok) {
           request.log.info({ statusCode: decision.statusCode, reason: decision.reason }, 'publish refused');

@@ -49,7 +49,11 @@ export default fp<GatewayPluginOptions>(
     });
     const cursorCodec = new CursorCodec(config.cursorSecret, topics);
     // The window cannot reach further back than the warm-up read that teaches a fresh replica its ids.
-    const dispatcher = new Dispatcher(hub, history, cursorCodec, topics, app.log, { dedupWindowMs: Math.min(config.dedupWindowMs, config.historyMaxAgeMs) });
+    // Message authors are known as far back as the warm-up read reaches, on every replica alike.
+    const dispatcher = new Dispatcher(hub, history, cursorCodec, topics, app.log, {
+      dedupWindowMs: Math.min(config.dedupWindowMs, config.historyMaxAgeMs),
+      ledgerWindowMs: config.historyMaxAgeMs,
+    });
     let shuttingDown = false;
 
     if (config.cursorSecretSource === 'per-process') {

@@ -1,10 +1,11 @@
 import type { BusConsumer, BusRecord, PartitionStart } from './bus/types.ts';
 import { positionKey, type CursorCodec, type TopicSlot } from './cursor.ts';
 import { DedupTable, dedupKey, type DedupStats, type FirstRecord } from './dedup.ts';
-import { decodeRecord, type DecodedEvent, type EventType, type Topics } from './events.ts';
+import { channelKey, decodeRecord, type DecodedEvent, type EventType, type Topics } from './events.ts';
 import type { History, StoredEvent } from './history.ts';
 import type { Hub, HubEvent } from './hub.ts';
 import type { Logger } from './logger.ts';
+import { ledgerKey, MessageLedger, type LedgerEntry, type LedgerStats } from './message-ledger.ts';
 import { rateLimitedWarn } from './rate-limited-log.ts';
 import { bodyFrame, withId } from './sse-frame.ts';
 
@@ -88,11 +89,17 @@ export class Dispatcher implements BusConsumer {
   readonly #partitionCounts: [number, number] = [0, 0];
   readonly #warnSkipped: (context: object, message: string) => void;
   readonly #dedup: DedupTable;
+  readonly #ledger: MessageLedger;
   readonly #logger: Logger;
+  /** Callers waiting for this replica to consume a partition up to an offset (see `whenConsumed`). */
+  readonly #waiters = new Set<{ key: string; offset: number; resolve: (reached: boolean) => void }>();
 
   /**
    * `options.dedupWindowMs`: a record repeating a message id of its channel seen at most this
    * long before is dropped (0 = never; keep it within the warm-up read, `HISTORY_MAX_AGE_MS`).
+   * `options.ledgerWindowMs`: how long after its Kafka timestamp a chat message's author stays
+   * known (src/message-ledger.ts; the warm-up read, `HISTORY_MAX_AGE_MS`, so that a replica
+   * started later knows the same messages). 0: no window (tests of other things).
    */
   constructor(
     private readonly hub: Hub,
@@ -100,11 +107,61 @@ export class Dispatcher implements BusConsumer {
     private readonly codec: CursorCodec,
     readonly topics: Topics,
     logger: Logger,
-    options: { dedupWindowMs?: number } = {},
+    options: { dedupWindowMs?: number; ledgerWindowMs?: number; ledgerMaxEntries?: number } = {},
   ) {
     this.#warnSkipped = rateLimitedWarn(logger);
     this.#logger = logger;
     this.#dedup = new DedupTable({ windowMs: options.dedupWindowMs ?? 0 });
+    this.#ledger = new MessageLedger({
+      windowMs: options.ledgerWindowMs ?? 0,
+      ...(options.ledgerMaxEntries !== undefined ? { maxEntries: options.ledgerMaxEntries } : {}),
+    });
+  }
+
+  /** The message ledger's counters (entries held, entries evicted by its count bound). */
+  get ledgerStats(): LedgerStats {
+    return this.#ledger.stats;
+  }
+
+  /**
+   * Who wrote message `messageId` of the room, and whether it was deleted, when this replica
+   * consumed it and its Kafka timestamp is within the ledger window before `now`; undefined
+   * otherwise (never posted, not consumed yet, or older).
+   */
+  messageEntry(room: string, messageId: string, now = Date.now()): LedgerEntry | undefined {
+    return this.#ledger.lookup(ledgerKey(channelKey('room', room), messageId), now);
+  }
+
+  /**
+   * True when this replica consumed the record at this position and skipped it as the repeat of
+   * an earlier message id (and still remembers it): such a record is not a message of its own.
+   */
+  wasSkippedRepeat(topic: string, partition: number, offset: number): boolean {
+    const slot = this.slotOf(topic);
+    return slot !== undefined && this.#dedup.wasSkipped(slot, partition, offset);
+  }
+
+  /**
+   * Resolves true once this replica has consumed the partition up to `offset` (its next offset
+   * is past it), false after `timeoutMs` without: a request can wait for a record it knows was
+   * written to reach this replica's tables.
+   */
+  whenConsumed(slot: TopicSlot, partition: number, offset: number, timeoutMs: number): Promise<boolean> {
+    const key = positionKey(slot, partition);
+    if ((this.#next.get(key) ?? 0) > offset) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = {
+        key,
+        offset,
+        resolve: (reached: boolean) => {
+          clearTimeout(timer);
+          this.#waiters.delete(waiter);
+          resolve(reached);
+        },
+      };
+      const timer = setTimeout(() => waiter.resolve(false), timeoutMs);
+      this.#waiters.add(waiter);
+    });
   }
 
   /** The message-id table's counters (ids held, repeats skipped, ids evicted by its count bound). */
@@ -179,6 +236,9 @@ export class Dispatcher implements BusConsumer {
     // Subscribers get the batch's events of their channel in one go (one write each). Still
     // the same turn: a stream subscribing now cannot fall between position and delivery.
     this.hub.flush();
+    for (const waiter of this.#waiters) {
+      if ((this.#next.get(waiter.key) ?? 0) > waiter.offset) waiter.resolve(true);
+    }
   };
 
   #handle(record: BusRecord): void {
@@ -202,6 +262,12 @@ export class Dispatcher implements BusConsumer {
       this.stats.duplicatesSkipped += 1;
       this.#logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, id: event.messageId }, 'skipped the repeat of a message id');
       return;
+    }
+    if (event.kind === 'room' && event.messageId !== undefined) {
+      const position = { slot, partition: record.partition, offset };
+      const messageKey = ledgerKey(event.channel, event.messageId);
+      if (event.type === 'message') this.#ledger.recordMessage(messageKey, event.author, position, record.timestamp);
+      else if (event.type === 'delete') this.#ledger.recordDelete(messageKey, position, record.timestamp);
     }
     const dispatched = new DispatchedEvent(slot, record, event, this.codec);
     this.history.append(dispatched);

@@ -12,6 +12,15 @@ import type { BusRecord, OutgoingRecord } from './bus/types.ts';
 export const CHANNEL_NAME_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
 const CHANNEL_NAME = new RegExp(CHANNEL_NAME_PATTERN);
 export const EVENT_TYPE_HEADER = 'event-type';
+/**
+ * The header naming who wrote a chat message: the token `sub` of the user it belongs to (README,
+ * "Kafka record contract"). The gateway sets it from the verified identity, never from the
+ * request; services producing straight to Kafka set it for a user they post for. Without it, a
+ * message belongs to nobody: only moderators and services may delete it.
+ */
+export const AUTHOR_HEADER = 'author';
+/** Longest author the contract admits: the longest `sub` a token may carry (src/auth/claims.ts). */
+export const MAX_AUTHOR_LENGTH = 256;
 
 export const ChannelName = Type.String({ pattern: CHANNEL_NAME_PATTERN, minLength: 1, maxLength: 64 });
 export const MESSAGE_ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
@@ -81,6 +90,12 @@ export interface DecodedEvent {
    * when the producer set one (a string matching the message id pattern; any other is ignored).
    */
   messageId: string | undefined;
+  /**
+   * Who wrote a `message`: its `author` header (1 to MAX_AUTHOR_LENGTH characters), else null
+   * (no header, or one breaking the contract: the message then belongs to nobody). Always null
+   * for other event types.
+   */
+  author: string | null;
   timestamp: number;
 }
 
@@ -130,23 +145,44 @@ export function decodeRecord(record: BusRecord, topics: Topics): DecodeResult {
   const messageId = typeof fields.id === 'string' && MESSAGE_ID.test(fields.id) ? fields.id : undefined;
   return {
     ok: true,
-    event: { channel: channelKey(kind, name), kind, name, type, data: eventData(kind, name, spec, fields, record.timestamp), timestamp: record.timestamp, messageId },
+    event: {
+      channel: channelKey(kind, name),
+      kind,
+      name,
+      type,
+      data: eventData(kind, name, spec, fields, record.timestamp),
+      timestamp: record.timestamp,
+      messageId,
+      author: type === 'message' ? authorOf(record) : null,
+    },
   };
+}
+
+/** A record's `author` header when it keeps to the contract (1 to MAX_AUTHOR_LENGTH characters), else null. */
+function authorOf(record: BusRecord): string | null {
+  const author = headerText(record.headers[AUTHOR_HEADER]);
+  return author !== undefined && author.length > 0 && author.length <= MAX_AUTHOR_LENGTH ? author : null;
 }
 
 function outgoing(topic: string, key: string, type: EventType, value: Record<string, unknown>): OutgoingRecord {
   return { topic, key, value: JSON.stringify(value), headers: { [EVENT_TYPE_HEADER]: type } };
 }
 
-/** A `message` record; its id is `message.id` when the publisher chose one (retries reuse it), else a new UUID. */
+/**
+ * A `message` record; its id is `message.id` when the publisher chose one (retries reuse it),
+ * else a new UUID. `author`: the verified token `sub` of the poster, written as the `author`
+ * header (null: none, for a service or with auth off).
+ */
 export function chatMessageRecord(
   topics: Topics,
   room: string,
-  message: { id?: string | undefined; user: string; text: string },
+  message: { id?: string | undefined; user: string; text: string; author?: string | null },
 ): { messageId: string; record: OutgoingRecord } {
   const messageId = message.id ?? randomUUID();
   const value: Static<typeof ChatMessageValue> = { id: messageId, user: message.user, text: message.text };
-  return { messageId, record: outgoing(topics.chat, room, 'message', value) };
+  const record = outgoing(topics.chat, room, 'message', value);
+  if (message.author !== undefined && message.author !== null) record.headers[AUTHOR_HEADER] = message.author;
+  return { messageId, record };
 }
 
 export function chatDeleteRecord(topics: Topics, room: string, messageId: string): OutgoingRecord {

@@ -97,8 +97,8 @@ const EXPECTED_STATUSES: Record<string, number[]> = {
   'GET /events/{room}': [200, 400, 401, 403, 429, 500],
   'GET /tickers/{symbol}/events': [200, 400, 401, 403, 429, 500],
   'GET /events': [200, 400, 401, 403, 429, 500],
-  'POST /rooms/{room}/messages': [202, 400, 401, 403, 413, 415, 429, 500, 503],
-  'DELETE /rooms/{room}/messages/{id}': [202, 400, 401, 403, 429, 500, 503],
+  'POST /rooms/{room}/messages': [202, 400, 401, 403, 409, 413, 415, 429, 500, 503],
+  'DELETE /rooms/{room}/messages/{id}': [202, 400, 401, 403, 404, 429, 500, 503],
   'POST /tickers/{symbol}/prices': [202, 400, 401, 403, 413, 415, 429, 500, 503],
   'GET /tickers/{symbol}/history': [200, 400, 500],
   'GET /status': [200, 401, 500],
@@ -213,8 +213,9 @@ t.test('every status the gateway answers while provoked is documented for its ro
   await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, '{"text":""}', ann); // 400
   await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, JSON.stringify({ text: 'x'.repeat(2000) }), ann); // 413
   await request('POST /rooms/{room}/messages', `/rooms/${room}/messages`, { method: 'POST', headers: { 'content-type': 'application/xml', ...ann }, body: '<hi/>' }); // 415
-  await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, '{"text":"hi"}', ann); // 202
+  await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, '{"id":"m1","text":"hi"}', ann); // 202
   await request('DELETE /rooms/{room}/messages/{id}', `/rooms/${room}/messages/m1`, { method: 'DELETE', headers: service }); // 202
+  await request('DELETE /rooms/{room}/messages/{id}', `/rooms/${room}/messages/never-posted`, { method: 'DELETE', headers: service }); // 404
   await request('DELETE /rooms/{room}/messages/{id}', `/rooms/${room}/messages/m1`, { method: 'DELETE' }); // 401
   await post('POST /tickers/{symbol}/prices', '/tickers/BTC/prices', '{"price":-1,"currency":"USD"}', service); // 400
   await post('POST /tickers/{symbol}/prices', '/tickers/BTC/prices', '{"price":1,"currency":"USD"}', service); // 202
@@ -240,7 +241,7 @@ t.test('every status the gateway answers while provoked is documented for its ro
       'GET /tickers/{symbol}/events': [200, 429],
       'GET /events': [200, 400],
       'POST /rooms/{room}/messages': [202, 400, 401, 403, 413, 415],
-      'DELETE /rooms/{room}/messages/{id}': [202, 401],
+      'DELETE /rooms/{room}/messages/{id}': [202, 401, 404],
       'POST /tickers/{symbol}/prices': [202, 400, 429],
       'GET /status': [200, 401],
       'GET /tickers/{symbol}/history': [200, 400],

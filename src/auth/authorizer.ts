@@ -1,5 +1,5 @@
 import type { ApiKeys } from './api-keys.ts';
-import { isPublic, mayPublish, maySubscribe, parseClaims, type Channel, type Claims, type PublicChannels } from './claims.ts';
+import { isPublic, mayModerate, mayPublish, maySubscribe, parseClaims, type Channel, type Claims, type PublicChannels } from './claims.ts';
 import { bearerToken, findToken, type TokenCarriers } from './token-source.ts';
 import { rejectionReason } from './verify-errors.ts';
 
@@ -36,6 +36,8 @@ export interface Publisher {
   /** The chat `user` others see; null when the body's `user` stands (auth off, or a service). */
   displayName: string | null;
   service: string | null;
+  /** The token's `moderate` claim covers the channel (a room): its holder may modify anyone's message there. */
+  moderator: boolean;
 }
 
 function refuse(statusCode: 401 | 403, reason: string): Refusal {
@@ -98,19 +100,37 @@ export async function decidePublish(
   apiKeys: ApiKeys,
   carriers: PublishCarriers,
   channel: Channel,
+  /** `moderation`: the request modifies a message (a delete): a `moderate` grant for the room admits it too. */
+  options: { moderation?: boolean } = {},
 ): Promise<Decision<Publisher>> {
   // Development (no tokens, no keys): anyone may publish. Once either is configured, never nothing.
-  if (!policy.enabled && apiKeys.size === 0) return { ok: true, value: { identity: null, displayName: null, service: null } };
+  if (!policy.enabled && apiKeys.size === 0) return { ok: true, value: { identity: null, displayName: null, service: null, moderator: false } };
   if (carriers.apiKey !== undefined && carriers.apiKey !== '') {
     const service = apiKeys.serviceFor(carriers.apiKey);
     if (service === null) return refuse(401, 'invalid API key');
-    return { ok: true, value: { identity: `service:${service}`, displayName: null, service } };
+    return { ok: true, value: { identity: `service:${service}`, displayName: null, service, moderator: false } };
   }
   if (!policy.enabled) return refuse(401, 'missing API key: send X-API-Key (SERVICE_API_KEYS is set)');
   const lookup = bearerToken(carriers.authorization);
   if (!lookup.found) return refuse(401, lookup.malformed ?? 'missing token: send Authorization: Bearer <token> or X-API-Key');
   const claims = await verifiedClaims(policy, verify, lookup.token);
   if (!claims.ok) return claims;
-  if (!mayPublish(claims.value, channel)) return refuse(403, `token does not grant publishing to ${describe(channel)}`);
-  return { ok: true, value: { identity: claims.value.subject, displayName: claims.value.displayName, service: null } };
+  const moderator = mayModerate(claims.value, channel);
+  // A moderator may delete in its rooms without a `publish` grant; posting still needs one.
+  if (!mayPublish(claims.value, channel) && !(options.moderation === true && moderator)) {
+    return refuse(403, `token does not grant publishing to ${describe(channel)}`);
+  }
+  return { ok: true, value: { identity: claims.value.subject, displayName: claims.value.displayName, service: null, moderator } };
+}
+
+/**
+ * Whether `publisher` (as `decidePublish` admitted it for the message's room) may delete or edit
+ * a message whose `author` header is `author` (null: the message belongs to nobody). Allowed:
+ * anyone with auth off (development: `identity` null), a service key, a token whose `moderate`
+ * claim covers the room, and the token whose `sub` is the author. Anyone else: 403.
+ */
+export function decideModification(publisher: Publisher, author: string | null): Decision<void> {
+  if (publisher.identity === null || publisher.service !== null || publisher.moderator) return { ok: true, value: undefined };
+  if (author !== null && author === publisher.identity) return { ok: true, value: undefined };
+  return refuse(403, 'only the message\'s author, a moderator of the room (token claim "moderate") or a service may modify it');
 }

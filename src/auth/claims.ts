@@ -17,6 +17,11 @@ export interface Claims {
   tickers: string[];
   publishRooms: string[];
   publishTickers: string[];
+  /**
+   * `moderate`: rooms (names or trailing-`*` patterns, `room:` prefix allowed) where the holder
+   * may delete (and edit) anyone's message, as well as post there.
+   */
+  moderateRooms: string[];
   /** `exp` in milliseconds, or null for a token that does not expire. */
   expiresAt: number | null;
 }
@@ -43,7 +48,9 @@ function patternList(payload: Record<string, unknown>, claim: string): string[] 
 /**
  * Reads the gateway's claims from a verified JWT payload. A token whose claims are malformed
  * is refused as a whole rather than read partly: a half-understood grant is a wrong grant.
- * `publish` entries are room names/patterns, `room:NAME` or `ticker:SYMBOL` (pattern allowed).
+ * `publish` entries are room names/patterns, `room:NAME` or `ticker:SYMBOL` (pattern allowed);
+ * `moderate` entries are room names/patterns (or `room:NAME`): rooms whose messages the holder
+ * may delete and edit whoever wrote them.
  */
 export function parseClaims(payload: unknown): ClaimsResult {
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
@@ -63,7 +70,10 @@ export function parseClaims(payload: unknown): ClaimsResult {
   const rooms = patternList(record, 'rooms');
   const tickers = patternList(record, 'tickers');
   const publish = stringList(record, 'publish');
-  for (const problem of [rooms, tickers, publish]) if (typeof problem === 'string') return { ok: false, reason: problem };
+  const moderate = stringList(record, 'moderate');
+  for (const problem of [rooms, tickers, publish, moderate]) if (typeof problem === 'string') return { ok: false, reason: problem };
+  const moderateRooms = (moderate as string[]).map((entry) => (entry.startsWith('room:') ? entry.slice('room:'.length) : entry));
+  if (!moderateRooms.every(isValidPattern)) return { ok: false, reason: '"moderate" has an entry that is neither a room name nor a trailing-* pattern' };
 
   const publishRooms: string[] = [];
   const publishTickers: string[] = [];
@@ -83,6 +93,7 @@ export function parseClaims(payload: unknown): ClaimsResult {
       tickers: tickers as string[],
       publishRooms,
       publishTickers,
+      moderateRooms,
       expiresAt: typeof exp === 'number' ? exp * 1000 : null,
     },
   };
@@ -94,6 +105,11 @@ export function maySubscribe(claims: Claims, channel: Channel): boolean {
 
 export function mayPublish(claims: Claims, channel: Channel): boolean {
   return matchesAny(channel.kind === 'room' ? claims.publishRooms : claims.publishTickers, channel.name);
+}
+
+/** Whether the token's `moderate` claim covers the room: its holder may delete and edit anyone's messages there. */
+export function mayModerate(claims: Claims, channel: Channel): boolean {
+  return channel.kind === 'room' && matchesAny(claims.moderateRooms, channel.name);
 }
 
 export interface PublicChannels {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { isPublic, mayPublish, maySubscribe, parseClaims, type Claims } from '../../src/auth/claims.ts';
+import { isPublic, mayModerate, mayPublish, maySubscribe, parseClaims, type Claims } from '../../src/auth/claims.ts';
 
 function claims(payload: unknown): Claims {
   const result = parseClaims(payload);
@@ -69,4 +69,16 @@ t.test('public channels', async (t) => {
   t.notOk(isPublic(publicChannels, { kind: 'room', name: 'team-a' }));
   t.ok(isPublic(publicChannels, { kind: 'ticker', name: 'BTC' }));
   t.notOk(isPublic({ rooms: [], tickers: [] }, { kind: 'room', name: 'lobby' }));
+});
+
+t.test('moderate: rooms by name or pattern (room: prefix allowed), never tickers; malformed refuses the token', async (t) => {
+  const parsed = claims({ sub: 'mo', moderate: ['team-*', 'room:lobby'] });
+  t.same(parsed.moderateRooms, ['team-*', 'lobby']);
+  t.ok(mayModerate(parsed, { kind: 'room', name: 'team-a' }));
+  t.ok(mayModerate(parsed, { kind: 'room', name: 'lobby' }));
+  t.notOk(mayModerate(parsed, { kind: 'room', name: 'other' }));
+  t.notOk(mayModerate(parsed, { kind: 'ticker', name: 'team-a' }));
+  t.notOk(mayPublish(parsed, { kind: 'room', name: 'team-a' }), 'moderating is not posting');
+  t.same(claims({ sub: 'u' }).moderateRooms, []);
+  for (const moderate of ['team-*', ['a*b'], ['ticker:BTC'], [1]]) t.equal(parseClaims({ sub: 'u', moderate }).ok, false, JSON.stringify(moderate));
 });
