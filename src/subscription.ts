@@ -66,6 +66,15 @@ export interface SubscriptionSink {
 
 /** How many replayed events are written between two checks of the client's pace. */
 const REPLAY_STRIDE = 16;
+/**
+ * Longest stretch (ms) a replay writes before giving the event loop back: a client that keeps
+ * up never makes `whenWritable` wait, and ten deep replays written back to back held live
+ * streams up for seconds (bench deep-resume).
+ */
+const REPLAY_SLICE_MS = 4;
+
+/** The next turn of the event loop, after pending I/O (live fan-out, other replays, new connections). */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export interface SubscriptionContext {
   hub: Hub;
@@ -376,6 +385,7 @@ export class Subscription {
 
   /** Writes replayed events at the client's pace; false when the stream closed meanwhile. */
   async #emitPaced(events: readonly StoredEvent[], outcome: SubscriptionOutcome): Promise<boolean> {
+    let sliceStart = performance.now();
     for (let index = 0; index < events.length; index++) {
       const event = events[index]!;
       if (this.#lagging === null) {
@@ -385,8 +395,12 @@ export class Subscription {
       }
       this.#emit(event);
       outcome.replayed += 1;
-      if (index % REPLAY_STRIDE === REPLAY_STRIDE - 1 && this.#sink.whenWritable !== undefined) {
-        await this.#sink.whenWritable();
+      if (index % REPLAY_STRIDE === REPLAY_STRIDE - 1) {
+        if (this.#sink.whenWritable !== undefined) await this.#sink.whenWritable();
+        if (performance.now() - sliceStart > REPLAY_SLICE_MS) {
+          await nextTurn();
+          sliceStart = performance.now();
+        }
         if (this.#closed) return false;
       }
     }
