@@ -23,7 +23,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -67,7 +67,7 @@ const settings = {
   deepClients: envNumber('BENCH_DEEP_CLIENTS', 10, 3),
   deepRepeats: envNumber('BENCH_DEEP_REPEATS', 3, 1),
   liveSubscribers: envNumber('BENCH_LIVE_SUBSCRIBERS', 1_000, 200),
-  liveRate: envNumber('BENCH_LIVE_RATE', 20, 10),
+  liveRate: envNumber('BENCH_LIVE_RATE', 5, 5),
   phaseS: envNumber('BENCH_PHASE_S', 10, 3),
   // big-room
   bigRoomSubscribers: envNumber('BENCH_BIG_ROOM_SUBSCRIBERS', 10_000, 1_000),
@@ -812,8 +812,14 @@ async function ingest(): Promise<Record<string, unknown>> {
  * requests one after the other so each room's order holds), over HTTP otherwise (one ordered
  * chain per room). `published[i]` is the last acknowledged sequence number of room i.
  */
-function startRatePublisher(server: RunningServer, rooms: string[], ratePerRoom: number[]): { published: number[]; errors: () => number; stop: () => Promise<void> } {
+function startRatePublisher(
+  server: RunningServer,
+  rooms: string[],
+  ratePerRoom: number[],
+): { published: number[]; errors: () => number; ackMs: () => { p50: number; p99: number; max: number } | null; stop: () => Promise<void> } {
   const published = rooms.map(() => 0);
+  // How long each produce request (or HTTP publish) took to be acknowledged: the publisher's part of the latency.
+  let acks: number[] = [];
   const queued = rooms.map(() => 0);
   let errors = 0;
   let running = true;
@@ -843,7 +849,9 @@ function startRatePublisher(server: RunningServer, rooms: string[], ratePerRoom:
         }));
         chain = chain.then(async () => {
           try {
+            const sentAt = performance.now();
             await producer.send({ topic: chatTopic, acks: -1, messages });
+            acks.push(performance.now() - sentAt);
             for (const { index, seq } of due) published[index] = seq;
           } catch {
             errors += due.length;
@@ -853,8 +861,10 @@ function startRatePublisher(server: RunningServer, rooms: string[], ratePerRoom:
         for (const { index, seq } of due) {
           chains[index] = chains[index]!.then(async () => {
             try {
+              const sentAt = performance.now();
               if (await http(rooms[index]!, seq)) published[index] = seq;
               else errors += 1;
+              acks.push(performance.now() - sentAt);
             } catch {
               errors += 1;
             }
@@ -867,6 +877,14 @@ function startRatePublisher(server: RunningServer, rooms: string[], ratePerRoom:
   return {
     published,
     errors: () => errors,
+    /** Acknowledgement times since the previous call. */
+    ackMs: () => {
+      const sorted = acks.sort((a, b) => a - b);
+      acks = [];
+      if (sorted.length === 0) return null;
+      const at = (q: number): number => round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!, 1);
+      return { p50: at(0.5), p99: at(0.99), max: round(sorted[sorted.length - 1]!, 1) };
+    },
     stop: async () => {
       running = false;
       await loop;
@@ -999,9 +1017,9 @@ async function timeReplay(port: number, room: string, id: string, gap: number, s
   }
 }
 
-async function deepResume(): Promise<Record<string, unknown>> {
+async function deepResume(cpuProfileDir?: string): Promise<Record<string, unknown>> {
   const brokers = await ensureKafka();
-  const server = await startServer('gateway-kafka');
+  const server = await startServer('gateway-kafka', cpuProfileDir ? { cpuProfileDir } : {});
   const admin = new Kafka({ clientId: 'bench-admin', brokers, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   const clients: LoadClient[] = [];
@@ -1098,6 +1116,7 @@ async function deepResume(): Promise<Record<string, unknown>> {
     await sleep(settings.warmupS * 1000);
     const phase = async (name: string, during: () => Promise<unknown>): Promise<Record<string, unknown>> => {
       const start = await liveClient.mark();
+      live!.ackMs();
       const cpu0 = server.sample().cpuSeconds;
       const loop = watchEventLoop(server);
       const extra = await during();
@@ -1111,6 +1130,8 @@ async function deepResume(): Promise<Record<string, unknown>> {
         liveLatencyMs: percentiles(end.hist),
         serverCpuCores: round((server.sample().cpuSeconds - cpu0) / seconds, 3),
         eventLoopMs: eventLoop,
+        publishAckMs: live!.ackMs(),
+        loadAverage: loadavg().map((v) => round(v, 2)),
         ...(extra as Record<string, unknown> | undefined),
       };
     };
@@ -1203,8 +1224,10 @@ async function bigRoomRun(name: ServerName, withBig: boolean): Promise<Record<st
     const serverStart = server.sample();
     const clientCpuStart = small.cpuSeconds() + (big?.cpuSeconds() ?? 0);
     const loop = watchEventLoop(server);
+    publisher.ackMs();
     await sleep(settings.durationS * 1000);
     const eventLoop = await loop.stop();
+    const publishAckMs = publisher.ackMs();
     const smallEnd = await small.mark();
     const bigEnd = big ? await big.mark() : undefined;
     const serverEnd = server.sample();
@@ -1236,6 +1259,8 @@ async function bigRoomRun(name: ServerName, withBig: boolean): Promise<Record<st
       smallLatencyMs: percentiles(smallEnd.hist),
       bigRoomLatencyMs: bigEnd ? percentiles(bigEnd.hist) : null,
       eventLoopMs: eventLoop,
+      publishAckMs,
+      loadAverage: loadavg().map((v) => round(v, 2)),
       publishErrors: publisher.errors(),
       drained: smallDrained && bigDrained,
       streamsClosedByServer: smallFinal.closed + (bigFinal?.closed ?? 0),
@@ -1360,6 +1385,7 @@ function report(results: Record<string, any[]>): string {
 
 async function main(): Promise<void> {
   const startedAt = new Date();
+  const loadAverageAtStart = loadavg().map((v) => round(v, 2));
   log(`settings: ${JSON.stringify(settings)}`);
   loadClientBinary();
   if (settings.servers.some((s) => s.startsWith('gateway')) && process.env.BENCH_SKIP_BUILD !== '1') {
@@ -1384,7 +1410,14 @@ async function main(): Promise<void> {
       // gateway-kafka only: a replay deeper than the history is read back from Kafka.
       if (servers.includes('gateway-kafka')) {
         log('deep-resume × gateway-kafka');
-        await attempt(scenario, () => deepResume());
+        // With --cpu-prof the gateway runs under the profiler here (its whole life: the gap's live consumption included).
+        const dir = profile ? mkdtempSync(join(tmpdir(), 'bench-cpuprof-deep-')) : undefined;
+        await attempt(scenario, () => deepResume(dir));
+        const file = dir ? readdirSync(dir).find((f) => f.endsWith('.cpuprofile')) : undefined;
+        if (dir && file) {
+          results.deepResumeProfile = summariseProfile(join(dir, file), 25);
+          results.deepResumeProfileFile = [join(dir, file)];
+        }
       }
       continue;
     }
@@ -1414,6 +1447,9 @@ async function main(): Promise<void> {
     memoryGiB: round(totalmem() / 2 ** 30, 1),
     node: process.version,
     kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+    // The machine is shared: its load (1, 5, 15 min) at the start and the end of the run.
+    loadAverageAtStart,
+    loadAverageAtEnd: loadavg().map((v) => round(v, 2)),
   };
   process.stdout.write(`${report(results)}\n\n`);
   process.stdout.write(`${JSON.stringify({ startedAt: startedAt.toISOString(), machine, settings, results }, null, 2)}\n`);
