@@ -1431,7 +1431,7 @@ async function main(): Promise<void> {
       else if (scenario === 'big-room') await attempt(scenario, () => bigRoom(server));
     }
   }
-  if (profile) {
+  if (profile && settings.scenarios.includes('saturation')) {
     const dir = mkdtempSync(join(tmpdir(), 'bench-cpuprof-'));
     log(`profiling gateway-memory under saturation into ${dir}`);
     await attempt('profiledSaturation', () => saturation('gateway-memory', dir));
