@@ -31,6 +31,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { sampleGroup, sampleProcess } from './procfs.ts';
 import { summariseProfile } from './profile-summary.ts';
+import { longestStretches } from './profile-stretches.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -1416,6 +1417,7 @@ async function main(): Promise<void> {
         const file = dir ? readdirSync(dir).find((f) => f.endsWith('.cpuprofile')) : undefined;
         if (dir && file) {
           results.deepResumeProfile = summariseProfile(join(dir, file), 25);
+          results.deepResumeLongestStretches = [longestStretches(join(dir, file), 5, 50)];
           results.deepResumeProfileFile = [join(dir, file)];
         }
       }
