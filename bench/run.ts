@@ -1212,8 +1212,8 @@ async function deepResume(cpuProfileDir?: string): Promise<Record<string, unknow
 // ---------------------------------------------------------------------------------------------
 // big-room: one big room beside many small ones
 
-async function bigRoomRun(name: ServerName, withBig: boolean): Promise<Record<string, unknown>> {
-  const server = await startServer(name);
+async function bigRoomRun(name: ServerName, withBig: boolean, cpuProfileDir?: string): Promise<Record<string, unknown>> {
+  const server = await startServer(name, cpuProfileDir ? { cpuProfileDir } : {});
   const clients: LoadClient[] = [];
   let publisher: ReturnType<typeof startRatePublisher> | undefined;
   try {
@@ -1290,9 +1290,17 @@ async function bigRoomRun(name: ServerName, withBig: boolean): Promise<Record<st
 
 async function bigRoom(name: ServerName): Promise<Record<string, unknown>> {
   const runs: Array<Record<string, any>> = []; // any: result records read by field name below
+  let profiled: Record<string, unknown> | undefined;
   for (let r = 0; r < settings.bigRoomRepeats; r++) {
     runs.push(await bigRoomRun(name, false));
     runs.push(await bigRoomRun(name, true));
+  }
+  if (profile && name.startsWith('gateway')) {
+    // One more run with the big room, under the profiler: what holds the event loop, and how long.
+    const dir = mkdtempSync(join(tmpdir(), 'bench-cpuprof-big-'));
+    const run = await bigRoomRun(name, true, dir);
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    profiled = { run, file: file ? join(dir, file) : null, top: file ? summariseProfile(join(dir, file), 15) : null, stretches: file ? longestStretches(join(dir, file), 5, 20) : null };
   }
   const without = runs.filter((r) => !r.withBigRoom);
   const withBig = runs.filter((r) => r.withBigRoom);
@@ -1305,7 +1313,7 @@ async function bigRoom(name: ServerName): Promise<Record<string, unknown>> {
       bigRoomDeliveriesPerExtraCpuSecond: extraCores > 0 ? Math.round(w.bigRoomDeliveriesPerSecond / extraCores) : null,
     };
   });
-  return { server: name, bigRoomSubscribers: settings.bigRoomSubscribers, bigRoomRate: settings.bigRoomRate, smallRoomSubscribers: settings.smallRoomSubscribers, smallRoomRate: settings.smallRoomRate, runs, pairs };
+  return { server: name, bigRoomSubscribers: settings.bigRoomSubscribers, bigRoomRate: settings.bigRoomRate, smallRoomSubscribers: settings.smallRoomSubscribers, smallRoomRate: settings.smallRoomRate, runs, pairs, profiled };
 }
 
 function round(value: number, digits: number): number {
