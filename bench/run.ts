@@ -13,6 +13,15 @@
  *               publish→deliver percentiles, lost, duplicated.
  *   ingest      gateway-kafka only: BENCH_INGEST_RECORDS records produced straight to Kafka while
  *               the gateway is paused (SIGSTOP), then the time it takes to consume them all.
+ *   deep-resume gateway-kafka only (not in the default list): clients resuming with an old id
+ *               across a gap of BENCH_DEEP_GAP_EVENTS events in their room (+ BENCH_DEEP_OTHER_EVENTS
+ *               in other rooms of its partition) produced straight to Kafka: one client's replay
+ *               time, then the live stream's latency for BENCH_LIVE_SUBSCRIBERS other streams
+ *               before, during and after BENCH_DEEP_CLIENTS replays at once.
+ *   big-room    (not in the default list) BENCH_SMALL_ROOMS rooms of BENCH_SMALL_ROOM_SUBSCRIBERS
+ *               streams, without and then with one room of BENCH_BIG_ROOM_SUBSCRIBERS, events on
+ *               every room at a fixed rate: the small rooms' latency, the big room's deliveries
+ *               per CPU-second, the gateway's event-loop delay from /metrics.
  * Servers (BENCH_SERVERS): gateway-memory, gateway-kafka, talk, nchan.
  * `--quick` (or BENCH_QUICK=1) shrinks everything to a smoke run of well under a minute per server.
  *
