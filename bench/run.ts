@@ -13,6 +13,15 @@
  *               publish→deliver percentiles, lost, duplicated.
  *   ingest      gateway-kafka only: BENCH_INGEST_RECORDS records produced straight to Kafka while
  *               the gateway is paused (SIGSTOP), then the time it takes to consume them all.
+ *   deep-resume gateway-kafka only (not in the default list): clients resuming with an old id
+ *               across a gap of BENCH_DEEP_GAP_EVENTS events in their room (+ BENCH_DEEP_OTHER_EVENTS
+ *               in other rooms of its partition) produced straight to Kafka: one client's replay
+ *               time, then the live stream's latency for BENCH_LIVE_SUBSCRIBERS other streams
+ *               before, during and after BENCH_DEEP_CLIENTS replays at once.
+ *   big-room    (not in the default list) BENCH_SMALL_ROOMS rooms of BENCH_SMALL_ROOM_SUBSCRIBERS
+ *               streams, without and then with one room of BENCH_BIG_ROOM_SUBSCRIBERS, events on
+ *               every room at a fixed rate: the small rooms' latency, the big room's deliveries
+ *               per CPU-second, the gateway's event-loop delay from /metrics.
  * Servers (BENCH_SERVERS): gateway-memory, gateway-kafka, talk, nchan.
  * `--quick` (or BENCH_QUICK=1) shrinks everything to a smoke run of well under a minute per server.
  *
@@ -23,7 +32,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +40,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { sampleGroup, sampleProcess } from './procfs.ts';
 import { summariseProfile } from './profile-summary.ts';
+import { longestStretches } from './profile-stretches.ts';
+import { partitionForKey } from '../src/bus/partitioner.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = join(ROOT, 'bench');
@@ -60,6 +71,21 @@ const settings = {
   servers: (process.env.BENCH_SERVERS ?? 'gateway-memory,gateway-kafka,talk,nchan').split(',').filter(Boolean),
   scenarios: (process.env.BENCH_SCENARIOS ?? 'saturation,idle,latency,ingest').split(',').filter(Boolean),
   gatewayDir: process.env.BENCH_GATEWAY_DIR ?? ROOT,
+  // deep-resume
+  deepGapEvents: envNumber('BENCH_DEEP_GAP_EVENTS', 20_000, 3_000),
+  deepOtherEvents: envNumber('BENCH_DEEP_OTHER_EVENTS', 20_000, 3_000),
+  deepClients: envNumber('BENCH_DEEP_CLIENTS', 10, 3),
+  deepRepeats: envNumber('BENCH_DEEP_REPEATS', 3, 1),
+  liveSubscribers: envNumber('BENCH_LIVE_SUBSCRIBERS', 1_000, 200),
+  liveRate: envNumber('BENCH_LIVE_RATE', 5, 5),
+  phaseS: envNumber('BENCH_PHASE_S', 10, 3),
+  // big-room
+  bigRoomSubscribers: envNumber('BENCH_BIG_ROOM_SUBSCRIBERS', 10_000, 1_000),
+  bigRoomRate: envNumber('BENCH_BIG_ROOM_RATE', 2, 2),
+  smallRooms: envNumber('BENCH_SMALL_ROOMS', 99, 20),
+  smallRoomSubscribers: envNumber('BENCH_SMALL_ROOM_SUBSCRIBERS', 10, 10),
+  smallRoomRate: envNumber('BENCH_SMALL_ROOM_RATE', 5, 5),
+  bigRoomRepeats: envNumber('BENCH_BIG_ROOM_REPEATS', 1, 1),
 };
 
 const log = (message: string): void => {
@@ -219,13 +245,20 @@ class LoadClient {
     for (const resolve of waiters) resolve();
   };
 
-  constructor(binary: string, port: number, rooms: string[], streams: number) {
+  /**
+   * `options.path`: the request path template (`%s` = the room; e.g. with `?lastEventId=`);
+   * `options.srcBase`: the last byte of the first worker's source address (127.0.0.<srcBase>,
+   * then +1 per worker), so several clients of one run do not share source ports.
+   */
+  constructor(binary: string, port: number, rooms: string[], streams: number, options: { path?: string; srcBase?: number } = {}) {
     const workerCount = Math.max(1, Math.ceil(streams / settings.connsPerWorker));
+    const srcBase = options.srcBase ?? 2;
     let offset = 0;
     for (let i = 0; i < workerCount; i++) {
       const conns = Math.floor(streams / workerCount) + (i < streams % workerCount ? 1 : 0);
       const args = ['--port', String(port), '--conns', String(conns), '--rooms', rooms.join(','), '--offset', String(offset)];
-      args.push('--src', `127.0.0.${2 + (i % 250)}`, '--max-pending', '200', '--deadline-s', String(settings.maxSeconds));
+      args.push('--src', `127.0.0.${2 + ((srcBase - 2 + i) % 250)}`, '--max-pending', '200', '--deadline-s', String(settings.maxSeconds));
+      if (options.path !== undefined) args.push('--path', options.path);
       this.workers.push(new LoadWorker(binary, args, this.#onProgress));
       offset += conns;
     }
@@ -779,6 +812,518 @@ async function ingest(): Promise<Record<string, unknown>> {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fixed-rate publishing over many rooms (deep-resume's live phase, big-room)
+
+/**
+ * Publishes `ratePerRoom[i]` events/s to `rooms[i]` until `stop()`; each room's events are
+ * spread over the second (room i starts i/rooms of an interval late). Straight to Kafka for
+ * gateway-kafka (every 10 ms tick, the events due go out as one produce request, `acks: -1`,
+ * requests one after the other so each room's order holds), over HTTP otherwise (one ordered
+ * chain per room). `published[i]` is the last acknowledged sequence number of room i.
+ */
+function startRatePublisher(
+  server: RunningServer,
+  rooms: string[],
+  ratePerRoom: number[],
+): { published: number[]; errors: () => number; ackMs: () => { p50: number; p99: number; max: number } | null; stop: () => Promise<void> } {
+  const published = rooms.map(() => 0);
+  // How long each produce request (or HTTP publish) took to be acknowledged: the publisher's part of the latency.
+  let acks: number[] = [];
+  const queued = rooms.map(() => 0);
+  let errors = 0;
+  let running = true;
+  const viaKafka = server.name === 'gateway-kafka';
+  let chain: Promise<unknown> = Promise.resolve();
+  const chains = rooms.map(() => Promise.resolve());
+  const http = viaKafka ? undefined : httpPublisher(server);
+  const loop = (async () => {
+    const producer = viaKafka ? await sharedProducer() : undefined;
+    const t0 = performance.now();
+    while (running) {
+      const elapsedS = (performance.now() - t0) / 1000;
+      const due: Array<{ index: number; seq: number }> = [];
+      rooms.forEach((_, index) => {
+        const rate = ratePerRoom[index]!;
+        const target = Math.floor(elapsedS * rate + index / rooms.length);
+        while (queued[index]! < target) {
+          queued[index]! += 1;
+          due.push({ index, seq: queued[index]! });
+        }
+      });
+      if (producer && due.length > 0) {
+        const messages = due.map(({ index, seq }) => ({
+          key: rooms[index]!,
+          value: JSON.stringify({ id: `m${seq}`, user: 'bench', text: payload(seq) }),
+          headers: { 'event-type': 'message' },
+        }));
+        chain = chain.then(async () => {
+          try {
+            const sentAt = performance.now();
+            await producer.send({ topic: chatTopic, acks: -1, messages });
+            acks.push(performance.now() - sentAt);
+            for (const { index, seq } of due) published[index] = seq;
+          } catch {
+            errors += due.length;
+          }
+        });
+      } else if (http) {
+        for (const { index, seq } of due) {
+          chains[index] = chains[index]!.then(async () => {
+            try {
+              const sentAt = performance.now();
+              if (await http(rooms[index]!, seq)) published[index] = seq;
+              else errors += 1;
+              acks.push(performance.now() - sentAt);
+            } catch {
+              errors += 1;
+            }
+          });
+        }
+      }
+      await sleep(10);
+    }
+  })();
+  return {
+    published,
+    errors: () => errors,
+    /** Acknowledgement times since the previous call. */
+    ackMs: () => {
+      const sorted = acks.sort((a, b) => a - b);
+      acks = [];
+      if (sorted.length === 0) return null;
+      const at = (q: number): number => round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!, 1);
+      return { p50: at(0.5), p99: at(0.99), max: round(sorted[sorted.length - 1]!, 1) };
+    },
+    stop: async () => {
+      running = false;
+      await loop;
+      await chain;
+      await Promise.all(chains);
+    },
+  };
+}
+
+async function sharedProducer(): Promise<Producer> {
+  await kafkaPublisher();
+  return kafkaProducer!;
+}
+
+/** The gateway's event-loop delay since the previous scrape (prom-client resets its histogram on every scrape), in ms. */
+async function scrapeEventLoop(server: RunningServer): Promise<{ maxMs: number; p99Ms: number; meanMs: number } | null> {
+  if (!server.name.startsWith('gateway')) return null;
+  try {
+    const response = await fetch(`http://127.0.0.1:${server.port}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const text = await response.text();
+    const read = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 1000;
+    return { maxMs: round(read('nodejs_eventloop_lag_max_seconds'), 1), p99Ms: round(read('nodejs_eventloop_lag_p99_seconds'), 1), meanMs: round(read('nodejs_eventloop_lag_mean_seconds'), 1) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The gateway's event-loop delay over a window: one scrape at the start (prom-client resets its
+ * histogram on every scrape), one at the end. Only two, because a scrape itself holds the loop:
+ * with ~11,000 streams, prom-client's default collectors list /proc/self/fd (`process_open_fds`)
+ * and every handle (`nodejs_active_handles`), ~30 ms there; scraping every second put those
+ * stalls into the small rooms' p99. The start scrape's own stall may fall into the window: its
+ * duration seen from here is reported (`startScrapeMs`).
+ */
+function watchEventLoop(server: RunningServer): { stop: () => Promise<{ maxMs: number; p99Ms: number; meanMs: number; startScrapeMs: number; endScrapeMs: number } | null> } {
+  const started = (async () => {
+    const t0 = performance.now();
+    await scrapeEventLoop(server);
+    return performance.now() - t0;
+  })();
+  return {
+    stop: async () => {
+      const startScrapeMs = await started;
+      const t0 = performance.now();
+      const sample = await scrapeEventLoop(server);
+      const endScrapeMs = performance.now() - t0;
+      return sample ? { ...sample, startScrapeMs: round(startScrapeMs, 1), endScrapeMs: round(endScrapeMs, 1) } : null;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// deep-resume (gateway-kafka): replay speed of a deep gap, and the live stream meanwhile
+
+/** The id of a fresh stream's first `event: position`: where a client joining now stands. */
+async function streamPosition(port: number, room: string): Promise<string> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 10_000);
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/events/${room}`, { signal: controller.signal, headers: { accept: 'text/event-stream' } });
+    const reader = response.body!.getReader();
+    let text = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`stream of ${room} ended before its position`);
+      text += Buffer.from(value).toString('utf8');
+      const match = /(?:^|\n)id: ?([^\r\n]+)\r?\n/.exec(text);
+      if (match) return match[1]!;
+    }
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
+}
+
+/** Room names `${prefix}${k}` whose partition satisfies `accept`, as many as asked. */
+function roomsOnPartitions(prefix: string, count: number, partitions: number, accept: (partition: number, chosen: number[]) => boolean): Array<{ room: string; partition: number }> {
+  const chosen: Array<{ room: string; partition: number }> = [];
+  for (let k = 0; chosen.length < count && k < 100_000; k++) {
+    const room = `${prefix}${k}`;
+    const partition = partitionForKey(room, partitions);
+    if (accept(partition, chosen.map((c) => c.partition))) chosen.push({ room, partition });
+  }
+  return chosen;
+}
+
+interface ReplayTiming {
+  room: string;
+  seconds: number | null;
+  eventsPerSecond: number | null;
+  received: number;
+  duplicated: number;
+  gapsSeen: number;
+  otherEvents: number;
+  streamsClosedByServer: number;
+}
+
+/** One client resuming `room` with `id`: time from spawning the client to its last gap event (±50 ms progress reports). */
+async function timeReplay(port: number, room: string, id: string, gap: number, srcBase: number, timeoutMs: number): Promise<ReplayTiming> {
+  const client = new LoadClient(loadClientBinary(), port, [room], 1, { path: `/events/%s?lastEventId=${id}`, srcBase });
+  const t0 = performance.now();
+  try {
+    let doneAt: number | null = null;
+    const deadline = t0 + timeoutMs;
+    while (performance.now() < deadline) {
+      if (client.minLast(0) >= gap) {
+        doneAt = performance.now();
+        break;
+      }
+      if (client.workers.every((w) => w.closed > 0)) break;
+      await Promise.race([client.nextProgress(), sleep(100)]);
+    }
+    const mark = await client.mark();
+    const seconds = doneAt === null ? null : (doneAt - t0) / 1000;
+    const stats = mark.rooms[0]!;
+    return {
+      room,
+      seconds: seconds === null ? null : round(seconds, 3),
+      eventsPerSecond: seconds === null ? null : Math.round(gap / seconds),
+      received: stats.unique,
+      duplicated: stats.dups,
+      gapsSeen: stats.gaps,
+      otherEvents: stats.other,
+      streamsClosedByServer: mark.closed,
+    };
+  } finally {
+    await client.stop();
+  }
+}
+
+async function deepResume(cpuProfileDir?: string): Promise<Record<string, unknown>> {
+  const brokers = await ensureKafka();
+  const server = await startServer('gateway-kafka', cpuProfileDir ? { cpuProfileDir } : {});
+  const admin = new Kafka({ clientId: 'bench-admin', brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  const clients: LoadClient[] = [];
+  let live: ReturnType<typeof startRatePublisher> | undefined;
+  try {
+    const metadata = await admin.fetchTopicMetadata({ topics: [chatTopic] });
+    const partitionCount = metadata.topics[0]!.partitions.length;
+    const tag = Date.now().toString(36);
+    const gap = settings.deepGapEvents;
+    // Room 0 (the single-client measurement) alone on its partition among the deep rooms, so its
+    // partition's gap is exactly its own events plus the filler; the others on the other partitions.
+    const deep = roomsOnPartitions(`deep-${tag}-`, settings.deepClients, partitionCount, (partition, chosen) =>
+      chosen.length === 0 ? true : partition !== chosen[0] || partitionCount === 1,
+    );
+    const usedPartitions = [...new Set(deep.map((d) => d.partition))].sort((a, b) => a - b);
+    const fillers = new Map<number, string[]>();
+    for (const partition of usedPartitions) {
+      fillers.set(partition, roomsOnPartitions(`fill-${tag}-p${partition}-`, 20, partitionCount, (p) => p === partition).map((r) => r.room));
+    }
+    // Where each deep room's client stands before the gap.
+    const ids = new Map<string, string>();
+    for (const { room } of deep) ids.set(room, await streamPosition(server.port, room));
+    // Sentinels: one stream per partition, so we know when the gateway consumed the whole gap live.
+    const sentinelRooms = usedPartitions.map((partition) => roomsOnPartitions(`sentinel-${tag}-`, 1, partitionCount, (p) => p === partition)[0]!.room);
+    const sentinels = new LoadClient(loadClientBinary(), server.port, sentinelRooms, sentinelRooms.length, { srcBase: 60 });
+    clients.push(sentinels);
+    await sentinels.connected();
+
+    const producer = new Kafka({ clientId: 'bench-deep', brokers, logLevel: logLevel.NOTHING }).producer({ allowAutoTopicCreation: false });
+    await producer.connect();
+    const producedAt = performance.now();
+    let records = 0;
+    const gapBytesByPartition = new Map<number, number>();
+    try {
+      for (const partition of usedPartitions) {
+        const rooms = deep.filter((d) => d.partition === partition).map((d) => d.room);
+        const filler = fillers.get(partition)!;
+        let messages: Array<{ key: string; partition: number; value: string; headers: Record<string, string> }> = [];
+        const flush = async (): Promise<void> => {
+          if (messages.length === 0) return;
+          // One request at a time: each room's order on its partition is the produce order.
+          await producer.send({ topic: chatTopic, acks: 1, messages });
+          records += messages.length;
+          messages = [];
+        };
+        let fillerSeq = 0;
+        let bytes = 0;
+        for (let seq = 1; seq <= gap; seq++) {
+          for (const room of rooms) {
+            const value = JSON.stringify({ id: `d${seq}`, user: 'bench', text: payload(seq) });
+            bytes += value.length;
+            messages.push({ key: room, partition, value, headers: { 'event-type': 'message' } });
+          }
+          // The filler (other rooms on the same partition) interleaved with the gap.
+          const others = Math.floor((seq * settings.deepOtherEvents) / gap) - Math.floor(((seq - 1) * settings.deepOtherEvents) / gap);
+          for (let j = 0; j < others; j++) {
+            fillerSeq += 1;
+            const value = JSON.stringify({ id: `f${fillerSeq}`, user: 'bench', text: 'y'.repeat(settings.payloadBytes) });
+            bytes += value.length;
+            messages.push({ key: filler[fillerSeq % filler.length]!, partition, value, headers: { 'event-type': 'message' } });
+          }
+          if (messages.length >= 5000) await flush();
+        }
+        await flush();
+        gapBytesByPartition.set(partition, bytes);
+      }
+      await producer.send({
+        topic: chatTopic,
+        acks: -1,
+        messages: sentinelRooms.map((room, index) => ({ key: room, partition: usedPartitions[index]!, value: JSON.stringify({ id: 's1', user: 'bench', text: payload(1) }), headers: { 'event-type': 'message' } })),
+      });
+    } finally {
+      await producer.disconnect();
+    }
+    const produceSeconds = (performance.now() - producedAt) / 1000;
+    const consumed = await drain(sentinels, sentinelRooms.map(() => 1), 180_000);
+    log(`deep-resume: produced ${records} records (${deep.length} rooms × ${gap} + filler) in ${produceSeconds.toFixed(1)} s; gateway caught up: ${consumed}`);
+
+    // (a) One client alone, resuming room 0 across its gap, repeated.
+    const first = deep[0]!;
+    const single: ReplayTiming[] = [];
+    for (let r = 0; r < settings.deepRepeats; r++) {
+      const cpu0 = server.sample().cpuSeconds;
+      const timing: ReplayTiming & { serverCpuSeconds?: number } = await timeReplay(server.port, first.room, ids.get(first.room)!, gap, 20, 60_000);
+      // The gateway's CPU over the replay (it does nothing else meanwhile): scanning, decoding, writing.
+      timing.serverCpuSeconds = round(server.sample().cpuSeconds - cpu0, 2);
+      log(`deep-resume: one client, ${gap} events in ${timing.seconds} s (${timing.eventsPerSecond}/s)`);
+      single.push(timing);
+    }
+
+    // (b) The live stream for other clients: undisturbed, while every deep client replays at once, undisturbed again.
+    const liveRooms = Array.from({ length: settings.rooms }, (_, i) => `live-${tag}-${i}`);
+    const liveClient = new LoadClient(loadClientBinary(), server.port, liveRooms, settings.liveSubscribers, { srcBase: 30 });
+    clients.push(liveClient);
+    const liveConnect = await liveClient.connected();
+    live = startRatePublisher(server, liveRooms, liveRooms.map(() => settings.liveRate));
+    await sleep(settings.warmupS * 1000);
+    const phase = async (name: string, during: () => Promise<unknown>): Promise<Record<string, unknown>> => {
+      const start = await liveClient.mark();
+      live!.ackMs();
+      const cpu0 = server.sample().cpuSeconds;
+      const loop = watchEventLoop(server);
+      const extra = await during();
+      const eventLoop = await loop.stop();
+      const end = await liveClient.mark();
+      const seconds = (end.tUs - start.tUs) / 1e6;
+      return {
+        phase: name,
+        seconds: round(seconds, 2),
+        liveDeliveriesPerSecond: Math.round((end.events - start.events) / seconds),
+        liveLatencyMs: percentiles(end.hist),
+        serverCpuCores: round((server.sample().cpuSeconds - cpu0) / seconds, 3),
+        eventLoopMs: eventLoop,
+        publishAckMs: live!.ackMs(),
+        loadAverage: loadavg().map((v) => round(v, 2)),
+        ...(extra as Record<string, unknown> | undefined),
+      };
+    };
+    const phases: Array<Record<string, unknown>> = [];
+    phases.push(await phase('undisturbed (before)', () => sleep(settings.phaseS * 1000)));
+    log(`deep-resume: live p99 undisturbed ${JSON.stringify((phases[0]!.liveLatencyMs as { p99: number } | null)?.p99)} ms`);
+    phases.push(
+      await phase(`${deep.length} deep replays at once`, async () => {
+        const t0 = performance.now();
+        const timings = await Promise.all(deep.map(({ room }, k) => timeReplay(server.port, room, ids.get(room)!, gap, 40 + k, 90_000)));
+        const done = timings.map((t) => t.seconds).filter((s): s is number => s !== null).sort((a, b) => a - b);
+        // Keep the window at least as long as the undisturbed ones.
+        const spent = performance.now() - t0;
+        if (spent < settings.phaseS * 1000) await sleep(settings.phaseS * 1000 - spent);
+        return {
+          replays: timings,
+          replaysCompleted: done.length,
+          replaySecondsMedian: done.length ? done[Math.floor(done.length / 2)] : null,
+          replaySecondsMax: done.length ? done[done.length - 1] : null,
+          replayEventsPerSecondAll: done.length === timings.length ? Math.round((gap * timings.length) / done[done.length - 1]!) : null,
+        };
+      }),
+    );
+    log(`deep-resume: live p99 with replays ${JSON.stringify((phases[1]!.liveLatencyMs as { p99: number } | null)?.p99)} ms`);
+    // The live stream may be behind after the replays: the last phase starts once it caught up
+    // with what was published when they ended (bounded), so it measures the undisturbed state again.
+    const catchUpStart = performance.now();
+    const caughtUp = await drain(liveClient, [...live.published], 30_000);
+    const liveCatchUpSeconds = round((performance.now() - catchUpStart) / 1000, 2);
+    phases.push(await phase('undisturbed (after)', () => sleep(settings.phaseS * 1000)));
+    await live.stop();
+    const drained = await drain(liveClient, live.published, 10_000);
+    const final = await liveClient.mark();
+    const p99 = (i: number): number | undefined => (phases[i]!.liveLatencyMs as { p99: number } | null)?.p99;
+    const undisturbedP99 = p99(0) ?? 0;
+    const singleDone = single.map((t) => t.seconds).filter((s): s is number => s !== null).sort((a, b) => a - b);
+    const medianSeconds = singleDone.length ? singleDone[Math.floor(singleDone.length / 2)]! : null;
+    const gapPartitionRecords = gap + settings.deepOtherEvents;
+    const result = {
+      server: 'gateway-kafka',
+      partitions: partitionCount,
+      gapEvents: gap,
+      otherEventsOnPartition: settings.deepOtherEvents,
+      gapBytesOnPartition: gapBytesByPartition.get(first.partition),
+      recordsProduced: records,
+      produceSeconds: round(produceSeconds, 2),
+      deepRooms: deep.map((d) => `${d.room}@p${d.partition}`),
+      single,
+      singleSecondsMedian: medianSeconds,
+      singleEventsPerSecondMedian: medianSeconds ? Math.round(gap / medianSeconds) : null,
+      singleRecordsReadPerSecondMedian: medianSeconds ? Math.round(gapPartitionRecords / medianSeconds) : null,
+      liveStreams: liveConnect.established,
+      liveRooms: liveRooms.length,
+      liveEventsPerSecondPerRoom: settings.liveRate,
+      phases,
+      // Against the phase before the replays (the one after is reported beside it).
+      liveP99WithReplaysOverUndisturbed: p99(1) && undisturbedP99 ? round(p99(1)! / undisturbedP99, 2) : null,
+      liveCaughtUpAfterReplays: caughtUp,
+      liveCatchUpSeconds,
+      liveDrained: drained,
+      livePublishErrors: live.errors(),
+      ...lossAndDuplicates(final, live.published),
+    };
+    log(`deep-resume: one client ${result.singleEventsPerSecondMedian} events/s (${medianSeconds} s); live p99 ratio ${result.liveP99WithReplaysOverUndisturbed}`);
+    return result;
+  } finally {
+    await live?.stop().catch(() => undefined);
+    for (const client of clients) await client.stop();
+    await admin.disconnect();
+    await server.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// big-room: one big room beside many small ones
+
+async function bigRoomRun(name: ServerName, withBig: boolean, cpuProfileDir?: string): Promise<Record<string, unknown>> {
+  const server = await startServer(name, cpuProfileDir ? { cpuProfileDir } : {});
+  const clients: LoadClient[] = [];
+  let publisher: ReturnType<typeof startRatePublisher> | undefined;
+  try {
+    await sleep(500);
+    const tag = Date.now().toString(36);
+    const smallRooms = Array.from({ length: settings.smallRooms }, (_, i) => `small-${tag}-${i}`);
+    const bigRoom = `big-${tag}`;
+    const small = new LoadClient(loadClientBinary(), server.port, smallRooms, smallRooms.length * settings.smallRoomSubscribers, { srcBase: 2 });
+    clients.push(small);
+    const big = withBig ? new LoadClient(loadClientBinary(), server.port, [bigRoom], settings.bigRoomSubscribers, { srcBase: 10 }) : undefined;
+    if (big) clients.push(big);
+    const smallConnect = await small.connected();
+    const bigConnect = big ? await big.connected() : undefined;
+    log(`${name} big-room (${withBig ? 'with' : 'without'} the big room): ${smallConnect.established} small + ${bigConnect?.established ?? 0} big streams`);
+    const rooms = withBig ? [...smallRooms, bigRoom] : smallRooms;
+    publisher = startRatePublisher(server, rooms, rooms.map((room) => (room === bigRoom ? settings.bigRoomRate : settings.smallRoomRate)));
+    await sleep(settings.warmupS * 1000);
+    const smallStart = await small.mark();
+    const bigStart = big ? await big.mark() : undefined;
+    const serverStart = server.sample();
+    const clientCpuStart = small.cpuSeconds() + (big?.cpuSeconds() ?? 0);
+    const loop = watchEventLoop(server);
+    publisher.ackMs();
+    await sleep(settings.durationS * 1000);
+    const eventLoop = await loop.stop();
+    const publishAckMs = publisher.ackMs();
+    const smallEnd = await small.mark();
+    const bigEnd = big ? await big.mark() : undefined;
+    const serverEnd = server.sample();
+    const clientCores = (small.cpuSeconds() + (big?.cpuSeconds() ?? 0) - clientCpuStart) / ((smallEnd.tUs - smallStart.tUs) / 1e6);
+    await publisher.stop();
+    const published = publisher.published;
+    const smallPublished = published.slice(0, smallRooms.length);
+    const smallDrained = await drain(small, smallPublished, 15_000);
+    const bigDrained = big ? await drain(big, [published[smallRooms.length]!], 15_000) : true;
+    const smallFinal = await small.mark();
+    const bigFinal = big ? await big.mark() : undefined;
+    const seconds = (smallEnd.tUs - smallStart.tUs) / 1e6;
+    const serverCores = (serverEnd.cpuSeconds - serverStart.cpuSeconds) / seconds;
+    const smallDeliveries = (smallEnd.events - smallStart.events) / seconds;
+    const bigDeliveries = bigEnd && bigStart ? (bigEnd.events - bigStart.events) / seconds : 0;
+    const result = {
+      server: name,
+      withBigRoom: withBig,
+      smallRooms: smallRooms.length,
+      smallStreams: smallConnect.established,
+      bigRoomStreams: bigConnect?.established ?? 0,
+      connectFailed: smallConnect.failed + (bigConnect?.failed ?? 0),
+      seconds: round(seconds, 2),
+      smallDeliveriesPerSecond: Math.round(smallDeliveries),
+      bigRoomDeliveriesPerSecond: Math.round(bigDeliveries),
+      serverCpuCores: round(serverCores, 3),
+      deliveriesPerServerCpuSecond: Math.round((smallDeliveries + bigDeliveries) / Math.max(serverCores, 0.01)),
+      clientCpuCores: round(clientCores, 3),
+      smallLatencyMs: percentiles(smallEnd.hist),
+      bigRoomLatencyMs: bigEnd ? percentiles(bigEnd.hist) : null,
+      eventLoopMs: eventLoop,
+      publishAckMs,
+      loadAverage: loadavg().map((v) => round(v, 2)),
+      publishErrors: publisher.errors(),
+      drained: smallDrained && bigDrained,
+      streamsClosedByServer: smallFinal.closed + (bigFinal?.closed ?? 0),
+      small: lossAndDuplicates(smallFinal, smallPublished),
+      big: bigFinal ? lossAndDuplicates(bigFinal, [published[smallRooms.length]!]) : null,
+    };
+    log(`${name} big-room ${withBig ? 'with' : 'without'}: small p99 ${result.smallLatencyMs?.p99} ms, big p99 ${result.bigRoomLatencyMs?.p99 ?? '-'} ms, loop max ${eventLoop?.maxMs ?? '-'} ms, ${result.serverCpuCores} cores`);
+    return result;
+  } finally {
+    await publisher?.stop().catch(() => undefined);
+    for (const client of clients) await client.stop();
+    await server.stop();
+  }
+}
+
+async function bigRoom(name: ServerName): Promise<Record<string, unknown>> {
+  const runs: Array<Record<string, any>> = []; // any: result records read by field name below
+  let profiled: Record<string, unknown> | undefined;
+  for (let r = 0; r < settings.bigRoomRepeats; r++) {
+    runs.push(await bigRoomRun(name, false));
+    runs.push(await bigRoomRun(name, true));
+  }
+  if (profile && name.startsWith('gateway')) {
+    // One more run with the big room, under the profiler: what holds the event loop, and how long.
+    const dir = mkdtempSync(join(tmpdir(), 'bench-cpuprof-big-'));
+    const run = await bigRoomRun(name, true, dir);
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    profiled = { run, file: file ? join(dir, file) : null, top: file ? summariseProfile(join(dir, file), 15) : null, stretches: file ? longestStretches(join(dir, file), 5, 20) : null };
+  }
+  const without = runs.filter((r) => !r.withBigRoom);
+  const withBig = runs.filter((r) => r.withBigRoom);
+  const pairs = withBig.map((w, i) => {
+    const o = without[i]!;
+    const extraCores = w.serverCpuCores - o.serverCpuCores;
+    return {
+      smallP99Ratio: o.smallLatencyMs?.p99 ? round(w.smallLatencyMs?.p99 / o.smallLatencyMs.p99, 2) : null,
+      // What the big room's deliveries cost beyond the small rooms' (the same small-room load in both runs).
+      bigRoomDeliveriesPerExtraCpuSecond: extraCores > 0 ? Math.round(w.bigRoomDeliveriesPerSecond / extraCores) : null,
+    };
+  });
+  return { server: name, bigRoomSubscribers: settings.bigRoomSubscribers, bigRoomRate: settings.bigRoomRate, smallRoomSubscribers: settings.smallRoomSubscribers, smallRoomRate: settings.smallRoomRate, runs, pairs, profiled };
+}
+
 function round(value: number, digits: number): number {
   const factor = 10 ** digits;
   return Math.round(value * factor) / factor;
@@ -836,6 +1381,27 @@ function report(results: Record<string, any[]>): string {
   for (const r of results.ingest ?? []) {
     out.push(`ingest: ${r.records} records over ${r.partitions} partitions consumed in ${r.consumeSeconds} s = ${r.recordsPerSecond} records/s (${r.recordsPerServerCpuSecond} per gateway CPU-second)`);
   }
+  for (const r of results['deep-resume'] ?? []) {
+    out.push(`deep resume (gateway-kafka): ${r.gapEvents} events in the room + ${r.otherEventsOnPartition} in other rooms of its partition (${((r.gapBytesOnPartition ?? 0) / 2 ** 20).toFixed(1)} MB of values)`);
+    out.push(`  one client: ${r.single.map((t: ReplayTiming) => `${t.seconds ?? 'not done'} s`).join(', ')}; median ${r.singleSecondsMedian} s = ${r.singleEventsPerSecondMedian} events/s (${r.singleRecordsReadPerSecondMedian} records/s read)`);
+    out.push(
+      table([
+        ['phase', 'seconds', 'live deliveries/s', 'live p50 ms', 'live p99 ms', 'live max ms', 'server cores', 'loop max ms', 'replays done', 'replay s (median/max)'],
+        ...r.phases.map((p: any) => [p.phase, p.seconds, p.liveDeliveriesPerSecond, p.liveLatencyMs?.p50 ?? '-', p.liveLatencyMs?.p99 ?? '-', p.liveLatencyMs?.max ?? '-', p.serverCpuCores, p.eventLoopMs?.maxMs ?? '-', p.replays ? `${p.replaysCompleted}/${p.replays.length}` : '', p.replays ? `${p.replaySecondsMedian}/${p.replaySecondsMax}` : '']),
+      ]),
+    );
+    out.push(`  live p99 with replays ÷ undisturbed (before): ${r.liveP99WithReplaysOverUndisturbed}; live caught up ${r.liveCatchUpSeconds} s after the replays; live lost ${r.lost}, dup ${r.duplicated}`, '');
+  }
+  for (const r of results['big-room'] ?? []) {
+    out.push(`big room beside small rooms (${r.server}): ${r.bigRoomSubscribers} subscribers at ${r.bigRoomRate} events/s beside small rooms of ${r.smallRoomSubscribers} at ${r.smallRoomRate} events/s`);
+    out.push(
+      table([
+        ['big room', 'small p50 ms', 'small p99 ms', 'small max ms', 'big p50 ms', 'big p99 ms', 'deliveries/s', 'server cores', 'deliveries/CPU-s', 'loop max ms', 'lost', 'dup'],
+        ...r.runs.map((x: any) => [x.withBigRoom ? `${x.bigRoomStreams} streams` : 'none', x.smallLatencyMs?.p50 ?? '-', x.smallLatencyMs?.p99 ?? '-', x.smallLatencyMs?.max ?? '-', x.bigRoomLatencyMs?.p50 ?? '-', x.bigRoomLatencyMs?.p99 ?? '-', x.smallDeliveriesPerSecond + x.bigRoomDeliveriesPerSecond, x.serverCpuCores, x.deliveriesPerServerCpuSecond, x.eventLoopMs?.maxMs ?? '-', x.small.lost + (x.big?.lost ?? 0), x.small.duplicated + (x.big?.duplicated ?? 0)]),
+      ]),
+    );
+    out.push(`  ${r.pairs.map((p: any) => `small p99 with ÷ without ${p.smallP99Ratio}, big room ${p.bigRoomDeliveriesPerExtraCpuSecond} deliveries per extra CPU-second`).join('; ')}`, '');
+  }
   if (results.profile?.length) {
     out.push('', 'gateway-memory CPU profile during saturation (top self time):');
     for (const entry of results.profile) out.push(`  ${entry.selfPercent.toFixed(1).padStart(5)}%  ${entry.function}  ${entry.location}`);
@@ -847,6 +1413,7 @@ function report(results: Record<string, any[]>): string {
 
 async function main(): Promise<void> {
   const startedAt = new Date();
+  const loadAverageAtStart = loadavg().map((v) => round(v, 2));
   log(`settings: ${JSON.stringify(settings)}`);
   loadClientBinary();
   if (settings.servers.some((s) => s.startsWith('gateway')) && process.env.BENCH_SKIP_BUILD !== '1') {
@@ -867,6 +1434,22 @@ async function main(): Promise<void> {
     }
   };
   for (const scenario of settings.scenarios) {
+    if (scenario === 'deep-resume') {
+      // gateway-kafka only: a replay deeper than the history is read back from Kafka.
+      if (servers.includes('gateway-kafka')) {
+        log('deep-resume × gateway-kafka');
+        // With --cpu-prof the gateway runs under the profiler here (its whole life: the gap's live consumption included).
+        const dir = profile ? mkdtempSync(join(tmpdir(), 'bench-cpuprof-deep-')) : undefined;
+        await attempt(scenario, () => deepResume(dir));
+        const file = dir ? readdirSync(dir).find((f) => f.endsWith('.cpuprofile')) : undefined;
+        if (dir && file) {
+          results.deepResumeProfile = summariseProfile(join(dir, file), 25);
+          results.deepResumeLongestStretches = [longestStretches(join(dir, file), 5, 50)];
+          results.deepResumeProfileFile = [join(dir, file)];
+        }
+      }
+      continue;
+    }
     for (const server of scenario === 'ingest' ? (['gateway-kafka'] as ServerName[]) : servers) {
       if (scenario === 'ingest' && !servers.includes('gateway-kafka')) continue;
       log(`${scenario} × ${server}`);
@@ -874,9 +1457,10 @@ async function main(): Promise<void> {
       else if (scenario === 'idle') await attempt(scenario, () => idle(server));
       else if (scenario === 'latency') await attempt(scenario, () => latency(server));
       else if (scenario === 'ingest') await attempt(scenario, () => ingest());
+      else if (scenario === 'big-room') await attempt(scenario, () => bigRoom(server));
     }
   }
-  if (profile) {
+  if (profile && settings.scenarios.includes('saturation')) {
     const dir = mkdtempSync(join(tmpdir(), 'bench-cpuprof-'));
     log(`profiling gateway-memory under saturation into ${dir}`);
     await attempt('profiledSaturation', () => saturation('gateway-memory', dir));
@@ -892,6 +1476,9 @@ async function main(): Promise<void> {
     memoryGiB: round(totalmem() / 2 ** 30, 1),
     node: process.version,
     kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+    // The machine is shared: its load (1, 5, 15 min) at the start and the end of the run.
+    loadAverageAtStart,
+    loadAverageAtEnd: loadavg().map((v) => round(v, 2)),
   };
   process.stdout.write(`${report(results)}\n\n`);
   process.stdout.write(`${JSON.stringify({ startedAt: startedAt.toISOString(), machine, settings, results }, null, 2)}\n`);
