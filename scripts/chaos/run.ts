@@ -53,7 +53,7 @@ const settings = {
   gapWaitS: envInt('CHAOS_GAP_WAIT_S', 40),
   partitions: 6,
   /** Gateway settings the run shortens to fit its time budget (the rest are the defaults). */
-  drainWindowMs: envInt('CHAOS_DRAIN_WINDOW_MS', 4000),
+  drainWindowMs: envInt('CHAOS_DRAIN_WINDOW_MS', 2000),
   shutdownTimeoutMs: envInt('CHAOS_SHUTDOWN_TIMEOUT_MS', 15000),
 };
 
