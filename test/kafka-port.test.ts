@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import t from 'tap';
 import { until } from './helpers/sse-client.ts';
+import { freePort } from './helpers/server-process.ts';
 
 /**
  * `npm run kafka -- --port N` (scripts/kafka/run.ts): a broker on a fixed port. Its own file:
@@ -20,16 +21,6 @@ function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 t.test('npm run kafka -- --port N listens on that port, and refuses a port in use', async (t) => {
   const busy = createServer();

@@ -13,6 +13,7 @@ import { configRefusal } from './helpers/config.ts';
 import { uniqueName } from './helpers/gateway.ts';
 import { until } from './helpers/sse-client.ts';
 import { toolSkipReason } from '../scripts/test-tools.ts';
+import { freePort } from './helpers/server-process.ts';
 
 /**
  * TRUST_PROXY (issue 14): only the hops our own proxies add are believed. A client that writes
@@ -177,13 +178,3 @@ t.test(
   },
 );
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}

@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +9,7 @@ import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, startReplica
 import { rawProducer } from '../helpers/kafka.ts';
 import { until } from '../helpers/sse-client.ts';
 import { toolSkipReason } from '../../scripts/test-tools.ts';
+import { freePort } from '../helpers/server-process.ts';
 
 /**
  * The demo page in a real browser (Debian's chromium, driven by playwright-core), against real
@@ -83,16 +83,6 @@ async function say(page: Page, text: string): Promise<void> {
   await page.click('#post-form button[type="submit"]');
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** A local HAProxy in front of the replicas, set up for SSE as in docker-compose.kafka.yml. */
 async function startHaproxy(backends: TestGateway[]): Promise<{ url: string; stop(): Promise<void> }> {
