@@ -131,7 +131,7 @@ export default fp(
       open: { room: 0, ticker: 0, multi: 0 },
     };
     const overflowFrame = bodyFrame('overflow', '{"reason":"client too slow; reconnect to resume"}');
-    const authExpiredFrame = bodyFrame('auth_expired', '{"reason":"token expired; reconnect with a fresh token"}');
+    const authExpiredFrame = bodyFrame('auth_expired', '{"reason":"the authorisation ended (token expired, or MAX_STREAM_LIFETIME_MS); reconnect with a fresh token"}');
     const context: SubscriptionContext = {
       hub: app.hub,
       history: app.history,

@@ -84,7 +84,7 @@ export default fp(
     mirroredCounter('bytes_written_total', 'Bytes of frames written to client sockets', () => app.streamStats.bytesWritten);
     mirroredCounter('streams_opened_total', 'Event streams opened', () => app.streamStats.opened);
     mirroredCounter('events_conflated_total', 'Ticker prices replaced by a newer one of the same symbol while their client was behind (not sent)', () => app.streamStats.conflated);
-    mirroredCounter('streams_refused_total', 'Streams refused at a cap: MAX_STREAMS (503) or MAX_STREAMS_PER_IP (429)', () => app.streamStats.refusedAtCapacity + app.streamStats.refusedPerIp);
+    mirroredCounter('streams_refused_total', 'Streams refused at a cap: MAX_STREAMS (200 with event: unavailable, retried) or MAX_STREAMS_PER_IP (429)', () => app.streamStats.refusedAtCapacity + app.streamStats.refusedPerIp);
     mirroredCounter('heartbeats_total', 'Heartbeat comments sent to streams idle for HEARTBEAT_MS', () => app.streamStats.heartbeats);
     mirroredCounter('streams_closed_total', 'Event streams closed, for any reason', () => app.streamStats.closed);
     mirroredCounter(

@@ -68,7 +68,7 @@ export interface Config {
   heartbeatMs: number;
   /** Live events held for one stream while its replay runs; beyond, they are dropped and replayed after it. */
   streamMaxQueuedEvents: number;
-  /** Concurrent streams per instance (503 with Retry-After beyond). */
+  /** Concurrent streams per instance (beyond: 200 with `event: unavailable` and a jittered `retry:`). */
   maxStreams: number;
   /** Concurrent streams per client IP (429 beyond). */
   maxStreamsPerIp: number;
@@ -341,7 +341,9 @@ function isProxyAddress(entry: string): boolean {
   const family = isIP(address);
   if (family === 0 || extra !== undefined) return false;
   if (prefix === undefined) return true;
-  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+  // A range wider than /8 is not "our proxies": 0.0.0.0/0 (or two /1 halves) would trust every
+  // client's own X-Forwarded-For, which `true` is refused for (and proxy-addr throws on /0).
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128) && Number(prefix) >= 8;
 }
 
 /**
@@ -571,7 +573,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   LAG_THRESHOLD_MS: 'a replay starting further back than this is framed by `lag` and `live` events',
   HEARTBEAT_MS: 'a comment line goes to every stream idle this long (one shared timer)',
   STREAM_MAX_QUEUED_EVENTS: 'live events held for one stream while its resume replay runs; beyond, they are dropped and replayed after it (from history or Kafka)',
-  MAX_STREAMS: 'concurrent streams per instance; beyond: 503 with `Retry-After`',
+  MAX_STREAMS: 'concurrent streams per instance; beyond, a stream request gets 200 with `event: unavailable` and a jittered `retry:` (EventSource gives up for good on a 503), then ends',
   MAX_STREAMS_PER_IP: 'concurrent streams per client IP; beyond: 429 with `Retry-After`',
   MAX_HEADER_BYTES: 'largest request head; beyond: 431',
   REQUEST_TIMEOUT_MS: 'a client must send its whole request (head and body) within this, or gets 408 and is disconnected; a connection that sends nothing is closed after it too; idle keep-alive connections close after 5 s; streams themselves never time out',

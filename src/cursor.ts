@@ -1,4 +1,4 @@
-import { createCipheriv, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ChannelKind, Topics } from './events.ts';
 
 /**
@@ -35,6 +35,14 @@ export interface CursorEntry {
 
 /** 1: signed but readable (before ids were sealed); refused, so such ids get `reset`. */
 const VERSION = 2;
+/**
+ * Sealed with a random nonce in front of the entries: two ids of one position differ. For ids
+ * that are not an event's own (a stream's position when it connects, after a replay page, a
+ * multi-channel stream's combined position): equal ids would tell a stranger that no record
+ * reached the partition in between, which is activity of rooms they cannot read.
+ */
+const FRESH_VERSION = 3;
+const NONCE_BYTES = 8;
 const TAG_BYTES = 12;
 const OFFSET_BYTES = 6;
 /** Offsets are written in 6 bytes: 2^48 records per partition is beyond any real topic. */
@@ -110,8 +118,8 @@ export class CursorCodec {
     this.#cipherKey = keys.subarray(32);
   }
 
-  #tag(plaintext: Buffer): Buffer {
-    return createHmac('sha256', this.#macKey).update(Buffer.of(VERSION)).update(plaintext).digest().subarray(0, TAG_BYTES);
+  #tag(version: number, plaintext: Buffer): Buffer {
+    return createHmac('sha256', this.#macKey).update(Buffer.of(version)).update(plaintext).digest().subarray(0, TAG_BYTES);
   }
 
   /** The tag, zero-padded, is the AES-CTR counter block: the same tag always gives the same keystream. */
@@ -122,21 +130,30 @@ export class CursorCodec {
     return Buffer.concat([cipher.update(data), cipher.final()]);
   }
 
-  /** The id for these positions: base64url, safe in a header and a URL. Throws RangeError for an offset beyond 2^48. */
-  encode(entries: Iterable<CursorEntry>): string {
-    const plaintext = plaintextOf([...entries]);
-    const tag = this.#tag(plaintext);
-    return Buffer.concat([Buffer.of(VERSION), this.#crypt(tag, plaintext), tag]).toString('base64url');
+  /**
+   * The id for these positions: base64url, safe in a header and a URL. The same positions give
+   * the same id (an event's own id, shared by every stream and replica), unless `fresh`: then a
+   * random nonce makes every id new (positions that are not one event's; see FRESH_VERSION).
+   * Throws RangeError for an offset beyond 2^48.
+   */
+  encode(entries: Iterable<CursorEntry>, fresh = false): string {
+    const version = fresh ? FRESH_VERSION : VERSION;
+    const body = plaintextOf([...entries]);
+    const plaintext = fresh ? Buffer.concat([randomBytes(NONCE_BYTES), body]) : body;
+    const tag = this.#tag(version, plaintext);
+    return Buffer.concat([Buffer.of(version), this.#crypt(tag, plaintext), tag]).toString('base64url');
   }
 
   /** The entries of a cursor we issued, or null for anything else (edited, forged, foreign, older layout). */
   decode(id: string): CursorEntry[] | null {
     if (id.length === 0 || id.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(id)) return null;
     const raw = Buffer.from(id, 'base64url');
-    if (raw.length <= TAG_BYTES + 1 || raw[0] !== VERSION) return null;
+    const version = raw[0];
+    if (raw.length <= TAG_BYTES + 1 || (version !== VERSION && version !== FRESH_VERSION)) return null;
     const tag = raw.subarray(raw.length - TAG_BYTES);
     const plaintext = this.#crypt(tag, raw.subarray(1, raw.length - TAG_BYTES));
-    if (!timingSafeEqual(tag, this.#tag(plaintext))) return null;
+    if (!timingSafeEqual(tag, this.#tag(version, plaintext))) return null;
+    if (version === FRESH_VERSION) return plaintext.length < NONCE_BYTES ? null : entriesOf(plaintext.subarray(NONCE_BYTES));
     return entriesOf(plaintext);
   }
 }

@@ -184,7 +184,7 @@ export class Subscription {
       if (this.#closed) return this.#outcome(outcome);
       if (!read) {
         // Kafka could not be read now: the client reconnects and continues from its last id.
-        if (this.#cursor.size > 0) this.#sink.write(positionFrame(this.#cursorId()));
+        if (this.#cursor.size > 0) this.#sink.write(positionFrame(this.#cursorId(true)));
         this.#sink.end(undefined, 'kafka-unavailable');
         this.close();
         return this.#outcome(outcome);
@@ -201,7 +201,7 @@ export class Subscription {
         if (next !== undefined) froms.set(channel.key, next);
       }
     }
-    if (this.#cursor.size > 0) this.#sink.write(positionFrame(this.#cursorId()));
+    if (this.#cursor.size > 0) this.#sink.write(positionFrame(this.#cursorId(true)));
     const pending = this.#pending ?? [];
     this.#pending = null;
     for (const event of pending) this.#emit(event);
@@ -378,7 +378,7 @@ export class Subscription {
       cursor = next;
       this.#advance(slot, partition, next);
       // The position moves on even through pages without an event of the stream: a reconnect continues from there.
-      if (cursor < to) this.#sink.write(positionFrame(this.#cursorId()));
+      if (cursor < to) this.#sink.write(positionFrame(this.#cursorId(true)));
     }
     return true;
   }
@@ -442,7 +442,7 @@ export class Subscription {
     if (entry !== undefined && offset < entry.next) return;
     this.#advance(slot, partition, offset + 1);
     // With one partition the id is the one every stream shows: the event's shared frame.
-    const frame = this.#single !== undefined && 'frame' in event ? event.frame : withId(this.#cursorId(), event.body);
+    const frame = this.#single !== undefined && 'frame' in event ? event.frame : withId(this.#cursorId(this.#single === undefined), event.body);
     this.#sink.write(frame, 1, conflateKey(event));
   }
 
@@ -459,7 +459,12 @@ export class Subscription {
     this.#single = this.#cursor.size === 1 ? entry : undefined;
   }
 
-  #cursorId(): string {
-    return this.#context.codec.encode(this.#cursor.values());
+  /**
+   * The stream's id now. `fresh` for ids that are not one event's own (a position, a
+   * multi-channel stream's combined one): sealed anew each time, so that equal ids never tell a
+   * stranger that nothing reached the partition meanwhile (activity of rooms they cannot read).
+   */
+  #cursorId(fresh = false): string {
+    return this.#context.codec.encode(this.#cursor.values(), fresh);
   }
 }

@@ -2,7 +2,7 @@ import t from 'tap';
 import { configWith, type AuthConfig, type Config } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
 import { configRefusal } from './helpers/config.ts';
-import { startGateway, uniqueName } from './helpers/gateway.ts';
+import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
 import { openStream, until } from './helpers/sse-client.ts';
 
 /**
@@ -128,4 +128,25 @@ t.test('a cookie authorises streams only from the own origin or a listed one', a
   t.teardown(() => wildcard.close());
   const viaWildcard = await fetch(`${wildcard.url}/events/${room}`, { headers: { cookie, origin: 'https://evil.example' } });
   t.equal(viaWildcard.status, 403, 'CORS_ORIGINS=* does not make every origin trusted for cookies');
+});
+
+t.test('the position a stream starts at says nothing about the partition: a new id on every connect', async (t) => {
+  const gateway = await startGateway();
+  t.teardown(() => gateway.close());
+  const room = uniqueName('public');
+  const positions: string[] = [];
+  for (let connect = 0; connect < 3; connect++) {
+    const stream = await openStream(`${gateway.url}/events/${room}`);
+    await until(() => stream.lastEventId() !== '', 5000, 'the starting position');
+    positions.push(stream.lastEventId());
+    stream.close();
+  }
+  // Deterministic ids would be equal here, and differ only when some room on the partition got a
+  // record: a stranger polling a public room could count a private room's messages.
+  t.equal(new Set(positions).size, 3, 'three connects, three different ids, with nothing published');
+  const resumed = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': positions[0]! });
+  t.teardown(() => resumed.close());
+  await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'after' });
+  const [event] = await resumed.waitForEvents(1);
+  t.equal(event?.event, 'message', 'a fresh id resumes like any other (no reset)');
 });

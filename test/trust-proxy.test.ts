@@ -178,3 +178,10 @@ t.test(
   },
 );
 
+
+t.test('TRUST_PROXY refuses ranges that would trust every client, and never crashes on one', async (t) => {
+  for (const value of ['0.0.0.0/0', '::/0', '0.0.0.0/1,128.0.0.0/1', '10.0.0.0/7', '::/1']) {
+    t.match(configRefusal({ TRUST_PROXY: value }), { variable: 'TRUST_PROXY' }, value);
+  }
+  t.equal(configRefusal({ TRUST_PROXY: '10.0.0.0/8,127.0.0.1' }), undefined, 'a private /8 and an address are fine');
+});

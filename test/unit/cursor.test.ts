@@ -73,3 +73,17 @@ t.test('offsets beyond 2^48 cannot be encoded', async (t) => {
   const codec = new CursorCodec('shared-secret-0123456789', topics);
   t.throws(() => codec.encode([{ slot: 0, partition: 0, next: 2 ** 48 }]), RangeError);
 });
+
+t.test('a fresh id of a position is new every time, and resumes like the deterministic one', async (t) => {
+  const codec = new CursorCodec('shared-secret-0123456789', topics);
+  const entries = [{ slot: 0 as const, partition: 2, next: 77 }];
+  const a = codec.encode(entries, true);
+  const b = codec.encode(entries, true);
+  t.not(a, b, 'two fresh ids of one position differ: equality tells nothing');
+  t.not(a, codec.encode(entries), 'and differ from the deterministic (event) id');
+  t.same(codec.decode(a), entries);
+  t.same(new CursorCodec('shared-secret-0123456789', topics).decode(b), entries, 'any replica with the secret reads it');
+  const raw = Buffer.from(a, 'base64url');
+  raw[raw.length - 1] = raw[raw.length - 1]! ^ 1;
+  t.equal(codec.decode(raw.toString('base64url')), null, 'and it is authenticated');
+});
