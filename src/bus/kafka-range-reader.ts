@@ -67,7 +67,13 @@ export interface RangeReaderOptions {
 }
 
 /** One Kafka fetch is at most this per partition: one read's turn, before the next read on the partition gets its own. */
-const MAX_BYTES_PER_PARTITION = 1024 * 1024;
+const MAX_BYTES_PER_PARTITION = 256 * 1024;
+/**
+ * And at most this in all: kafkajs decodes a whole fetch response and hands its batches on in
+ * one go, without giving the event loop back. With ten deep replays the default (10 MB) held
+ * live streams for around a second (bench deep-resume); 1 MB keeps one turn to a few ms.
+ */
+const MAX_BYTES_PER_FETCH = 1024 * 1024;
 
 /**
  * Reads past ranges of partitions: for resumes older than the in-memory history, and the chart
@@ -264,6 +270,7 @@ export class KafkaRangeReader implements RangeReader {
         groupId,
         maxWaitTimeInMs: 20,
         maxBytesPerPartition: MAX_BYTES_PER_PARTITION,
+        maxBytes: MAX_BYTES_PER_FETCH,
         allowAutoTopicCreation: false,
         retry: { retries: 3 },
       });
