@@ -49,7 +49,7 @@ export type ResetReason = (typeof RESET_REASONS)[number];
  * replica drains, the token expired, a resume page was sent (the client reconnects for the
  * rest), the stream failed to start.
  */
-export type StreamEndReason = 'client-left' | 'overflow' | 'drain' | 'auth-expired' | 'kafka-unavailable' | 'start-failed' | 'unavailable';
+export type StreamEndReason = 'client-left' | 'overflow' | 'drain' | 'auth-expired' | 'kafka-unavailable' | 'start-failed';
 
 export interface SubscriptionSink {
   /**

@@ -10,6 +10,8 @@ export interface ServerProcess {
   kill(signal: NodeJS.Signals): void;
   /** What the process wrote to stderr and stdout so far (its log lines). */
   output(): string;
+  /** Sends SIGTERM and resolves once the process has exited: its exit code, and how long it took (ms). */
+  terminate(): Promise<{ code: number | null; tookMs: number }>;
 }
 
 /** A free TCP port on 127.0.0.1 (asked of the kernel, then released). */
@@ -52,5 +54,11 @@ export async function spawnServer(t: { teardown(fn: () => unknown): void }, env:
     60000,
     `${url}/readyz`,
   );
-  return { url, port, exited, kill: (signal) => child.kill(signal), output: () => output };
+  const terminate = async () => {
+    const signalledAt = Date.now();
+    child.kill('SIGTERM');
+    const code = await exited;
+    return { code, tookMs: Date.now() - signalledAt };
+  };
+  return { url, port, exited, kill: (signal) => child.kill(signal), output: () => output, terminate };
 }
