@@ -6,16 +6,16 @@
  */
 import { pino } from 'pino';
 import type { BusRecord } from '../src/bus/types.ts';
-import { CursorCodec } from '../src/cursor.ts';
-import { Dispatcher } from '../src/dispatcher.ts';
-import { chatMessageRecord } from '../src/events.ts';
-import { History } from '../src/history.ts';
-import { Hub } from '../src/hub.ts';
+import { CursorCodec } from '../src/connection/cursor.ts';
+import { Dispatcher } from '../src/dispatch/dispatcher.ts';
+import { chatMessageRecord } from '../src/channels/contract.ts';
+import { RecentEvents } from '../src/hub/recent-events.ts';
+import { Hub } from '../src/hub/hub.ts';
 
 const total = Number(process.argv[2] ?? 200_000);
 const topics = { chat: 'chat', ticker: 'ticker' };
 const hub = new Hub();
-const history = new History({ maxEventsPerChannel: 1000, maxAgeMs: 600_000, maxTotalEvents: 200_000 });
+const history = new RecentEvents({ maxEventsPerChannel: 1000, maxAgeMs: 600_000, maxTotalEvents: 200_000 });
 const dispatcher = new Dispatcher(hub, history, new CursorCodec('micro-bench-secret-0123456789', topics), topics, pino({ level: 'silent' }));
 dispatcher.onPartitionsStart(Array.from({ length: 6 }, (_, partition) => ({ topic: 'chat', partition, offset: '0', time: Date.now() })));
 const records: BusRecord[] = Array.from({ length: total }, (_, i) => {

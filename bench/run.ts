@@ -444,7 +444,7 @@ async function startServer(name: ServerName, options: { cpuProfileDir?: string }
       env.TICKER_TOPIC = `${chatTopic}-ticker`;
     }
     const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
-    child = groupSpawn(process.execPath, [...nodeArgs, join(settings.gatewayDir, 'dist', 'src', 'server.js')], env, join(logDir, 'server.log'));
+    child = groupSpawn(process.execPath, [...nodeArgs, join(settings.gatewayDir, 'dist', 'server.js')], env, join(logDir, 'server.log'));
   } else if (name === 'talk') {
     child = groupSpawn(process.execPath, ['--import', 'tsx', join(BENCH, 'baselines', 'talk.ts')], baseEnv, join(logDir, 'server.log'));
     readyUrl = `http://127.0.0.1:${port}/healthz`;

@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { bodyFrame, commentFrame, retryFrame } from '../src/sse-frame.ts';
+import { bodyFrame, commentFrame, retryFrame } from '../src/connection/sse-frame.ts';
 import { httpError } from './errors.ts';
-import { Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/subscription.ts';
-import { SseConnection } from '../src/sse-connection.ts';
+import { Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/connection/subscription.ts';
+import { SseConnection } from '../src/connection/sse-connection.ts';
 
 declare module 'fastify' {
   interface FastifyReply {

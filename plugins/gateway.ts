@@ -2,17 +2,17 @@ import fp from 'fastify-plugin';
 import type { Config } from '../src/config.ts';
 import { createBus, type EventBus } from '../src/bus/index.ts';
 import type { Position } from '../src/bus/types.ts';
-import { CursorCodec } from '../src/cursor.ts';
-import { Dispatcher, singleChannelEventId } from '../src/dispatcher.ts';
-import { History } from '../src/history.ts';
-import { Hub } from '../src/hub.ts';
+import { CursorCodec } from '../src/connection/cursor.ts';
+import { Dispatcher, singleChannelEventId } from '../src/dispatch/dispatcher.ts';
+import { RecentEvents } from '../src/hub/recent-events.ts';
+import { Hub } from '../src/hub/hub.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config;
     bus: EventBus;
     hub: Hub;
-    history: History;
+    history: RecentEvents;
     cursorCodec: CursorCodec;
     dispatcher: Dispatcher;
     /** The SSE id a stream of the event's one channel shows for the event at `position`. */
@@ -42,7 +42,7 @@ export default fp<GatewayPluginOptions>(
     const topics = { chat: config.chatTopic, ticker: config.tickerTopic };
     const bus = givenBus ?? createBus(config, app.log);
     const hub = new Hub();
-    const history = new History({
+    const history = new RecentEvents({
       maxEventsPerChannel: config.historyMaxEventsPerChannel,
       maxAgeMs: config.historyMaxAgeMs,
       maxTotalEvents: config.historyMaxTotalEvents,

@@ -11,7 +11,7 @@ function isProbe(request: FastifyRequest): boolean {
 
 /**
  * Fastify's request log lines ("incoming request", "request completed"), at `debug` instead of
- * `info` for health probes. Passed to Fastify as `logController` (src/app.ts).
+ * `info` for health probes. Passed to Fastify as `logController` (app.ts).
  */
 export class RequestLogController extends LogController {
   override incomingRequest(request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {

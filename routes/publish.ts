@@ -13,10 +13,10 @@ import {
   chatMessageRecord,
   priceUpdateRecord,
   type EventType,
-} from '../src/events.ts';
+} from '../src/channels/contract.ts';
 import type { OutgoingRecord } from '../src/bus/types.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
-import { MAX_CURSOR_LENGTH } from '../src/cursor.ts';
+import { MAX_CURSOR_LENGTH } from '../src/connection/cursor.ts';
 import { httpError } from '../plugins/errors.ts';
 import { AcceptedReply, authReplies as refusals, errorReplies, errorReply, publishSecurity, RoomParams, SymbolParams } from './schemas.ts';
 

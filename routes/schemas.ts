@@ -1,6 +1,6 @@
 import { Type, type TSchema } from '@fastify/type-provider-typebox';
-import { ChannelName, EVENT_TYPES, type ChannelKind, type EventType } from '../src/events.ts';
-import { RESET_REASONS } from '../src/subscription.ts';
+import { ChannelName, EVENT_TYPES, type ChannelKind, type EventType } from '../src/channels/contract.ts';
+import { RESET_REASONS } from '../src/connection/subscription.ts';
 
 /**
  * Reply and parameter schemas shared by several routes, and what the OpenAPI document at

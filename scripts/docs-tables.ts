@@ -11,7 +11,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { buildApp } from '../src/app.ts';
+import { buildApp } from '../app.ts';
 import { configWith, knownSettings, SETTING_DESCRIPTIONS } from '../src/config.ts';
 
 export const README = fileURLToPath(new URL('../README.md', import.meta.url));

@@ -2,7 +2,7 @@
  * A stream of chat messages, straight to the chat topic.
  * npm run produce:chat -- --rate 5 --rooms lobby,random [--count 100]
  */
-import { chatMessageRecord } from '../src/events.ts';
+import { chatMessageRecord } from '../src/channels/contract.ts';
 import { runAtRate, startProducer } from './produce-common.ts';
 
 const run = await startProducer({

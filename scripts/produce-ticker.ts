@@ -2,7 +2,7 @@
  * Random-walk prices for a few symbols, straight to the ticker topic.
  * npm run produce:ticker -- --rate 20 --symbols BTC,ETH,DOGE [--count 1000]
  */
-import { priceUpdateRecord } from '../src/events.ts';
+import { priceUpdateRecord } from '../src/channels/contract.ts';
 import { runAtRate, startProducer } from './produce-common.ts';
 
 const run = await startProducer({

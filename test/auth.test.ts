@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { buildApp, loggerOptions } from '../src/app.ts';
+import { buildApp, loggerOptions } from '../app.ts';
 import { configWith, type AuthConfig, type Config } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
 import type { Channel } from '../src/auth/claims.ts';

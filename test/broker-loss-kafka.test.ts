@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Writable } from 'node:stream';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { startKafka } from '../scripts/kafka/kafka.ts';
-import { buildApp } from '../src/app.ts';
+import { buildApp } from '../app.ts';
 import { configWith } from '../src/config.ts';
 import { uniqueName, kafkaTopics } from './helpers/gateway.ts';
 import { messageTexts, openStream, until, type TestStream } from './helpers/sse-client.ts';

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { channelsUrl, roomUrl, subscribe, tickerUrl, type ChatMessageEvent, type PriceUpdateEvent } from '../src/client/index.ts';
-import { buildApp } from '../src/app.ts';
+import { buildApp } from '../app.ts';
 import { configWith } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
 import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';

@@ -3,7 +3,7 @@ import t from 'tap';
 import type { Message } from 'kafkajs';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import { SseParser, type SseMessage } from '../src/client/sse-parser.ts';
-import { chatMessageRecord } from '../src/events.ts';
+import { chatMessageRecord } from '../src/channels/contract.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { rawProducer } from './helpers/kafka.ts';
 import { messageTexts, openStream, until } from './helpers/sse-client.ts';

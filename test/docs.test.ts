@@ -4,7 +4,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { FastifyInstance } from 'fastify';
 import { configWith } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
-import { EVENT_TYPES } from '../src/events.ts';
+import { EVENT_TYPES } from '../src/channels/contract.ts';
 import { startGateway, uniqueName } from './helpers/gateway.ts';
 import { openStream, type TestStream } from './helpers/sse-client.ts';
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import net from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../src/app.ts';
+import { buildApp } from '../app.ts';
 import { configWith } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
 import { uniqueName } from './helpers/gateway.ts';

@@ -2,7 +2,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { buildApp, loggerOptions } from '../src/app.ts';
+import { buildApp, loggerOptions } from '../app.ts';
 import { configWith, type KafkaSecurityConfig } from '../src/config.ts';
 import { startKafka, type KafkaCluster } from '../scripts/kafka/kafka.ts';
 import { kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
@@ -23,7 +23,7 @@ function scram(password: string, failFast = false): KafkaSecurityConfig {
   return { ssl: null, sasl: { mechanism: 'scram-sha-256', username: USER, password }, failFast };
 }
 
-/** `src/server.ts` as its own process on the SASL broker, with KAFKA_FAIL_FAST; `output()` is its logs so far. */
+/** `server.ts` as its own process on the SASL broker, with KAFKA_FAIL_FAST; `output()` is its logs so far. */
 function spawnServer(password: string) {
   const topics = kafkaTopics();
   const env = {
@@ -41,7 +41,7 @@ function spawnServer(password: string) {
     CURSOR_SECRET: 'sasl-test-cursor-secret',
   };
   // Node itself, not the tsx wrapper: a wrapper relaying SIGTERM can report 143 for a clean exit.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));

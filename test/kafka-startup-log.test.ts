@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../src/app.ts';
+import { buildApp } from '../app.ts';
 import { configWith, type Config } from '../src/config.ts';
 import { kafkaTopics, requiredKafkaBrokers, uniqueName } from './helpers/gateway.ts';
 import { until } from './helpers/sse-client.ts';

@@ -14,7 +14,7 @@ const SHARED_CURSOR_SECRET = 'lifecycle-test-cursor-secret';
 t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients resume on another replica without loss', async (t) => {
   const topics = kafkaTopics();
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
     env: {
       ...process.env,
       PORT: String(port),

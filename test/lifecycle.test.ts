@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import http from 'node:http';
-import { chatMessageRecord, priceUpdateRecord } from '../src/events.ts';
+import { chatMessageRecord, priceUpdateRecord } from '../src/channels/contract.ts';
 import { SseParser, type SseMessage } from '../src/client/sse-parser.ts';
 import { postJson, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
 import { MemoryBus } from '../src/bus/memory.ts';

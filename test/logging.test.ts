@@ -1,8 +1,8 @@
 import net from 'node:net';
-import { chatMessageRecord } from '../src/events.ts';
+import { chatMessageRecord } from '../src/channels/contract.ts';
 import t from 'tap';
 import { Writable } from 'node:stream';
-import { buildApp, loggerOptions } from '../src/app.ts';
+import { buildApp, loggerOptions } from '../app.ts';
 import { configWith, type Config } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
 import { uniqueName } from './helpers/gateway.ts';

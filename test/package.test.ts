@@ -43,7 +43,7 @@ t.test('npm pack, then npm install --omit=dev of the tarball into an empty proje
 });
 
 t.test('the tarball holds the built server, its plugins and routes, the page, and the client; no sources or tests', async (t) => {
-  for (const needed of ['package.json', 'dist/src/server.js', 'dist/src/app.js', 'dist/plugins/static.js', 'dist/routes/events.js', 'public/index.html', 'public/app.js', 'public/style.css', 'dist/src/client/index.js', 'dist/src/client/index.d.ts']) {
+  for (const needed of ['package.json', 'dist/server.js', 'dist/app.js', 'dist/plugins/static.js', 'dist/routes/streams.js', 'public/index.html', 'public/app.js', 'public/style.css', 'dist/src/client/index.js', 'dist/src/client/index.d.ts']) {
     t.ok(files.includes(needed), needed);
   }
   t.same(files.filter((file) => /^(src|test|bench|scripts|deploy)\//.test(file) || file.endsWith('.test.js')), [], 'nothing but what runs');
@@ -51,7 +51,7 @@ t.test('the tarball holds the built server, its plugins and routes, the page, an
 
 /** The installed server on the embedded bus, on a free port it reports in its first log lines. */
 async function startInstalledServer(t: { teardown(fn: () => unknown): void }) {
-  const child = spawn(process.execPath, [join(installed, 'dist', 'src', 'server.js')], {
+  const child = spawn(process.execPath, [join(installed, 'dist', 'server.js')], {
     cwd: project,
     env: { ...childEnv, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,7 +4,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildApp, loggerOptions } from '../src/app.ts';
+import { buildApp, loggerOptions } from '../app.ts';
 import { configWith, type AuthConfig, type Config } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
 import { startGateway, uniqueName } from './helpers/gateway.ts';

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
-import { chatMessageRecord, priceUpdateRecord } from '../src/events.ts';
+import { chatMessageRecord, priceUpdateRecord } from '../src/channels/contract.ts';
 import { SseParser } from '../src/client/sse-parser.ts';
 import { startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
 import { until } from './helpers/sse-client.ts';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { buildApp, loggerOptions } from '../src/app.ts';
+import { buildApp, loggerOptions } from '../app.ts';
 import { ConfigError, configWith, loadConfig, type Config } from '../src/config.ts';
 import { configRefusal } from './helpers/config.ts';
 import { uniqueName } from './helpers/gateway.ts';

@@ -170,7 +170,7 @@ class Replica {
     this.proc = await Supervised.start(
       `replica ${this.index}`,
       process.execPath,
-      ['--import', 'tsx', join(ROOT, 'src', 'server.ts')],
+      ['--import', 'tsx', join(ROOT, 'server.ts')],
       { ...env, NODE_OPTIONS: '' },
       logFile,
       join(runDir, `replica-${this.index}.pid`),

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../src/app.ts';
+import { buildApp } from '../../app.ts';
 import { configWith, type Config } from '../../src/config.ts';
 import type { EventBus } from '../../src/bus/types.ts';
 import { until } from './sse-client.ts';

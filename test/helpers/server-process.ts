@@ -28,13 +28,13 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * The real server (`node --import tsx src/server.ts`, as `npm run dev` runs it) in a child
+ * The real server (`node --import tsx server.ts`, as `npm run dev` runs it) in a child
  * process with `env` on top of this one's, listening on 127.0.0.1; resolves once `/readyz`
  * answers 200. Killed with SIGKILL at teardown if still running.
  */
 export async function spawnServer(t: { teardown(fn: () => unknown): void }, env: Record<string, string>): Promise<ServerProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', CURSOR_SECRET: 'test-cursor-secret-0123456789', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

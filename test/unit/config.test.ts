@@ -40,7 +40,7 @@ t.test('a bad value is refused with the variable named', async (t) => {
 });
 
 t.test('the server refuses to start on a bad value and says which', async (t) => {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'server.ts'], {
     env: { ...process.env, PORT: 'not-a-port' },
     encoding: 'utf8',
     timeout: 90000,
@@ -107,7 +107,7 @@ t.test('a variable one edit away from a known one is reported as likely mistyped
 });
 
 t.test('the server warns once at startup about a mistyped variable', async (t) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', MAX_STREAM: '5', KAFKA_BROKERS: '' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

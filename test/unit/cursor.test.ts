@@ -1,5 +1,5 @@
 import t from 'tap';
-import { CursorCodec } from '../../src/cursor.ts';
+import { CursorCodec } from '../../src/connection/cursor.ts';
 
 const topics = { chat: 'chat', ticker: 'ticker' };
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { DedupTable, dedupKey } from '../../src/dedup.ts';
+import { DedupTable, dedupKey } from '../../src/dispatch/dedup.ts';
 import { loadConfig } from '../../src/config.ts';
 
 const WINDOW = 60_000;

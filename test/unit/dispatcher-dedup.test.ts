@@ -1,11 +1,11 @@
 import t from 'tap';
 import { pino } from 'pino';
 import type { BusRecord } from '../../src/bus/types.ts';
-import { CursorCodec } from '../../src/cursor.ts';
-import { Dispatcher } from '../../src/dispatcher.ts';
-import { chatMessageRecord } from '../../src/events.ts';
-import { History } from '../../src/history.ts';
-import { Hub, type HubEvent } from '../../src/hub.ts';
+import { CursorCodec } from '../../src/connection/cursor.ts';
+import { Dispatcher } from '../../src/dispatch/dispatcher.ts';
+import { chatMessageRecord } from '../../src/channels/contract.ts';
+import { RecentEvents } from '../../src/hub/recent-events.ts';
+import { Hub, type HubEvent } from '../../src/hub/hub.ts';
 
 const topics = { chat: 'chat', ticker: 'ticker' };
 const T0 = 1_700_000_000_000;
@@ -13,7 +13,7 @@ const T0 = 1_700_000_000_000;
 /** A replica's domain as plugins/gateway.ts wires it, with a subscriber of room `lobby` recording what it is handed. */
 function replica(dedupWindowMs: number) {
   const hub = new Hub();
-  const history = new History({ maxEventsPerChannel: 1000, maxAgeMs: 1e12, maxTotalEvents: 10_000 });
+  const history = new RecentEvents({ maxEventsPerChannel: 1000, maxAgeMs: 1e12, maxTotalEvents: 10_000 });
   const dispatcher = new Dispatcher(hub, history, new CursorCodec('unit-test-secret-0123456789', topics), topics, pino({ level: 'silent' }), { dedupWindowMs });
   dispatcher.onPartitionsStart([{ topic: 'chat', partition: 0, offset: '0', time: T0 }]);
   const delivered: number[] = [];

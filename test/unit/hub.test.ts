@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Hub, type HubBatch, type HubEvent } from '../../src/hub.ts';
+import { Hub, type HubBatch, type HubEvent } from '../../src/hub/hub.ts';
 
 function batchRecorder() {
   const received: HubBatch[] = [];

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ledgerKey, MessageLedger } from '../../src/message-ledger.ts';
+import { ledgerKey, MessageLedger } from '../../src/dispatch/message-ledger.ts';
 
 const WINDOW = 10_000;
 const at = (partition: number, offset: number) => ({ slot: 0, partition, offset });

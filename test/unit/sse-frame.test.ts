@@ -1,5 +1,5 @@
 import t from 'tap';
-import { commentFrame, eventFrame, retryFrame, serializeEvent } from '../../src/sse-frame.ts';
+import { commentFrame, eventFrame, retryFrame, serializeEvent } from '../../src/connection/sse-frame.ts';
 
 /** Parses a frame the way the EventSource spec does, to see what a browser would see. */
 function parse(frame: string): Array<Record<string, string>> {

@@ -2,13 +2,13 @@ import t from 'tap';
 import { pino } from 'pino';
 import type { BusRecord, RangeReader, RangeResult } from '../../src/bus/types.ts';
 import { partitionForKey } from '../../src/bus/partitioner.ts';
-import { CursorCodec } from '../../src/cursor.ts';
-import { Dispatcher } from '../../src/dispatcher.ts';
-import { chatMessageRecord } from '../../src/events.ts';
-import { History } from '../../src/history.ts';
-import { Hub } from '../../src/hub.ts';
+import { CursorCodec } from '../../src/connection/cursor.ts';
+import { Dispatcher } from '../../src/dispatch/dispatcher.ts';
+import { chatMessageRecord } from '../../src/channels/contract.ts';
+import { RecentEvents } from '../../src/hub/recent-events.ts';
+import { Hub } from '../../src/hub/hub.ts';
 import { SseParser } from '../../src/client/sse-parser.ts';
-import { Subscription, type ChannelRef, type SubscriptionSink } from '../../src/subscription.ts';
+import { Subscription, type ChannelRef, type SubscriptionSink } from '../../src/connection/subscription.ts';
 
 const topics = { chat: 'chat', ticker: 'ticker' };
 const PARTITIONS = 6;
@@ -16,7 +16,7 @@ const PARTITIONS = 6;
 /** The gateway's domain wired as plugins/gateway.ts does, fed records by hand. */
 function gateway(options: { historyPerChannel?: number; rangeReader?: RangeReader; maxReplayEvents?: number; maxPendingEvents?: number } = {}) {
   const hub = new Hub();
-  const history = new History({ maxEventsPerChannel: options.historyPerChannel ?? 1000, maxAgeMs: 60_000, maxTotalEvents: 10_000 });
+  const history = new RecentEvents({ maxEventsPerChannel: options.historyPerChannel ?? 1000, maxAgeMs: 60_000, maxTotalEvents: 10_000 });
   const codec = new CursorCodec('unit-test-secret-0123456789', topics);
   const dispatcher = new Dispatcher(hub, history, codec, topics, pino({ level: 'silent' }));
   dispatcher.onPartitionsStart(

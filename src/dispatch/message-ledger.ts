@@ -9,7 +9,7 @@
  * room owns it: a later record reusing the id (a repeat, or someone else's) does not take it
  * over. A `delete` record marks the entry deleted (the first one: what a retried delete answers with).
  *
- * Bounded two ways, like src/dedup.ts: entries whose message is older than the window (against
+ * Bounded two ways, like src/dispatch/dedup.ts: entries whose message is older than the window (against
  * the newest timestamp of their partition) are dropped, and past `maxEntries` entries in all the
  * oldest of the partition holding the most go first (counted as `evicted`). A lookup of an entry
  * older than the window against the wall clock finds nothing, so that a replica that still holds

@@ -1,4 +1,4 @@
-import { positionKey, type TopicSlot } from './cursor.ts';
+import { positionKey, type TopicSlot } from '../connection/cursor.ts';
 
 /**
  * Recent events per channel, so a reconnecting client resumes from memory on any replica.
@@ -17,7 +17,7 @@ export interface StoredEvent {
   body: Buffer;
 }
 
-export interface HistoryLimits {
+export interface RecentEventsLimits {
   maxEventsPerChannel: number;
   maxAgeMs: number;
   maxTotalEvents: number;
@@ -92,15 +92,15 @@ class ChannelLog {
   }
 }
 
-export class History {
-  readonly #limits: HistoryLimits;
+export class RecentEvents {
+  readonly #limits: RecentEventsLimits;
   /** Map order is the order channels last received an event: the first is the stalest. */
   readonly #channels = new Map<string, ChannelLog>();
   /** Per partition: from where (offset and time) this replica's view is complete. */
   readonly #partitions = new Map<string, Coverage>();
   #total = 0;
 
-  constructor(limits: HistoryLimits) {
+  constructor(limits: RecentEventsLimits) {
     this.#limits = limits;
   }
 

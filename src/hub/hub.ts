@@ -1,4 +1,4 @@
-import type { StoredEvent } from './history.ts';
+import type { StoredEvent } from './recent-events.ts';
 
 /**
  * The local fan-out point of one replica. Keyed by channel: one entry per active room or

@@ -1,8 +1,8 @@
-import type { BusRecord, RangeReader, RangeResult } from './bus/types.ts';
-import { decodeRecord, type DecodedEvent, type Topics } from './events.ts';
-import type { Logger } from './logger.ts';
-import { rateLimitedWarn } from './rate-limited-log.ts';
-import { LONGEST_HISTORY_SPAN_MS, TickerHistory, type PriceUpdate } from './ticker-history.ts';
+import type { BusRecord, RangeReader, RangeResult } from '../bus/types.ts';
+import { decodeRecord, type DecodedEvent, type Topics } from '../channels/contract.ts';
+import type { Logger } from '../logger.ts';
+import { rateLimitedWarn } from '../rate-limited-log.ts';
+import { LONGEST_HISTORY_SPAN_MS, TickerHistory, type PriceUpdate } from './chart-history.ts';
 
 /** The price a `price_update` event carries (null for any other event). */
 export function priceUpdateOf(event: DecodedEvent): (PriceUpdate & { symbol: string }) | null {

@@ -1,9 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
-import { ChannelName } from '../src/events.ts';
-import { MAX_CURSOR_LENGTH } from '../src/cursor.ts';
-import type { ChannelRef } from '../src/subscription.ts';
+import { ChannelName } from '../src/channels/contract.ts';
+import { MAX_CURSOR_LENGTH } from '../src/connection/cursor.ts';
+import type { ChannelRef } from '../src/connection/subscription.ts';
 import { parseSince } from '../plugins/event-stream.ts';
 import { httpError } from '../plugins/errors.ts';
 import { RoomParams, streamReplies, streamSecurity, SymbolParams } from './schemas.ts';

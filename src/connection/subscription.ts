@@ -1,10 +1,10 @@
-import type { RangeReader, RangeResult } from './bus/types.ts';
+import type { RangeReader, RangeResult } from '../bus/types.ts';
 import { positionKey, SLOT_OF_KIND, type CursorCodec, type CursorEntry, type TopicSlot } from './cursor.ts';
-import { channelKey, type ChannelKind } from './events.ts';
-import { partitionForKey } from './bus/partitioner.ts';
-import type { Dispatcher } from './dispatcher.ts';
-import type { History, StoredEvent } from './history.ts';
-import type { Hub, HubBatch, HubEvent, Subscriber } from './hub.ts';
+import { channelKey, type ChannelKind } from '../channels/contract.ts';
+import { partitionForKey } from '../bus/partitioner.ts';
+import type { Dispatcher } from '../dispatch/dispatcher.ts';
+import type { RecentEvents, StoredEvent } from '../hub/recent-events.ts';
+import type { Hub, HubBatch, HubEvent, Subscriber } from '../hub/hub.ts';
 import { bodyFrame, positionFrame, withId } from './sse-frame.ts';
 
 /**
@@ -78,7 +78,7 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 
 export interface SubscriptionContext {
   hub: Hub;
-  history: History;
+  history: RecentEvents;
   dispatcher: Dispatcher;
   codec: CursorCodec;
   rangeReader: RangeReader | undefined;

@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module';
 import closeWithGrace from 'close-with-grace';
 import { buildApp, loggerOptions } from './app.ts';
-import { ConfigError, likelyMistypedSettings, loadConfig, type Config } from './config.ts';
-import { describeKafkaConnection, isUnrecoverableKafkaError } from './bus/kafka-connection.ts';
+import { ConfigError, likelyMistypedSettings, loadConfig, type Config } from './src/config.ts';
+import { describeKafkaConnection, isUnrecoverableKafkaError } from './src/bus/kafka-connection.ts';
 
 function configOrExit(): Config {
   try {

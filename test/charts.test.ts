@@ -1,5 +1,5 @@
 import t from 'tap';
-import { HISTORY_WINDOWS, TickerHistory } from '../src/ticker-history.ts';
+import { HISTORY_WINDOWS, TickerHistory } from '../src/charts/chart-history.ts';
 import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
 import { until } from './helpers/sse-client.ts';
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
-import { HISTORY_WINDOW_NAMES } from '../src/ticker-history.ts';
+import { HISTORY_WINDOW_NAMES } from '../src/charts/chart-history.ts';
 import { errorReply, internalError, noSecurity, SymbolParams } from './schemas.ts';
 
 const HistoryReply = Type.Object({
@@ -16,7 +16,7 @@ const HistoryReply = Type.Object({
   }),
 }, { description: 'The chart points (empty for a symbol never seen)' });
 
-/** Chart history (kept by plugins/chart-history.ts): a thin read of memory per request. */
+/** Chart history (kept by plugins/charts.ts): a thin read of memory per request. */
 const historyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { history, backfill } = app.chartHistory;
 

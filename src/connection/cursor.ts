@@ -1,5 +1,5 @@
 import { createCipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ChannelKind, Topics } from './events.ts';
+import type { ChannelKind, Topics } from '../channels/contract.ts';
 
 /**
  * SSE ids are resume cursors: for every partition a stream reads, the next offset it has not

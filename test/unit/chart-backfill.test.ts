@@ -2,8 +2,8 @@ import t from 'tap';
 import type { BusRecord, RangeReader, RangeResult } from '../../src/bus/types.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import type { Logger } from '../../src/logger.ts';
-import { TickerBackfill } from '../../src/ticker-backfill.ts';
-import { HISTORY_WINDOW_NAMES, TickerHistory } from '../../src/ticker-history.ts';
+import { TickerBackfill } from '../../src/charts/chart-backfill.ts';
+import { HISTORY_WINDOW_NAMES, TickerHistory } from '../../src/charts/chart-history.ts';
 
 const NOW = 1_800_000_000_000;
 const MINUTE = 60_000;

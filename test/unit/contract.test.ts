@@ -1,5 +1,5 @@
 import t from 'tap';
-import { chatMessageRecord, decodeRecord, EVENT_TYPE_HEADER } from '../../src/events.ts';
+import { chatMessageRecord, decodeRecord, EVENT_TYPE_HEADER } from '../../src/channels/contract.ts';
 import type { BusRecord } from '../../src/bus/types.ts';
 
 const topics = { chat: 'chat', ticker: 'ticker' };

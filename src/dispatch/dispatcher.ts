@@ -1,19 +1,19 @@
-import type { BusConsumer, BusRecord, PartitionStart } from './bus/types.ts';
-import { positionKey, type CursorCodec, type TopicSlot } from './cursor.ts';
+import type { BusConsumer, BusRecord, PartitionStart } from '../bus/types.ts';
+import { positionKey, type CursorCodec, type TopicSlot } from '../connection/cursor.ts';
 import { DedupTable, dedupKey, type DedupStats, type FirstRecord } from './dedup.ts';
-import { channelKey, decodeRecord, type DecodedEvent, type EventType, type Topics } from './events.ts';
-import type { History, StoredEvent } from './history.ts';
-import type { Hub, HubEvent } from './hub.ts';
-import type { Logger } from './logger.ts';
+import { channelKey, decodeRecord, type DecodedEvent, type EventType, type Topics } from '../channels/contract.ts';
+import type { RecentEvents, StoredEvent } from '../hub/recent-events.ts';
+import type { Hub, HubEvent } from '../hub/hub.ts';
+import type { Logger } from '../logger.ts';
 import { ledgerKey, MessageLedger, type LedgerEntry, type LedgerStats } from './message-ledger.ts';
-import { rateLimitedWarn } from './rate-limited-log.ts';
-import { bodyFrame, withId } from './sse-frame.ts';
+import { rateLimitedWarn } from '../rate-limited-log.ts';
+import { bodyFrame, withId } from '../connection/sse-frame.ts';
 
 export interface DispatchStats {
   recordsConsumed: number;
   /** Records breaking the contract (not counting repeats: see `duplicatesSkipped`). */
   recordsSkipped: number;
-  /** Valid records dropped as the repeat of a message id seen shortly before (src/dedup.ts). */
+  /** Valid records dropped as the repeat of a message id seen shortly before (src/dispatch/dedup.ts). */
   duplicatesSkipped: number;
   /** One per event per subscriber it was handed to. */
   deliveries: number;
@@ -98,12 +98,12 @@ export class Dispatcher implements BusConsumer {
    * `options.dedupWindowMs`: a record repeating a message id of its channel seen at most this
    * long before is dropped (0 = never; keep it within the warm-up read, `HISTORY_MAX_AGE_MS`).
    * `options.ledgerWindowMs`: how long after its Kafka timestamp a chat message's author stays
-   * known (src/message-ledger.ts; the warm-up read, `HISTORY_MAX_AGE_MS`, so that a replica
+   * known (src/dispatch/message-ledger.ts; the warm-up read, `HISTORY_MAX_AGE_MS`, so that a replica
    * started later knows the same messages). 0: no window (tests of other things).
    */
   constructor(
     private readonly hub: Hub,
-    private readonly history: History,
+    private readonly history: RecentEvents,
     private readonly codec: CursorCodec,
     readonly topics: Topics,
     logger: Logger,

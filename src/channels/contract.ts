@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Type, type Static, type TObject, type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
-import type { BusRecord, OutgoingRecord } from './bus/types.ts';
+import type { BusRecord, OutgoingRecord } from '../bus/types.ts';
 
 /**
  * The record contract shared with upstream services (written down in README, "Kafka record
@@ -86,7 +86,7 @@ export interface DecodedEvent {
   data: string;
   /**
    * The publisher's message id (`id` of the value): a repeat of it in the channel shortly after
-   * is dropped (src/dedup.ts). Always there for `message` and `delete`; for `price_update` only
+   * is dropped (src/dispatch/dedup.ts). Always there for `message` and `delete`; for `price_update` only
    * when the producer set one (a string matching the message id pattern; any other is ignored).
    */
   messageId: string | undefined;

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
-import { priceUpdateOf, TickerBackfill, type TickerPartitionStart } from '../src/ticker-backfill.ts';
-import { TickerHistory } from '../src/ticker-history.ts';
-import { SLOT_OF_KIND } from '../src/cursor.ts';
+import { priceUpdateOf, TickerBackfill, type TickerPartitionStart } from '../src/charts/chart-backfill.ts';
+import { TickerHistory } from '../src/charts/chart-history.ts';
+import { SLOT_OF_KIND } from '../src/connection/cursor.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,25 +1,25 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { loadConfig, type Config } from './config.ts';
-import type { EventBus } from './bus/types.ts';
-import gateway from '../plugins/gateway.ts';
-import errors from '../plugins/errors.ts';
-import validation, { formatSchemaErrors, validatorFactory } from '../plugins/validation.ts';
-import cors from '../plugins/cors.ts';
-import eventStream from '../plugins/event-stream.ts';
-import healthRoutes from '../routes/health.ts';
-import eventRoutes from '../routes/events.ts';
-import publishRoutes from '../routes/publish.ts';
-import docs from '../plugins/docs.ts';
-import metrics from '../plugins/metrics.ts';
-import statusRoutes from '../routes/status.ts';
-import historyRoutes from '../routes/history.ts';
-import chartHistory from '../plugins/chart-history.ts';
-import staticFiles from '../plugins/static.ts';
-import auth from '../plugins/auth.ts';
-import rateLimit from '../plugins/rate-limit.ts';
-import { redactTokenInUrl } from './auth/token-source.ts';
-import requestLog, { RequestLogController } from '../plugins/request-log.ts';
+import { loadConfig, type Config } from './src/config.ts';
+import type { EventBus } from './src/bus/types.ts';
+import gateway from './plugins/gateway.ts';
+import errors from './plugins/errors.ts';
+import validation, { formatSchemaErrors, validatorFactory } from './plugins/validation.ts';
+import cors from './plugins/cors.ts';
+import eventStream from './plugins/event-stream.ts';
+import healthRoutes from './routes/health.ts';
+import eventRoutes from './routes/streams.ts';
+import publishRoutes from './routes/publish.ts';
+import docs from './plugins/docs.ts';
+import metrics from './plugins/metrics.ts';
+import statusRoutes from './routes/status.ts';
+import historyRoutes from './routes/charts.ts';
+import chartHistory from './plugins/charts.ts';
+import staticFiles from './plugins/static.ts';
+import auth from './plugins/auth.ts';
+import rateLimit from './plugins/rate-limit.ts';
+import { redactTokenInUrl } from './src/auth/token-source.ts';
+import requestLog, { RequestLogController } from './plugins/request-log.ts';
 
 export interface BuildAppOptions {
   /** Defaults to the environment (`loadConfig()`). */

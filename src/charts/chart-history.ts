@@ -4,7 +4,7 @@
  * with live `price_update` events. Memory is bounded twice: a fixed number of buckets per window,
  * and a cap on the number of symbols (the least recently updated one is forgotten first).
  * Prices published before this replica started are merged in afterwards with `backfill`
- * (src/ticker-backfill.ts reads them back from Kafka), under the live ones.
+ * (src/charts/chart-backfill.ts reads them back from Kafka), under the live ones.
  */
 
 export const HISTORY_WINDOWS = {
