@@ -4,6 +4,7 @@
  * Prints JSON: records per second of this process's CPU.
  *   npx tsx bench/dispatch-micro.ts [records]
  */
+import { channelRegistry } from '../src/channels/contract.ts';
 import { pino } from 'pino';
 import type { BusRecord } from '../src/bus/types.ts';
 import { CursorCodec } from '../src/connection/cursor.ts';
@@ -16,7 +17,7 @@ const total = Number(process.argv[2] ?? 200_000);
 const topics = { chat: 'chat', ticker: 'ticker' };
 const hub = new Hub();
 const history = new RecentEvents({ maxEventsPerChannel: 1000, maxAgeMs: 600_000, maxTotalEvents: 200_000 });
-const dispatcher = new Dispatcher(hub, history, new CursorCodec('micro-bench-secret-0123456789', topics), topics, pino({ level: 'silent' }));
+const dispatcher = new Dispatcher(hub, history, new CursorCodec('micro-bench-secret-0123456789', topics), channelRegistry(topics), pino({ level: 'silent' }));
 dispatcher.onPartitionsStart(Array.from({ length: 6 }, (_, partition) => ({ topic: 'chat', partition, offset: '0', time: Date.now() })));
 const records: BusRecord[] = Array.from({ length: total }, (_, i) => {
   const { record } = chatMessageRecord(topics, `room-${i % 1000}`, { user: 'bench', text: `#S${i}#`.padEnd(64, 'x') });

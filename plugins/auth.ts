@@ -13,7 +13,7 @@ import {
   type SubscriptionGrant,
   type VerifyToken,
 } from '../src/auth/authorizer.ts';
-import type { Channel, ChannelKind } from '../src/auth/claims.ts';
+import type { Channel } from '../src/auth/claims.ts';
 import { parsePublicKeyFile, secretKey, selectKey, type VerificationKey } from '../src/auth/keys.ts';
 import { StreamQuota } from '../src/auth/stream-quota.ts';
 import { bearerToken, findToken } from '../src/auth/token-source.ts';
@@ -37,10 +37,10 @@ declare module 'fastify' {
     /** Open streams per identity (acquire/count); `authorizeSubscription` already uses it. */
     streamQuota: StreamQuota;
     /**
-     * A preHandler for a publish route whose `:room` or `:symbol` param names the channel.
+     * A preHandler for a publish route whose `param` path parameter (default `channel`) names the channel of kind `kind`.
      * `moderation`: the route modifies a message (delete, edit): a `moderate` grant admits too.
      */
-    authorizePublishing(kind: ChannelKind, options?: { moderation?: boolean }): preHandlerAsyncHookHandler;
+    authorizePublishing(kind: string, options?: { moderation?: boolean; param?: string }): preHandlerAsyncHookHandler;
     /**
      * Throws a 403 unless the request's publisher (set by `authorizePublishing`) may delete or
      * edit a message whose author is `author` (its `author` header; null: nobody's). See
@@ -127,7 +127,8 @@ export default fp(
     const policy: AuthPolicy = {
       enabled,
       cookieName: settings.cookieName,
-      publicChannels: { rooms: settings.publicRooms, tickers: settings.publicTickers },
+      publicChannels: Object.fromEntries(app.channels.kinds.map((kind) => [kind.name, kind.publicPatterns])),
+      claimKinds: app.channels.kinds.map(({ name, claim }) => ({ name, claim })),
       requireExpiry: settings.requireTokenExp,
     };
     const apiKeys = new ApiKeys(settings.serviceApiKeys);
@@ -247,8 +248,9 @@ export default fp(
       }
     });
 
-    app.decorate('authorizePublishing', (kind: ChannelKind, options: { moderation?: boolean } = {}): preHandlerAsyncHookHandler => {
-      const param = kind === 'room' ? 'room' : 'symbol';
+    app.decorate('authorizePublishing', (kind: string, options: { moderation?: boolean; param?: string } = {}): preHandlerAsyncHookHandler => {
+      // The route parameter holding the channel name: `channel` on /streams routes, `room`, `symbol` on the built-ins' own.
+      const param = options.param ?? 'channel';
       return async function (request, reply) {
         const name = (request.params as Record<string, string | undefined>)[param] ?? '';
         const apiKey = request.headers['x-api-key'];

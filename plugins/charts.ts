@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import { priceUpdateOf, TickerBackfill, type TickerPartitionStart } from '../src/charts/chart-backfill.ts';
 import { TickerHistory } from '../src/charts/chart-history.ts';
-import { SLOT_OF_KIND } from '../src/connection/cursor.ts';
+import { BUILT_IN_SLOTS } from '../src/channels/contract.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -10,7 +10,7 @@ declare module 'fastify' {
   }
 }
 
-const TICKER_SLOT = SLOT_OF_KIND.ticker;
+const TICKER_SLOT = BUILT_IN_SLOTS.ticker;
 
 /**
  * Chart history, downsampled per window and kept in memory (bounded work per request). Fed live
@@ -32,7 +32,8 @@ export default fp(
         : new TickerBackfill({
             history,
             reader,
-            topics: app.dispatcher.topics,
+            topic: app.config.tickerTopic,
+            registry: app.dispatcher.registry,
             ready: () => app.bus.readiness().ready,
             partitionStarts: () => {
               const starts: TickerPartitionStart[] = [];

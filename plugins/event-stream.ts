@@ -45,8 +45,8 @@ export interface StreamStats {
   /** Stream requests told to come back later because the replica was shutting down. */
   refusedDraining: number;
   heartbeats: number;
-  /** Open streams by kind. */
-  open: { room: number; ticker: number; multi: number };
+  /** Open streams by channel kind (its name), and `multi` for streams of several channels. */
+  open: Record<string, number>;
 }
 
 interface OpenStream {
@@ -128,7 +128,7 @@ export default fp(
       refusedStarting: 0,
       refusedDraining: 0,
       heartbeats: 0,
-      open: { room: 0, ticker: 0, multi: 0 },
+      open: Object.fromEntries([...app.channels.kinds.map((kind) => [kind.name, 0] as const), ['multi', 0] as const]),
     };
     const overflowFrame = bodyFrame('overflow', '{"reason":"client too slow; reconnect to resume"}');
     const authExpiredFrame = bodyFrame('auth_expired', '{"reason":"the authorisation ended (token expired, or MAX_STREAM_LIFETIME_MS); reconnect with a fresh token"}');
@@ -197,7 +197,7 @@ export default fp(
     app.decorateReply('streamChannels', function (this: FastifyReply, channels: readonly ChannelRef[], options: StreamOptions = {}) {
       const reply = this;
       const { request } = reply;
-      const kind = channels.length > 1 ? 'multi' : (channels[0]?.kind ?? 'room');
+      const kind = channels.length > 1 ? 'multi' : (channels[0]?.kind ?? 'multi');
       // HEAD (a probe, a link checker): the stream's headers, no stream behind them.
       if (request.method === 'HEAD') return reply.code(200).headers(STREAM_HEADERS).send();
       // Transient conditions: a retry (here later, or on another replica) will succeed.
@@ -238,7 +238,7 @@ export default fp(
           else streamsPerIp.delete(ip);
           expiring.delete(stream);
           stats.closed += 1;
-          stats.open[kind] -= 1;
+          stats.open[kind] = (stats.open[kind] ?? 1) - 1;
           subscription.close();
           request.log.info({ channels: channels.length, kind, reason, durationMs: Date.now() - openedAt, events, bytes }, 'stream ended');
         },
@@ -248,7 +248,7 @@ export default fp(
       openStreams.add(stream);
       if (stream.endAt !== null) expiring.add(stream);
       stats.opened += 1;
-      stats.open[kind] += 1;
+      stats.open[kind] = (stats.open[kind] ?? 0) + 1;
 
       // Headers set so far (CORS, rate limits) go out with the stream's own.
       void reply.hijack();

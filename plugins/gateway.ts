@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin';
 import type { Config } from '../src/config.ts';
 import { createBus, type EventBus } from '../src/bus/index.ts';
+import { channelRegistry } from '../src/channels/contract.ts';
+import type { ChannelRegistry } from '../src/channels/kind.ts';
 import type { Position } from '../src/bus/types.ts';
 import { CursorCodec } from '../src/connection/cursor.ts';
 import { Dispatcher, singleChannelEventId } from '../src/dispatch/dispatcher.ts';
@@ -10,6 +12,8 @@ import { Hub } from '../src/hub/hub.ts';
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config;
+    /** The channel kinds of this deployment: the built-ins and CHANNELS_FILE's (src/channels/kind.ts). */
+    channels: ChannelRegistry;
     bus: EventBus;
     hub: Hub;
     history: RecentEvents;
@@ -40,17 +44,23 @@ export const BUS_CLOSE_TIMEOUT_MS = 5000;
 export default fp<GatewayPluginOptions>(
   async (app, { config, bus: givenBus }) => {
     const topics = { chat: config.chatTopic, ticker: config.tickerTopic };
-    const bus = givenBus ?? createBus(config, app.log);
+    const channels = channelRegistry(topics, {
+      publicRooms: config.auth.publicRooms,
+      publicTickers: config.auth.publicTickers,
+      declared: config.channelKinds,
+    });
+    const bus = givenBus ?? createBus(config, channels.topics, app.log);
     const hub = new Hub();
     const history = new RecentEvents({
       maxEventsPerChannel: config.historyMaxEventsPerChannel,
       maxAgeMs: config.historyMaxAgeMs,
       maxTotalEvents: config.historyMaxTotalEvents,
+      maxEventsPerSlot: new Map(channels.kinds.flatMap((kind) => (kind.historyMaxEvents === undefined ? [] : [[kind.slot, kind.historyMaxEvents] as const]))),
     });
     const cursorCodec = new CursorCodec(config.cursorSecret, topics);
     // The window cannot reach further back than the warm-up read that teaches a fresh replica its ids.
     // Message authors are known as far back as the warm-up read reaches, on every replica alike.
-    const dispatcher = new Dispatcher(hub, history, cursorCodec, topics, app.log, {
+    const dispatcher = new Dispatcher(hub, history, cursorCodec, channels, app.log, {
       dedupWindowMs: Math.min(config.dedupWindowMs, config.historyMaxAgeMs),
       ledgerWindowMs: config.historyMaxAgeMs,
     });
@@ -66,6 +76,7 @@ export default fp<GatewayPluginOptions>(
     }
 
     app.decorate('config', config);
+    app.decorate('channels', channels);
     app.decorate('bus', bus);
     app.decorate('hub', hub);
     app.decorate('history', history);

@@ -7,18 +7,17 @@ import {
   MESSAGE_ID_PATTERN,
   MessageId,
   Price,
-  channelKey,
   chatDeleteRecord,
-  decodeRecord,
   chatMessageRecord,
   priceUpdateRecord,
-  type EventType,
 } from '../src/channels/contract.ts';
+import { channelKey, decodeRecord } from '../src/channels/records.ts';
+import type { ChannelKind } from '../src/channels/kind.ts';
 import type { OutgoingRecord } from '../src/bus/types.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import { MAX_CURSOR_LENGTH } from '../src/connection/cursor.ts';
 import { httpError } from '../plugins/errors.ts';
-import { AcceptedReply, authReplies as refusals, errorReplies, errorReply, publishSecurity, RoomParams, SymbolParams } from './schemas.ts';
+import { AcceptedReply, authReplies as refusals, ChannelParams, errorReplies, errorReply, publishSecurity, RoomParams, SymbolParams } from './schemas.ts';
 
 /** Publishing is authenticated (token or service API key) and rate-limited per IP and identity. */
 const authReplies = {
@@ -51,14 +50,14 @@ const PublisherId = Type.Optional(Type.String({
 const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const topics = { chat: app.config.chatTopic, ticker: app.config.tickerTopic };
   /** The event id of the record to answer with: the already consumed first one, else the one written now. */
-  const publishOnce = async (channel: string, type: EventType, messageId: string | undefined, record: () => OutgoingRecord): Promise<string> => {
+  const publishOnce = async (channel: string, type: string, messageId: string | undefined, record: () => OutgoingRecord): Promise<string> => {
     const first = messageId === undefined ? undefined : app.dispatcher.firstRecordOf(channel, type, messageId);
     if (first !== undefined) return app.eventIdFor({ topic: first.topic, partition: first.partition, offset: String(first.offset) });
     return app.eventIdFor(await app.bus.publish(record()));
   };
-  const guarded = (kind: 'room' | 'ticker') => [
+  const guarded = (kind: string, param: string) => [
     app.publishRateLimit.perIp,
-    app.authorizePublishing(kind),
+    app.authorizePublishing(kind, { param }),
     app.publishRateLimit.perIdentity,
   ];
 
@@ -78,7 +77,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
         ...docs,
       },
-      preHandler: guarded('room'),
+      preHandler: guarded('room', 'room'),
     },
     async (request, reply) => {
       // Nobody posts as someone else: a token's identity replaces whatever the body claims.
@@ -91,7 +90,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const author = request.publisher?.service === null ? request.publisher.identity : null;
       // Nobody attaches a message to someone else's id (a delete names ids, so it would reach
       // both): a token holder may reuse an id only for a retry of its own message.
-      const owner = author === null || request.body.id === undefined ? undefined : app.dispatcher.messageEntry(room, request.body.id);
+      const owner = author === null || request.body.id === undefined ? undefined : app.dispatcher.messageEntry('room', room, request.body.id);
       if (owner !== undefined && owner.author !== author) {
         return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `id "${request.body.id}" belongs to another author's message in this room: pick another id` });
       }
@@ -116,7 +115,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
       deletionEventId:
         entry.deletion === null ? null : app.eventIdFor({ topic: topics.chat, partition: entry.deletion.partition, offset: String(entry.deletion.offset) }),
     });
-    let entry = dispatcher.messageEntry(room, id);
+    let entry = dispatcher.messageEntry('room', room, id);
     if (entry !== undefined) return known(entry);
     const partitions = dispatcher.partitionCount(0);
     if (partitions > 0) {
@@ -128,7 +127,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
         ? await bus.rangeReader.endOffset(topics.chat, partition, Number.MAX_SAFE_INTEGER)
         : Number(bus.partitionPositions().find((position) => position.topic === topics.chat && position.partition === partition)?.highWatermark ?? 0);
       if (end !== null && end > next && (await dispatcher.whenConsumed(0, partition, end - 1, CATCH_UP_TIMEOUT_MS))) {
-        entry = dispatcher.messageEntry(room, id);
+        entry = dispatcher.messageEntry('room', room, id);
         if (entry !== undefined) return known(entry);
       }
     }
@@ -144,7 +143,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const offset = position.next - 1;
     const result = await bus.rangeReader.read(topics.chat, position.partition, offset, offset + 1, room, 1);
     const record = result.expired ? undefined : result.records.find((candidate) => Number(candidate.offset) === offset);
-    const decoded = record === undefined ? undefined : decodeRecord(record, topics);
+    const decoded = record === undefined ? undefined : decodeRecord(record, app.channels);
     if (
       record === undefined ||
       decoded?.ok !== true ||
@@ -187,7 +186,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
         ...docs,
       },
-      preHandler: [app.publishRateLimit.perIp, app.authorizePublishing('room', { moderation: true }), app.publishRateLimit.perIdentity],
+      preHandler: [app.publishRateLimit.perIp, app.authorizePublishing('room', { moderation: true, param: 'room' }), app.publishRateLimit.perIdentity],
     },
     async (request, reply) => {
       const { room, id } = request.params;
@@ -211,7 +210,7 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
         ...docs,
       },
-      preHandler: guarded('ticker'),
+      preHandler: guarded('ticker', 'symbol'),
     },
     async (request, reply) => {
       const { symbol } = request.params;
@@ -219,6 +218,42 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return reply.code(202).send({ eventId });
     },
   );
+
+  // Declared kinds: one route per event type a declaration lets publish, its body the type's schema.
+  for (const kind of app.channels.kinds) for (const type of kind.publishable) registerPublish(kind, type);
+
+  function registerPublish(kind: ChannelKind, typeName: string): void {
+    const type = kind.eventTypes.get(typeName)!;
+    app.post(
+      `/streams/${kind.name}/:channel/${typeName}`,
+      {
+        schema: {
+          summary: `Publish a ${typeName} event to a ${kind.name} channel`,
+          description:
+            `${type.description ?? ''} The body is the record value (${kind.topic} topic, key = the channel, header ${kind.eventTypeHeader}: ${typeName}). ` +
+            'A string `id` field, when the schema has one, makes retries safe: a repeat within DEDUP_WINDOW_MS is not delivered again.',
+          params: ChannelParams,
+          // The declared JSON Schema, validated by Fastify's Ajv like every body (no coercion, nothing removed).
+          body: type.schema,
+          response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
+          ...docs,
+        },
+        preHandler: guarded(kind.name, 'channel'),
+      },
+      async (request, reply) => {
+        const { channel } = request.params as { channel: string };
+        const value = request.body as Record<string, unknown>;
+        const messageId = typeof value.id === 'string' ? value.id : undefined;
+        const eventId = await publishOnce(channelKey(kind.name, channel), typeName, messageId, () => ({
+          topic: kind.topic,
+          key: channel,
+          value: JSON.stringify(value),
+          headers: { [kind.eventTypeHeader]: typeName },
+        }));
+        return reply.code(202).send({ eventId });
+      },
+    );
+  }
 };
 
 export default publishRoutes;

@@ -1,5 +1,6 @@
 import { Type, type TSchema } from '@fastify/type-provider-typebox';
-import { ChannelName, EVENT_TYPES, type ChannelKind, type EventType } from '../src/channels/contract.ts';
+import { ChannelName } from '../src/channels/contract.ts';
+import type { ChannelKind, EventType } from '../src/channels/kind.ts';
 import { RESET_REASONS } from '../src/connection/subscription.ts';
 
 /**
@@ -27,6 +28,7 @@ export const AcceptedReply = Type.Object(
 
 export const RoomParams = Type.Object({ room: ChannelName });
 export const SymbolParams = Type.Object({ symbol: ChannelName });
+export const ChannelParams = Type.Object({ channel: ChannelName });
 
 /** Answered by any route whose handler fails unexpectedly: the body says only "internal error". */
 export const internalError = { 500: errorReply('A bug: the body says only "internal error", the log has the details') };
@@ -81,15 +83,16 @@ export const authReplies = {
 
 // ---- event streams ----------------------------------------------------------------------
 
-/** The data of a channel event: the channel, the contract's fields of the record value, its timestamp. */
-function channelEventData(type: EventType) {
-  const spec = EVENT_TYPES[type];
-  const valueFields: Record<string, TSchema> = spec.schema.properties;
+/** The data of a channel event: the channel, the declared fields of the record value, its timestamp. */
+function channelEventData(kind: ChannelKind, type: EventType) {
+  const valueFields = (type.schema.properties ?? {}) as Record<string, TSchema>;
   const fields: Record<string, TSchema> = {};
-  for (const field of spec.fields) fields[field] = valueFields[field]!;
+  // A declared field may be absent from a record (not required): the data then lacks it too.
+  const required = new Set((type.schema as { required?: string[] }).required ?? []);
+  for (const field of type.fields) fields[field] = required.has(field) ? valueFields[field]! : Type.Optional(valueFields[field]!);
   return Type.Object(
     {
-      [spec.kind]: ChannelName,
+      [kind.name]: ChannelName,
       ...fields,
       ts: Type.Integer({ description: 'The Kafka record timestamp (the event time), ms since the epoch' }),
     },
@@ -140,15 +143,15 @@ function frame(event: string, description: string, data: TSchema, withId: boolea
 }
 
 /**
- * The 200 of a stream route carrying the channel events of `kinds` (room: `message`, `delete`;
- * ticker: `price_update`, from EVENT_TYPES), plus the gateway's control events. The body is
+ * The 200 of a stream route carrying the channel events of `kinds` (every event type each
+ * declares), plus the gateway's control events. The body is
  * `text/event-stream`; its schema describes one frame as an object of its fields (`event`,
  * `id`, and `data`, the JSON of the data line).
  */
 function streamOk(kinds: readonly ChannelKind[]) {
-  const channelFrames = (Object.keys(EVENT_TYPES) as EventType[])
-    .filter((type) => kinds.includes(EVENT_TYPES[type].kind))
-    .map((type) => frame(type, `A ${EVENT_TYPES[type].kind} event`, channelEventData(type), true));
+  const channelFrames = kinds.flatMap((kind) =>
+    [...kind.eventTypes.values()].map((type) => frame(type.name, type.description ?? `A ${kind.name} event`, channelEventData(kind, type), true)),
+  );
   const controlFrames = [
     ...CONTROL_EVENTS.map(({ event, description, data }) => frame(event, description, data, false)),
     frame(

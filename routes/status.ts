@@ -63,7 +63,7 @@ const StatusReply = Type.Object({
   partitions: Type.Array(PartitionStatus),
   streams: Type.Object({
     open: Type.Integer(),
-    openByKind: Type.Object({ room: Type.Integer(), ticker: Type.Integer(), multi: Type.Integer() }),
+    openByKind: Type.Record(Type.String(), Type.Integer(), { description: 'Open streams by channel kind (room, ticker, every declared kind) and multi (several channels)' }),
     opened: Type.Integer(),
     closed: Type.Integer(),
     slowClientDisconnects: Type.Integer(),

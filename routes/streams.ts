@@ -6,7 +6,8 @@ import { MAX_CURSOR_LENGTH } from '../src/connection/cursor.ts';
 import type { ChannelRef } from '../src/connection/subscription.ts';
 import { parseSince } from '../plugins/event-stream.ts';
 import { httpError } from '../plugins/errors.ts';
-import { RoomParams, streamReplies, streamSecurity, SymbolParams } from './schemas.ts';
+import { streamReplies, streamSecurity } from './schemas.ts';
+import type { ChannelKind } from '../src/channels/kind.ts';
 
 const ResumeQuery = {
   lastEventId: Type.Optional(
@@ -27,9 +28,15 @@ const STREAM_DESCRIPTION =
   '`overflow` before a too-slow client is disconnected, `auth_expired` when the token expires or the stream reaches MAX_STREAM_LIFETIME_MS, ' +
   '`unavailable` {reason, retryMs} when this replica cannot take the stream now (it ends; EventSource reconnects). ' +
   'The 200 response lists every event with its data schema. With auth on, a token (Authorization: Bearer, ' +
-  'the AUTH_COOKIE cookie or `?token=`) is needed unless every channel is public (PUBLIC_ROOMS, PUBLIC_TICKERS).';
+  'the AUTH_COOKIE cookie or `?token=`) is needed unless every channel is public (PUBLIC_ROOMS, PUBLIC_TICKERS, a declared kind\'s `access.public`).';
 
-const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
+const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const kinds = app.channels.kinds;
+  const room = app.channels.get('room');
+  const ticker = app.channels.get('ticker');
+  const describeEvents = (kind: ChannelKind) =>
+    [...kind.eventTypes.values()].map((type) => `\`${type.name}\` {${[kind.name, ...type.fields, 'ts'].join(',')}}`).join(', ');
+
   /** Checks the start time, then the caller's right to every channel (401/403), then streams until the grant expires. */
   const openStream = async (request: FastifyRequest, reply: FastifyReply, channels: ChannelRef[], since: string | undefined) => {
     if (since !== undefined && !Number.isFinite(parseSince(since))) throw httpError(400, 'querystring/since is not a valid time');
@@ -37,67 +44,62 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return reply.streamChannels(channels, { endAt: grant.expiresAt });
   };
 
-  app.get(
-    '/events/:room',
-    {
-      schema: {
-        summary: "A room's chat events",
-        description: `${STREAM_DESCRIPTION} Events: \`message\` {room,id,user,text,ts}, \`delete\` {room,id,ts}.`,
-        params: RoomParams,
-        querystring: Type.Object(ResumeQuery),
-        response: streamReplies(['room']),
-        tags: ['streams'],
-        security: streamSecurity,
+  /** `GET path`: the stream of one channel of `kind`, named by the path parameter `param`. */
+  const channelStream = (path: string, kind: ChannelKind, param: string, summary: string) => {
+    app.get(
+      path,
+      {
+        schema: {
+          summary,
+          description: `${STREAM_DESCRIPTION} Events: ${describeEvents(kind)}.`,
+          params: Type.Object({ [param]: ChannelName }),
+          querystring: Type.Object(ResumeQuery),
+          response: streamReplies([kind]),
+          tags: ['streams'],
+          security: streamSecurity,
+        },
       },
-    },
-    async (request, reply) => openStream(request, reply, [{ kind: 'room', name: request.params.room }], request.query.since),
-  );
+      async (request, reply) => {
+        const name = (request.params as Record<string, string>)[param]!;
+        return openStream(request, reply, [{ kind: kind.name, name }], request.query.since);
+      },
+    );
+  };
 
-  app.get(
-    '/tickers/:symbol/events',
-    {
-      schema: {
-        summary: "A ticker symbol's price updates",
-        description: `${STREAM_DESCRIPTION} Events: \`price_update\` {ticker,price,currency,ts}.`,
-        params: SymbolParams,
-        querystring: Type.Object(ResumeQuery),
-        response: streamReplies(['ticker']),
-        tags: ['streams'],
-        security: streamSecurity,
-      },
-    },
-    async (request, reply) => openStream(request, reply, [{ kind: 'ticker', name: request.params.symbol }], request.query.since),
-  );
+  // The built-ins' own paths, as they always were.
+  channelStream('/events/:room', room, 'room', "A room's chat events");
+  channelStream('/tickers/:symbol/events', ticker, 'symbol', "A ticker symbol's price updates");
+  // Every kind, built-in or declared, at /streams/<kind>/:channel.
+  for (const kind of kinds) channelStream(`/streams/${kind.name}/:channel`, kind, 'channel', `${kind.description} (one ${kind.name} channel)`);
 
   app.get(
     '/events',
     {
       schema: {
-        summary: 'Several rooms and tickers on one connection',
-        description: `${STREAM_DESCRIPTION} \`?room=a&room=b&ticker=DOGE\`: the events of every channel named, each with its channel in the data; one id resumes them all.`,
+        summary: 'Several channels of any kinds on one connection',
+        description: `${STREAM_DESCRIPTION} \`?room=a&room=b&ticker=DOGE\` (one parameter per kind: ${kinds.map((kind) => `\`${kind.name}\``).join(', ')}): the events of every channel named, each with its channel in the data; one id resumes them all.`,
         querystring: Type.Object({
-          room: Type.Optional(Type.Array(ChannelName, { maxItems: 1000 })),
-          ticker: Type.Optional(Type.Array(ChannelName, { maxItems: 1000 })),
+          ...Object.fromEntries(kinds.map((kind) => [kind.name, Type.Optional(Type.Array(ChannelName, { maxItems: 1000 }))])),
           ...ResumeQuery,
         }),
-        response: streamReplies(['room', 'ticker']),
+        response: streamReplies(kinds),
         tags: ['streams'],
         security: streamSecurity,
       },
     },
     async (request, reply) => {
-      const { room = [], ticker = [], since } = request.query;
-      const channels: ChannelRef[] = [
-        ...[...new Set(room)].map((name) => ({ kind: 'room' as const, name })),
-        ...[...new Set(ticker)].map((name) => ({ kind: 'ticker' as const, name })),
-      ];
-      if (channels.length === 0) throw httpError(400, 'name at least one room or ticker: /events?room=a&ticker=B');
+      const query = request.query as Record<string, string[] | string | undefined>;
+      const channels: ChannelRef[] = kinds.flatMap((kind) => {
+        const names = query[kind.name];
+        return Array.isArray(names) ? [...new Set(names)].map((name) => ({ kind: kind.name, name })) : [];
+      });
+      if (channels.length === 0) throw httpError(400, `name at least one channel: /events?room=a&ticker=B (kinds: ${kinds.map((kind) => kind.name).join(', ')})`);
       if (channels.length > app.config.maxChannelsPerStream) {
-        throw httpError(400, `at most ${app.config.maxChannelsPerStream} rooms and tickers per stream, got ${channels.length}`);
+        throw httpError(400, `at most ${app.config.maxChannelsPerStream} channels per stream, got ${channels.length}`);
       }
-      return openStream(request, reply, channels, since);
+      return openStream(request, reply, channels, typeof query.since === 'string' ? query.since : undefined);
     },
   );
 };
 
-export default eventRoutes;
+export default streamRoutes;

@@ -1,6 +1,9 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import { readChannelsFile } from './channels/channels-file.ts';
+import { channelRegistry } from './channels/contract.ts';
+import { ChannelKindError, type ChannelKindDeclaration } from './channels/kind.ts';
 
 /**
  * Every setting the gateway reads from its environment, in one place. Each reading function
@@ -26,6 +29,11 @@ export interface Config {
   instanceId: string;
   chatTopic: string;
   tickerTopic: string;
+  /**
+   * The channel kinds declared in CHANNELS_FILE (besides the built-in rooms and tickers), already
+   * checked: their registry builds (src/channels/contract.ts `channelRegistry`). Empty without a file.
+   */
+  channelKinds: ChannelKindDeclaration[];
   topicPartitions: number;
   topicReplicationFactor: number;
   /** How long a publish may wait for the broker's acknowledgement before answering 503. */
@@ -189,6 +197,18 @@ function list(env: Env, name: string): string[] | undefined {
   const raw = read(env, name);
   if (raw === undefined) return undefined;
   return raw.split(',').map((item) => item.trim()).filter((item) => item !== '');
+}
+
+/** CHANNELS_FILE's declarations (src/channels/channels-file.ts), or none. */
+function channelKinds(env: Env): ChannelKindDeclaration[] {
+  declare('CHANNELS_FILE', 'unset', 'path of a JSON file');
+  const path = read(env, 'CHANNELS_FILE');
+  if (path === undefined) return [];
+  try {
+    return readChannelsFile(path);
+  } catch (error) {
+    throw new ConfigError('CHANNELS_FILE', (error as Error).message);
+  }
 }
 
 function brokers(env: Env): string[] | null {
@@ -424,6 +444,7 @@ function readConfig(env: Env): Config {
     instanceId: text(env, 'INSTANCE_ID', defaultInstanceId(), /^[A-Za-z0-9._-]{1,100}$/),
     chatTopic: text(env, 'CHAT_TOPIC', 'chat', TOPIC_NAME),
     tickerTopic: text(env, 'TICKER_TOPIC', 'ticker', TOPIC_NAME),
+    channelKinds: channelKinds(env),
     topicPartitions: integer(env, 'TOPIC_PARTITIONS', 6, 1, 10000),
     topicReplicationFactor: integer(env, 'TOPIC_REPLICATION_FACTOR', 1, 1, 100),
     publishTimeoutMs: integer(env, 'PUBLISH_TIMEOUT_MS', 5000, 100, 120000),
@@ -461,6 +482,13 @@ function readConfig(env: Env): Config {
  */
 function refuseContradictions(config: Config, env: Env): void {
   const given = (name: string) => read(env, name) !== undefined;
+  // Declared kinds must not clash with each other or with the built-ins (names, topics, claims).
+  try {
+    channelRegistry({ chat: config.chatTopic, ticker: config.tickerTopic }, { declared: config.channelKinds });
+  } catch (error) {
+    if (!(error instanceof ChannelKindError)) throw error;
+    throw new ConfigError('CHANNELS_FILE', `(${read(env, 'CHANNELS_FILE') ?? ''}): ${error.message}`);
+  }
   // The drain must finish, and a publish in flight get its answer, before the process is ended.
   if (config.shutdownTimeoutMs <= config.drainWindowMs) {
     throw new ConfigError('SHUTDOWN_TIMEOUT_MS', `(${config.shutdownTimeoutMs}) must be greater than DRAIN_WINDOW_MS (${config.drainWindowMs}): shutdown would be cut off while streams are still being ended`);
@@ -554,6 +582,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   INSTANCE_ID: 'names this replica (must differ between replicas)',
   CHAT_TOPIC: 'chat topic (key = room)',
   TICKER_TOPIC: 'ticker topic (key = symbol)',
+  CHANNELS_FILE: 'JSON file declaring more channel kinds, each a Kafka topic streamed at `/streams/<kind>/:channel` (README, "Channel kinds")',
   TOPIC_PARTITIONS: 'partitions for topics the gateway creates when missing',
   TOPIC_REPLICATION_FACTOR: 'replication factor for topics it creates',
   PUBLISH_TIMEOUT_MS: "how long a publish waits for Kafka's acknowledgement before 503",

@@ -112,7 +112,7 @@ t.test('a stranger cannot delete a message, on any replica, one started after th
   for (const stream of [onA, onB]) await until(() => idsOf(stream, 'delete').length === expected.length, 30000, 'the deletes');
   // A retry of a delete on another replica: the first delete's event id, nothing written again;
   // a stranger is still refused once the message is deleted.
-  await until(() => a.app.dispatcher.messageEntry(room, 'by-ann')?.deletion != null, 30000, 'replica A consumed the delete');
+  await until(() => a.app.dispatcher.messageEntry('room', room, 'by-ann')?.deletion != null, 30000, 'replica A consumed the delete');
   const retried = await remove(a, ann, 'by-ann');
   t.same([retried.status, retried.body], [202, deleted.body], 'a retried delete answers with the first delete\'s event id');
   t.equal((await remove(b, bob, 'by-ann')).status, 403, 'a deleted message is still not the stranger\'s');
@@ -137,8 +137,8 @@ t.test('a message older than the window is deleted by its event id, read back fr
   const first = await post('old-1');
   const second = await post('old-2');
   t.equal(first.status, 202);
-  await until(() => gateway.app.dispatcher.messageEntry(room, 'old-1') !== undefined, 30000, 'the message consumed');
-  await until(() => gateway.app.dispatcher.messageEntry(room, 'old-1') === undefined, 30000, 'the message older than the window');
+  await until(() => gateway.app.dispatcher.messageEntry('room', room, 'old-1') !== undefined, 30000, 'the message consumed');
+  await until(() => gateway.app.dispatcher.messageEntry('room', room, 'old-1') === undefined, 30000, 'the message older than the window');
 
   const unknown = await remove(ann, 'old-1');
   t.equal(unknown.status, 404, 'without its event id, an old message is unknown');

@@ -1,5 +1,5 @@
 import type { ApiKeys } from './api-keys.ts';
-import { isPublic, mayModerate, mayPublish, maySubscribe, parseClaims, type Channel, type Claims, type PublicChannels } from './claims.ts';
+import { BUILT_IN_CLAIM_KINDS, isPublic, mayModerate, mayPublish, maySubscribe, parseClaims, type Channel, type ClaimKind, type Claims, type PublicChannels } from './claims.ts';
 import { bearerToken, findToken, type TokenCarriers } from './token-source.ts';
 import { rejectionReason } from './verify-errors.ts';
 
@@ -16,6 +16,8 @@ export interface AuthPolicy {
   enabled: boolean;
   cookieName: string;
   publicChannels: PublicChannels;
+  /** The kinds and the claims listing their readable channels (default: the built-ins'). */
+  claimKinds?: readonly ClaimKind[];
   /** Refuse tokens without `exp` (RFC 7519 §4.1.4): they would authorise forever. */
   requireExpiry: boolean;
 }
@@ -55,7 +57,7 @@ async function verifiedClaims(policy: AuthPolicy, verify: VerifyToken, token: st
   } catch (error) {
     return refuse(401, rejectionReason((error as { code?: unknown } | null)?.code));
   }
-  const parsed = parseClaims(payload);
+  const parsed = parseClaims(payload, policy.claimKinds ?? BUILT_IN_CLAIM_KINDS);
   if (!parsed.ok) return refuse(401, parsed.reason);
   if (policy.requireExpiry && parsed.claims.expiresAt === null) return refuse(401, 'token has no "exp" claim; this gateway requires tokens that expire');
   return { ok: true, value: parsed.claims };

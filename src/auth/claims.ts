@@ -1,11 +1,23 @@
 import { isValidPattern, matchesAny } from './patterns.ts';
 
-export type ChannelKind = 'room' | 'ticker';
-
+/** A channel as auth sees it: its kind's name and its own name. */
 export interface Channel {
-  kind: ChannelKind;
+  kind: string;
   name: string;
 }
+
+/** A kind as claims know it: its name, and the claim listing the channels a holder may read (src/channels/kind.ts). */
+export interface ClaimKind {
+  name: string;
+  claim: string;
+}
+
+/** The built-ins' claims: `rooms` and `tickers`. Bare `publish` and `moderate` entries mean rooms. */
+export const BUILT_IN_CLAIM_KINDS: readonly ClaimKind[] = [
+  { name: 'room', claim: 'rooms' },
+  { name: 'ticker', claim: 'tickers' },
+];
+const DEFAULT_KIND = 'room';
 
 /** What a verified token says about its holder. */
 export interface Claims {
@@ -13,15 +25,15 @@ export interface Claims {
   subject: string;
   /** `name`, else `sub`: what others see as the chat `user`. */
   displayName: string;
-  rooms: string[];
-  tickers: string[];
-  publishRooms: string[];
-  publishTickers: string[];
+  /** Per kind name: channel names or trailing-`*` patterns the holder may read (the kind's claim). */
+  read: Record<string, string[]>;
+  /** Per kind name: what the holder may publish to (`publish`: `kind:PATTERN`, a bare entry is a room). */
+  publish: Record<string, string[]>;
   /**
-   * `moderate`: rooms (names or trailing-`*` patterns, `room:` prefix allowed) where the holder
-   * may delete (and edit) anyone's message, as well as post there.
+   * Per kind name: `moderate` entries, channels where the holder may delete (and edit) anyone's
+   * message, as well as post there (`room:NAME` or a bare room name or pattern).
    */
-  moderateRooms: string[];
+  moderate: Record<string, string[]>;
   /** `exp` in milliseconds, or null for a token that does not expire. */
   expiresAt: number | null;
 }
@@ -52,7 +64,7 @@ function patternList(payload: Record<string, unknown>, claim: string): string[] 
  * `moderate` entries are room names/patterns (or `room:NAME`): rooms whose messages the holder
  * may delete and edit whoever wrote them.
  */
-export function parseClaims(payload: unknown): ClaimsResult {
+export function parseClaims(payload: unknown, kinds: readonly ClaimKind[] = BUILT_IN_CLAIM_KINDS): ClaimsResult {
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     return { ok: false, reason: 'token payload is not an object' };
   }
@@ -67,56 +79,61 @@ export function parseClaims(payload: unknown): ClaimsResult {
   if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp))) {
     return { ok: false, reason: '"exp" must be a number' };
   }
-  const rooms = patternList(record, 'rooms');
-  const tickers = patternList(record, 'tickers');
-  const publish = stringList(record, 'publish');
-  const moderate = stringList(record, 'moderate');
-  for (const problem of [rooms, tickers, publish, moderate]) if (typeof problem === 'string') return { ok: false, reason: problem };
-  const moderateRooms = (moderate as string[]).map((entry) => (entry.startsWith('room:') ? entry.slice('room:'.length) : entry));
-  if (!moderateRooms.every(isValidPattern)) return { ok: false, reason: '"moderate" has an entry that is neither a room name nor a trailing-* pattern' };
-
-  const publishRooms: string[] = [];
-  const publishTickers: string[] = [];
-  for (const entry of publish as string[]) {
-    const [target, pattern] = entry.startsWith('ticker:')
-      ? [publishTickers, entry.slice('ticker:'.length)]
-      : [publishRooms, entry.startsWith('room:') ? entry.slice('room:'.length) : entry];
-    if (!isValidPattern(pattern)) return { ok: false, reason: '"publish" has an entry that is not a name, a pattern or ticker:SYMBOL' };
-    target.push(pattern);
+  const read: Record<string, string[]> = {};
+  for (const kind of kinds) {
+    const entries = patternList(record, kind.claim);
+    if (typeof entries === 'string') return { ok: false, reason: entries };
+    read[kind.name] = entries;
   }
+  const known = new Set(kinds.map((kind) => kind.name));
+  const publish = kindPatterns(record, 'publish', known, 'a name, a pattern or KIND:PATTERN (e.g. ticker:BTC)');
+  if (typeof publish === 'string') return { ok: false, reason: publish };
+  const moderate = kindPatterns(record, 'moderate', new Set([DEFAULT_KIND]), 'a room name, a trailing-* pattern or room:NAME');
+  if (typeof moderate === 'string') return { ok: false, reason: moderate };
   return {
     ok: true,
     claims: {
       subject: sub,
       displayName: typeof name === 'string' ? name : sub,
-      rooms: rooms as string[],
-      tickers: tickers as string[],
-      publishRooms,
-      publishTickers,
-      moderateRooms,
+      read,
+      publish,
+      moderate,
       expiresAt: typeof exp === 'number' ? exp * 1000 : null,
     },
   };
 }
 
+/** `claim`'s entries by kind: `KIND:PATTERN` for a kind in `kinds`, a bare entry for rooms; a message naming the claim for anything else. */
+function kindPatterns(payload: Record<string, unknown>, claim: string, kinds: ReadonlySet<string>, expected: string): Record<string, string[]> | string {
+  const entries = stringList(payload, claim);
+  if (typeof entries === 'string') return entries;
+  const byKind: Record<string, string[]> = {};
+  for (const entry of entries) {
+    const colon = entry.indexOf(':');
+    const kind = colon < 0 ? DEFAULT_KIND : entry.slice(0, colon);
+    const pattern = colon < 0 ? entry : entry.slice(colon + 1);
+    if (!kinds.has(kind) || !isValidPattern(pattern)) return `"${claim}" has an entry that is not ${expected}`;
+    (byKind[kind] ??= []).push(pattern);
+  }
+  return byKind;
+}
+
 export function maySubscribe(claims: Claims, channel: Channel): boolean {
-  return matchesAny(channel.kind === 'room' ? claims.rooms : claims.tickers, channel.name);
+  return matchesAny(claims.read[channel.kind] ?? [], channel.name);
 }
 
 export function mayPublish(claims: Claims, channel: Channel): boolean {
-  return matchesAny(channel.kind === 'room' ? claims.publishRooms : claims.publishTickers, channel.name);
+  return matchesAny(claims.publish[channel.kind] ?? [], channel.name);
 }
 
-/** Whether the token's `moderate` claim covers the room: its holder may delete and edit anyone's messages there. */
+/** Whether the token's `moderate` claim covers the channel: its holder may delete and edit anyone's messages there. */
 export function mayModerate(claims: Claims, channel: Channel): boolean {
-  return channel.kind === 'room' && matchesAny(claims.moderateRooms, channel.name);
+  return matchesAny(claims.moderate[channel.kind] ?? [], channel.name);
 }
 
-export interface PublicChannels {
-  rooms: readonly string[];
-  tickers: readonly string[];
-}
+/** Per kind name: channel names or trailing-`*` patterns anyone may read (PUBLIC_ROOMS, PUBLIC_TICKERS, a declaration's `access.public`). */
+export type PublicChannels = Readonly<Record<string, readonly string[]>>;
 
 export function isPublic(publicChannels: PublicChannels, channel: Channel): boolean {
-  return matchesAny(channel.kind === 'room' ? publicChannels.rooms : publicChannels.tickers, channel.name);
+  return matchesAny(publicChannels[channel.kind] ?? [], channel.name);
 }

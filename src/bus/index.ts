@@ -7,20 +7,20 @@ import type { EventBus } from './types.ts';
 
 export type { EventBus } from './types.ts';
 
-/** Kafka when brokers are configured, otherwise the embedded single-instance bus. */
-export function createBus(config: Config, logger: Logger): EventBus {
+/** Kafka when brokers are configured, otherwise the embedded single-instance bus; `topics`: every channel kind's. */
+export function createBus(config: Config, topics: readonly string[], logger: Logger): EventBus {
   if (config.kafkaBrokers === null) {
     logger.warn(
       'KAFKA_BROKERS is not set: running on the embedded in-memory bus (one instance, nothing persisted). ' +
         'Set KAFKA_BROKERS=host:port[,host:port] to use Kafka (npm run kafka starts a local broker).',
     );
-    return new MemoryBus({ partitions: config.topicPartitions, topics: [config.chatTopic, config.tickerTopic] });
+    return new MemoryBus({ partitions: config.topicPartitions, topics: [...topics] });
   }
   return new KafkaBus({
     brokers: config.kafkaBrokers,
     clientId: config.kafkaClientId,
     groupId: `${config.consumerGroupPrefix}-${config.instanceId}`,
-    topics: [config.chatTopic, config.tickerTopic],
+    topics: [...topics],
     partitions: config.topicPartitions,
     replicationFactor: config.topicReplicationFactor,
     publishTimeoutMs: config.publishTimeoutMs,

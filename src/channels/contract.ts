@@ -1,17 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { Type, type Static, type TObject, type TSchema } from 'typebox';
-import { Compile } from 'typebox/compile';
-import type { BusRecord, OutgoingRecord } from '../bus/types.ts';
+import { Type, type Static } from 'typebox';
+import type { OutgoingRecord } from '../bus/types.ts';
+import { ChannelRegistry, compileKind, DEFAULT_EVENT_TYPE_HEADER, type BuiltInKindDeclaration, type ChannelKindDeclaration } from './kind.ts';
+import { CHANNEL_NAME_PATTERN, MAX_AUTHOR_LENGTH, MESSAGE_ID_PATTERN } from './records.ts';
 
 /**
- * The record contract shared with upstream services (written down in README, "Kafka record
- * contract"): topic by kind, key = room or symbol, JSON value, the event type in a header.
- * The gateway validates every record it consumes against it, once.
+ * The built-in channel kinds, chat rooms and ticker symbols, declared in the same format as
+ * the kinds operators declare (src/channels/kind.ts), and the records the gateway's own publish
+ * routes write for them (README, "Kafka record contract").
  */
 
-export const CHANNEL_NAME_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
-const CHANNEL_NAME = new RegExp(CHANNEL_NAME_PATTERN);
-export const EVENT_TYPE_HEADER = 'event-type';
+export { CHANNEL_NAME_PATTERN, MAX_AUTHOR_LENGTH, MESSAGE_ID_PATTERN };
+export const EVENT_TYPE_HEADER = DEFAULT_EVENT_TYPE_HEADER;
 /**
  * The header naming who wrote a chat message: the token `sub` of the user it belongs to (README,
  * "Kafka record contract"). The gateway sets it from the verified identity, never from the
@@ -19,12 +19,8 @@ export const EVENT_TYPE_HEADER = 'event-type';
  * message belongs to nobody: only moderators and services may delete it.
  */
 export const AUTHOR_HEADER = 'author';
-/** Longest author the contract admits: the longest `sub` a token may carry (src/auth/claims.ts). */
-export const MAX_AUTHOR_LENGTH = 256;
 
 export const ChannelName = Type.String({ pattern: CHANNEL_NAME_PATTERN, minLength: 1, maxLength: 64 });
-export const MESSAGE_ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
-const MESSAGE_ID = new RegExp(MESSAGE_ID_PATTERN);
 /** A message id: chosen by the publisher (a UUID is a good choice) or by the gateway. */
 export const MessageId = Type.String({ pattern: MESSAGE_ID_PATTERN, minLength: 1, maxLength: 64 });
 export const ChatUser = Type.String({ minLength: 1, maxLength: 64 });
@@ -39,132 +35,73 @@ export const ChatMessageValue = Type.Object(
 export const ChatDeleteValue = Type.Object({ id: MessageId }, { additionalProperties: true });
 export const PriceUpdateValue = Type.Object({ price: Price, currency: Currency }, { additionalProperties: true });
 
-export type ChannelKind = 'room' | 'ticker';
-
-interface EventTypeSpec {
-  kind: ChannelKind;
-  /** The fields copied from the record value into the SSE data, in this order. */
-  fields: readonly string[];
-  /** The record value's schema (its `fields` reach the SSE data; the API description derives the data schema from it). */
-  schema: TObject;
-  check: (value: unknown) => boolean;
-}
-
-function checker(schema: TSchema): (value: unknown) => boolean {
-  const compiled = Compile(schema);
-  return (value) => compiled.Check(value);
-}
-
-export const EVENT_TYPES = {
-  message: { kind: 'room', fields: ['id', 'user', 'text'], schema: ChatMessageValue, check: checker(ChatMessageValue) },
-  delete: { kind: 'room', fields: ['id'], schema: ChatDeleteValue, check: checker(ChatDeleteValue) },
-  price_update: { kind: 'ticker', fields: ['price', 'currency'], schema: PriceUpdateValue, check: checker(PriceUpdateValue) },
-} as const satisfies Record<string, EventTypeSpec>;
-
-export type EventType = keyof typeof EVENT_TYPES;
-
+/** The built-in kinds' topics (CHAT_TOPIC, TICKER_TOPIC). */
 export interface Topics {
   chat: string;
   ticker: string;
 }
 
-/** Channels are what clients subscribe to: one room, or one ticker symbol. */
-export function channelKey(kind: ChannelKind, name: string): string {
-  return `${kind}:${name}`;
-}
-
-export function isChannelName(name: string): boolean {
-  return CHANNEL_NAME.test(name);
-}
-
-export interface DecodedEvent {
-  channel: string;
-  kind: ChannelKind;
-  name: string;
-  type: EventType;
-  /** The SSE `data` line: the validated fields, the channel, and the Kafka timestamp. */
-  data: string;
-  /**
-   * The publisher's message id (`id` of the value): a repeat of it in the channel shortly after
-   * is dropped (src/dispatch/dedup.ts). Always there for `message` and `delete`; for `price_update` only
-   * when the producer set one (a string matching the message id pattern; any other is ignored).
-   */
-  messageId: string | undefined;
-  /**
-   * Who wrote a `message`: its `author` header (1 to MAX_AUTHOR_LENGTH characters), else null
-   * (no header, or one breaking the contract: the message then belongs to nobody). Always null
-   * for other event types.
-   */
-  author: string | null;
-  timestamp: number;
-}
-
-export type DecodeResult = { ok: true; event: DecodedEvent } | { ok: false; reason: string };
-
-function headerText(value: Buffer | string | undefined): string | undefined {
-  return value === undefined ? undefined : value.toString();
-}
-
 /**
- * The SSE data of a valid record: the channel, the contract's fields, the record timestamp.
- * Always serialised again from the parsed, validated value, never copied from the record's
- * text: the text can differ from what was validated (a repeated key whose first copy the
- * parser dropped, `__proto__`, raw line breaks between tokens, number spellings), and only
- * what was validated may reach browsers. Extra producer fields never leak.
+ * Chat rooms: `message` and `delete`, cut-and-resume for slow clients (no chat message may be
+ * skipped), messages owned by their `author` header (src/dispatch/message-ledger.ts). Published
+ * through its own routes (routes/publish.ts), which set the author from the token.
  */
-function eventData(kind: ChannelKind, name: string, spec: EventTypeSpec, value: Record<string, unknown>, timestamp: number): string {
-  // The contract's own keys, read as own properties: a parsed `"__proto__"` key is an own
-  // property too, and no contract field is named like an Object.prototype member.
-  let data = `{"${kind}":${JSON.stringify(name)}`;
-  for (const field of spec.fields) data += `,"${field}":${JSON.stringify(value[field])}`;
-  return `${data},"ts":${timestamp}}`;
-}
-
-export function decodeRecord(record: BusRecord, topics: Topics): DecodeResult {
-  const kind: ChannelKind | undefined =
-    record.topic === topics.chat ? 'room' : record.topic === topics.ticker ? 'ticker' : undefined;
-  if (kind === undefined) return { ok: false, reason: `unexpected topic ${record.topic}` };
-  const name = record.key?.toString('utf8');
-  if (name === undefined || !CHANNEL_NAME.test(name)) return { ok: false, reason: 'key is not a valid room or symbol' };
-  const typeName = headerText(record.headers[EVENT_TYPE_HEADER]);
-  if (typeName === undefined) return { ok: false, reason: `missing ${EVENT_TYPE_HEADER} header` };
-  if (!Object.hasOwn(EVENT_TYPES, typeName)) return { ok: false, reason: `unknown event type` };
-  const type = typeName as EventType;
-  const spec: EventTypeSpec = EVENT_TYPES[type];
-  if (spec.kind !== kind) return { ok: false, reason: `event type ${type} does not belong on ${record.topic}` };
-  if (record.value === null) return { ok: false, reason: 'empty value' };
-  let value: unknown;
-  const text = record.value.toString('utf8');
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return { ok: false, reason: 'value is not JSON' };
-  }
-  if (!spec.check(value)) return { ok: false, reason: `value does not match the ${type} schema` };
-  const fields = value as Record<string, unknown>;
-  const messageId = typeof fields.id === 'string' && MESSAGE_ID.test(fields.id) ? fields.id : undefined;
+export function chatKind(topic: string): BuiltInKindDeclaration {
   return {
-    ok: true,
-    event: {
-      channel: channelKey(kind, name),
-      kind,
-      name,
-      type,
-      data: eventData(kind, name, spec, fields, record.timestamp),
-      timestamp: record.timestamp,
-      messageId,
-      author: type === 'message' ? authorOf(record) : null,
+    name: 'room',
+    topic,
+    description: "A chat room's messages and deletions",
+    eventTypes: {
+      message: { schema: ChatMessageValue, fields: ['id', 'user', 'text'], description: 'A chat message' },
+      delete: { schema: ChatDeleteValue, fields: ['id'], description: 'A chat message was deleted' },
     },
+    slowClients: 'cut',
+    access: { claim: 'rooms' },
+    partitioning: 'murmur2',
+    ownership: { authorHeader: AUTHOR_HEADER, created: 'message', deleted: 'delete' },
   };
 }
 
-/** A record's `author` header when it keeps to the contract (1 to MAX_AUTHOR_LENGTH characters), else null. */
-function authorOf(record: BusRecord): string | null {
-  const author = headerText(record.headers[AUTHOR_HEADER]);
-  return author !== undefined && author.length > 0 && author.length <= MAX_AUTHOR_LENGTH ? author : null;
+/** Ticker symbols: `price_update`, conflated for slow clients (only the latest price matters). */
+export function tickerKind(topic: string): BuiltInKindDeclaration {
+  return {
+    name: 'ticker',
+    topic,
+    description: "A ticker symbol's prices",
+    eventTypes: {
+      price_update: { schema: PriceUpdateValue, fields: ['price', 'currency'], description: 'A new price' },
+    },
+    slowClients: 'conflate',
+    access: { claim: 'tickers' },
+    partitioning: 'murmur2',
+  };
 }
 
-function outgoing(topic: string, key: string, type: EventType, value: Record<string, unknown>): OutgoingRecord {
+/** Slots of the built-ins in SSE ids: fixed, so ids issued before declared kinds existed keep working. */
+export const BUILT_IN_SLOTS = { room: 0, ticker: 1 } as const;
+
+/**
+ * The registry of a deployment: the built-ins (with their public patterns, PUBLIC_ROOMS and
+ * PUBLIC_TICKERS) and the kinds declared in CHANNELS_FILE.
+ */
+export function channelRegistry(
+  topics: Topics,
+  options: { publicRooms?: readonly string[]; publicTickers?: readonly string[]; declared?: readonly ChannelKindDeclaration[]; historyMaxEvents?: number } = {},
+): ChannelRegistry {
+  const chat = chatKind(topics.chat);
+  chat.access = { ...chat.access, public: [...(options.publicRooms ?? [])] };
+  const ticker = tickerKind(topics.ticker);
+  ticker.access = { ...ticker.access, public: [...(options.publicTickers ?? [])] };
+  return new ChannelRegistry([
+    compileKind(chat, { slot: BUILT_IN_SLOTS.room }),
+    compileKind(ticker, { slot: BUILT_IN_SLOTS.ticker }),
+    ...(options.declared ?? []).map((declaration) =>
+      compileKind(declaration, options.historyMaxEvents === undefined ? {} : { historyMaxEvents: options.historyMaxEvents }),
+    ),
+  ]);
+}
+
+function outgoing(topic: string, key: string, type: string, value: Record<string, unknown>): OutgoingRecord {
   return { topic, key, value: JSON.stringify(value), headers: { [EVENT_TYPE_HEADER]: type } };
 }
 

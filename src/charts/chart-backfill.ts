@@ -1,12 +1,13 @@
 import type { BusRecord, RangeReader, RangeResult } from '../bus/types.ts';
-import { decodeRecord, type DecodedEvent, type Topics } from '../channels/contract.ts';
+import type { ChannelRegistry } from '../channels/kind.ts';
+import { decodeRecord, type DecodedEvent } from '../channels/records.ts';
 import type { Logger } from '../logger.ts';
 import { rateLimitedWarn } from '../rate-limited-log.ts';
 import { LONGEST_HISTORY_SPAN_MS, TickerHistory, type PriceUpdate } from './chart-history.ts';
 
 /** The price a `price_update` event carries (null for any other event). */
 export function priceUpdateOf(event: DecodedEvent): (PriceUpdate & { symbol: string }) | null {
-  if (event.type !== 'price_update') return null;
+  if (event.kind.name !== 'ticker' || event.type !== 'price_update') return null;
   // The data was built by decodeRecord from a value that passed the price_update schema.
   const { price, currency } = JSON.parse(event.data) as { price: number; currency: string };
   return { symbol: event.name, price, currency, ts: event.timestamp };
@@ -24,7 +25,9 @@ export type BackfillState = 'waiting' | 'reading' | 'done' | 'failed' | 'stopped
 export interface TickerBackfillOptions {
   history: TickerHistory;
   reader: RangeReader;
-  topics: Topics;
+  /** The ticker kind's topic, and the registry its records are decoded with. */
+  topic: string;
+  registry: ChannelRegistry;
   /** True once the bus has started: its partition starts are then final. */
   ready(): boolean;
   partitionStarts(): readonly TickerPartitionStart[];
@@ -135,10 +138,10 @@ export class TickerBackfill {
 
   /** Per partition, the offsets from `time` up to the consumer's start. */
   #rangesFrom(starts: readonly TickerPartitionStart[], time: number): Promise<PartitionRange[]> {
-    const { reader, topics } = this.#options;
+    const { reader, topic } = this.#options;
     return Promise.all(
       starts.map(async ({ partition, offset: to }) => {
-        const from = await this.#retrying(() => reader.offsetForTime(topics.ticker, partition, time));
+        const from = await this.#retrying(() => reader.offsetForTime(topic, partition, time));
         return { partition, from: Math.min(from ?? to, to), to };
       }),
     );
@@ -167,7 +170,7 @@ export class TickerBackfill {
 
   /** Reads one partition's range page by page into a history of its own, then merges it. */
   async #readPartition(range: PartitionRange, since: number, budget: number): Promise<number> {
-    const { reader, topics, history } = this.#options;
+    const { reader, topic, history } = this.#options;
     const pageSize = this.#options.pageSize ?? 5000;
     const staging = new TickerHistory({ maxSymbols: history.maxSymbols, now: this.#now });
     let cursor = range.from;
@@ -175,10 +178,10 @@ export class TickerBackfill {
     try {
       while (cursor < range.to && read < budget) {
         const from = cursor;
-        const page: RangeResult = await this.#retrying(() => reader.readAll(topics.ticker, range.partition, from, range.to, Math.min(pageSize, budget - read)));
+        const page: RangeResult = await this.#retrying(() => reader.readAll(topic, range.partition, from, range.to, Math.min(pageSize, budget - read)));
         if (page.expired) {
           // Retention deleted the range's start meanwhile: go on from what is still there.
-          const next = await this.#retrying(() => reader.offsetForTime(topics.ticker, range.partition, since));
+          const next = await this.#retrying(() => reader.offsetForTime(topic, range.partition, since));
           if (next === null || next <= cursor) break;
           cursor = next;
           continue;
@@ -202,7 +205,7 @@ export class TickerBackfill {
   }
 
   #decode(record: BusRecord): (PriceUpdate & { symbol: string }) | null {
-    const decoded = decodeRecord(record, this.#options.topics);
+    const decoded = decodeRecord(record, this.#options.registry);
     const update = decoded.ok ? priceUpdateOf(decoded.event) : null;
     if (update === null) {
       this.stats.recordsSkipped += 1;

@@ -1,5 +1,5 @@
 import { createCipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ChannelKind, Topics } from '../channels/contract.ts';
+import type { Topics } from '../channels/contract.ts';
 
 /**
  * SSE ids are resume cursors: for every partition a stream reads, the next offset it has not
@@ -16,15 +16,14 @@ import type { ChannelKind, Topics } from '../channels/contract.ts';
  *
  * Layout: version byte (clear, so ids of an older layout are recognised and answered with a
  * `reset`), then the encrypted entries, then a 12-byte tag. Plaintext: entry count (varint),
- * then per entry the topic slot (0 chat, 1 ticker, 1 byte), the partition (varint) and the next
+ * then per entry the topic slot (varint: 0 chat, 1 ticker, a declared kind's from its topic name,
+ * src/channels/kind.ts), the partition (varint) and the next
  * offset as a fixed 6-byte big-endian integer (fixed so that an id's length says nothing of
  * how far a partition has grown).
  */
 
-export type TopicSlot = 0 | 1;
-
-/** The topic slot of each kind of channel: rooms live on the chat topic, symbols on the ticker topic. */
-export const SLOT_OF_KIND: Record<ChannelKind, TopicSlot> = { room: 0, ticker: 1 };
+/** Which kind's topic a position is in: the kind's `slot` (src/channels/kind.ts). */
+export type TopicSlot = number;
 
 export interface CursorEntry {
   slot: TopicSlot;
@@ -77,7 +76,7 @@ function plaintextOf(entries: readonly CursorEntry[]): Buffer {
   writeVarint(bytes, entries.length);
   for (const entry of entries) {
     if (!Number.isSafeInteger(entry.next) || entry.next < 0 || entry.next > MAX_OFFSET) throw new RangeError(`offset ${entry.next} out of range`);
-    bytes.push(entry.slot);
+    writeVarint(bytes, entry.slot);
     writeVarint(bytes, entry.partition);
     const offset = Buffer.alloc(OFFSET_BYTES);
     offset.writeUIntBE(entry.next, 0, OFFSET_BYTES);
@@ -92,11 +91,11 @@ function entriesOf(plaintext: Buffer): CursorEntry[] | null {
   const entries: CursorEntry[] = [];
   let position = count[1];
   for (let index = 0; index < count[0]; index++) {
-    const slot = plaintext[position];
-    if (slot !== 0 && slot !== 1) return null;
-    const partition = readVarint(plaintext, position + 1);
+    const slot = readVarint(plaintext, position);
+    if (slot === null) return null;
+    const partition = readVarint(plaintext, slot[1]);
     if (partition === null || partition[1] + OFFSET_BYTES > plaintext.length) return null;
-    entries.push({ slot, partition: partition[0], next: plaintext.readUIntBE(partition[1], OFFSET_BYTES) });
+    entries.push({ slot: slot[0], partition: partition[0], next: plaintext.readUIntBE(partition[1], OFFSET_BYTES) });
     position = partition[1] + OFFSET_BYTES;
   }
   return position === plaintext.length ? entries : null;

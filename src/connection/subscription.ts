@@ -1,6 +1,7 @@
 import type { RangeReader, RangeResult } from '../bus/types.ts';
-import { positionKey, SLOT_OF_KIND, type CursorCodec, type CursorEntry, type TopicSlot } from './cursor.ts';
-import { channelKey, type ChannelKind } from '../channels/contract.ts';
+import { positionKey, type CursorCodec, type CursorEntry, type TopicSlot } from './cursor.ts';
+import { channelKey } from '../channels/records.ts';
+import type { ChannelKind } from '../channels/kind.ts';
 import { partitionForKey } from '../bus/partitioner.ts';
 import type { Dispatcher } from '../dispatch/dispatcher.ts';
 import type { RecentEvents, StoredEvent } from '../hub/recent-events.ts';
@@ -24,8 +25,9 @@ import { bodyFrame, positionFrame, withId } from './sse-frame.ts';
  * memory or Kafka, before going live.
  */
 
+/** A channel as a request names it: its kind's name (`room`, `ticker`, a declared kind) and its own. */
 export interface ChannelRef {
-  kind: ChannelKind;
+  kind: string;
   name: string;
 }
 
@@ -91,12 +93,22 @@ export interface SubscriptionContext {
   now?: () => number;
 }
 
-interface Channel {
+/**
+ * One channel followed on one partition. A channel lives on one partition, but until this
+ * replica has seen where (a declared kind written by a partitioner other than murmur2), it is
+ * followed on every partition of its topic: one track each, narrowed when a resume id says.
+ */
+interface Track {
+  /** Unique per track: the channel key and the partition. */
+  id: string;
+  /** The channel key (hub, history). */
   key: string;
   kind: ChannelKind;
   name: string;
   slot: TopicSlot;
   partition: number;
+  /** The channel's partition is not known: this is one of several tracks of the channel. */
+  guessed: boolean;
 }
 
 export interface SubscriptionOutcome {
@@ -105,14 +117,12 @@ export interface SubscriptionOutcome {
   replayed: number;
 }
 
-/** Ticker prices may be conflated for a client that is behind; chat events never are. */
-function conflateKey(event: { slot: TopicSlot; channel: string }): string | undefined {
-  return event.slot === 1 ? event.channel : undefined;
-}
 
 export class Subscription {
   readonly #context: SubscriptionContext;
-  readonly #channels: Channel[];
+  #tracks: Track[];
+  /** Slots of kinds whose events a client that is behind may skip for newer ones (`slowClients: conflate`). */
+  readonly #conflating = new Set<TopicSlot>();
   readonly #sink: SubscriptionSink;
   readonly #cursor = new Map<string, CursorEntry>();
   /** Live events held while the replay runs; null once live. */
@@ -130,10 +140,18 @@ export class Subscription {
   constructor(context: SubscriptionContext, channels: readonly ChannelRef[], sink: SubscriptionSink) {
     this.#context = context;
     this.#sink = sink;
-    this.#channels = channels.map(({ kind, name }) => {
-      const slot = SLOT_OF_KIND[kind];
-      const partitions = Math.max(1, context.dispatcher.partitionCount(slot));
-      return { key: channelKey(kind, name), kind, name, slot, partition: partitionForKey(name, partitions) };
+    const { dispatcher } = context;
+    this.#tracks = channels.flatMap(({ kind: kindName, name }) => {
+      const kind = dispatcher.registry.get(kindName);
+      const { slot } = kind;
+      if (kind.conflate) this.#conflating.add(slot);
+      const key = channelKey(kind.name, name);
+      const count = Math.max(1, dispatcher.partitionCount(slot));
+      const learned = dispatcher.partitionOf(key);
+      const track = (partition: number, guessed: boolean): Track => ({ id: `${key}|${partition}`, key, kind, name, slot, partition, guessed });
+      if (learned !== undefined) return [track(learned, false)];
+      if (kind.partitioning === 'murmur2') return [track(partitionForKey(name, count), false)];
+      return Array.from({ length: count }, (_, partition) => track(partition, count > 1));
     });
   }
 
@@ -156,11 +174,12 @@ export class Subscription {
    */
   async start(from: StartFrom): Promise<SubscriptionOutcome> {
     const { hub } = this.#context;
+    const channelKeys = [...new Set(this.#tracks.map((track) => track.key))];
     const subscriber: Subscriber =
-      this.#channels.length === 1
+      channelKeys.length === 1
         ? { deliverBatch: (batch: HubBatch) => this.#onLive(batch.events, batch) }
         : { deliverEvent: (event: HubEvent) => this.#onLive([event], undefined) };
-    this.#unsubscribes = this.#channels.map((channel) => hub.subscribe(channel.key, subscriber));
+    this.#unsubscribes = channelKeys.map((key) => hub.subscribe(key, subscriber));
     // Same turn as subscribing: everything from here on arrives live.
     let targets = this.#positionsNow();
     const outcome: SubscriptionOutcome = { resumedFrom: 'live', resets: [], replayed: 0 };
@@ -169,12 +188,12 @@ export class Subscription {
     if (this.#closed) return this.#outcome(outcome);
 
     // Channels sharing a partition share its cursor entry: it starts at the earliest of them.
-    for (const channel of this.#channels) {
-      const start = starts.get(channel.key) ?? targets.get(channel.key);
+    for (const track of this.#tracks) {
+      const start = starts.get(track.id) ?? targets.get(track.id);
       if (start === undefined) continue;
-      const key = positionKey(channel.slot, channel.partition);
+      const key = positionKey(track.slot, track.partition);
       const entry = this.#cursor.get(key);
-      if (entry === undefined || start < entry.next) this.#setEntry(key, { slot: channel.slot, partition: channel.partition, next: start });
+      if (entry === undefined || start < entry.next) this.#setEntry(key, { slot: track.slot, partition: track.partition, next: start });
     }
     for (const reason of this.#resets) this.#sink.write(bodyFrame('reset', JSON.stringify({ reason })));
 
@@ -196,9 +215,9 @@ export class Subscription {
       this.#pending = [];
       targets = this.#positionsNow();
       froms = new Map();
-      for (const channel of this.#channels) {
-        const next = this.#cursor.get(positionKey(channel.slot, channel.partition))?.next;
-        if (next !== undefined) froms.set(channel.key, next);
+      for (const track of this.#tracks) {
+        const next = this.#cursor.get(positionKey(track.slot, track.partition))?.next;
+        if (next !== undefined) froms.set(track.id, next);
       }
     }
     if (this.#cursor.size > 0) this.#sink.write(positionFrame(this.#cursorId(true)));
@@ -217,7 +236,7 @@ export class Subscription {
   /** The replica's position in each channel's partition now: from there on, events arrive live. */
   #positionsNow(): Map<string, number | undefined> {
     const { dispatcher } = this.#context;
-    return new Map(this.#channels.map((channel) => [channel.key, dispatcher.nextOffset(channel.slot, channel.partition)]));
+    return new Map(this.#tracks.map((track) => [track.id, dispatcher.nextOffset(track.slot, track.partition)]));
   }
 
   /** Tells the client (once per reason) that part of what it asked for cannot be sent. */
@@ -237,24 +256,30 @@ export class Subscription {
         return starts;
       }
       const byPosition = new Map(entries.map((entry) => [positionKey(entry.slot, entry.partition), entry.next]));
-      for (const channel of this.#channels) {
-        const next = byPosition.get(positionKey(channel.slot, channel.partition));
-        if (next === undefined) resets.add('unknown-position');
-        else starts.set(channel.key, next);
+      const resumable = new Set<string>();
+      for (const track of this.#tracks) {
+        const next = byPosition.get(positionKey(track.slot, track.partition));
+        if (next === undefined) continue;
+        starts.set(track.id, next);
+        resumable.add(track.key);
       }
+      // A channel followed on every partition lives on one of those the id holds: the others
+      // are dropped. A channel the id says nothing of cannot be resumed.
+      this.#tracks = this.#tracks.filter((track) => starts.has(track.id) || !(track.guessed && resumable.has(track.key)));
+      if (this.#tracks.some((track) => !starts.has(track.id))) resets.add('unknown-position');
       await this.#dropPositionsPastTheEnd(starts, liveFrom);
     } else if (from.kind === 'time') {
       const { history, rangeReader, dispatcher } = this.#context;
-      for (const channel of this.#channels) {
-        const current = liveFrom.get(channel.key);
-        let offset = current === undefined ? null : history.offsetAtTime(channel.key, channel.slot, channel.partition, from.timestamp, current);
+      for (const track of this.#tracks) {
+        const current = liveFrom.get(track.id);
+        let offset = current === undefined ? null : history.offsetAtTime(track.key, track.slot, track.partition, from.timestamp, current);
         if (offset === null && rangeReader !== undefined) {
           offset = await rangeReader
-            .offsetForTime(dispatcher.topicOf(channel.slot), channel.partition, from.timestamp)
+            .offsetForTime(dispatcher.topicOf(track.slot), track.partition, from.timestamp)
             .catch(() => null);
         }
         if (offset === null) resets.add('since-unavailable');
-        else starts.set(channel.key, offset);
+        else starts.set(track.id, offset);
       }
     }
     return starts;
@@ -270,9 +295,9 @@ export class Subscription {
   async #dropPositionsPastTheEnd(starts: Map<string, number>, liveFrom: Map<string, number | undefined>): Promise<void> {
     const { rangeReader, dispatcher } = this.#context;
     const ends = new Map<string, Promise<number | null>>();
-    for (const channel of this.#channels) {
-      const start = starts.get(channel.key);
-      const current = liveFrom.get(channel.key);
+    for (const track of this.#tracks) {
+      const start = starts.get(track.id);
+      const current = liveFrom.get(track.id);
       if (start === undefined || current === undefined || start <= current) continue;
       let beyond: boolean;
       if (rangeReader === undefined) {
@@ -281,18 +306,18 @@ export class Subscription {
       } else if (rangeReader.endOffset === undefined) {
         beyond = false;
       } else {
-        const key = positionKey(channel.slot, channel.partition);
+        const key = positionKey(track.slot, track.partition);
         let end = ends.get(key);
         if (end === undefined) {
           // Kafka not answering: assume the replica is behind, as it would be then.
-          end = rangeReader.endOffset(dispatcher.topicOf(channel.slot), channel.partition, start).catch(() => null);
+          end = rangeReader.endOffset(dispatcher.topicOf(track.slot), track.partition, start).catch(() => null);
           ends.set(key, end);
         }
         const high = await end;
         beyond = high !== null && start > high;
       }
       if (beyond) {
-        starts.delete(channel.key);
+        starts.delete(track.id);
         this.#resets.add('beyond-end');
       }
     }
@@ -303,28 +328,30 @@ export class Subscription {
    * Returns false when Kafka could not be read (the stream should end; its id keeps what was sent).
    */
   async #replayRound(froms: Map<string, number>, targets: Map<string, number | undefined>, outcome: SubscriptionOutcome): Promise<boolean> {
-    const groups = new Map<string, Channel[]>();
-    for (const channel of this.#channels) {
-      const from = froms.get(channel.key);
-      const to = targets.get(channel.key);
+    const groups = new Map<string, Track[]>();
+    for (const track of this.#tracks) {
+      const from = froms.get(track.id);
+      const to = targets.get(track.id);
       if (from === undefined || to === undefined || from >= to) continue;
-      const key = positionKey(channel.slot, channel.partition);
+      const key = positionKey(track.slot, track.partition);
       const group = groups.get(key);
-      if (group === undefined) groups.set(key, [channel]);
-      else group.push(channel);
+      if (group === undefined) groups.set(key, [track]);
+      else group.push(track);
     }
     for (const group of groups.values()) {
-      const read = await this.#replayPartition(group, froms, targets.get(group[0]!.key)!, outcome);
+      const read = await this.#replayPartition(group, froms, targets.get(group[0]!.id)!, outcome);
       if (!read || this.#closed) return read;
     }
     return true;
   }
 
   /** The events of `group` (channels of one partition) from each one's start up to `to`, in offset order. */
-  async #replayPartition(group: Channel[], froms: Map<string, number>, to: number, outcome: SubscriptionOutcome): Promise<boolean> {
+  async #replayPartition(group: Track[], froms: Map<string, number>, to: number, outcome: SubscriptionOutcome): Promise<boolean> {
     const { history, rangeReader, dispatcher, maxReplayEvents } = this.#context;
     const { slot, partition } = group[0]!;
-    const startOf = (channel: string) => froms.get(channel) ?? Infinity;
+    // One track per channel in a partition: the channel's start there.
+    const starts = new Map(group.map((track) => [track.key, froms.get(track.id) ?? Infinity]));
+    const startOf = (channel: string) => starts.get(channel) ?? Infinity;
     const remembered: StoredEvent[] = [];
     let inMemory = true;
     for (const channel of group) {
@@ -430,7 +457,7 @@ export class Subscription {
     if (entry !== undefined && batch.first.offset >= entry.next) {
       const { last } = batch;
       entry.next = last.offset + 1;
-      this.#sink.write(batch.frame, batch.events.length, conflateKey(last), last.frame);
+      this.#sink.write(batch.frame, batch.events.length, this.#conflateKey(last), last.frame);
       return;
     }
     for (const event of batch.events) this.#emit(event);
@@ -443,7 +470,12 @@ export class Subscription {
     this.#advance(slot, partition, offset + 1);
     // With one partition the id is the one every stream shows: the event's shared frame.
     const frame = this.#single !== undefined && 'frame' in event ? event.frame : withId(this.#cursorId(this.#single === undefined), event.body);
-    this.#sink.write(frame, 1, conflateKey(event));
+    this.#sink.write(frame, 1, this.#conflateKey(event));
+  }
+
+  /** The key under which a client that is behind may skip this event for a newer one; undefined: never skipped. */
+  #conflateKey(event: { slot: TopicSlot; channel: string }): string | undefined {
+    return this.#conflating.has(event.slot) ? event.channel : undefined;
   }
 
   /** Moves the stream's position in a partition forward (never back). */

@@ -1,7 +1,8 @@
 import type { BusConsumer, BusRecord, PartitionStart } from '../bus/types.ts';
 import { positionKey, type CursorCodec, type TopicSlot } from '../connection/cursor.ts';
 import { DedupTable, dedupKey, type DedupStats, type FirstRecord } from './dedup.ts';
-import { channelKey, decodeRecord, type DecodedEvent, type EventType, type Topics } from '../channels/contract.ts';
+import type { ChannelRegistry } from '../channels/kind.ts';
+import { channelKey, decodeRecord, type DecodedEvent } from '../channels/records.ts';
 import type { RecentEvents, StoredEvent } from '../hub/recent-events.ts';
 import type { Hub, HubEvent } from '../hub/hub.ts';
 import type { Logger } from '../logger.ts';
@@ -24,6 +25,9 @@ export interface DispatchStats {
  * for the warm-up records read at startup to fill the history (old, so not a latency sample).
  */
 export type EventObserver = (event: DecodedEvent, record: BusRecord, subscribers: number, live: boolean) => void;
+
+/** Most channels whose partition a replica remembers (~100 bytes each). */
+const MAX_KNOWN_CHANNELS = 1_000_000;
 
 /** Where this replica began reading a partition, and from which offset its records are live. */
 export interface PartitionStartInfo {
@@ -86,7 +90,14 @@ export class Dispatcher implements BusConsumer {
   readonly #observers: EventObserver[] = [];
   readonly #next = new Map<string, number>();
   readonly #starts = new Map<string, PartitionStartInfo>();
-  readonly #partitionCounts: [number, number] = [0, 0];
+  readonly #partitionCounts = new Map<TopicSlot, number>();
+  /**
+   * The partition each channel's records were last seen on: where its stream is followed
+   * whatever partitioner wrote the topic (README, "Channel kinds"). Bounded: past
+   * MAX_KNOWN_CHANNELS the longest-known are forgotten (they are followed on every partition,
+   * or where murmur2 puts them, until seen again).
+   */
+  readonly #channelPartitions = new Map<string, number>();
   readonly #warnSkipped: (context: object, message: string) => void;
   readonly #dedup: DedupTable;
   readonly #ledger: MessageLedger;
@@ -105,7 +116,7 @@ export class Dispatcher implements BusConsumer {
     private readonly hub: Hub,
     private readonly history: RecentEvents,
     private readonly codec: CursorCodec,
-    readonly topics: Topics,
+    readonly registry: ChannelRegistry,
     logger: Logger,
     options: { dedupWindowMs?: number; ledgerWindowMs?: number; ledgerMaxEntries?: number } = {},
   ) {
@@ -128,8 +139,8 @@ export class Dispatcher implements BusConsumer {
    * consumed it and its Kafka timestamp is within the ledger window before `now`; undefined
    * otherwise (never posted, not consumed yet, or older).
    */
-  messageEntry(room: string, messageId: string, now = Date.now()): LedgerEntry | undefined {
-    return this.#ledger.lookup(ledgerKey(channelKey('room', room), messageId), now);
+  messageEntry(kind: string, name: string, messageId: string, now = Date.now()): LedgerEntry | undefined {
+    return this.#ledger.lookup(ledgerKey(channelKey(kind, name), messageId), now);
   }
 
   /**
@@ -174,9 +185,9 @@ export class Dispatcher implements BusConsumer {
    * replica consumed one within the dedup window before `now`: a publish retry answers with it
    * instead of writing again. Undefined when unknown (not yet consumed, or outside the window).
    */
-  firstRecordOf(channel: string, type: EventType, messageId: string, now = Date.now()): (FirstRecord & { topic: string }) | undefined {
+  firstRecordOf(channel: string, type: string, messageId: string, now = Date.now()): (FirstRecord & { topic: string }) | undefined {
     const first = this.#dedup.firstRecord(dedupKey(channel, type, messageId), now);
-    return first === undefined ? undefined : { ...first, topic: this.topicOf(first.slot as TopicSlot) };
+    return first === undefined ? undefined : { ...first, topic: this.topicOf(first.slot) };
   }
 
   observe(observer: EventObserver): void {
@@ -184,11 +195,17 @@ export class Dispatcher implements BusConsumer {
   }
 
   slotOf(topic: string): TopicSlot | undefined {
-    return topic === this.topics.chat ? 0 : topic === this.topics.ticker ? 1 : undefined;
+    return this.registry.byTopic(topic)?.slot;
   }
 
+  /** The topic of a kind's slot; '' for a slot of no kind (ids carry only slots of the registry's kinds). */
   topicOf(slot: TopicSlot): string {
-    return slot === 0 ? this.topics.chat : this.topics.ticker;
+    return this.registry.bySlot(slot)?.topic ?? '';
+  }
+
+  /** The partition the channel's records were last seen on by this replica, when it saw one. */
+  partitionOf(channel: string): number | undefined {
+    return this.#channelPartitions.get(channel);
   }
 
   /** The next offset this replica will read in the partition, once it knows. */
@@ -202,7 +219,7 @@ export class Dispatcher implements BusConsumer {
   }
 
   partitionCount(slot: TopicSlot): number {
-    return this.#partitionCounts[slot];
+    return this.#partitionCounts.get(slot) ?? 0;
   }
 
   onPartitionsStart(starts: readonly PartitionStart[]): void {
@@ -213,7 +230,7 @@ export class Dispatcher implements BusConsumer {
       const key = positionKey(slot, start.partition);
       this.#next.set(key, offset);
       this.#starts.set(key, { offset, time: start.time, liveFrom: start.liveFrom === undefined ? offset : Number(start.liveFrom) });
-      this.#partitionCounts[slot] = Math.max(this.#partitionCounts[slot], start.partition + 1);
+      this.#partitionCounts.set(slot, Math.max(this.partitionCount(slot), start.partition + 1));
       this.history.coverPartitionFrom(slot, start.partition, offset, start.time);
     }
   }
@@ -227,7 +244,7 @@ export class Dispatcher implements BusConsumer {
   toStored(record: BusRecord): StoredEvent | null {
     const slot = this.slotOf(record.topic);
     if (slot === undefined || this.#dedup.wasSkipped(slot, record.partition, Number(record.offset))) return null;
-    const decoded = decodeRecord(record, this.topics);
+    const decoded = decodeRecord(record, this.registry);
     return !decoded.ok ? null : new DispatchedEvent(slot, record, decoded.event, this.codec);
   }
 
@@ -241,6 +258,16 @@ export class Dispatcher implements BusConsumer {
     }
   };
 
+  #learnPartition(channel: string, partition: number): void {
+    const known = this.#channelPartitions.get(channel);
+    if (known === partition) return;
+    if (known === undefined && this.#channelPartitions.size >= MAX_KNOWN_CHANNELS) {
+      const oldest = this.#channelPartitions.keys().next().value;
+      if (oldest !== undefined) this.#channelPartitions.delete(oldest);
+    }
+    this.#channelPartitions.set(channel, partition);
+  }
+
   #handle(record: BusRecord): void {
     this.stats.recordsConsumed += 1;
     const slot = this.slotOf(record.topic);
@@ -248,7 +275,7 @@ export class Dispatcher implements BusConsumer {
     const key = slot === undefined ? null : positionKey(slot, record.partition);
     // Records read again after a consumer restart never move the position back.
     if (key !== null && offset + 1 > (this.#next.get(key) ?? 0)) this.#next.set(key, offset + 1);
-    const decoded = decodeRecord(record, this.topics);
+    const decoded = decodeRecord(record, this.registry);
     if (slot === undefined || key === null || !decoded.ok) {
       this.stats.recordsSkipped += 1;
       this.#warnSkipped(
@@ -263,12 +290,14 @@ export class Dispatcher implements BusConsumer {
       this.#logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, id: event.messageId }, 'skipped the repeat of a message id');
       return;
     }
-    if (event.kind === 'room' && event.messageId !== undefined) {
+    const ownership = event.kind.ownership;
+    if (ownership !== undefined && event.messageId !== undefined) {
       const position = { slot, partition: record.partition, offset };
       const messageKey = ledgerKey(event.channel, event.messageId);
-      if (event.type === 'message') this.#ledger.recordMessage(messageKey, event.author, position, record.timestamp);
-      else if (event.type === 'delete') this.#ledger.recordDelete(messageKey, position, record.timestamp);
+      if (event.type === ownership.created) this.#ledger.recordMessage(messageKey, event.author, position, record.timestamp);
+      else if (event.type === ownership.deleted) this.#ledger.recordDelete(messageKey, position, record.timestamp);
     }
+    this.#learnPartition(event.channel, record.partition);
     const dispatched = new DispatchedEvent(slot, record, event, this.codec);
     this.history.append(dispatched);
     const subscribers = this.hub.publish(dispatched);

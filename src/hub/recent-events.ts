@@ -21,6 +21,8 @@ export interface RecentEventsLimits {
   maxEventsPerChannel: number;
   maxAgeMs: number;
   maxTotalEvents: number;
+  /** Per kind (its slot), a bound of its own instead of maxEventsPerChannel (a declaration's `historyMaxEvents`). */
+  maxEventsPerSlot?: ReadonlyMap<number, number>;
 }
 
 interface Coverage {
@@ -122,7 +124,7 @@ export class RecentEvents {
     // A consumer that restarts from its last commit reads some records again: keep them once.
     if (log !== undefined && log.size > 0 && log.partition === event.partition && event.offset <= log.at(log.size - 1).offset) return;
     if (log === undefined) {
-      log = new ChannelLog(this.#limits.maxEventsPerChannel, event.slot, event.partition);
+      log = new ChannelLog(this.#limits.maxEventsPerSlot?.get(event.slot) ?? this.#limits.maxEventsPerChannel, event.slot, event.partition);
     } else {
       this.#channels.delete(event.channel);
     }

@@ -2,7 +2,7 @@ import t from 'tap';
 import { ApiKeys } from '../../src/auth/api-keys.ts';
 import { decideModification, decidePublish, decideSubscription, type Publisher, type AuthPolicy, type VerifyToken } from '../../src/auth/authorizer.ts';
 
-const policy: AuthPolicy = { enabled: true, cookieName: 'token', publicChannels: { rooms: ['lobby', 'public-*'], tickers: [] }, requireExpiry: false };
+const policy: AuthPolicy = { enabled: true, cookieName: 'token', publicChannels: { room: ['lobby', 'public-*'], ticker: [] }, requireExpiry: false };
 const tokens: Record<string, unknown> = {
   ann: { sub: 'ann', name: 'Ann', rooms: ['team-*'], tickers: ['BTC'], publish: ['team-a', 'ticker:BTC'], exp: 2000000000 },
   badclaims: { sub: 'x', rooms: 'team-a' },

@@ -11,9 +11,9 @@ t.test('reads sub, name, grants and exp', async (t) => {
   const parsed = claims({ sub: 'u1', name: 'Ann', rooms: ['lobby', 'team-*'], tickers: ['BTC'], publish: ['lobby', 'room:team-a', 'ticker:ETH*'], exp: 2000000000 });
   t.equal(parsed.subject, 'u1');
   t.equal(parsed.displayName, 'Ann');
-  t.same(parsed.rooms, ['lobby', 'team-*']);
-  t.same(parsed.publishRooms, ['lobby', 'team-a']);
-  t.same(parsed.publishTickers, ['ETH*']);
+  t.same(parsed.read.room, ['lobby', 'team-*']);
+  t.same(parsed.publish.room, ['lobby', 'team-a']);
+  t.same(parsed.publish.ticker, ['ETH*']);
   t.equal(parsed.expiresAt, 2000000000000);
 });
 
@@ -64,21 +64,21 @@ t.test('subscribe and publish grants are separate, and per kind', async (t) => {
 });
 
 t.test('public channels', async (t) => {
-  const publicChannels = { rooms: ['lobby', 'public-*'], tickers: ['*'] };
+  const publicChannels = { room: ['lobby', 'public-*'], ticker: ['*'] };
   t.ok(isPublic(publicChannels, { kind: 'room', name: 'public-x' }));
   t.notOk(isPublic(publicChannels, { kind: 'room', name: 'team-a' }));
   t.ok(isPublic(publicChannels, { kind: 'ticker', name: 'BTC' }));
-  t.notOk(isPublic({ rooms: [], tickers: [] }, { kind: 'room', name: 'lobby' }));
+  t.notOk(isPublic({ room: [], ticker: [] }, { kind: 'room', name: 'lobby' }));
 });
 
 t.test('moderate: rooms by name or pattern (room: prefix allowed), never tickers; malformed refuses the token', async (t) => {
   const parsed = claims({ sub: 'mo', moderate: ['team-*', 'room:lobby'] });
-  t.same(parsed.moderateRooms, ['team-*', 'lobby']);
+  t.same(parsed.moderate.room, ['team-*', 'lobby']);
   t.ok(mayModerate(parsed, { kind: 'room', name: 'team-a' }));
   t.ok(mayModerate(parsed, { kind: 'room', name: 'lobby' }));
   t.notOk(mayModerate(parsed, { kind: 'room', name: 'other' }));
   t.notOk(mayModerate(parsed, { kind: 'ticker', name: 'team-a' }));
   t.notOk(mayPublish(parsed, { kind: 'room', name: 'team-a' }), 'moderating is not posting');
-  t.same(claims({ sub: 'u' }).moderateRooms, []);
+  t.same(claims({ sub: 'u' }).moderate, {});
   for (const moderate of ['team-*', ['a*b'], ['ticker:BTC'], [1]]) t.equal(parseClaims({ sub: 'u', moderate }).ok, false, JSON.stringify(moderate));
 });

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { channelRegistry } from '../../src/channels/contract.ts';
 import type { BusRecord, RangeReader, RangeResult } from '../../src/bus/types.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import type { Logger } from '../../src/logger.ts';
@@ -139,7 +140,8 @@ function backfillOf(reader: FakeReader, history: TickerHistory, overrides: Parti
   const backfill = new TickerBackfill({
     history,
     reader,
-    topics,
+    topic: topics.ticker,
+    registry: channelRegistry(topics),
     ready: () => true,
     // The consumer started at the last 2 records of each partition: those are the live ones.
     partitionStarts: () => reader.partitions.map((records, partition) => ({ partition, offset: records.length - 2 })),

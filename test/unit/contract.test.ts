@@ -1,8 +1,9 @@
 import t from 'tap';
-import { chatMessageRecord, decodeRecord, EVENT_TYPE_HEADER } from '../../src/channels/contract.ts';
+import { channelRegistry, chatMessageRecord, EVENT_TYPE_HEADER } from '../../src/channels/contract.ts';
+import { decodeRecord } from '../../src/channels/records.ts';
 import type { BusRecord } from '../../src/bus/types.ts';
 
-const topics = { chat: 'chat', ticker: 'ticker' };
+const topics = channelRegistry({ chat: 'chat', ticker: 'ticker' });
 
 function record(overrides: Partial<BusRecord>): BusRecord {
   return {
@@ -51,7 +52,7 @@ t.test('records that break the contract are refused with a reason, never thrown'
 });
 
 t.test('what the HTTP side produces is what the consumer side accepts', async (t) => {
-  const { messageId, record: outgoing } = chatMessageRecord(topics, 'lobby', { user: 'ann', text: 'two\nlines' });
+  const { messageId, record: outgoing } = chatMessageRecord({ chat: 'chat', ticker: 'ticker' }, 'lobby', { user: 'ann', text: 'two\nlines' });
   const result = decodeRecord(
     record({ key: Buffer.from(outgoing.key), value: Buffer.from(outgoing.value), headers: outgoing.headers }),
     topics,

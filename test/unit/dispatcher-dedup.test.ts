@@ -1,4 +1,5 @@
 import t from 'tap';
+import { channelRegistry } from '../../src/channels/contract.ts';
 import { pino } from 'pino';
 import type { BusRecord } from '../../src/bus/types.ts';
 import { CursorCodec } from '../../src/connection/cursor.ts';
@@ -14,7 +15,7 @@ const T0 = 1_700_000_000_000;
 function replica(dedupWindowMs: number) {
   const hub = new Hub();
   const history = new RecentEvents({ maxEventsPerChannel: 1000, maxAgeMs: 1e12, maxTotalEvents: 10_000 });
-  const dispatcher = new Dispatcher(hub, history, new CursorCodec('unit-test-secret-0123456789', topics), topics, pino({ level: 'silent' }), { dedupWindowMs });
+  const dispatcher = new Dispatcher(hub, history, new CursorCodec('unit-test-secret-0123456789', topics), channelRegistry(topics), pino({ level: 'silent' }), { dedupWindowMs });
   dispatcher.onPartitionsStart([{ topic: 'chat', partition: 0, offset: '0', time: T0 }]);
   const delivered: number[] = [];
   hub.subscribe('room:lobby', { deliverEvent: (event: HubEvent) => delivered.push(event.offset) });

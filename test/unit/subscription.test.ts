@@ -1,4 +1,5 @@
 import t from 'tap';
+import { channelRegistry } from '../../src/channels/contract.ts';
 import { pino } from 'pino';
 import type { BusRecord, RangeReader, RangeResult } from '../../src/bus/types.ts';
 import { partitionForKey } from '../../src/bus/partitioner.ts';
@@ -18,7 +19,7 @@ function gateway(options: { historyPerChannel?: number; rangeReader?: RangeReade
   const hub = new Hub();
   const history = new RecentEvents({ maxEventsPerChannel: options.historyPerChannel ?? 1000, maxAgeMs: 60_000, maxTotalEvents: 10_000 });
   const codec = new CursorCodec('unit-test-secret-0123456789', topics);
-  const dispatcher = new Dispatcher(hub, history, codec, topics, pino({ level: 'silent' }));
+  const dispatcher = new Dispatcher(hub, history, codec, channelRegistry(topics), pino({ level: 'silent' }));
   dispatcher.onPartitionsStart(
     [topics.chat, topics.ticker].flatMap((topic) =>
       Array.from({ length: PARTITIONS }, (_, partition) => ({ topic, partition, offset: '0', time: Date.now() })),
