@@ -9,10 +9,18 @@ import { Ajv, type ValidateFunction } from 'ajv';
  * (src/channels/channels-file.ts) use this one format (README, "Channel kinds").
  */
 
-/** A JSON Schema (draft-07, as Ajv reads it) for a record value: an object schema. */
-export interface JsonSchema {
-  type?: unknown;
-  properties?: object;
+/**
+ * A JSON Schema (draft-07, as Ajv reads it) for a record value: an object schema. Written as
+ * plain JSON (a CHANNELS_FILE) or with TypeBox (the built-ins).
+ */
+export type JsonSchema = { type?: unknown; properties?: object } | Record<string, unknown>;
+
+function schemaType(schema: JsonSchema): unknown {
+  return (schema as { type?: unknown }).type;
+}
+
+function schemaProperties(schema: JsonSchema): Record<string, unknown> {
+  return ((schema as { properties?: object }).properties ?? {}) as Record<string, unknown>;
 }
 
 export interface EventTypeDeclaration {
@@ -147,9 +155,9 @@ export function compileKind(declaration: BuiltInKindDeclaration, options: { slot
   for (const [typeName, type] of Object.entries(declaration.eventTypes)) {
     const field = `eventTypes.${typeName}`;
     if (!new RegExp(EVENT_TYPE_NAME_PATTERN).test(typeName)) fail(name, field, `is not a valid event type name (${EVENT_TYPE_NAME_PATTERN})`);
-    if (type.schema.type !== 'object') fail(name, `${field}.schema.type`, 'must be "object" (a record value is a JSON object)');
+    if (schemaType(type.schema) !== 'object') fail(name, `${field}.schema.type`, 'must be "object" (a record value is a JSON object)');
     let check: ValidateFunction;
-    const properties = (type.schema.properties ?? {}) as Record<string, unknown>;
+    const properties = schemaProperties(type.schema);
     try {
       check = ajv.compile(type.schema);
     } catch (error) {

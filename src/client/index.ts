@@ -37,11 +37,22 @@ export interface ResetEvent {
   reason: string;
 }
 
-/** The events a stream carries, by their SSE `event:` name. */
-export interface GatewayEvents {
+/** The built-in kinds' events (rooms and tickers), by their SSE `event:` name. */
+export interface BuiltInEvents {
   message: ChatMessageEvent;
   delete: ChatDeleteEvent;
   price_update: PriceUpdateEvent;
+}
+
+/**
+ * The data of an event of a kind declared in CHANNELS_FILE: the channel under the kind's name,
+ * the declared `Fields`, and `ts`. E.g. `interface OrderEvents { created: ChannelEvent<'orders', { orderId: string; amount: number }> }`,
+ * then `subscribe<OrderEvents>(streamUrl(base, 'orders', 'o-1'))`.
+ */
+export type ChannelEvent<Kind extends string, Fields extends object> = { [K in Kind]: string } & Fields & { ts: number };
+
+/** The events the gateway adds to every stream, whatever its channels. */
+export interface ControlEvents {
   reset: ResetEvent;
   /** The stream is replaying missed events (resume); `live` follows when it has caught up. */
   lag: Record<string, unknown>;
@@ -60,6 +71,9 @@ export interface GatewayEvents {
   position: Record<string, never>;
 }
 
+/** Every event of a stream of rooms and tickers. */
+export type GatewayEvents = BuiltInEvents & ControlEvents;
+
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 /** Told of the connection itself, beside the events. */
@@ -71,7 +85,7 @@ export interface ConnectionEvents {
   state: ConnectionState;
 }
 
-type Listeners = { [K in keyof (GatewayEvents & ConnectionEvents)]?: Set<(value: never, meta: EventMeta) => void> };
+type Listeners = Partial<Record<string, Set<(value: never, meta: EventMeta) => void>>>;
 
 /** Where an event came from: its SSE id (the gateway's position for it). */
 export interface EventMeta {
@@ -97,27 +111,28 @@ export interface SubscribeOptions {
   fetch?: typeof fetch;
 }
 
-export interface GatewayStream {
+/** A stream whose channel events are `E` (default: the built-ins'), plus the control events. */
+export interface GatewayStream<E extends object = BuiltInEvents> {
   readonly url: string;
   readonly state: ConnectionState;
   /** The last id received: what a reconnection sends as Last-Event-ID. */
   readonly lastEventId: string;
   /** The reconnection delay in force (the server's `retry:` once it sent one). */
   readonly retryMs: number;
-  on<K extends keyof GatewayEvents>(type: K, listener: (data: GatewayEvents[K], meta: EventMeta) => void): () => void;
+  on<K extends keyof (E & ControlEvents)>(type: K, listener: (data: (E & ControlEvents)[K], meta: EventMeta) => void): () => void;
   on<K extends keyof ConnectionEvents>(type: K, listener: (value: ConnectionEvents[K]) => void): () => void;
   /**
    * The events of `types`, in order, for `for await`; the iteration ends when the stream is
    * closed (or the loop breaks). At most `maxBuffered` events wait for a slow loop: past that
    * the iteration fails with an error instead of holding ever more of them.
    */
-  iterate<K extends keyof GatewayEvents>(types: readonly K[], options?: { maxBuffered?: number }): AsyncIterable<StreamEvent<K>>;
+  iterate<K extends keyof (E & ControlEvents)>(types: readonly K[], options?: { maxBuffered?: number }): AsyncIterable<StreamEvent<K, E>>;
   close(): void;
 }
 
 /** One event as `iterate()` yields it. */
-export type StreamEvent<K extends keyof GatewayEvents = keyof GatewayEvents> = {
-  [T in K]: { type: T; data: GatewayEvents[T]; meta: EventMeta };
+export type StreamEvent<K extends keyof (E & ControlEvents), E extends object = BuiltInEvents> = {
+  [T in K]: { type: T; data: (E & ControlEvents)[T]; meta: EventMeta };
 }[K];
 
 function path(part: string): string {
@@ -132,11 +147,21 @@ export function tickerUrl(baseUrl: string, symbol: string): string {
   return new URL(`/tickers/${path(symbol)}/events`, baseUrl).href;
 }
 
-/** Several rooms and tickers on one connection (`GET /events?room=…&ticker=…`). */
-export function channelsUrl(baseUrl: string, channels: { rooms?: readonly string[]; tickers?: readonly string[] }): string {
+/** One channel of any kind, built-in or declared in CHANNELS_FILE (`GET /streams/<kind>/<channel>`). */
+export function streamUrl(baseUrl: string, kind: string, channel: string): string {
+  return new URL(`/streams/${path(kind)}/${path(channel)}`, baseUrl).href;
+}
+
+/**
+ * Several channels on one connection (`GET /events?room=…&ticker=…&<kind>=…`): `rooms` and
+ * `tickers` for the built-ins, any other key for a declared kind of that name.
+ */
+export function channelsUrl(baseUrl: string, channels: { rooms?: readonly string[]; tickers?: readonly string[]; [kind: string]: readonly string[] | undefined }): string {
   const url = new URL('/events', baseUrl);
-  for (const room of channels.rooms ?? []) url.searchParams.append('room', room);
-  for (const ticker of channels.tickers ?? []) url.searchParams.append('ticker', ticker);
+  for (const [key, names] of Object.entries(channels)) {
+    const kind = key === 'rooms' ? 'room' : key === 'tickers' ? 'ticker' : key;
+    for (const name of names ?? []) url.searchParams.append(kind, name);
+  }
   return url.href;
 }
 
@@ -146,7 +171,7 @@ function isFinalStatus(status: number): boolean {
 }
 
 /** Opens an event stream that reconnects (and resumes) by itself until `close()`. */
-export function subscribe(url: string, options: SubscribeOptions = {}): GatewayStream {
+export function subscribe<E extends object = BuiltInEvents>(url: string, options: SubscribeOptions = {}): GatewayStream<E> {
   const doFetch = options.fetch ?? fetch;
   const maxRetryMs = options.maxRetryMs ?? 30_000;
   const listeners: Listeners = {};
@@ -158,7 +183,7 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let unauthorizedInARow = 0;
 
-  function emit(type: keyof (GatewayEvents & ConnectionEvents), value: unknown, meta?: EventMeta): void {
+  function emit(type: string, value: unknown, meta?: EventMeta): void {
     for (const listener of listeners[type] ?? []) {
       // never: the overloads of `on` tie each listener to its type; here they are one set.
       (listener as (value: unknown, meta: EventMeta | undefined) => void)(value, meta);
@@ -179,7 +204,7 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
     } catch {
       data = message.data;
     }
-    emit(message.event as keyof GatewayEvents, data, { id: message.id, lastEventId: message.lastEventId });
+    emit(message.event, data, { id: message.id, lastEventId: message.lastEventId });
   }
 
   async function connectOnce(): Promise<void> {
@@ -257,7 +282,7 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
     );
   }
 
-  function on(type: keyof (GatewayEvents & ConnectionEvents), listener: (value: never, meta: EventMeta) => void): () => void {
+  function on(type: string, listener: (value: never, meta: EventMeta) => void): () => void {
     const set = (listeners[type] ??= new Set());
     set.add(listener);
     return () => set.delete(listener);
@@ -277,16 +302,16 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
       return retryMs;
     },
     on,
-    iterate<K extends keyof GatewayEvents>(types: readonly K[], iterateOptions: { maxBuffered?: number } = {}) {
+    iterate<K extends keyof (E & ControlEvents)>(types: readonly K[], iterateOptions: { maxBuffered?: number } = {}) {
       const maxBuffered = iterateOptions.maxBuffered ?? 1000;
-      return new EventIterator<StreamEvent<K>>(
+      return new EventIterator<StreamEvent<K, E>>(
         ({ push, stop, fail, on: onQueue }) => {
           if (state === 'closed') {
             stop();
             return;
           }
           const removers = types.map((type) =>
-            on(type, (data: GatewayEvents[K], meta: EventMeta) => push({ type, data, meta } as StreamEvent<K>)),
+            on(type as string, (data: (E & ControlEvents)[K], meta: EventMeta) => push({ type, data, meta } as StreamEvent<K, E>)),
           );
           removers.push(on('state', (next: ConnectionState) => next === 'closed' && stop()));
           onQueue('highWater', () => fail(new Error(`more than ${maxBuffered} events waiting for the loop: it cannot keep up`)));
@@ -304,5 +329,5 @@ export function subscribe(url: string, options: SubscribeOptions = {}): GatewayS
       abort.abort();
     },
     // The cast: one `on` implementation serves both overloads, which TypeScript cannot infer.
-  } as GatewayStream;
+  } as GatewayStream<E>;
 }

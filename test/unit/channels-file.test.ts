@@ -62,3 +62,16 @@ t.test('a good declaration loads with its defaults', async (t) => {
   t.equal(config.channelKinds[0]!.name, 'orders');
   t.same(loadConfig({}).channelKinds, [], 'none without the setting');
 });
+
+t.test("the README's complete declaration file loads as it stands", async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const example = /A complete declaration file:\s*```json\n([\s\S]*?)```/.exec(readme)?.[1];
+  t.ok(example, 'the README has the example');
+  const dir = mkdtempSync(join(tmpdir(), 'channels-file-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'channels.json');
+  writeFileSync(file, example ?? '');
+  const config = loadConfig({ CHANNELS_FILE: file });
+  t.same(config.channelKinds.map((kind) => kind.name), ['orders']);
+});
