@@ -8,12 +8,13 @@ import validation, { formatSchemaErrors, validatorFactory } from './plugins/vali
 import cors from './plugins/cors.ts';
 import eventStream from './plugins/event-stream.ts';
 import healthRoutes from './routes/health.ts';
-import eventRoutes from './routes/streams.ts';
+import streamRoutes from './routes/streams.ts';
+import roomRoutes from './routes/built-in/rooms.ts';
+import tickerRoutes from './routes/built-in/tickers.ts';
 import publishRoutes from './routes/publish.ts';
 import docs from './plugins/docs.ts';
 import metrics from './plugins/metrics.ts';
 import statusRoutes from './routes/status.ts';
-import historyRoutes from './routes/charts.ts';
 import chartHistory from './plugins/charts.ts';
 import staticFiles from './plugins/static.ts';
 import auth from './plugins/auth.ts';
@@ -109,10 +110,12 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   await app.register(metrics);
   await app.register(chartHistory);
   await app.register(healthRoutes);
-  await app.register(eventRoutes);
+  // The built-in kinds' own routes, then what every kind gets from its declaration.
+  await app.register(roomRoutes);
+  await app.register(tickerRoutes);
+  await app.register(streamRoutes);
   await app.register(publishRoutes);
   await app.register(statusRoutes);
-  await app.register(historyRoutes);
   await app.register(staticFiles);
   return app;
 }

@@ -1,225 +1,43 @@
+import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@fastify/type-provider-typebox';
-import {
-  ChatText,
-  ChatUser,
-  Currency,
-  MESSAGE_ID_PATTERN,
-  MessageId,
-  Price,
-  chatDeleteRecord,
-  chatMessageRecord,
-  priceUpdateRecord,
-} from '../src/channels/contract.ts';
-import { channelKey, decodeRecord } from '../src/channels/records.ts';
+import { channelKey } from '../src/channels/records.ts';
 import type { ChannelKind } from '../src/channels/kind.ts';
 import type { OutgoingRecord } from '../src/bus/types.ts';
-import { partitionForKey } from '../src/bus/partitioner.ts';
-import { MAX_CURSOR_LENGTH } from '../src/connection/cursor.ts';
-import { httpError } from '../plugins/errors.ts';
-import { AcceptedReply, authReplies as refusals, ChannelParams, errorReplies, errorReply, publishSecurity, RoomParams, SymbolParams } from './schemas.ts';
+import { AcceptedReply, authReplies as refusals, ChannelParams, errorReplies, errorReply, publishSecurity } from './schemas.ts';
 
 /** Publishing is authenticated (token or service API key) and rate-limited per IP and identity. */
-const authReplies = {
+export const publishAuthReplies = {
   ...refusals,
   429: errorReply('Over PUBLISH_RATE_PER_IP or PUBLISH_RATE_PER_IDENTITY requests per RATE_LIMIT_WINDOW_MS; with Retry-After'),
 };
-const docs = { tags: ['publish'], security: publishSecurity };
-
-/** Longest a delete of a message this replica does not know yet waits for its consumer to catch up with the partition. */
-const CATCH_UP_TIMEOUT_MS = 2000;
-
-/** What the gateway knows of a message it is asked to modify, from Kafka alone. */
-type KnownMessage = { found: true; author: string | null; deletionEventId: string | null } | { found: false; reason: string };
-
-const PublisherId = Type.Optional(Type.String({
-  pattern: MESSAGE_ID_PATTERN,
-  minLength: 1,
-  maxLength: 64,
-  description:
-    'Your id for this message (a UUID is a good choice). Send the same id when you retry after a 503 or a lost answer: ' +
-    'a repeat of an id already seen in the room within `DEDUP_WINDOW_MS` is not delivered again (README, "Idempotent publishing"). ' +
-    'Without it the gateway picks a new one, and a retry is a new message.',
-}));
+export const publishDocs = { tags: ['publish'], security: publishSecurity };
 
 /**
- * Publishing: each answers 202 only once the bus has acknowledged the record, or at once with
- * the first record's event id when this replica already consumed that message id within the
- * dedup window (a retry whose first attempt did land: nothing is written again).
+ * What every publish route shares. `publishOnce`: answers with the event id of the record, which
+ * is the already consumed first one when this replica consumed that message id of the channel
+ * within the dedup window (a retry whose first attempt did land: nothing is written again), else
+ * the one written now, once the bus acknowledged it. `guarded(kind, param)`: the preHandlers
+ * (per-IP rate limit, the right to publish to the channel named by path parameter `param`,
+ * per-identity rate limit).
  */
-const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const topics = { chat: app.config.chatTopic, ticker: app.config.tickerTopic };
-  /** The event id of the record to answer with: the already consumed first one, else the one written now. */
+export function publishing(app: FastifyInstance) {
   const publishOnce = async (channel: string, type: string, messageId: string | undefined, record: () => OutgoingRecord): Promise<string> => {
     const first = messageId === undefined ? undefined : app.dispatcher.firstRecordOf(channel, type, messageId);
     if (first !== undefined) return app.eventIdFor({ topic: first.topic, partition: first.partition, offset: String(first.offset) });
     return app.eventIdFor(await app.bus.publish(record()));
   };
-  const guarded = (kind: string, param: string) => [
-    app.publishRateLimit.perIp,
-    app.authorizePublishing(kind, { param }),
-    app.publishRateLimit.perIdentity,
-  ];
+  const guarded = (kind: string, param: string) => [app.publishRateLimit.perIp, app.authorizePublishing(kind, { param }), app.publishRateLimit.perIdentity];
+  return { publishOnce, guarded };
+}
 
-  app.post(
-    '/rooms/:room/messages',
-    {
-      schema: {
-        summary: 'Post a chat message to a room',
-        description: 'With auth on, `user` is taken from the token (`name`, else `sub`) and the body\'s `user` is ignored.',
-        params: RoomParams,
-        body: Type.Object({ id: PublisherId, user: Type.Optional(ChatUser), text: ChatText }, { additionalProperties: false }),
-        response: {
-          202: AcceptedReply,
-          ...errorReplies,
-          ...authReplies,
-          409: errorReply('The `id` belongs to a message of another author in this room (posted within HISTORY_MAX_AGE_MS): pick another id'),
-        },
-        ...docs,
-      },
-      preHandler: guarded('room', 'room'),
-    },
-    async (request, reply) => {
-      // Nobody posts as someone else: a token's identity replaces whatever the body claims.
-      const user = request.publisher?.displayName ?? request.body.user;
-      if (user === undefined) {
-        return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: "body must have required property 'user'" });
-      }
-      const { room } = request.params;
-      // The author header comes from the verified token only: it is what ownership is judged by.
-      const author = request.publisher?.service === null ? request.publisher.identity : null;
-      // Nobody attaches a message to someone else's id (a delete names ids, so it would reach
-      // both): a token holder may reuse an id only for a retry of its own message.
-      const owner = author === null || request.body.id === undefined ? undefined : app.dispatcher.messageEntry('room', room, request.body.id);
-      if (owner !== undefined && owner.author !== author) {
-        return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `id "${request.body.id}" belongs to another author's message in this room: pick another id` });
-      }
-      const { messageId, record } = chatMessageRecord(topics, room, { id: request.body.id, user, text: request.body.text, author });
-      const eventId = await publishOnce(channelKey('room', room), 'message', request.body.id, () => record);
-      return reply.code(202).send({ id: messageId, eventId });
-    },
-  );
-
-  /**
-   * The message `id` of the room: from the message ledger (every message whose Kafka timestamp
-   * is within HISTORY_MAX_AGE_MS; after waiting for this replica to have consumed what the
-   * partition held when asked, so that a message posted a moment ago is known), else from the
-   * record at `eventId` read back from Kafka. Never from the request alone: an `eventId` only
-   * says where to look, and the record found there must be that message.
-   */
-  const findMessage = async (room: string, id: string, eventId: string | undefined): Promise<KnownMessage> => {
-    const { dispatcher, bus } = app;
-    const known = (entry: NonNullable<ReturnType<typeof dispatcher.messageEntry>>): KnownMessage => ({
-      found: true,
-      author: entry.author,
-      deletionEventId:
-        entry.deletion === null ? null : app.eventIdFor({ topic: topics.chat, partition: entry.deletion.partition, offset: String(entry.deletion.offset) }),
-    });
-    let entry = dispatcher.messageEntry('room', room, id);
-    if (entry !== undefined) return known(entry);
-    const partitions = dispatcher.partitionCount(0);
-    if (partitions > 0) {
-      const partition = partitionForKey(room, partitions);
-      const next = dispatcher.nextOffset(0, partition) ?? 0;
-      // Asked afresh (a cached end could predate the record just posted): only a delete of a
-      // message this replica does not know pays for it, never a post.
-      const end = bus.rangeReader?.endOffset !== undefined
-        ? await bus.rangeReader.endOffset(topics.chat, partition, Number.MAX_SAFE_INTEGER)
-        : Number(bus.partitionPositions().find((position) => position.topic === topics.chat && position.partition === partition)?.highWatermark ?? 0);
-      if (end !== null && end > next && (await dispatcher.whenConsumed(0, partition, end - 1, CATCH_UP_TIMEOUT_MS))) {
-        entry = dispatcher.messageEntry('room', room, id);
-        if (entry !== undefined) return known(entry);
-      }
-    }
-    const window = `HISTORY_MAX_AGE_MS (${app.config.historyMaxAgeMs} ms)`;
-    if (eventId === undefined) {
-      return { found: false, reason: `no message "${id}" in room "${room}" within the last ${window}; for an older one, send ?eventId= with the event id its post answered` };
-    }
-    const entries = app.cursorCodec.decode(eventId);
-    const position = entries?.length === 1 ? entries[0] : undefined;
-    if (position === undefined || position.slot !== 0 || position.next < 1) throw httpError(400, 'querystring/eventId is not the event id of a message of this gateway');
-    if (position.partition >= dispatcher.partitionCount(0)) return { found: false, reason: 'the event id points at no partition of the chat topic' };
-    if (bus.rangeReader === undefined) return { found: false, reason: `no message "${id}" in room "${room}": this bus keeps nothing older than ${window}` };
-    const offset = position.next - 1;
-    const result = await bus.rangeReader.read(topics.chat, position.partition, offset, offset + 1, room, 1);
-    const record = result.expired ? undefined : result.records.find((candidate) => Number(candidate.offset) === offset);
-    const decoded = record === undefined ? undefined : decodeRecord(record, app.channels);
-    if (
-      record === undefined ||
-      decoded?.ok !== true ||
-      decoded.event.type !== 'message' ||
-      decoded.event.messageId !== id ||
-      dispatcher.wasSkippedRepeat(record.topic, record.partition, offset)
-    ) {
-      return { found: false, reason: `the event id does not point at message "${id}" of room "${room}" (or Kafka no longer holds it)` };
-    }
-    return { found: true, author: decoded.event.author, deletionEventId: null };
-  };
-
-  app.delete(
-    '/rooms/:room/messages/:id',
-    {
-      schema: {
-        summary: 'Delete a chat message (publishes a `delete` event)',
-        description:
-          'Only the message\'s author (the token whose `sub` posted it), a token whose `moderate` claim covers the room, or a service key may delete it (403 for others; anyone with auth off). ' +
-          'The gateway knows the author of every message of the last `HISTORY_MAX_AGE_MS`; for an older one still in Kafka, send `?eventId=` with the event id its post answered. ' +
-          '404 for a message it does not know. Safe to retry: deleting a message already deleted answers 202 with the first delete\'s event id.',
-        params: Type.Object({ room: RoomParams.properties.room, id: MessageId }),
-        querystring: Type.Object(
-          {
-            eventId: Type.Optional(Type.String({
-              minLength: 1,
-              maxLength: MAX_CURSOR_LENGTH,
-              pattern: '^[A-Za-z0-9_-]+$',
-              description: 'The `eventId` the post of this message answered (the SSE `id` of its `message` event in a single-room stream): lets the gateway read a message older than `HISTORY_MAX_AGE_MS` back from Kafka to learn its author.',
-            })),
-          },
-          { additionalProperties: false },
-        ),
-        response: {
-          202: AcceptedReply,
-          ...errorReplies,
-          ...authReplies,
-          403: errorReply('The token does not grant publishing to or moderating the room, or the message is someone else\'s and the token does not moderate the room'),
-          404: errorReply('No such message: never posted in this room, or older than HISTORY_MAX_AGE_MS without an `eventId` pointing at it'),
-        },
-        ...docs,
-      },
-      preHandler: [app.publishRateLimit.perIp, app.authorizePublishing('room', { moderation: true, param: 'room' }), app.publishRateLimit.perIdentity],
-    },
-    async (request, reply) => {
-      const { room, id } = request.params;
-      const message = await findMessage(room, id, request.query.eventId);
-      if (!message.found) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: message.reason });
-      app.authorizeModification(request, message.author);
-      // Already deleted: the same answer as the first delete, nothing written again.
-      if (message.deletionEventId !== null) return reply.code(202).send({ id, eventId: message.deletionEventId });
-      const eventId = await publishOnce(channelKey('room', room), 'delete', id, () => chatDeleteRecord(topics, room, id));
-      return reply.code(202).send({ id, eventId });
-    },
-  );
-
-  app.post(
-    '/tickers/:symbol/prices',
-    {
-      schema: {
-        summary: 'Publish a price for a ticker symbol',
-        params: SymbolParams,
-        body: Type.Object({ id: PublisherId, price: Price, currency: Currency }, { additionalProperties: false }),
-        response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
-        ...docs,
-      },
-      preHandler: guarded('ticker', 'symbol'),
-    },
-    async (request, reply) => {
-      const { symbol } = request.params;
-      const eventId = await publishOnce(channelKey('ticker', symbol), 'price_update', request.body.id, () => priceUpdateRecord(topics, symbol, request.body));
-      return reply.code(202).send({ eventId });
-    },
-  );
-
-  // Declared kinds: one route per event type a declaration lets publish, its body the type's schema.
+/**
+ * `POST /streams/<kind>/:channel/<type>` for every event type a kind's declaration lets publish,
+ * its body the type's schema. (The built-ins publish through their own routes: routes/built-in/.)
+ */
+const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { publishOnce, guarded } = publishing(app);
+  const authReplies = publishAuthReplies;
+  const docs = publishDocs;
   for (const kind of app.channels.kinds) for (const type of kind.publishable) registerPublish(kind, type);
 
   function registerPublish(kind: ChannelKind, typeName: string): void {

@@ -1,5 +1,5 @@
 import { Type, type TSchema } from '@fastify/type-provider-typebox';
-import { ChannelName } from '../src/channels/contract.ts';
+import { ChannelName, MESSAGE_ID_PATTERN } from '../src/channels/contract.ts';
 import type { ChannelKind, EventType } from '../src/channels/kind.ts';
 import { RESET_REASONS } from '../src/connection/subscription.ts';
 
@@ -29,6 +29,17 @@ export const AcceptedReply = Type.Object(
 export const RoomParams = Type.Object({ room: ChannelName });
 export const SymbolParams = Type.Object({ symbol: ChannelName });
 export const ChannelParams = Type.Object({ channel: ChannelName });
+
+/** The optional `id` of a published event: what makes retries safe (README, "Idempotent publishing"). */
+export const PublisherId = Type.Optional(Type.String({
+  pattern: MESSAGE_ID_PATTERN,
+  minLength: 1,
+  maxLength: 64,
+  description:
+    'Your id for this message (a UUID is a good choice). Send the same id when you retry after a 503 or a lost answer: ' +
+    'a repeat of an id already seen in the room within `DEDUP_WINDOW_MS` is not delivered again (README, "Idempotent publishing"). ' +
+    'Without it the gateway picks a new one, and a retry is a new message.',
+}));
 
 /** Answered by any route whose handler fails unexpectedly: the body says only "internal error". */
 export const internalError = { 500: errorReply('A bug: the body says only "internal error", the log has the details') };

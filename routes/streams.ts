@@ -1,5 +1,5 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import { ChannelName } from '../src/channels/contract.ts';
 import { MAX_CURSOR_LENGTH } from '../src/connection/cursor.ts';
@@ -30,47 +30,42 @@ const STREAM_DESCRIPTION =
   'The 200 response lists every event with its data schema. With auth on, a token (Authorization: Bearer, ' +
   'the AUTH_COOKIE cookie or `?token=`) is needed unless every channel is public (PUBLIC_ROOMS, PUBLIC_TICKERS, a declared kind\'s `access.public`).';
 
+/** Checks the start time, then the caller's right to every channel (401/403), then streams until the grant expires. */
+async function openStream(request: FastifyRequest, reply: FastifyReply, channels: ChannelRef[], since: string | undefined) {
+  if (since !== undefined && !Number.isFinite(parseSince(since))) throw httpError(400, 'querystring/since is not a valid time');
+  const grant = await request.authorizeSubscription(channels);
+  return reply.streamChannels(channels, { endAt: grant.expiresAt });
+}
+
+const describeEvents = (kind: ChannelKind) =>
+  [...kind.eventTypes.values()].map((type) => `\`${type.name}\` {${[kind.name, ...type.fields, 'ts'].join(',')}}`).join(', ');
+
+/** `GET path`: the stream of one channel of `kind`, named by the path parameter `param`. */
+export function channelStream(app: FastifyInstance, path: string, kind: ChannelKind, param: string, summary: string): void {
+  app.withTypeProvider<TypeBoxTypeProvider>().get(
+    path,
+    {
+      schema: {
+        summary,
+        description: `${STREAM_DESCRIPTION} Events: ${describeEvents(kind)}.`,
+        params: Type.Object({ [param]: ChannelName }),
+        querystring: Type.Object(ResumeQuery),
+        response: streamReplies([kind]),
+        tags: ['streams'],
+        security: streamSecurity,
+      },
+    },
+    async (request, reply) => {
+      const name = (request.params as Record<string, string>)[param]!;
+      return openStream(request, reply, [{ kind: kind.name, name }], request.query.since);
+    },
+  );
+}
+
+/** Every kind's channels at /streams/<kind>/:channel, and several channels of any kinds at /events. */
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const kinds = app.channels.kinds;
-  const room = app.channels.get('room');
-  const ticker = app.channels.get('ticker');
-  const describeEvents = (kind: ChannelKind) =>
-    [...kind.eventTypes.values()].map((type) => `\`${type.name}\` {${[kind.name, ...type.fields, 'ts'].join(',')}}`).join(', ');
-
-  /** Checks the start time, then the caller's right to every channel (401/403), then streams until the grant expires. */
-  const openStream = async (request: FastifyRequest, reply: FastifyReply, channels: ChannelRef[], since: string | undefined) => {
-    if (since !== undefined && !Number.isFinite(parseSince(since))) throw httpError(400, 'querystring/since is not a valid time');
-    const grant = await request.authorizeSubscription(channels);
-    return reply.streamChannels(channels, { endAt: grant.expiresAt });
-  };
-
-  /** `GET path`: the stream of one channel of `kind`, named by the path parameter `param`. */
-  const channelStream = (path: string, kind: ChannelKind, param: string, summary: string) => {
-    app.get(
-      path,
-      {
-        schema: {
-          summary,
-          description: `${STREAM_DESCRIPTION} Events: ${describeEvents(kind)}.`,
-          params: Type.Object({ [param]: ChannelName }),
-          querystring: Type.Object(ResumeQuery),
-          response: streamReplies([kind]),
-          tags: ['streams'],
-          security: streamSecurity,
-        },
-      },
-      async (request, reply) => {
-        const name = (request.params as Record<string, string>)[param]!;
-        return openStream(request, reply, [{ kind: kind.name, name }], request.query.since);
-      },
-    );
-  };
-
-  // The built-ins' own paths, as they always were.
-  channelStream('/events/:room', room, 'room', "A room's chat events");
-  channelStream('/tickers/:symbol/events', ticker, 'symbol', "A ticker symbol's price updates");
-  // Every kind, built-in or declared, at /streams/<kind>/:channel.
-  for (const kind of kinds) channelStream(`/streams/${kind.name}/:channel`, kind, 'channel', `${kind.description} (one ${kind.name} channel)`);
+  for (const kind of kinds) channelStream(app, `/streams/${kind.name}/:channel`, kind, 'channel', `${kind.description} (one ${kind.name} channel)`);
 
   app.get(
     '/events',

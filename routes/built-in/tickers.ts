@@ -1,0 +1,77 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@fastify/type-provider-typebox';
+import { Currency, Price, priceUpdateRecord } from '../../src/channels/contract.ts';
+import { channelKey } from '../../src/channels/records.ts';
+import { HISTORY_WINDOW_NAMES } from '../../src/charts/chart-history.ts';
+import { AcceptedReply, errorReplies, errorReply, internalError, noSecurity, PublisherId, SymbolParams } from '../schemas.ts';
+import { publishAuthReplies as authReplies, publishDocs as docs, publishing } from '../publish.ts';
+import { channelStream } from '../streams.ts';
+
+const HistoryReply = Type.Object({
+  symbol: Type.String(),
+  window: Type.String(),
+  bucketMs: Type.Integer({ description: 'Each point is the last price in a bucket this long' }),
+  currency: Type.Union([Type.String(), Type.Null()]),
+  points: Type.Array(Type.Object({ ts: Type.Number(), price: Type.Number() }), {
+    description: 'Oldest first, at most one per bucket',
+  }),
+  backfilling: Type.Boolean({
+    description: 'True while this replica is still reading older prices back from Kafka: fetch again later for a fuller chart',
+  }),
+}, { description: 'The chart points (empty for a symbol never seen)' });
+
+/**
+ * The built-in ticker kind's own routes: a symbol's stream at its historical path, prices
+ * published (202 once Kafka acknowledged), and chart history (kept by plugins/charts.ts: a thin
+ * read of memory per request).
+ */
+const tickerRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const topics = { chat: app.config.chatTopic, ticker: app.config.tickerTopic };
+  const { publishOnce, guarded } = publishing(app);
+  const { history, backfill } = app.chartHistory;
+
+  channelStream(app, '/tickers/:symbol/events', app.channels.get('ticker'), 'symbol', "A ticker symbol's price updates");
+
+  app.post(
+    '/tickers/:symbol/prices',
+    {
+      schema: {
+        summary: 'Publish a price for a ticker symbol',
+        params: SymbolParams,
+        body: Type.Object({ id: PublisherId, price: Price, currency: Currency }, { additionalProperties: false }),
+        response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
+        ...docs,
+      },
+      preHandler: guarded('ticker', 'symbol'),
+    },
+    async (request, reply) => {
+      const { symbol } = request.params;
+      const eventId = await publishOnce(channelKey('ticker', symbol), 'price_update', request.body.id, () => priceUpdateRecord(topics, symbol, request.body));
+      return reply.code(202).send({ eventId });
+    },
+  );
+
+
+  app.get(
+    '/tickers/:symbol/history',
+    {
+      schema: {
+        summary: "A ticker symbol's recent prices, for charts",
+        description:
+          'The last price per time bucket over the window: about 300 points at most. On Kafka, a replica reads the last 24 h of ' +
+          'the ticker topic back at startup (`backfilling` is true meanwhile), then follows live prices.',
+        params: SymbolParams,
+        querystring: Type.Object(
+          { window: Type.Optional(Type.Enum(HISTORY_WINDOW_NAMES, { default: '5m', description: 'How far back the chart reaches' })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: HistoryReply, 400: errorReply('An invalid symbol or window'), ...internalError },
+        tags: ['history'],
+        security: noSecurity,
+      },
+    },
+    async (request) => ({ ...history.read(request.params.symbol, request.query.window ?? '5m'), backfilling: backfill?.inProgress ?? false }),
+  );
+};
+
+export default tickerRoutes;
