@@ -84,7 +84,7 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (entry !== undefined) return known(entry);
     const partitions = dispatcher.partitionCount(0);
     if (partitions > 0) {
-      const partition = partitionForKey(room, partitions);
+      const partition = dispatcher.partitionOf(channelKey('room', room)) ?? partitionForKey(room, partitions);
       const next = dispatcher.nextOffset(0, partition) ?? 0;
       // Asked afresh (a cached end could predate the record just posted): only a delete of a
       // message this replica does not know pays for it, never a post.
