@@ -75,7 +75,20 @@ const StatusReply = Type.Object({
     events: Type.Integer({ description: 'Events held in the in-memory resume history' }),
     channels: Type.Integer({ description: 'Rooms and symbols with history' }),
   }),
-  channels: Type.Object({ active: Type.Integer({ description: 'Rooms and symbols with at least one open stream' }) }),
+  channels: Type.Object({
+    active: Type.Integer({ description: 'Channels (of every kind) with at least one open stream' }),
+    kinds: Type.Array(
+      Type.Object({
+        name: Type.String(),
+        topic: Type.String(),
+        builtIn: Type.Boolean(),
+        eventTypes: Type.Array(Type.String()),
+        publishable: Type.Array(Type.String()),
+        slowClients: Type.Enum(['cut', 'conflate']),
+      }),
+      { description: 'The channel kinds this replica streams: the built-ins and CHANNELS_FILE\'s' },
+    ),
+  }),
   chartHistory: Type.Object({
     symbols: Type.Integer({ description: 'Ticker symbols with chart history on this replica' }),
     backfill: Type.Union(
@@ -159,7 +172,17 @@ const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
           resumeResets: streamStats.resets,
         },
         history: { events: app.history.totalEvents, channels: app.history.channelCount },
-        channels: { active: app.hub.channelCount },
+        channels: {
+          active: app.hub.channelCount,
+          kinds: app.channels.kinds.map((kind) => ({
+            name: kind.name,
+            topic: kind.topic,
+            builtIn: kind.builtIn,
+            eventTypes: [...kind.eventTypes.keys()],
+            publishable: [...kind.publishable],
+            slowClients: kind.conflate ? ('conflate' as const) : ('cut' as const),
+          })),
+        },
         chartHistory: {
           symbols: app.chartHistory.history.symbolCount,
           backfill: app.chartHistory.backfill === null ? null : { state: app.chartHistory.backfill.state, ...app.chartHistory.backfill.stats },

@@ -51,6 +51,18 @@ t.test('the typed client streams a declared kind, alone and beside a room', asyn
   await until(() => received.length === 1 && seen.length === 2, 10000, 'the events');
   t.same(received, [{ orderId: 'a1', amount: 5, orders: channel }]);
   t.same(seen.sort(), ['message hi', 'order a1']);
+
+  const status = (await (await fetch(`${gateway.url}/status`)).json()) as { channels: { kinds: unknown[] }; streams: { openByKind: Record<string, number> } };
+  t.same(
+    status.channels.kinds,
+    [
+      { name: 'room', topic: 'chat', builtIn: true, eventTypes: ['message', 'delete'], publishable: [], slowClients: 'cut' },
+      { name: 'ticker', topic: 'ticker', builtIn: true, eventTypes: ['price_update'], publishable: [], slowClients: 'conflate' },
+      { name: 'orders', topic: 'orders', builtIn: false, eventTypes: ['created'], publishable: ['created'], slowClients: 'cut' },
+    ],
+    '/status lists the kinds',
+  );
+  t.same(status.streams.openByKind, { room: 0, ticker: 0, orders: 1, multi: 1 }, 'open streams by kind');
 });
 
 t.test('a declared kind is read with its own claim and public patterns, and published with KIND:PATTERN', async (t) => {

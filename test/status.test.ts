@@ -38,7 +38,8 @@ t.test('/status describes this replica: instance, bus, partitions, streams, chan
     resumeResets: 0,
   });
   t.same(body.history, { events: 1, channels: 1 });
-  t.same(body.channels, { active: 1 });
+  t.equal(body.channels.active, 1);
+  t.same(body.channels.kinds.map((kind: { name: string }) => kind.name), ['room', 'ticker'], 'the built-in kinds');
   t.same(body.chartHistory, { symbols: 0, backfill: null }, 'no chart history yet, and nothing to read back on the embedded bus');
   t.same(body.records, { consumed: 1, skipped: 0, deliveries: 1 });
   const chat = body.partitions.filter((position: { topic: string }) => position.topic === gateway.config.chatTopic);
