@@ -34,7 +34,7 @@ export interface StreamStats {
   resumesFromMemory: number;
   resumesFromKafka: number;
   resets: number;
-  /** Ticker frames replaced by a newer price while their client was behind. */
+  /** Frames of a conflating kind (tickers) replaced by a newer event of their channel while their client was behind. */
   conflated: number;
   /** Stream requests told to come back later (`unavailable`) because the replica was at MAX_STREAMS. */
   refusedAtCapacity: number;

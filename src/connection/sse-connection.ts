@@ -17,15 +17,15 @@ import type { StreamEndReason, SubscriptionSink } from './subscription.ts';
  *
  * Bounded memory: a client whose unsent bytes grow past `maxBufferedBytes` is sent `overflow`
  * and cut off (it resumes from its last id), wherever those bytes wait: in the socket, or in the
- * response while it is queued behind another; ticker prices that arrive while they are past the
- * high-water mark are conflated to the latest per symbol and sent on `drain`.
+ * response while it is queued behind another; events of a conflating kind (tickers) that arrive while they are past the
+ * high-water mark are conflated to the latest per channel and sent on `drain`.
  */
 
 export interface ConnectionStats {
   /** SSE frames (events and control frames) written. */
   framesWritten: number;
   bytesWritten: number;
-  /** Ticker frames replaced by a newer price while their client was behind. */
+  /** Frames of a conflating kind (tickers) replaced by a newer event of their channel while their client was behind. */
   conflated: number;
   /** Streams ended because the client could not keep up. */
   slowClientDisconnects: number;

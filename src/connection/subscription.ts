@@ -55,7 +55,7 @@ export type StreamEndReason = 'client-left' | 'overflow' | 'drain' | 'auth-expir
 
 export interface SubscriptionSink {
   /**
-   * Writes `frame`, which holds `events` SSE events. `conflateKey` is set on ticker prices, which
+   * Writes `frame`, which holds `events` SSE events. `conflateKey` is set on events of a conflating kind (tickers), which
    * a client that is behind may skip for a newer one: then only `latest` (the frame of the last
    * event in `frame`, when it holds several) needs keeping.
    */
