@@ -40,7 +40,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { sampleGroup, sampleProcess } from './procfs.ts';
 import { summariseProfile } from './profile-summary.ts';
-import { longestStretches } from './profile-stretches.ts';
+import { insideGaps, longestStretches, type LoopGap } from './profile-stretches.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -443,7 +443,9 @@ async function startServer(name: ServerName, options: { cpuProfileDir?: string }
       env.CHAT_TOPIC = chatTopic;
       env.TICKER_TOPIC = `${chatTopic}-ticker`;
     }
-    const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+    // Profiled: the loop's held stretches are recorded beside the profile (bench/loop-gaps.mjs).
+    const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, '--import', join(BENCH, 'loop-gaps.mjs')] : [];
+    if (options.cpuProfileDir) env.LOOP_GAPS_FILE = join(options.cpuProfileDir, 'loop-gaps.json');
     child = groupSpawn(process.execPath, [...nodeArgs, join(settings.gatewayDir, 'dist', 'src', 'server.js')], env, join(logDir, 'server.log'));
   } else if (name === 'talk') {
     child = groupSpawn(process.execPath, ['--import', 'tsx', join(BENCH, 'baselines', 'talk.ts')], baseEnv, join(logDir, 'server.log'));
@@ -1446,6 +1448,8 @@ async function main(): Promise<void> {
           results.deepResumeProfile = summariseProfile(join(dir, file), 25);
           results.deepResumeLongestStretches = [longestStretches(join(dir, file), 5, 50)];
           results.deepResumeProfileFile = [join(dir, file)];
+          const gapsFile = join(dir, 'loop-gaps.json');
+          if (existsSync(gapsFile)) results.deepResumeLoopHeld = [insideGaps(join(dir, file), JSON.parse(readFileSync(gapsFile, 'utf8')) as LoopGap[], 5)];
         }
       }
       continue;
