@@ -76,6 +76,11 @@ const settings = {
   deepOtherEvents: envNumber('BENCH_DEEP_OTHER_EVENTS', 20_000, 3_000),
   deepClients: envNumber('BENCH_DEEP_CLIENTS', 10, 3),
   deepRepeats: envNumber('BENCH_DEEP_REPEATS', 3, 1),
+  // Records per produce request for the gap: one record batch per request and partition, and a
+  // consumer decodes a record batch whole (Kafka returns it whole even past the fetch limits).
+  // 100 records (~10 KB) is about a Java producer's default batch.size (16 KB); runs before
+  // 2026-12-01 01:30 used 5,000 (~500 KB batches).
+  deepProduceBatch: envNumber('BENCH_DEEP_PRODUCE_BATCH', 100, 100),
   liveSubscribers: envNumber('BENCH_LIVE_SUBSCRIBERS', 1_000, 200),
   liveRate: envNumber('BENCH_LIVE_RATE', 5, 5),
   phaseS: envNumber('BENCH_PHASE_S', 10, 3),
@@ -1092,7 +1097,7 @@ async function deepResume(cpuProfileDir?: string): Promise<Record<string, unknow
             bytes += value.length;
             messages.push({ key: filler[fillerSeq % filler.length]!, partition, value, headers: { 'event-type': 'message' } });
           }
-          if (messages.length >= 5000) await flush();
+          if (messages.length >= settings.deepProduceBatch) await flush();
         }
         await flush();
         gapBytesByPartition.set(partition, bytes);
