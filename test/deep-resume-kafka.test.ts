@@ -11,7 +11,7 @@ import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 
 /**
  * Deep resume on a real broker: a gap far larger than the in-memory history and than one Kafka
- * fetch (1 MB per partition) is replayed on the same connection, page after page, while a
+ * fetch is replayed on the same connection, page after page, while a
  * short resume on the same partition goes through meanwhile.
  */
 

@@ -48,7 +48,7 @@ interface PartitionReads {
   partition: number;
   active: RangeRequest | null;
   waiting: RangeRequest[];
-  /** Fetched for now (one of the `MAX_PARTITIONS_FETCHED` slots); else waiting for a slot, paused. */
+  /** Fetched for now (holds one of the `MAX_PARTITIONS_FETCHED` fetch slots); else waiting for one, paused. */
   fetching: boolean;
   /** Fires when the active read got no batch for `timeoutMs` while fetched for. */
   stall: NodeJS.Timeout | null;
@@ -77,13 +77,15 @@ export interface RangeReaderOptions {
  */
 const MAX_BYTES_PER_PARTITION = 64 * 1024;
 /**
- * ...for at most this many partitions at once; reads of further partitions wait for a slot,
- * first come first served, and a partition gives its slot up after each batch while others
- * wait (Kafka fills partitions in request order: without turns, the first ones could starve the
- * rest). Kafka still returns a whole record batch larger than the limit (else no progress):
- * a producer's batch is the floor of one decode.
+ * ...for one partition at a time; reads of further partitions wait for the fetch slot, first
+ * come first served, and a partition gives it up after each batch while others wait. One, not
+ * several: Kafka returns a record batch larger than the limit whole (else no progress), but only
+ * for the first partition of a fetch that has data; the next ones get a cut batch, which
+ * kafkajs drops, so with producers' batches over 64 KB a second partition in the same fetches
+ * would make no progress for as long as the first has reads. The floor of one decode is thus
+ * one producer batch.
  */
-const MAX_PARTITIONS_FETCHED = 2;
+const MAX_PARTITIONS_FETCHED = 1;
 const MAX_BYTES_PER_FETCH = MAX_BYTES_PER_PARTITION * MAX_PARTITIONS_FETCHED;
 
 /**
