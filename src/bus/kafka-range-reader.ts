@@ -73,11 +73,12 @@ export interface RangeReaderOptions {
  * the event loop back: everything fetched for range reads holds live streams for as long as it
  * takes to decode (bench deep-resume: ~0.3 ms per KB on a loaded 2-core machine, so 1 MB held
  * the loop ~280 ms). So a fetch is kept small: at most this per partition (one read's turn,
- * before the next read on the partition gets its own); not smaller, as each fetch is a round
- * trip to the broker: at 64 KB one client's 20,000-event replay (40,000 records) took 3.4–4.1 s
- * on the loaded machine, near the 5 s target...
+ * before the next read on the partition gets its own). Each fetch is a round trip to the
+ * broker: at 64 KB one client's 20,000-event replay (40,000 records) took 2.5–4.1 s on the
+ * loaded machine; 128 KB was no faster there, and kafkajs decoding showed up in the loop's held
+ * stretches again (1.5 s in a minute against 13 ms)...
  */
-const MAX_BYTES_PER_PARTITION = 128 * 1024;
+const MAX_BYTES_PER_PARTITION = 64 * 1024;
 /**
  * ...for one partition at a time; reads of further partitions wait for the fetch slot, first
  * come first served, and a partition gives it up after each batch while others wait. One, not
