@@ -5,6 +5,8 @@
  * own file).
  *
  *   npx tsx bench/profile-stretches.ts file.cpuprofile [top stretches = 5] [threshold ms = 50]
+ *   npx tsx bench/profile-stretches.ts file.cpuprofile [top gaps = 5] 0 loop-gaps.json [from ms] [to ms]
+ *     (what ran in the loop's held stretches; only those starting between from and to ms of the profile)
  *
  * A stretch can include time the process was runnable but not scheduled (a shared machine):
  * samples are wall-clock. It ends at the first `(idle)` sample, i.e. when the loop waited for I/O.
@@ -93,8 +95,85 @@ export function longestStretches(file: string, count = 5, thresholdMs = 50): { s
   };
 }
 
+/** A stretch the event loop was held (from `bench/loop-gaps.mjs`), on the profile's clock (µs). */
+export interface LoopGap {
+  startUs: number;
+  endUs: number;
+}
+
+/**
+ * What ran while the event loop was held: for each of the `count` longest `gaps` (and all of
+ * them together), the profile's samples inside it by self time, and by inclusive time of the
+ * project's own functions (`src/`, `dist/src/`, `plugins/`, `routes/`) and kafkajs's on the
+ * stack: which of our calls the time was spent under.
+ */
+export function insideGaps(file: string, gaps: readonly LoopGap[], count = 5, within?: LoopGap | { fromMs: number; toMs: number }): {
+  gaps: number;
+  totalMs: number;
+  longest: Array<{ atMs: number; durationMs: number; sampledMs: number; self: Array<{ function: string; where: string; ms: number }>; under: Array<{ function: string; where: string; ms: number }> }>;
+  all: { self: Array<{ function: string; where: string; ms: number }>; under: Array<{ function: string; where: string; ms: number }> };
+} {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile & { nodes: Array<ProfileNode & { children?: number[] }> };
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const own = (url: string): boolean => /\/(dist\/)?(src|plugins|routes)\/|node_modules\/kafkajs\//.test(url);
+  // Only the gaps that start inside `within` (µs on the profile's clock, or ms since the profile started).
+  const window = within === undefined ? { startUs: -Infinity, endUs: Infinity } : 'fromMs' in within ? { startUs: profile.startTime + within.fromMs * 1000, endUs: profile.startTime + within.toMs * 1000 } : within;
+  const sorted = gaps.filter((gap) => gap.startUs >= window.startUs && gap.startUs < window.endUs).sort((a, b) => a.startUs - b.startUs);
+  const perGap = sorted.map(() => ({ self: new Map<string, number>(), under: new Map<string, number>(), sampledUs: 0 }));
+  const allSelf = new Map<string, number>();
+  const allUnder = new Map<string, number>();
+  const add = (map: Map<string, number>, key: string, us: number): void => {
+    map.set(key, (map.get(key) ?? 0) + us / 1000);
+  };
+  let t = profile.startTime;
+  let g = 0;
+  profile.samples.forEach((id, index) => {
+    const delta = profile.timeDeltas[index] ?? 0;
+    t += delta;
+    while (g < sorted.length && sorted[g]!.endUs < t) g++;
+    if (g >= sorted.length || t < sorted[g]!.startUs) return;
+    const slot = perGap[g]!;
+    slot.sampledUs += delta;
+    const frame = byId.get(id)?.callFrame;
+    const key = `${frame?.functionName || '(anonymous)'}\u0000${where(frame?.url ?? '')}`;
+    add(slot.self, key, delta);
+    add(allSelf, key, delta);
+    const seen = new Set<string>();
+    for (let node: number | undefined = id; node !== undefined; node = parent.get(node)) {
+      const callFrame = byId.get(node)?.callFrame;
+      if (callFrame === undefined || !own(callFrame.url)) continue;
+      const under = `${callFrame.functionName || '(anonymous)'}\u0000${where(callFrame.url)}:${callFrame.lineNumber + 1}`;
+      if (seen.has(under)) continue;
+      seen.add(under);
+      add(slot.under, under, delta);
+      add(allUnder, under, delta);
+    }
+  });
+  const order = sorted.map((gap, index) => ({ gap, index })).sort((a, b) => b.gap.endUs - b.gap.startUs - (a.gap.endUs - a.gap.startUs));
+  return {
+    gaps: sorted.length,
+    totalMs: Math.round(sorted.reduce((sum, gap) => sum + gap.endUs - gap.startUs, 0) / 1000),
+    longest: order.slice(0, count).map(({ gap, index }) => ({
+      atMs: Math.round((gap.startUs - profile.startTime) / 1000),
+      durationMs: Math.round((gap.endUs - gap.startUs) / 1000),
+      sampledMs: Math.round(perGap[index]!.sampledUs / 1000),
+      self: topOf(perGap[index]!.self, 8),
+      under: topOf(perGap[index]!.under, 12),
+    })),
+    all: { self: topOf(allSelf, 15), under: topOf(allUnder, 25) },
+  };
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [file, count, threshold] = process.argv.slice(2);
+  const [file, count, threshold, gapsFile, fromMs, toMs] = process.argv.slice(2);
+  if (gapsFile) {
+    const gaps = JSON.parse(readFileSync(gapsFile, 'utf8')) as LoopGap[];
+    const within = fromMs === undefined ? undefined : { fromMs: Number(fromMs), toMs: Number(toMs ?? Infinity) };
+    process.stdout.write(`${JSON.stringify(insideGaps(file!, gaps, Number(count ?? 5), within), null, 2)}\n`);
+    process.exit(0);
+  }
   if (!file) {
     process.stderr.write('usage: npx tsx bench/profile-stretches.ts file.cpuprofile [count] [threshold ms]\n');
     process.exit(2);

@@ -40,7 +40,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { sampleGroup, sampleProcess } from './procfs.ts';
 import { summariseProfile } from './profile-summary.ts';
-import { longestStretches } from './profile-stretches.ts';
+import { insideGaps, longestStretches, type LoopGap } from './profile-stretches.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -76,6 +76,11 @@ const settings = {
   deepOtherEvents: envNumber('BENCH_DEEP_OTHER_EVENTS', 20_000, 3_000),
   deepClients: envNumber('BENCH_DEEP_CLIENTS', 10, 3),
   deepRepeats: envNumber('BENCH_DEEP_REPEATS', 3, 1),
+  // Records per produce request for the gap: one record batch per request and partition, and a
+  // consumer decodes a record batch whole (Kafka returns it whole even past the fetch limits).
+  // 100 records (~10 KB) is about a Java producer's default batch.size (16 KB); runs before
+  // 2026-12-01 01:30 used 5,000 (~500 KB batches).
+  deepProduceBatch: envNumber('BENCH_DEEP_PRODUCE_BATCH', 100, 100),
   liveSubscribers: envNumber('BENCH_LIVE_SUBSCRIBERS', 1_000, 200),
   liveRate: envNumber('BENCH_LIVE_RATE', 5, 5),
   phaseS: envNumber('BENCH_PHASE_S', 10, 3),
@@ -443,7 +448,9 @@ async function startServer(name: ServerName, options: { cpuProfileDir?: string }
       env.CHAT_TOPIC = chatTopic;
       env.TICKER_TOPIC = `${chatTopic}-ticker`;
     }
-    const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+    // Profiled: the loop's held stretches are recorded beside the profile (bench/loop-gaps.mjs).
+    const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, '--import', join(BENCH, 'loop-gaps.mjs')] : [];
+    if (options.cpuProfileDir) env.LOOP_GAPS_FILE = join(options.cpuProfileDir, 'loop-gaps.json');
     child = groupSpawn(process.execPath, [...nodeArgs, join(settings.gatewayDir, 'dist', 'server.js')], env, join(logDir, 'server.log'));
   } else if (name === 'talk') {
     child = groupSpawn(process.execPath, ['--import', 'tsx', join(BENCH, 'baselines', 'talk.ts')], baseEnv, join(logDir, 'server.log'));
@@ -1090,7 +1097,7 @@ async function deepResume(cpuProfileDir?: string): Promise<Record<string, unknow
             bytes += value.length;
             messages.push({ key: filler[fillerSeq % filler.length]!, partition, value, headers: { 'event-type': 'message' } });
           }
-          if (messages.length >= 5000) await flush();
+          if (messages.length >= settings.deepProduceBatch) await flush();
         }
         await flush();
         gapBytesByPartition.set(partition, bytes);
@@ -1446,6 +1453,8 @@ async function main(): Promise<void> {
           results.deepResumeProfile = summariseProfile(join(dir, file), 25);
           results.deepResumeLongestStretches = [longestStretches(join(dir, file), 5, 50)];
           results.deepResumeProfileFile = [join(dir, file)];
+          const gapsFile = join(dir, 'loop-gaps.json');
+          if (existsSync(gapsFile)) results.deepResumeLoopHeld = [insideGaps(join(dir, file), JSON.parse(readFileSync(gapsFile, 'utf8')) as LoopGap[], 5)];
         }
       }
       continue;

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import t from 'tap';
 import type { Message } from 'kafkajs';
+import type { KafkaBus } from '../src/bus/kafka.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import { SseParser, type SseMessage } from '../src/client/sse-parser.ts';
 import { chatMessageRecord } from '../src/channels/contract.ts';
@@ -10,7 +11,7 @@ import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 
 /**
  * Deep resume on a real broker: a gap far larger than the in-memory history and than one Kafka
- * fetch (1 MB per partition) is replayed on the same connection, page after page, while a
+ * fetch is replayed on the same connection, page after page, while a
  * short resume on the same partition goes through meanwhile.
  */
 
@@ -115,6 +116,56 @@ t.test('Kafka: a gap of 20,000 events (plus 20,000 of other rooms on the partiti
   t.equal((await postJson(`${gateway.url}/rooms/${deepRoom}/messages`, { user: 'seq', text: 'live' })).status, 202);
   await until(() => messageTexts(deep.events).at(-1) === 'live', 10000, 'the live event after the replay');
   t.equal(messageTexts(deep.events).length, DEEP + 1);
+});
+
+t.test('Kafka: clients resuming from the same place on one partition are served by shared reads of Kafka, and deep resumes on every partition at once all complete', async (t) => {
+  const topics = kafkaTopics();
+  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: PARTITIONS, historyMaxEventsPerChannel: 5 });
+  t.teardown(() => gateway.close());
+  const GAP = 1500;
+  const shared = 0;
+  // Three rooms on one partition (resuming from the same place), and one room on each other partition.
+  const sameRooms = [roomOn(shared, 'same'), roomOn(shared, 'same'), roomOn(shared, 'same')];
+  const otherRooms = Array.from({ length: PARTITIONS - 1 }, (_, index) => roomOn(index + 1, 'other'));
+  const rooms = [...sameRooms, ...otherRooms];
+  const ids = new Map<string, string>();
+  for (const room of rooms) {
+    const first = await openStream(`${gateway.url}/events/${room}`);
+    await until(() => first.lastEventId() !== '', 5000, `the id of ${room}`);
+    ids.set(room, first.lastEventId());
+    first.close();
+  }
+  const producer = await rawProducer();
+  t.teardown(() => producer.close());
+  const message = (room: string, text: string): Message => {
+    const { record } = chatMessageRecord({ chat: topics.chatTopic, ticker: topics.tickerTopic }, room, { user: 'seq', text });
+    return { key: record.key, value: record.value, headers: record.headers };
+  };
+  for (let sent = 0; sent < GAP; sent += 100) {
+    const batch: Message[] = [];
+    for (let index = sent; index < sent + 100; index++) for (const room of rooms) batch.push(message(room, `g${index}`));
+    await producer.send(topics.chatTopic, batch);
+  }
+  await until(() => gateway.app.dispatcher.stats.recordsConsumed >= GAP * rooms.length, 60000, 'the replica read every record');
+  await until(() => gateway.app.openStreamCount() === 0, 5000, 'the first streams closed');
+
+  const reader = (gateway.app.bus as KafkaBus).rangeReader;
+  const recordsBefore = reader.stats.records;
+  const streams = await Promise.all(rooms.map((room) => openStream(`${gateway.url}/events/${room}`, { 'last-event-id': ids.get(room)! })));
+  t.teardown(() => streams.forEach((stream) => stream.close()));
+  await until(() => streams.every((stream) => messageTexts(stream.events).length >= GAP), 60000, 'every replay');
+  const expected = Array.from({ length: GAP }, (_, index) => `g${index}`);
+  streams.forEach((stream, index) => {
+    t.same(messageTexts(stream.events), expected, `${rooms[index]}: every event once, in order`);
+    t.notOk(stream.events.some((event) => event.event === 'reset'), 'no reset');
+  });
+  t.equal(gateway.app.streamStats.opened, rooms.length * 2, 'no reconnect');
+  // Apart, the three reads of the shared partition would fetch its 4,500 records three times.
+  const sharedPartitionRecords = GAP * sameRooms.length;
+  const fetched = reader.stats.records - recordsBefore;
+  const otherPartitionRecords = GAP * otherRooms.length;
+  t.comment(`records fetched for the replays: ${fetched} (the partitions hold ${sharedPartitionRecords + otherPartitionRecords})`);
+  t.ok(fetched - otherPartitionRecords < 2 * sharedPartitionRecords, `the shared partition fetched less than twice (${fetched - otherPartitionRecords} records of ${sharedPartitionRecords})`);
 });
 
 t.test('Kafka: a well-signed id past the end of the partition gets `reset` (beyond-end), then live events', async (t) => {

@@ -48,7 +48,9 @@ interface PartitionReads {
   partition: number;
   active: RangeRequest | null;
   waiting: RangeRequest[];
-  /** Fires when the active read got no batch for `timeoutMs`. */
+  /** Fetched for now (holds one of the `MAX_PARTITIONS_FETCHED` fetch slots); else waiting for one, paused. */
+  fetching: boolean;
+  /** Fires when the active read got no batch for `timeoutMs` while fetched for. */
   stall: NodeJS.Timeout | null;
 }
 
@@ -66,14 +68,28 @@ export interface RangeReaderOptions {
   offsetsCacheMs?: number;
 }
 
-/** One Kafka fetch is at most this per partition: one read's turn, before the next read on the partition gets its own. */
-const MAX_BYTES_PER_PARTITION = 256 * 1024;
 /**
- * And at most this in all: kafkajs decodes a whole fetch response and hands its batches on in
- * one go, without giving the event loop back. With ten deep replays the default (10 MB) held
- * live streams for around a second (bench deep-resume); 1 MB keeps one turn to a few ms.
+ * kafkajs decodes a whole fetch response and hands its batches on in one go, without giving
+ * the event loop back: everything fetched for range reads holds live streams for as long as it
+ * takes to decode (bench deep-resume: ~0.3 ms per KB on a loaded 2-core machine, so 1 MB held
+ * the loop ~280 ms). So a fetch is kept small: at most this per partition (one read's turn,
+ * before the next read on the partition gets its own). Each fetch is a round trip to the
+ * broker: at 64 KB one client's 20,000-event replay (40,000 records) took 2.5–4.1 s on the
+ * loaded machine; 128 KB was no faster there, and kafkajs decoding showed up in the loop's held
+ * stretches again (1.5 s in a minute against 13 ms)...
  */
-const MAX_BYTES_PER_FETCH = 1024 * 1024;
+const MAX_BYTES_PER_PARTITION = 64 * 1024;
+/**
+ * ...for one partition at a time; reads of further partitions wait for the fetch slot, first
+ * come first served, and a partition gives it up after each batch while others wait. One, not
+ * several: Kafka returns a record batch larger than the limit whole (else no progress), but only
+ * for the first partition of a fetch that has data; the next ones get a cut batch, which
+ * kafkajs drops, so with producers' batches over the limit a second partition in the same fetches
+ * would make no progress for as long as the first has reads. The floor of one decode is thus
+ * one producer batch.
+ */
+const MAX_PARTITIONS_FETCHED = 1;
+const MAX_BYTES_PER_FETCH = MAX_BYTES_PER_PARTITION * MAX_PARTITIONS_FETCHED;
 
 /**
  * Reads past ranges of partitions: for resumes older than the in-memory history, and the chart
@@ -82,15 +98,22 @@ const MAX_BYTES_PER_FETCH = 1024 * 1024;
  * takes what each fetch brings and moves the consumer's position past it (so a range larger
  * than one fetch is read fetch after fetch), and pauses the partition when done.
  *
- * Fairness: reads of the same partition take turns of one fetch (at most 1 MB) each, so a
- * short resume waits for at most one fetch of every deep read ahead of it, never for a whole
- * deep read; reads of different partitions go in the same fetches. A read returns at most
- * `limit` records (a page) with `next`, where the next page starts.
+ * Fairness: reads of the same partition take turns of one batch each, so a short resume waits
+ * for at most one fetch of every deep read ahead of it, never for a whole deep read; partitions
+ * take turns for the fetch slots the same way. A fetched batch serves every read of the
+ * partition whose position lies inside it, not only the one it was fetched for: clients that
+ * resume from about the same place (a replica went away) are served by one read of Kafka. A read
+ * returns at most `limit` records (a page) with `next`, where the next page starts.
  */
 export class KafkaRangeReader implements RangeReader {
   readonly #options: RangeReaderOptions;
   readonly #partitions = new Map<string, PartitionReads>();
+  /** Partitions with an active read waiting for a fetch slot, in the order they asked. */
+  readonly #slotQueue: PartitionReads[] = [];
+  #slotsUsed = 0;
   readonly #offsets = new Map<string, { at: number; ends: Promise<PartitionEnds> }>();
+  /** Batches and records kafkajs fetched and decoded for range reads (records: every record of the batches, read or not). */
+  readonly stats = { batches: 0, records: 0 };
   #consumer: Consumer | null = null;
   #starting: Promise<Consumer> | null = null;
   #closed = false;
@@ -151,7 +174,7 @@ export class KafkaRangeReader implements RangeReader {
       const partitionKey = `${topic}:${partition}`;
       let reads = this.#partitions.get(partitionKey);
       if (reads === undefined) {
-        reads = { topic, partition, active: null, waiting: [], stall: null };
+        reads = { topic, partition, active: null, waiting: [], fetching: false, stall: null };
         this.#partitions.set(partitionKey, reads);
       }
       if (reads.active === null) this.#activate(consumer, reads, request);
@@ -159,13 +182,40 @@ export class KafkaRangeReader implements RangeReader {
     });
   }
 
-  /** Gives `request` the partition: the consumer reads on from the request's cursor. */
+  /** Gives `request` the partition: the consumer reads on from the request's cursor (once the partition has a fetch slot). */
   #activate(consumer: Consumer, reads: PartitionReads, request: RangeRequest): void {
     reads.active = request;
-    consumer.seek({ topic: reads.topic, partition: reads.partition, offset: String(request.cursor) });
-    consumer.resume([{ topic: reads.topic, partitions: [reads.partition] }]);
-    if (reads.stall === null) reads.stall = setTimeout(() => this.#onStall(consumer, reads), this.#timeoutMs);
-    else reads.stall.refresh();
+    if (reads.fetching) {
+      consumer.seek({ topic: reads.topic, partition: reads.partition, offset: String(request.cursor) });
+      reads.stall?.refresh();
+    } else {
+      this.#slotQueue.push(reads);
+      this.#grantSlots(consumer);
+    }
+  }
+
+  /** Partitions waiting for a fetch slot get the free ones, in the order they asked. */
+  #grantSlots(consumer: Consumer): void {
+    while (this.#slotsUsed < MAX_PARTITIONS_FETCHED && this.#slotQueue.length > 0) {
+      const reads = this.#slotQueue.shift()!;
+      const request = reads.active;
+      if (request === null) continue;
+      reads.fetching = true;
+      this.#slotsUsed += 1;
+      consumer.seek({ topic: reads.topic, partition: reads.partition, offset: String(request.cursor) });
+      consumer.resume([{ topic: reads.topic, partitions: [reads.partition] }]);
+      reads.stall = setTimeout(() => this.#onStall(consumer, reads), this.#timeoutMs);
+    }
+  }
+
+  /** The partition is no longer fetched for (its reads are done, or its turn is over). */
+  #releaseSlot(consumer: Consumer, reads: PartitionReads): void {
+    if (!reads.fetching) return;
+    reads.fetching = false;
+    this.#slotsUsed -= 1;
+    if (reads.stall !== null) clearTimeout(reads.stall);
+    reads.stall = null;
+    consumer.pause([{ topic: reads.topic, partitions: [reads.partition] }]);
   }
 
   /** The active read is over (done or failed): the next waiting read gets the partition, or it is paused. */
@@ -176,10 +226,11 @@ export class KafkaRangeReader implements RangeReader {
       return;
     }
     reads.active = null;
-    if (reads.stall !== null) clearTimeout(reads.stall);
-    reads.stall = null;
-    consumer.pause([{ topic: reads.topic, partitions: [reads.partition] }]);
+    this.#releaseSlot(consumer, reads);
+    const queued = this.#slotQueue.indexOf(reads);
+    if (queued >= 0) this.#slotQueue.splice(queued, 1);
     this.#partitions.delete(`${reads.topic}:${reads.partition}`);
+    this.#grantSlots(consumer);
   }
 
   /**
@@ -191,6 +242,8 @@ export class KafkaRangeReader implements RangeReader {
     const request = reads.active;
     reads.stall = null;
     if (request === null) return;
+    // The partition goes to the back of the line: reads of other partitions are not held up by it.
+    this.#releaseSlot(consumer, reads);
     this.#next(consumer, reads);
     this.#partitionOffsets(reads.topic, reads.partition, true).then(
       (offsets) => {
@@ -202,10 +255,12 @@ export class KafkaRangeReader implements RangeReader {
   }
 
   #onBatch({ batch, isStale }: EachBatchPayload, consumer: Consumer): void {
+    this.stats.batches += 1;
+    this.stats.records += batch.messages.length;
     const reads = this.#partitions.get(`${batch.topic}:${batch.partition}`);
     const request = reads?.active;
     // Fetched before the partition was given to the active read (a seek is pending), or for a read that ended.
-    if (reads === undefined || request == null || isStale()) return;
+    if (reads === undefined || request == null || !reads.fetching || isStale()) return;
     // kafkajs's Batch has `fetchedOffset` (the offset the fetch asked for) but its typings omit it.
     const fetchedOffset = Number((batch as Batch & { fetchedOffset?: string }).fetchedOffset ?? request.cursor);
     if (fetchedOffset !== request.cursor) {
@@ -213,6 +268,42 @@ export class KafkaRangeReader implements RangeReader {
       consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(request.cursor) });
       return;
     }
+    // Offsets can skip (transaction markers, compaction): the batch's end still tells progress.
+    const batchEnd = Number(batch.lastOffset()) + 1;
+    // The batch holds every record from the fetched offset to its end: each read standing in
+    // that range takes its share (the active one, and waiting ones at about the same place).
+    this.#take(request, batch, batchEnd);
+    for (const waiting of reads.waiting) {
+      if (waiting.cursor >= fetchedOffset && waiting.cursor < batchEnd) this.#take(waiting, batch, batchEnd);
+    }
+    reads.stall?.refresh();
+    if (reads.waiting.some((waiting) => this.#done(waiting))) {
+      reads.waiting = reads.waiting.filter((waiting) => {
+        if (!this.#done(waiting)) return true;
+        this.#resolve(waiting);
+        return false;
+      });
+    }
+    if (this.#done(request)) {
+      this.#resolve(request);
+      this.#next(consumer, reads);
+    } else if (reads.waiting.length > 0) {
+      // Its turn is over: the reads waiting for this partition go first, it continues after them.
+      reads.waiting.push(request);
+      this.#activate(consumer, reads, reads.waiting.shift()!);
+    } else {
+      consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(request.cursor) });
+    }
+    if (reads.fetching && this.#slotQueue.length > 0) {
+      // Other partitions wait for a fetch slot: this one goes to the back of the line.
+      this.#releaseSlot(consumer, reads);
+      this.#slotQueue.push(reads);
+      this.#grantSlots(consumer);
+    }
+  }
+
+  /** Takes the records of `batch` from the read's position on, up to its end, its limit or its scan budget. */
+  #take(request: RangeRequest, batch: Batch, batchEnd: number): void {
     const maxScanned = this.#options.maxScannedRecords ?? 50_000;
     let consumedAll = true;
     for (const message of batch.messages) {
@@ -229,22 +320,16 @@ export class KafkaRangeReader implements RangeReader {
         request.records.push(busRecordOf(batch, message));
       }
     }
-    // Offsets can skip (transaction markers, compaction): the batch's end still tells progress.
-    const batchEnd = Number(batch.lastOffset()) + 1;
     if (consumedAll && batchEnd > request.cursor) request.cursor = Math.min(batchEnd, request.to);
-    reads.stall?.refresh();
-    const full = request.records.length >= request.limit || request.scanned >= maxScanned;
-    if (request.cursor >= request.to || full) {
-      const complete = request.cursor >= request.to;
-      request.resolve({ expired: false, records: request.records, complete, next: request.cursor });
-      this.#next(consumer, reads);
-    } else if (reads.waiting.length > 0) {
-      // Its turn is over: the reads waiting for this partition go first, it continues after them.
-      reads.waiting.push(request);
-      this.#activate(consumer, reads, reads.waiting.shift()!);
-    } else {
-      consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(request.cursor) });
-    }
+  }
+
+  /** The read has its page: its range is read, or its limit or scan budget reached. */
+  #done(request: RangeRequest): boolean {
+    return request.cursor >= request.to || request.records.length >= request.limit || request.scanned >= (this.#options.maxScannedRecords ?? 50_000);
+  }
+
+  #resolve(request: RangeRequest): void {
+    request.resolve({ expired: false, records: request.records, complete: request.cursor >= request.to, next: request.cursor });
   }
 
   async offsetForTime(topic: string, partition: number, timestamp: number): Promise<number | null> {
@@ -314,6 +399,8 @@ export class KafkaRangeReader implements RangeReader {
       for (const request of [reads.active, ...reads.waiting]) request?.reject(new Error('closing'));
     }
     this.#partitions.clear();
+    this.#slotQueue.length = 0;
+    this.#slotsUsed = 0;
     await this.#consumer?.disconnect().catch(() => {});
   }
 }

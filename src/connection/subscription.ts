@@ -1,4 +1,5 @@
-import type { RangeReader, RangeResult } from '../bus/types.ts';
+import type { BusRecord, RangeReader, RangeResult } from '../bus/types.ts';
+import { ReplayTurns } from './replay-turns.ts';
 import { positionKey, type CursorCodec, type CursorEntry, type TopicSlot } from './cursor.ts';
 import { channelKey } from '../channels/records.ts';
 import type { ChannelKind } from '../channels/kind.ts';
@@ -66,17 +67,19 @@ export interface SubscriptionSink {
   whenWritable?(): Promise<void>;
 }
 
-/** How many replayed events are written between two checks of the client's pace. */
-const REPLAY_STRIDE = 16;
 /**
- * Longest stretch (ms) a replay writes before giving the event loop back: a client that keeps
- * up never makes `whenWritable` wait, and ten deep replays written back to back held live
- * streams up for seconds (bench deep-resume).
+ * How many replayed events (or Kafka records of a page) go between two checks of the client's
+ * pace and of the replay's turn; their frames go out in one write (one syscall per event was the
+ * biggest cost of a replay: bench deep-resume profile).
+ */
+const REPLAY_STRIDE = 32;
+/**
+ * Longest stretch (ms) the replica's replays, all together, write before giving the event loop
+ * back: a client that keeps up never makes `whenWritable` wait, and ten deep replays written
+ * back to back held live streams up for seconds (bench deep-resume).
  */
 const REPLAY_SLICE_MS = 4;
-
-/** The next turn of the event loop, after pending I/O (live fan-out, other replays, new connections). */
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const replayTurns = new ReplayTurns(REPLAY_SLICE_MS);
 
 export interface SubscriptionContext {
   hub: Hub;
@@ -365,7 +368,7 @@ export class Subscription {
     if (inMemory) {
       if (outcome.resumedFrom === 'live') outcome.resumedFrom = 'memory';
       if (group.length > 1) remembered.sort((a, b) => a.offset - b.offset);
-      if (await this.#emitPaced(remembered, outcome)) this.#advance(slot, partition, to);
+      if (await this.#emitPaced(remembered, (event) => event, outcome)) this.#advance(slot, partition, to);
       return true;
     }
     if (rangeReader === undefined) {
@@ -392,12 +395,11 @@ export class Subscription {
         this.#advance(slot, partition, to);
         return true;
       }
-      const events: StoredEvent[] = [];
-      for (const record of page.records) {
+      const toEvent = (record: BusRecord): StoredEvent | null => {
         const stored = dispatcher.toStored(record);
-        if (stored !== null && keys.has(stored.channel) && stored.offset >= startOf(stored.channel)) events.push(stored);
-      }
-      if (!(await this.#emitPaced(events, outcome))) return true;
+        return stored !== null && keys.has(stored.channel) && stored.offset >= startOf(stored.channel) ? stored : null;
+      };
+      if (!(await this.#emitPaced(page.records, toEvent, outcome))) return true;
       const last = page.records.at(-1);
       const next = page.complete ? to : (page.next ?? (last === undefined ? cursor : Number(last.offset) + 1));
       // A page that moved nothing forward would be asked for again and again.
@@ -410,26 +412,58 @@ export class Subscription {
     return true;
   }
 
-  /** Writes replayed events at the client's pace; false when the stream closed meanwhile. */
-  async #emitPaced(events: readonly StoredEvent[], outcome: SubscriptionOutcome): Promise<boolean> {
-    let sliceStart = performance.now();
-    for (let index = 0; index < events.length; index++) {
-      const event = events[index]!;
-      if (this.#lagging === null) {
-        const behindMs = (this.#context.now?.() ?? Date.now()) - event.timestamp;
-        this.#lagging = behindMs > this.#context.lagThresholdMs;
-        if (this.#lagging) this.#sink.write(bodyFrame('lag', JSON.stringify({ behindMs })));
-      }
-      this.#emit(event);
-      outcome.replayed += 1;
-      if (index % REPLAY_STRIDE === REPLAY_STRIDE - 1) {
-        if (this.#sink.whenWritable !== undefined) await this.#sink.whenWritable();
-        if (performance.now() - sliceStart > REPLAY_SLICE_MS) {
-          await nextTurn();
-          sliceStart = performance.now();
-        }
+  /**
+   * Writes replayed events at the client's pace, in turns with the replica's other replays
+   * (`replayTurns`: together at most `REPLAY_SLICE_MS` per turn of the event loop), a stride's
+   * events in one write. `toEvent` makes an item's event (null: none), within the turn: decoding
+   * a page of Kafka records is replay work too. False when the stream closed meanwhile.
+   */
+  async #emitPaced<T>(items: readonly T[], toEvent: (item: T) => StoredEvent | null, outcome: SubscriptionOutcome): Promise<boolean> {
+    let frames: Buffer[] = [];
+    let key: string | undefined;
+    const flush = (): void => {
+      if (frames.length === 0) return;
+      this.#sink.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames), frames.length, key, frames.at(-1));
+      frames = [];
+    };
+    await replayTurns.enter();
+    let holding = true;
+    try {
+      for (let index = 0; index < items.length; index++) {
         if (this.#closed) return false;
+        const event = toEvent(items[index]!);
+        if (event !== null) {
+          if (this.#lagging === null) {
+            const behindMs = (this.#context.now?.() ?? Date.now()) - event.timestamp;
+            this.#lagging = behindMs > this.#context.lagThresholdMs;
+            if (this.#lagging) this.#sink.write(bodyFrame('lag', JSON.stringify({ behindMs })));
+          }
+          const frame = this.#frameOf(event);
+          if (frame !== null) {
+            // A write holds events of one conflation key (ticker prices of one symbol), as live batches do.
+            const eventKey = this.#conflateKey(event);
+            if (eventKey !== key) flush();
+            key = eventKey;
+            frames.push(frame);
+          }
+          outcome.replayed += 1;
+        }
+        if (index % REPLAY_STRIDE === REPLAY_STRIDE - 1) {
+          flush();
+          // Out of turn while waiting for the client, and the next waiting replay goes first.
+          if (this.#sink.whenWritable !== undefined || replayTurns.waiting > 0 || replayTurns.used) {
+            replayTurns.leave();
+            holding = false;
+            if (this.#sink.whenWritable !== undefined) await this.#sink.whenWritable();
+            if (this.#closed) return false;
+            await replayTurns.enter();
+            holding = true;
+          }
+        }
       }
+      flush();
+    } finally {
+      if (holding) replayTurns.leave();
     }
     return !this.#closed;
   }
@@ -464,13 +498,18 @@ export class Subscription {
   }
 
   #emit(event: HubEvent | StoredEvent): void {
+    const frame = this.#frameOf(event);
+    if (frame !== null) this.#sink.write(frame, 1, this.#conflateKey(event));
+  }
+
+  /** The event's frame for this stream, its position moved past it; null when it was sent already. */
+  #frameOf(event: HubEvent | StoredEvent): Buffer | null {
     const { slot, partition, offset } = event;
     const entry = this.#cursor.get(positionKey(slot, partition));
-    if (entry !== undefined && offset < entry.next) return;
+    if (entry !== undefined && offset < entry.next) return null;
     this.#advance(slot, partition, offset + 1);
     // With one partition the id is the one every stream shows: the event's shared frame.
-    const frame = this.#single !== undefined && 'frame' in event ? event.frame : withId(this.#cursorId(this.#single === undefined), event.body);
-    this.#sink.write(frame, 1, this.#conflateKey(event));
+    return this.#single !== undefined && 'frame' in event ? event.frame : withId(this.#cursorId(this.#single === undefined), event.body);
   }
 
   /** The key under which a client that is behind may skip this event for a newer one; undefined: never skipped. */

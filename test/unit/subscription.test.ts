@@ -178,6 +178,30 @@ t.test('a long replay from Kafka whose live queue overflows drops the queued eve
   t.same(client.resets, []);
 });
 
+t.test('a replay from Kafka writes its events a stride at a time (one write per 32 events), not one write per event', async (t) => {
+  const kafka = new FakeKafka();
+  const { dispatcher, codec, records, context } = gateway({ historyPerChannel: 2, rangeReader: kafka, maxReplayEvents: 1000 });
+  const texts = Array.from({ length: 100 }, (_, i) => `r${i}`);
+  const batch = records(texts.map((text) => ['lobby', text]));
+  kafka.log.push(...batch);
+  dispatcher.onRecords(batch);
+  const client = recordingSink();
+  const partition = partitionForKey('lobby', PARTITIONS);
+  const subscription = new Subscription(context, [{ kind: 'room', name: 'lobby' }], client.sink);
+  await subscription.start({ kind: 'cursor', id: codec.encode([{ slot: 0, partition, next: 0 }]) });
+  t.same(client.texts, texts, 'every event once, in order');
+  const eventWrites = client.writes.filter((write) => write.frame.toString('utf8').includes('event: message'));
+  t.same(
+    eventWrites.map((write) => write.events),
+    [32, 32, 32, 4],
+    'four writes for 100 events',
+  );
+  // Each event keeps its own id: a client that reconnects after any of them resumes just past it.
+  const ids = eventWrites.flatMap((write) => [...write.frame.toString('utf8').matchAll(/^id: (.+)$/gm)].map((match) => match[1]!));
+  t.equal(ids.length, 100);
+  t.same(codec.decode(ids[41]!), [{ slot: 0, partition, next: Number(batch[41]!.offset) + 1 }]);
+});
+
 t.test('a position ahead of this replica: within Kafka it waits for the replica; past the end of the partition it gets reset beyond-end', async (t) => {
   const kafka = new FakeKafka();
   const { dispatcher, codec, records, context } = gateway({ rangeReader: kafka });
