@@ -16,6 +16,7 @@ const PREFIX = 'sse_gateway_';
 /** The routes whose answers count as publishes, as `METHOD url-pattern`. */
 const PUBLISH_ROUTES = new Set([
   'POST /rooms/:room/messages',
+  'PATCH /rooms/:room/messages/:id',
   'DELETE /rooms/:room/messages/:id',
   'POST /tickers/:symbol/prices',
 ]);

@@ -285,9 +285,9 @@ export class Dispatcher implements BusConsumer {
       return;
     }
     const { event } = decoded;
-    if (event.messageId !== undefined && this.#dedup.judge(slot, record.partition, dedupKey(event.channel, event.type, event.messageId), offset, record.timestamp)) {
+    if (event.dedupId !== undefined && this.#dedup.judge(slot, record.partition, dedupKey(event.channel, event.type, event.dedupId), offset, record.timestamp)) {
       this.stats.duplicatesSkipped += 1;
-      this.#logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, id: event.messageId }, 'skipped the repeat of a message id');
+      this.#logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, id: event.dedupId }, 'skipped the repeat of a message id');
       return;
     }
     const ownership = event.kind.ownership;
