@@ -166,7 +166,7 @@ export default fp(
 
     const eventsByType = new Counter({
       name: `${PREFIX}events_total`,
-      help: 'Valid events consumed, by event type (message, delete, price_update)',
+      help: 'Valid events consumed, by event type (message, edit, delete, price_update, and the types of declared kinds)',
       labelNames: ['type'],
       registers,
     });

@@ -4,6 +4,7 @@ import { issueToken } from '../src/auth/issue.ts';
 import { roomUrl, subscribe, type ChatEditEvent, type ChatMessageEvent } from '../src/client/index.ts';
 import { kafkaTopics, requiredKafkaBrokers, startReplicaPair, uniqueName, type TestGateway } from './helpers/gateway.ts';
 import { rawProducer } from './helpers/kafka.ts';
+import { parseMetrics, value } from './helpers/metrics.ts';
 import { openStream, until, type TestStream } from './helpers/sse-client.ts';
 
 /**
@@ -145,4 +146,9 @@ t.test('an edit by the author reaches both replicas\' streams and a resume, in o
   t.match(afterDelete.body.message, /deleted/);
   t.equal((await edit(b, bob, 'm-1', { text: 'too late' })).status, 403, 'a stranger is still refused first');
   t.same((await edit(b, ann, 'm-1', { text: 'second', editId: 'e-1' })).body, edited.body, 'a retry of an earlier edit still answers with it');
+
+  // Counted as publishes under their route.
+  const metrics = parseMetrics(await (await fetch(`${b.url}/metrics`, { headers: { 'x-api-key': API_KEY } })).text());
+  const patches = (status: string) => value(metrics, 'sse_gateway_publish_requests_total', { method: 'PATCH', route: '/rooms/:room/messages/:id', status });
+  t.same([patches('202'), patches('403'), patches('404'), patches('409')], [4, 2, 1, 1], 'replica B counted its PATCH answers by status');
 });
