@@ -181,7 +181,8 @@ export class Dispatcher implements BusConsumer {
   }
 
   /**
-   * Where the first record of message id `messageId` of this type in the channel is, when this
+   * Where the first record of id `messageId` (a record's `dedupId`: the message id, or for an
+   * edit `editDedupId(message id, edit id)`) of this type in the channel is, when this
    * replica consumed one within the dedup window before `now`: a publish retry answers with it
    * instead of writing again. Undefined when unknown (not yet consumed, or outside the window).
    */
