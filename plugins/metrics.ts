@@ -16,6 +16,7 @@ const PREFIX = 'sse_gateway_';
 /** The routes whose answers count as publishes, as `METHOD url-pattern`. */
 const PUBLISH_ROUTES = new Set([
   'POST /rooms/:room/messages',
+  'PATCH /rooms/:room/messages/:id',
   'DELETE /rooms/:room/messages/:id',
   'POST /tickers/:symbol/prices',
 ]);
@@ -165,7 +166,7 @@ export default fp(
 
     const eventsByType = new Counter({
       name: `${PREFIX}events_total`,
-      help: 'Valid events consumed, by event type (message, delete, price_update)',
+      help: 'Valid events consumed, by event type (message, edit, delete, price_update, and the types of declared kinds)',
       labelNames: ['type'],
       registers,
     });

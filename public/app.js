@@ -18,7 +18,7 @@ const WINDOW_SPAN_MS = { '5m': 5 * 60_000, '1h': 60 * 60_000, '24h': 24 * 60 * 6
 const RECONNECT_AFTER_FAILURE_MS = 3000;
 /**
  * The room's recent history on load: the stream starts this far back (`?since=`), replays the
- * room's messages and deletions from there, then goes live. It resumes like any stream: every
+ * room's messages, edits and deletions from there, then goes live. It resumes like any stream: every
  * event carries its position as `id:`, which EventSource sends back as Last-Event-ID on
  * reconnect (it wins over `since`), so nothing is shown twice or missed.
  */
@@ -39,7 +39,7 @@ const state = {
   room: params.get('room') ?? 'lobby',
   symbol: params.get('symbol') ?? 'BTC',
   window: params.get('window') ?? '5m',
-  /** Message ids this browser posted: only those get a delete button. */
+  /** Message ids this browser posted: only those get edit and delete buttons. */
   ownIds: new Set(JSON.parse(localStorage.getItem('ownMessageIds') ?? '[]')),
   chart: { bucketMs: 1000, points: [], loading: true, pendingLive: [] },
   /** The time of the price shown as the last one. */
@@ -111,6 +111,7 @@ function openStream(url) {
       handle(JSON.parse(e.data));
     };
     events.addEventListener('message', track(onChatMessage));
+    events.addEventListener('edit', track(onChatEdit));
     events.addEventListener('delete', track(onChatDelete));
     events.addEventListener('price_update', track(onPriceUpdate));
     events.addEventListener('lag', () => setStreamBadge(stream, 'catching-up'));
@@ -167,18 +168,45 @@ function onChatMessage(message) {
   text.className = 'text';
   text.textContent = message.text;
   item.append(time, user, text);
-  if (state.ownIds.has(message.id)) addDeleteButton(item);
+  if (state.ownIds.has(message.id)) addOwnButtons(item);
   const atBottom = ui.messages.scrollTop + ui.messages.clientHeight >= ui.messages.scrollHeight - 4;
   ui.messages.append(item);
   if (atBottom) ui.messages.scrollTop = ui.messages.scrollHeight;
 }
 
-function addDeleteButton(item) {
+function addOwnButtons(item) {
+  const edit = document.createElement('button');
+  edit.type = 'button';
+  edit.className = 'edit';
+  edit.textContent = 'edit';
+  edit.addEventListener('click', () => editMessage(item));
   const remove = document.createElement('button');
   remove.type = 'button';
+  remove.className = 'delete';
   remove.textContent = 'delete';
   remove.addEventListener('click', () => deleteMessage(item.dataset.id));
-  item.append(remove);
+  item.append(edit, remove);
+}
+
+/**
+ * An edit: the message's new text, marked "edited" (hover: when). Edits come after their
+ * message in the stream (one room, one partition); one of a message not shown (deleted, or
+ * older than the history loaded) has nothing to change.
+ */
+function onChatEdit({ room, id, text, ts }) {
+  if (room !== state.room) return;
+  const item = ui.messages.querySelector(`li[data-id="${CSS.escape(id)}"]`);
+  if (!item) return;
+  const shown = item.querySelector('.text');
+  shown.textContent = text;
+  let mark = item.querySelector('.edited');
+  if (!mark) {
+    mark = document.createElement('span');
+    mark.className = 'edited';
+    mark.textContent = 'edited';
+    shown.after(mark);
+  }
+  mark.title = `edited at ${new Date(ts).toLocaleTimeString()}`;
 }
 
 function onChatDelete({ room, id }) {
@@ -194,10 +222,23 @@ async function postMessage(text) {
   });
   const body = await response.json();
   if (response.status !== 202) throw new Error(body.message);
-  // The stream may have delivered it before this answer: give it its delete button now.
+  // The stream may have delivered it before this answer: give it its buttons now.
   rememberOwn(body.id);
   const shown = ui.messages.querySelector(`li[data-id="${CSS.escape(body.id)}"]`);
-  if (shown && !shown.querySelector('button')) addDeleteButton(shown);
+  if (shown && !shown.querySelector('button')) addOwnButtons(shown);
+}
+
+async function editMessage(item) {
+  const current = item.querySelector('.text').textContent;
+  const text = prompt('Edit your message', current);
+  if (text === null || text === '' || text === current) return;
+  // The page shows the new text when the `edit` event arrives, as every other page does.
+  const response = await fetch(`/rooms/${encodeURIComponent(state.room)}/messages/${encodeURIComponent(item.dataset.id)}`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ text }),
+  });
+  if (response.status !== 202) showNotice(`Edit failed: ${(await response.json()).message}`);
 }
 
 async function deleteMessage(id) {

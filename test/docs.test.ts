@@ -6,7 +6,7 @@ import { configWith } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
 import { chatKind, tickerKind } from '../src/channels/contract.ts';
 import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream, type TestStream } from './helpers/sse-client.ts';
+import { openStream, until, type TestStream } from './helpers/sse-client.ts';
 
 /** Every `METHOD /path` the app serves, read from Fastify's route tree (it has no route list). */
 function servedRoutes(app: FastifyInstance): string[] {
@@ -32,6 +32,7 @@ const API_ROUTES = [
   'GET /streams/room/{channel}',
   'GET /streams/ticker/{channel}',
   'POST /rooms/{room}/messages',
+  'PATCH /rooms/{room}/messages/{id}',
   'DELETE /rooms/{room}/messages/{id}',
   'POST /tickers/{symbol}/prices',
   'GET /healthz',
@@ -102,6 +103,7 @@ const EXPECTED_STATUSES: Record<string, number[]> = {
   'GET /streams/ticker/{channel}': [200, 400, 401, 403, 429, 500],
   'GET /events': [200, 400, 401, 403, 429, 500],
   'POST /rooms/{room}/messages': [202, 400, 401, 403, 409, 413, 415, 429, 500, 503],
+  'PATCH /rooms/{room}/messages/{id}': [202, 400, 401, 403, 404, 409, 413, 415, 429, 500, 503],
   'DELETE /rooms/{room}/messages/{id}': [202, 400, 401, 403, 404, 429, 500, 503],
   'POST /tickers/{symbol}/prices': [202, 400, 401, 403, 413, 415, 429, 500, 503],
   'GET /tickers/{symbol}/history': [200, 400, 500],
@@ -133,6 +135,7 @@ t.test('the document declares the security schemes, and each route its auth, tag
     'GET /streams/ticker/{channel}': streams,
     'GET /events': streams,
     'POST /rooms/{room}/messages': publish,
+    'PATCH /rooms/{room}/messages/{id}': publish,
     'DELETE /rooms/{room}/messages/{id}': publish,
     'POST /tickers/{symbol}/prices': publish,
     'GET /status': [{ serviceApiKey: [] }],
@@ -170,7 +173,7 @@ t.test('every status the gateway answers while provoked is documented for its ro
       jwtSecret: SECRET,
       serviceApiKeys: new Map([[API_KEY, 'importer']]),
       maxStreamsPerIdentity: 1,
-      publishRatePerIp: 12,
+      publishRatePerIp: 20,
     },
     bodyLimitBytes: 1024,
   });
@@ -220,13 +223,22 @@ t.test('every status the gateway answers while provoked is documented for its ro
   await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, JSON.stringify({ text: 'x'.repeat(2000) }), ann); // 413
   await request('POST /rooms/{room}/messages', `/rooms/${room}/messages`, { method: 'POST', headers: { 'content-type': 'application/xml', ...ann }, body: '<hi/>' }); // 415
   await post('POST /rooms/{room}/messages', `/rooms/${room}/messages`, '{"id":"m1","text":"hi"}', ann); // 202
+  const patch = (path: string, body: string, headers: Record<string, string>) =>
+    request('PATCH /rooms/{room}/messages/{id}', path, { method: 'PATCH', headers: { 'content-type': 'application/json', ...headers }, body });
+  await patch(`/rooms/${room}/messages/m1`, '{"text":"edited"}', ann); // 202
+  await patch(`/rooms/${room}/messages/m1`, '{"text":"edited"}', {}); // 401
+  await patch(`/rooms/${room}/messages/m1`, '{"text":"edited"}', bob); // 403
+  await patch(`/rooms/${room}/messages/never-posted`, '{"text":"edited"}', ann); // 404
+  await patch(`/rooms/${room}/messages/m1`, '{"text":""}', ann); // 400
   await request('DELETE /rooms/{room}/messages/{id}', `/rooms/${room}/messages/m1`, { method: 'DELETE', headers: service }); // 202
+  await until(() => gateway.app.dispatcher.messageEntry('room', room, 'm1')?.deletion != null, 10000, 'the delete consumed');
+  await patch(`/rooms/${room}/messages/m1`, '{"text":"edited"}', ann); // 409
   await request('DELETE /rooms/{room}/messages/{id}', `/rooms/${room}/messages/never-posted`, { method: 'DELETE', headers: service }); // 404
   await request('DELETE /rooms/{room}/messages/{id}', `/rooms/${room}/messages/m1`, { method: 'DELETE' }); // 401
   await post('POST /tickers/{symbol}/prices', '/tickers/BTC/prices', '{"price":-1,"currency":"USD"}', service); // 400
   await post('POST /tickers/{symbol}/prices', '/tickers/BTC/prices', '{"price":1,"currency":"USD"}', service); // 202
   let limited = 0;
-  for (let n = 0; n < 12 && limited !== 429; n++) {
+  for (let n = 0; n < 20 && limited !== 429; n++) {
     limited = (await post('POST /tickers/{symbol}/prices', '/tickers/BTC/prices', '{"price":1,"currency":"USD"}', service)).status;
   }
   t.equal(limited, 429, 'the per-IP publish limit was reached');
@@ -247,6 +259,7 @@ t.test('every status the gateway answers while provoked is documented for its ro
       'GET /tickers/{symbol}/events': [200, 429],
       'GET /events': [200, 400],
       'POST /rooms/{room}/messages': [202, 400, 401, 403, 413, 415],
+      'PATCH /rooms/{room}/messages/{id}': [202, 400, 401, 403, 404, 409],
       'DELETE /rooms/{room}/messages/{id}': [202, 401, 404],
       'POST /tickers/{symbol}/prices': [202, 400, 429],
       'GET /status': [200, 401],
@@ -285,15 +298,16 @@ t.test("each event type's data is a schema in the stream routes' 200 response, a
     body: JSON.stringify({ user: 'ann', text: 'hi' }),
   });
   const { id } = (await posted.json()) as { id: string };
+  await fetch(`${gateway.url}/rooms/${room}/messages/${id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"text":"hello"}' });
   await fetch(`${gateway.url}/rooms/${room}/messages/${id}`, { method: 'DELETE' });
   await fetch(`${gateway.url}/tickers/BTC/prices`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"price":1.5,"currency":"USD"}' });
-  const events = await stream.waitForEvents(3);
+  const events = await stream.waitForEvents(4);
   const schemas = frames('/events');
   for (const event of events) {
     const validate = ajv.compile(schemas.get(event.event ?? 'message').properties.data);
     t.ok(validate(JSON.parse(event.data)), `${event.event} ${event.data} matches its documented schema ${JSON.stringify(validate.errors)}`);
   }
-  t.same(events.map((event) => event.event), ['message', 'delete', 'price_update']);
+  t.same(events.map((event) => event.event), ['message', 'edit', 'delete', 'price_update']);
   const wrong = ajv.compile(schemas.get('message').properties.data);
   t.notOk(wrong({ room, id, user: 'ann', ts: 1 }), 'a message without its text does not match');
 });

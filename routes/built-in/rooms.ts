@@ -1,7 +1,8 @@
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
-import { ChatText, ChatUser, MessageId, chatDeleteRecord, chatMessageRecord } from '../../src/channels/contract.ts';
-import { channelKey, decodeRecord } from '../../src/channels/records.ts';
+import { ChatText, ChatUser, MessageId, chatDeleteRecord, chatEditRecord, chatMessageRecord } from '../../src/channels/contract.ts';
+import { channelKey, decodeRecord, editDedupId, MESSAGE_ID_PATTERN } from '../../src/channels/records.ts';
 import { partitionForKey } from '../../src/bus/partitioner.ts';
 import { MAX_CURSOR_LENGTH } from '../../src/connection/cursor.ts';
 import { httpError } from '../../plugins/errors.ts';
@@ -9,15 +10,29 @@ import { AcceptedReply, errorReplies, errorReply, PublisherId, RoomParams } from
 import { publishAuthReplies as authReplies, publishDocs as docs, publishing } from '../publish.ts';
 import { channelStream } from '../streams.ts';
 
-/** Longest a delete of a message this replica does not know yet waits for its consumer to catch up with the partition. */
+/** Longest a delete or an edit of a message this replica does not know yet waits for its consumer to catch up with the partition. */
 const CATCH_UP_TIMEOUT_MS = 2000;
 
 /** What the gateway knows of a message it is asked to modify, from Kafka alone. */
 type KnownMessage = { found: true; author: string | null; deletionEventId: string | null } | { found: false; reason: string };
 
+/** The `?eventId=` a delete or an edit may send to name a message older than the ledger's window. */
+const MessageLocator = Type.Object(
+  {
+    eventId: Type.Optional(Type.String({
+      minLength: 1,
+      maxLength: MAX_CURSOR_LENGTH,
+      pattern: '^[A-Za-z0-9_-]+$',
+      description: 'The `eventId` the post of this message answered (the SSE `id` of its `message` event in a single-room stream): lets the gateway read a message older than `HISTORY_MAX_AGE_MS` back from Kafka to learn its author.',
+    })),
+  },
+  { additionalProperties: false },
+);
+const MessageParams = Type.Object({ room: RoomParams.properties.room, id: MessageId });
+
 /**
  * The built-in chat kind's own routes: a room's stream at its historical path, and messages
- * posted and deleted with ownership (the author is the verified token's, README "Message
+ * posted, edited and deleted with ownership (the author is the verified token's, README "Message
  * ownership"). Publishing answers 202 only once Kafka acknowledged the record.
  */
 const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -121,23 +136,47 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return { found: true, author: decoded.event.author, deletionEventId: null };
   };
 
-  app.delete(
+  /**
+   * The message `id` of the room as the request may modify it (edit or delete): 404 (an
+   * httpError) when the gateway does not know it (see `findMessage`), 403 when it is not the
+   * requester's to modify (`authorizeModification`: its author, a moderator of the room, a service).
+   */
+  const modifiableMessage = async (request: FastifyRequest, room: string, id: string, eventId: string | undefined) => {
+    const message = await findMessage(room, id, eventId);
+    if (!message.found) throw httpError(404, message.reason);
+    app.authorizeModification(request, message.author);
+    return message;
+  };
+  const modification = [app.publishRateLimit.perIp, app.authorizePublishing('room', { moderation: true, param: 'room' }), app.publishRateLimit.perIdentity];
+  const whoMayModify = (verb: string) =>
+    `Only the message's author (the token whose \`sub\` posted it), a token whose \`moderate\` claim covers the room, or a service key may ${verb} it (403 for others; anyone with auth off). ` +
+    'The gateway knows the author of every message of the last `HISTORY_MAX_AGE_MS`; for an older one still in Kafka, send `?eventId=` with the event id its post answered. ' +
+    '404 for a message it does not know.';
+  const modificationRefusals = {
+    403: errorReply('The token does not grant publishing to or moderating the room, or the message is someone else\'s and the token does not moderate the room'),
+    404: errorReply('No such message: never posted in this room, or older than HISTORY_MAX_AGE_MS without an `eventId` pointing at it'),
+  };
+
+  app.patch(
     '/rooms/:room/messages/:id',
     {
       schema: {
-        summary: 'Delete a chat message (publishes a `delete` event)',
+        summary: 'Edit a chat message (publishes an `edit` event)',
         description:
-          'Only the message\'s author (the token whose `sub` posted it), a token whose `moderate` claim covers the room, or a service key may delete it (403 for others; anyone with auth off). ' +
-          'The gateway knows the author of every message of the last `HISTORY_MAX_AGE_MS`; for an older one still in Kafka, send `?eventId=` with the event id its post answered. ' +
-          '404 for a message it does not know. Safe to retry: deleting a message already deleted answers 202 with the first delete\'s event id.',
-        params: Type.Object({ room: RoomParams.properties.room, id: MessageId }),
-        querystring: Type.Object(
+          `${whoMayModify('edit')} ` +
+          'Answers once Kafka acknowledged the `edit` record; subscribers get `edit` `{room, id, text, ts}` after the message, in order. ' +
+          'Every edit is a new one; to retry one safely send the same `editId`: a repeat of (message, `editId`) within `DEDUP_WINDOW_MS` is not delivered again. ' +
+          '409 for a message already deleted.',
+        params: MessageParams,
+        querystring: MessageLocator,
+        body: Type.Object(
           {
-            eventId: Type.Optional(Type.String({
+            text: ChatText,
+            editId: Type.Optional(Type.String({
+              pattern: MESSAGE_ID_PATTERN,
               minLength: 1,
-              maxLength: MAX_CURSOR_LENGTH,
-              pattern: '^[A-Za-z0-9_-]+$',
-              description: 'The `eventId` the post of this message answered (the SSE `id` of its `message` event in a single-room stream): lets the gateway read a message older than `HISTORY_MAX_AGE_MS` back from Kafka to learn its author.',
+              maxLength: 64,
+              description: 'Your id for this edit (a UUID is a good choice): send it again when you retry after a 503 or a lost answer, and the edit is delivered once. Without it, each request is a new edit.',
             })),
           },
           { additionalProperties: false },
@@ -146,18 +185,45 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
           202: AcceptedReply,
           ...errorReplies,
           ...authReplies,
-          403: errorReply('The token does not grant publishing to or moderating the room, or the message is someone else\'s and the token does not moderate the room'),
-          404: errorReply('No such message: never posted in this room, or older than HISTORY_MAX_AGE_MS without an `eventId` pointing at it'),
+          ...modificationRefusals,
+          409: errorReply('The message was deleted: there is nothing left to edit'),
         },
         ...docs,
       },
-      preHandler: [app.publishRateLimit.perIp, app.authorizePublishing('room', { moderation: true, param: 'room' }), app.publishRateLimit.perIdentity],
+      preHandler: modification,
     },
     async (request, reply) => {
       const { room, id } = request.params;
-      const message = await findMessage(room, id, request.query.eventId);
-      if (!message.found) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: message.reason });
-      app.authorizeModification(request, message.author);
+      const message = await modifiableMessage(request, room, id, request.query.eventId);
+      const channel = channelKey('room', room);
+      const { text, editId } = request.body;
+      const dedupId = editId === undefined ? undefined : editDedupId(id, editId);
+      // A retry of an edit written before the delete still answers with that edit.
+      const written = dedupId === undefined ? undefined : app.dispatcher.firstRecordOf(channel, 'edit', dedupId);
+      if (written === undefined && message.deletionEventId !== null) {
+        return reply.code(409).send({ statusCode: 409, error: 'Conflict', message: `message "${id}" of room "${room}" was deleted: there is nothing to edit` });
+      }
+      const eventId = await publishOnce(channel, 'edit', dedupId, () => chatEditRecord(topics, room, { messageId: id, text, editId }));
+      return reply.code(202).send({ id, eventId });
+    },
+  );
+
+  app.delete(
+    '/rooms/:room/messages/:id',
+    {
+      schema: {
+        summary: 'Delete a chat message (publishes a `delete` event)',
+        description: `${whoMayModify('delete')} Safe to retry: deleting a message already deleted answers 202 with the first delete's event id.`,
+        params: MessageParams,
+        querystring: MessageLocator,
+        response: { 202: AcceptedReply, ...errorReplies, ...authReplies, ...modificationRefusals },
+        ...docs,
+      },
+      preHandler: modification,
+    },
+    async (request, reply) => {
+      const { room, id } = request.params;
+      const message = await modifiableMessage(request, room, id, request.query.eventId);
       // Already deleted: the same answer as the first delete, nothing written again.
       if (message.deletionEventId !== null) return reply.code(202).send({ id, eventId: message.deletionEventId });
       const eventId = await publishOnce(channelKey('room', room), 'delete', id, () => chatDeleteRecord(topics, room, id));

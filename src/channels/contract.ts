@@ -33,6 +33,12 @@ export const ChatMessageValue = Type.Object(
   { additionalProperties: true },
 );
 export const ChatDeleteValue = Type.Object({ id: MessageId }, { additionalProperties: true });
+/**
+ * An edit of message `id`: its new `text`. `editId` (optional, not forwarded) is the edit's own
+ * id for idempotent publishing: a repeat of (message id, edit id) is dropped, while edits
+ * without one are never taken for repeats (several edits of one message are not retries).
+ */
+export const ChatEditValue = Type.Object({ id: MessageId, text: ChatText, editId: Type.Optional(MessageId) }, { additionalProperties: true });
 export const PriceUpdateValue = Type.Object({ price: Price, currency: Currency }, { additionalProperties: true });
 
 /** The built-in kinds' topics (CHAT_TOPIC, TICKER_TOPIC). */
@@ -42,7 +48,7 @@ export interface Topics {
 }
 
 /**
- * Chat rooms: `message` and `delete`, cut-and-resume for slow clients (no chat message may be
+ * Chat rooms: `message`, `edit` and `delete`, cut-and-resume for slow clients (no chat message may be
  * skipped), messages owned by their `author` header (src/dispatch/message-ledger.ts). Published
  * through its own routes (routes/publish.ts), which set the author from the token.
  */
@@ -50,15 +56,16 @@ export function chatKind(topic: string): BuiltInKindDeclaration {
   return {
     name: 'room',
     topic,
-    description: "A chat room's messages and deletions",
+    description: "A chat room's messages, their edits and deletions",
     eventTypes: {
       message: { schema: ChatMessageValue, fields: ['id', 'user', 'text'], description: 'A chat message' },
+      edit: { schema: ChatEditValue, fields: ['id', 'text'], description: 'A chat message was edited: its new text' },
       delete: { schema: ChatDeleteValue, fields: ['id'], description: 'A chat message was deleted' },
     },
     slowClients: 'cut',
     access: { claim: 'rooms' },
     partitioning: 'murmur2',
-    ownership: { authorHeader: AUTHOR_HEADER, created: 'message', deleted: 'delete' },
+    ownership: { authorHeader: AUTHOR_HEADER, created: 'message', edited: 'edit', editIdField: 'editId', deleted: 'delete' },
   };
 }
 
@@ -125,6 +132,16 @@ export function chatMessageRecord(
 export function chatDeleteRecord(topics: Topics, room: string, messageId: string): OutgoingRecord {
   const value: Static<typeof ChatDeleteValue> = { id: messageId };
   return outgoing(topics.chat, room, 'delete', value);
+}
+
+/**
+ * An `edit` record of message `messageId`: its new text. `editId`, when the editor chose one, is
+ * written into the value so that a retry of the edit is dropped as a repeat (src/dispatch/dedup.ts).
+ */
+export function chatEditRecord(topics: Topics, room: string, edit: { messageId: string; text: string; editId?: string | undefined }): OutgoingRecord {
+  const value: Static<typeof ChatEditValue> = { id: edit.messageId, text: edit.text };
+  if (edit.editId !== undefined) value.editId = edit.editId;
+  return outgoing(topics.chat, room, 'edit', value);
 }
 
 export function priceUpdateRecord(

@@ -74,10 +74,24 @@ export interface ChannelKindDeclaration {
   partitioning?: 'murmur2' | 'any';
 }
 
+/**
+ * Messages with an owner (the built-in rooms): the header naming a message's author, and the
+ * event types that create, edit and delete a message, each naming it by its value's `id`.
+ * `editIdField`: the value field holding an edit's own id, which is what a repeat of an edit is
+ * judged by (src/dispatch/dedup.ts): the `id` names the message, which several edits share.
+ */
+export interface MessageOwnership {
+  authorHeader: string;
+  created: string;
+  edited: string;
+  editIdField: string;
+  deleted: string;
+}
+
 /** Declarations of the built-ins only: features their own routes need (message ownership). */
 export interface BuiltInKindDeclaration extends ChannelKindDeclaration {
-  /** The header naming a message's author, and the event types creating and deleting messages (src/dispatch/message-ledger.ts). */
-  ownership?: { authorHeader: string; created: string; deleted: string };
+  /** The header naming a message's author, and the event types creating, editing and deleting messages (src/dispatch/message-ledger.ts). */
+  ownership?: MessageOwnership;
 }
 
 export interface EventType {
@@ -103,7 +117,7 @@ export interface ChannelKind {
   publicPatterns: readonly string[];
   claim: string;
   partitioning: 'murmur2' | 'any';
-  ownership: { authorHeader: string; created: string; deleted: string } | undefined;
+  ownership: MessageOwnership | undefined;
   /**
    * The kind's number inside SSE ids (src/connection/cursor.ts): 0 and 1 for the built-ins,
    * derived from the topic name for declared kinds, so reordering the file changes no id.

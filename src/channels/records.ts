@@ -16,6 +16,14 @@ const MESSAGE_ID = new RegExp(MESSAGE_ID_PATTERN);
 /** Longest author the contract admits: the longest `sub` a token may carry (src/auth/claims.ts). */
 export const MAX_AUTHOR_LENGTH = 256;
 
+/**
+ * The id by which a repeat of an edit is judged: the message id and the edit's own id, joined by
+ * `/`, which no message id holds (MESSAGE_ID_PATTERN), so two pairs never give the same key.
+ */
+export function editDedupId(messageId: string, editId: string): string {
+  return `${messageId}/${editId}`;
+}
+
 /** The hub's and history's key of a channel: its kind's name and its own, e.g. `room:lobby`. */
 export function channelKey(kind: string, name: string): string {
   return `${kind}:${name}`;
@@ -37,6 +45,13 @@ export interface DecodedEvent {
    * a repeat of it in the channel shortly after is dropped (src/dispatch/dedup.ts).
    */
   messageId: string | undefined;
+  /**
+   * What a repeat of this record is judged by (src/dispatch/dedup.ts, with the channel and the
+   * type): the message id, except for an edit of an owned message, which shares the message's
+   * id with every other edit of it: `editDedupId(id, editId)` when the value carries a valid
+   * edit id, else undefined (an edit without one is never a repeat).
+   */
+  dedupId: string | undefined;
   /**
    * Who wrote it, for kinds with message ownership: the author header when it keeps to the
    * contract (1 to MAX_AUTHOR_LENGTH characters), else null. Null for every other event.
@@ -88,6 +103,11 @@ export function decodeRecord(record: BusRecord, registry: ChannelRegistry): Deco
   const fields = value as Record<string, unknown>;
   const messageId = typeof fields.id === 'string' && MESSAGE_ID.test(fields.id) ? fields.id : undefined;
   const ownership = kind.ownership;
+  let dedupId = messageId;
+  if (ownership !== undefined && typeName === ownership.edited) {
+    const editId = fields[ownership.editIdField];
+    dedupId = messageId !== undefined && typeof editId === 'string' && MESSAGE_ID.test(editId) ? editDedupId(messageId, editId) : undefined;
+  }
   return {
     ok: true,
     event: {
@@ -98,6 +118,7 @@ export function decodeRecord(record: BusRecord, registry: ChannelRegistry): Deco
       data: eventData(kind, name, type, fields, record.timestamp),
       timestamp: record.timestamp,
       messageId,
+      dedupId,
       author: ownership !== undefined && typeName === ownership.created ? authorOf(record, ownership.authorHeader) : null,
     },
   };

@@ -21,6 +21,13 @@ export interface ChatMessageEvent {
   text: string;
   ts: number;
 }
+/** A message's new text; `ts` is when it was edited (the edit record's Kafka timestamp). */
+export interface ChatEditEvent {
+  room: string;
+  id: string;
+  text: string;
+  ts: number;
+}
 export interface ChatDeleteEvent {
   room: string;
   id: string;
@@ -40,6 +47,7 @@ export interface ResetEvent {
 /** The built-in kinds' events (rooms and tickers), by their SSE `event:` name. */
 export interface BuiltInEvents {
   message: ChatMessageEvent;
+  edit: ChatEditEvent;
   delete: ChatDeleteEvent;
   price_update: PriceUpdateEvent;
 }

@@ -67,7 +67,10 @@ class PartitionIds {
 export const DEFAULT_DEDUP_MAX_IDS = 200_000;
 export const DEFAULT_DEDUP_MAX_SKIPPED_OFFSETS = 100_000;
 
-/** The id key of a record: what two records must share to be one message. */
+/**
+ * The id key of a record: what two records must share to be one message (for an edit, one
+ * edit: its `messageId` here is `editDedupId(message id, edit id)`, src/channels/records.ts).
+ */
 export function dedupKey(channel: string, type: string, messageId: string): string {
   // Neither a channel nor an event type nor a message id can hold a line break.
   return `${channel}\n${type}\n${messageId}`;

@@ -181,7 +181,8 @@ export class Dispatcher implements BusConsumer {
   }
 
   /**
-   * Where the first record of message id `messageId` of this type in the channel is, when this
+   * Where the first record of id `messageId` (a record's `dedupId`: the message id, or for an
+   * edit `editDedupId(message id, edit id)`) of this type in the channel is, when this
    * replica consumed one within the dedup window before `now`: a publish retry answers with it
    * instead of writing again. Undefined when unknown (not yet consumed, or outside the window).
    */
@@ -285,9 +286,9 @@ export class Dispatcher implements BusConsumer {
       return;
     }
     const { event } = decoded;
-    if (event.messageId !== undefined && this.#dedup.judge(slot, record.partition, dedupKey(event.channel, event.type, event.messageId), offset, record.timestamp)) {
+    if (event.dedupId !== undefined && this.#dedup.judge(slot, record.partition, dedupKey(event.channel, event.type, event.dedupId), offset, record.timestamp)) {
       this.stats.duplicatesSkipped += 1;
-      this.#logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, id: event.messageId }, 'skipped the repeat of a message id');
+      this.#logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, id: event.dedupId }, 'skipped the repeat of a message id');
       return;
     }
     const ownership = event.kind.ownership;

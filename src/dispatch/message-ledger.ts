@@ -1,6 +1,8 @@
 /**
  * Message ownership: who wrote each recent chat message, learnt where records are consumed, so
- * that a delete (or, later, an edit) is judged from Kafka alone and never from the request.
+ * that an edit or a delete is judged from Kafka alone and never from the request. Edits change
+ * no entry: they neither transfer a message nor end it (an edit of a deleted one is refused by
+ * its route, from `deletion`).
  *
  * Every replica feeds it the same records in the same partition order (its live records and
  * its warm-up read from `HISTORY_MAX_AGE_MS` back), so every replica, one started after the

@@ -185,10 +185,17 @@ if (noChromium !== false) {
     await waitForText(onB, 'hello from replica B');
     t.same(await messageTexts(onA), ['hello from replica A', 'hello from replica B']);
     t.same(await messageTexts(onB), ['hello from replica A', 'hello from replica B']);
-    t.equal(await onA.locator('#messages li').nth(0).locator('button').count(), 1, 'ann may delete her own message');
+    t.same(await onA.locator('#messages li').nth(0).locator('button').allTextContents(), ['edit', 'delete'], 'ann may edit and delete her own message');
     t.equal(await onA.locator('#messages li').nth(1).locator('button').count(), 0, "but not bob's");
 
-    await onA.locator('#messages li').nth(0).locator('button').click();
+    onA.once('dialog', (dialog) => void dialog.accept('hello, edited'));
+    await onA.locator('#messages li').nth(0).locator('button.edit').click();
+    await waitForText(onB, 'hello, edited');
+    t.same(await messageTexts(onB), ['hello, edited', 'hello from replica B'], "ann's edit reaches bob's page on the other replica");
+    t.same(await onB.locator('#messages li .edited').allTextContents(), ['edited'], 'marked "edited"');
+    await onA.locator('#messages li .edited').waitFor();
+
+    await onA.locator('#messages li').nth(0).locator('button.delete').click();
     await onB.locator('#messages li').nth(1).waitFor({ state: 'detached' });
     t.same(await messageTexts(onB), ['hello from replica B'], "ann's delete reaches bob's page on the other replica");
     await screenshot(onA, 'two-replicas-page-a');
