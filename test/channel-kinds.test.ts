@@ -56,7 +56,7 @@ t.test('the typed client streams a declared kind, alone and beside a room', asyn
   t.same(
     status.channels.kinds,
     [
-      { name: 'room', topic: 'chat', builtIn: true, eventTypes: ['message', 'delete', 'edit'], publishable: [], slowClients: 'cut' },
+      { name: 'room', topic: 'chat', builtIn: true, eventTypes: ['message', 'edit', 'delete'], publishable: [], slowClients: 'cut' },
       { name: 'ticker', topic: 'ticker', builtIn: true, eventTypes: ['price_update'], publishable: [], slowClients: 'conflate' },
       { name: 'orders', topic: 'orders', builtIn: false, eventTypes: ['created'], publishable: ['created'], slowClients: 'cut' },
     ],
