@@ -660,7 +660,7 @@ async function saturation(name: ServerName, cpuProfileDir?: string): Promise<Rec
   );
 }
 
-async function idle(name: ServerName): Promise<Record<string, unknown>> {
+async function idle(name: ServerName, cpuProfileDir?: string): Promise<Record<string, unknown>> {
   return await withServerAndClient(name, settings.idleStreams, 'idle', async (server, _client, _rooms, connect, rssBefore) => {
     await sleep(3000);
     const after = server.sample();
@@ -676,7 +676,7 @@ async function idle(name: ServerName): Promise<Record<string, unknown>> {
     };
     log(`${name} idle: ${result.streams} streams in ${result.establishMs} ms, ${result.rssPerStreamKB} KB/stream`);
     return result;
-  });
+  }, cpuProfileDir ? { cpuProfileDir } : {});
 }
 
 async function latency(name: ServerName): Promise<Record<string, unknown>> {
@@ -1468,6 +1468,18 @@ async function main(): Promise<void> {
     if (file) {
       results.profile = summariseProfile(join(dir, file), 15);
       results.profileFile = [join(dir, file)];
+    }
+  }
+  if (profile && settings.scenarios.includes('idle')) {
+    // What opening a stream costs: the gateway's whole life under the profiler, startup included
+    // (bench/profile-summary.ts --inclusive separates the stream-opening path).
+    const dir = mkdtempSync(join(tmpdir(), 'bench-cpuprof-idle-'));
+    log(`profiling gateway-memory opening ${settings.idleStreams} idle streams into ${dir}`);
+    await attempt('profiledIdle', () => idle('gateway-memory', dir));
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (file) {
+      results.idleProfile = summariseProfile(join(dir, file), 25);
+      results.idleProfileFile = [join(dir, file)];
     }
   }
   const machine = {

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import type { onResponseHookHandler } from 'fastify';
 import { Type } from '@fastify/type-provider-typebox';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { BUS_CLIENT_ERROR_KINDS } from '../src/bus/types.ts';
@@ -195,12 +196,30 @@ export default fp(
       buckets: PUBLISH_BUCKETS,
       registers,
     });
-    app.addHook('onResponse', async (request, reply) => {
-      const route = request.routeOptions.url;
-      if (route === undefined || !PUBLISH_ROUTES.has(`${request.method} ${route}`)) return;
-      const labels = { method: request.method, route, status: String(reply.statusCode) };
-      publishRequests.inc(labels);
-      if (BUS_OUTCOME_STATUSES.has(reply.statusCode)) publishDuration.observe(labels, reply.elapsedTime / 1000);
+    // On the publish routes only, as they are declared (they are registered after this plugin):
+    // a hook on every request would cost every other request a promise and a route lookup.
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      for (const method of methods) {
+        if (!PUBLISH_ROUTES.has(`${method} ${route.url}`)) continue;
+        // One labelled child per status, made on its first use: prom-client hashes the labels of
+        // every `inc({...})` otherwise.
+        const byStatus = new Map<number, { requests: Counter.Internal; duration: Histogram.Internal<'method' | 'route' | 'status'> }>();
+        const countAnswer: onResponseHookHandler = (request, reply, done) => {
+          const status = reply.statusCode;
+          let children = byStatus.get(status);
+          if (children === undefined) {
+            const labels = { method: request.method, route: route.url, status: String(status) };
+            children = { requests: publishRequests.labels(labels), duration: publishDuration.labels(labels) };
+            byStatus.set(status, children);
+          }
+          children.requests.inc();
+          if (BUS_OUTCOME_STATUSES.has(status)) children.duration.observe(reply.elapsedTime / 1000);
+          done();
+        };
+        const existing = route.onResponse === undefined ? [] : Array.isArray(route.onResponse) ? route.onResponse : [route.onResponse];
+        route.onResponse = [...existing, countAnswer];
+      }
     });
 
     app.get(
