@@ -13,6 +13,7 @@
  *
  * The gateway runs as production does (`node dist/server.js`, built first unless
  * BENCH_SKIP_BUILD=1), LOG_LEVEL=warn, with its rate limiting, auth plugin and metrics on; the
+ * BENCH_GATEWAY_DIST names another build to measure (a `dist/` directory); the
  * per-address limits are raised (as in `npm run bench`) so that the load, from one address, is
  * not refused. `--cpu-prof` also runs one more round of the gateway under V8's profiler and
  * prints where the time goes (self time by function, and by package).
@@ -89,6 +90,8 @@ interface Server {
   port: number;
   child: ChildProcess;
   cpuSeconds(): number;
+  /** CPU seconds of the process's main thread (JavaScript) alone; the rest is GC helpers, libuv's pool… */
+  mainThreadCpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -101,7 +104,7 @@ async function startServer(name: string, options: { cpuProfileDir?: string } = {
   if (name === 'gateway') {
     // The load comes from one address: the per-address guards would refuse it.
     Object.assign(env, { MAX_STREAMS_PER_IP: '1000000', PUBLISH_RATE_PER_IP: '1000000', PUBLISH_RATE_PER_IDENTITY: '1000000' });
-    script = join(ROOT, 'dist', 'server.js');
+    script = join(process.env.BENCH_GATEWAY_DIST ?? join(ROOT, 'dist'), 'server.js');
   } else if (name === 'bare-fastify') {
     script = bareFastifyModule();
   } else {
@@ -123,6 +126,7 @@ async function startServer(name: string, options: { cpuProfileDir?: string } = {
     port,
     child,
     cpuSeconds: () => sampleProcess(child.pid!).cpuSeconds,
+    mainThreadCpuSeconds: () => threadCpuSeconds(child.pid!, child.pid!),
     stop: async () => {
       child.kill('SIGTERM');
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -132,6 +136,17 @@ async function startServer(name: string, options: { cpuProfileDir?: string } = {
       children.delete(child);
     },
   };
+}
+
+/** CPU seconds (user + system) of one thread of a process, from /proc/<pid>/task/<tid>/stat. */
+function threadCpuSeconds(pid: number, tid: number): number {
+  try {
+    const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 /** The bytes of request `index` of a kind, as a client would send them. */
@@ -210,6 +225,8 @@ interface Measurement {
   cpuSeconds: number;
   wallMs: number;
   cpuMicrosPerRequest: number;
+  /** Of which on the main (JavaScript) thread. */
+  mainThreadCpuMicrosPerRequest: number;
 }
 
 async function measure(server: Server, kind: string, round: number, offset: number): Promise<Measurement> {
@@ -217,12 +234,14 @@ async function measure(server: Server, kind: string, round: number, offset: numb
   // Let the warm-up's garbage and timers settle before the measured stretch.
   await sleep(300);
   const cpuBefore = server.cpuSeconds();
+  const mainBefore = server.mainThreadCpuSeconds();
   const started = performance.now();
   const statuses = await drive(server.port, kind, settings.requests, offset + settings.warmup);
   const wallMs = performance.now() - started;
   // The last answers' follow-up work (a bus batch, the onResponse hooks) belongs to them.
   await sleep(50);
   const cpuSeconds = server.cpuSeconds() - cpuBefore;
+  const mainSeconds = server.mainThreadCpuSeconds() - mainBefore;
   return {
     server: server.name,
     kind,
@@ -232,6 +251,7 @@ async function measure(server: Server, kind: string, round: number, offset: numb
     cpuSeconds: Math.round(cpuSeconds * 100) / 100,
     wallMs: Math.round(wallMs),
     cpuMicrosPerRequest: Math.round((cpuSeconds * 1e6) / settings.requests),
+    mainThreadCpuMicrosPerRequest: Math.round((mainSeconds * 1e6) / settings.requests),
   };
 }
 
@@ -278,7 +298,7 @@ async function main(): Promise<void> {
         for (const name of settings.servers) {
           const result = await measure(running.get(name)!, kind, round, offset);
           offset += settings.warmup + settings.requests;
-          log(`round ${round} ${kind} ${name}: ${result.cpuMicrosPerRequest} µs CPU/request (${JSON.stringify(result.statuses)}, ${result.wallMs} ms)`);
+          log(`round ${round} ${kind} ${name}: ${result.cpuMicrosPerRequest} µs CPU/request, ${result.mainThreadCpuMicrosPerRequest} on the main thread (${JSON.stringify(result.statuses)}, ${result.wallMs} ms)`);
           measurements.push(result);
         }
       }
@@ -297,21 +317,25 @@ async function main(): Promise<void> {
     }
   }
 
-  let profileResult: Record<string, unknown> | undefined;
-  if (profile && settings.servers.includes('gateway')) {
-    const dir = mkdtempSync(join(tmpdir(), 'publish-cost-cpuprof-'));
-    log(`profiling the gateway into ${dir}`);
-    const server = await startServer('gateway', { cpuProfileDir: dir });
-    try {
-      for (const kind of settings.kinds) {
-        await measure(server, kind, 0, offset);
-        offset += settings.warmup + settings.requests;
+  // One more round of each server under V8's profiler (startup included; see
+  // `bench/profile-summary.ts --inclusive --within=parserOnIncoming` for the request path alone).
+  const profiles: Record<string, unknown> = {};
+  if (profile) {
+    for (const name of settings.servers) {
+      const dir = mkdtempSync(join(tmpdir(), `publish-cost-cpuprof-${name}-`));
+      log(`profiling ${name} into ${dir}`);
+      const server = await startServer(name, { cpuProfileDir: dir });
+      try {
+        for (const kind of settings.kinds) {
+          await measure(server, kind, 0, offset);
+          offset += settings.warmup + settings.requests;
+        }
+      } finally {
+        await server.stop();
       }
-    } finally {
-      await server.stop();
+      const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+      if (file) profiles[name] = { file: join(dir, file), top: summariseProfile(join(dir, file), 40), byPackage: byPackage(join(dir, file)) };
     }
-    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-    if (file) profileResult = { file: join(dir, file), top: summariseProfile(join(dir, file), 40), byPackage: byPackage(join(dir, file)) };
   }
 
   const machine = {
@@ -325,12 +349,12 @@ async function main(): Promise<void> {
   const lines = ['request | server | µs CPU per request (median) | rounds | × bare Fastify', '--- | --- | ---: | --- | ---:'];
   for (const row of summary) lines.push(`${row.kind} | ${row.server} | ${row.cpuMicrosPerRequestMedian} | ${(row.rounds as number[]).join(', ')} | ${row.vsBareFastify ?? ''}`);
   process.stdout.write(`${lines.join('\n')}\n\n`);
-  if (profileResult) {
-    process.stdout.write('gateway profile, self time by package:\n');
-    for (const row of profileResult.byPackage as Array<{ package: string; selfPercent: number }>) process.stdout.write(`${row.selfPercent.toFixed(1).padStart(6)}%  ${row.package}\n`);
+  for (const [name, result] of Object.entries(profiles)) {
+    process.stdout.write(`${name} profile, self time by package:\n`);
+    for (const row of (result as { byPackage: Array<{ package: string; selfPercent: number }> }).byPackage) process.stdout.write(`${row.selfPercent.toFixed(1).padStart(6)}%  ${row.package}\n`);
     process.stdout.write('\n');
   }
-  process.stdout.write(`${JSON.stringify({ startedAt: startedAt.toISOString(), machine, settings, summary, measurements, profile: profileResult }, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify({ startedAt: startedAt.toISOString(), machine, settings, summary, measurements, profiles }, null, 2)}\n`);
 }
 
 try {

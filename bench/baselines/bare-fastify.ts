@@ -42,3 +42,5 @@ app.post(
 );
 
 await app.listen({ port: Number(process.env.PORT ?? 3000), host: process.env.HOST ?? '127.0.0.1' });
+// A clean exit on SIGTERM, so that `node --cpu-prof` writes its profile.
+process.once('SIGTERM', () => void app.close().then(() => process.exit(0)));
