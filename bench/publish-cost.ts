@@ -13,7 +13,8 @@
  *
  * The gateway runs as production does (`node dist/server.js`, built first unless
  * BENCH_SKIP_BUILD=1), LOG_LEVEL=warn, with its rate limiting, auth plugin and metrics on; the
- * BENCH_GATEWAY_DIST names another build to measure (a `dist/` directory); the
+ * BENCH_GATEWAY_DIST names another build to measure (a `dist/` directory), and a server
+ * `gateway:<dist directory>` in BENCH_SERVERS adds one beside it (before/after in one run); the
  * per-address limits are raised (as in `npm run bench`) so that the load, from one address, is
  * not refused. `--cpu-prof` also runs one more round of the gateway under V8's profiler and
  * prints where the time goes (self time by function, and by package).
@@ -101,14 +102,15 @@ async function startServer(name: string, options: { cpuProfileDir?: string } = {
   delete env.KAFKA_BROKERS;
   const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
   let script: string;
-  if (name === 'gateway') {
+  if (name === 'gateway' || name.startsWith('gateway:')) {
     // The load comes from one address: the per-address guards would refuse it.
     Object.assign(env, { MAX_STREAMS_PER_IP: '1000000', PUBLISH_RATE_PER_IP: '1000000', PUBLISH_RATE_PER_IDENTITY: '1000000' });
-    script = join(process.env.BENCH_GATEWAY_DIST ?? join(ROOT, 'dist'), 'server.js');
+    const dist = name.startsWith('gateway:') ? name.slice('gateway:'.length) : (process.env.BENCH_GATEWAY_DIST ?? join(ROOT, 'dist'));
+    script = join(dist, 'server.js');
   } else if (name === 'bare-fastify') {
     script = bareFastifyModule();
   } else {
-    throw new Error(`unknown server ${name} (gateway, bare-fastify)`);
+    throw new Error(`unknown server ${name} (gateway, gateway:<dist directory>, bare-fastify)`);
   }
   const child = spawn(process.execPath, [...nodeArgs, script], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   children.add(child);
@@ -117,7 +119,7 @@ async function startServer(name: string, options: { cpuProfileDir?: string } = {
     if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
     const status = await fetch(`http://127.0.0.1:${port}/readyz`).then((response) => response.status, () => 0);
     // The bare app has no /readyz: its 404 says it listens.
-    if (status === 200 || (name !== 'gateway' && status === 404)) break;
+    if (status === 200 || (name === 'bare-fastify' && status === 404)) break;
     if (Date.now() > deadline) throw new Error(`${name} did not start`);
     await sleep(100);
   }
@@ -322,7 +324,7 @@ async function main(): Promise<void> {
   const profiles: Record<string, unknown> = {};
   if (profile) {
     for (const name of settings.servers) {
-      const dir = mkdtempSync(join(tmpdir(), `publish-cost-cpuprof-${name}-`));
+      const dir = mkdtempSync(join(tmpdir(), `publish-cost-cpuprof-${name.replace(/[^A-Za-z0-9-]/g, "_")}-`));
       log(`profiling ${name} into ${dir}`);
       const server = await startServer(name, { cpuProfileDir: dir });
       try {
