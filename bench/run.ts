@@ -572,19 +572,28 @@ async function withServerAndClient<T>(
   name: ServerName,
   streams: number,
   roomPrefix: string,
-  body: (server: RunningServer, client: LoadClient, rooms: string[], connect: { established: number; failed: number; httpErrors: number; ms: number }, rssBefore: number) => Promise<T>,
+  body: (
+    server: RunningServer,
+    client: LoadClient,
+    rooms: string[],
+    connect: { established: number; failed: number; httpErrors: number; ms: number },
+    rssBefore: number,
+    /** Server CPU seconds before the streams were opened, and just after they all were. */
+    cpu: { before: number; connected: number },
+  ) => Promise<T>,
   serverOptions: { cpuProfileDir?: string } = {},
 ): Promise<T> {
   const server = await startServer(name, serverOptions);
   let client: LoadClient | undefined;
   try {
     await sleep(500);
-    const rssBefore = server.sample().rssBytes;
+    const before = server.sample();
     const rooms = roomNames(roomPrefix);
     client = new LoadClient(loadClientBinary(), server.port, rooms, streams);
     const connect = await client.connected();
+    const connectedCpu = server.sample().cpuSeconds;
     log(`${name}: ${connect.established}/${streams} streams in ${connect.ms.toFixed(0)} ms (${connect.failed} failed)`);
-    return await body(server, client, rooms, connect, rssBefore);
+    return await body(server, client, rooms, connect, before.rssBytes, { before: before.cpuSeconds, connected: connectedCpu });
   } finally {
     await client?.stop();
     await server.stop();
@@ -661,7 +670,7 @@ async function saturation(name: ServerName, cpuProfileDir?: string): Promise<Rec
 }
 
 async function idle(name: ServerName, cpuProfileDir?: string): Promise<Record<string, unknown>> {
-  return await withServerAndClient(name, settings.idleStreams, 'idle', async (server, _client, _rooms, connect, rssBefore) => {
+  return await withServerAndClient(name, settings.idleStreams, 'idle', async (server, _client, _rooms, connect, rssBefore, cpu) => {
     await sleep(3000);
     const after = server.sample();
     const result = {
@@ -669,12 +678,15 @@ async function idle(name: ServerName, cpuProfileDir?: string): Promise<Record<st
       streams: connect.established,
       connectFailed: connect.failed,
       establishMs: round(connect.ms, 0),
+      // What opening a stream costs the server, whatever share of the cores it got (the wall
+      // time to establish is mostly scheduling on a loaded machine; this is not).
+      serverCpuMicrosPerStream: round(((cpu.connected - cpu.before) * 1e6) / Math.max(connect.established, 1), 0),
       rssBeforeMB: round(rssBefore / 2 ** 20, 1),
       rssAfterMB: round(after.rssBytes / 2 ** 20, 1),
       rssPerStreamKB: round((after.rssBytes - rssBefore) / 1024 / Math.max(connect.established, 1), 2),
       rssTotalPerStreamKB: round(after.rssBytes / 1024 / Math.max(connect.established, 1), 2),
     };
-    log(`${name} idle: ${result.streams} streams in ${result.establishMs} ms, ${result.rssPerStreamKB} KB/stream`);
+    log(`${name} idle: ${result.streams} streams in ${result.establishMs} ms (${result.serverCpuMicrosPerStream} µs server CPU each), ${result.rssPerStreamKB} KB/stream`);
     return result;
   }, cpuProfileDir ? { cpuProfileDir } : {});
 }
@@ -1361,8 +1373,8 @@ function report(results: Record<string, any[]>): string {
     out.push(`idle streams: ${settings.idleStreams}`);
     out.push(
       table([
-        ['server', 'streams', 'failed', 'establish ms', 'RSS before MB', 'RSS after MB', 'KB/stream (delta)', 'KB/stream (total)'],
-        ...idleRows.map((r) => [r.server, r.streams, r.connectFailed, r.establishMs, r.rssBeforeMB, r.rssAfterMB, r.rssPerStreamKB, r.rssTotalPerStreamKB]),
+        ['server', 'streams', 'failed', 'establish ms', 'server CPU µs/stream', 'RSS before MB', 'RSS after MB', 'KB/stream (delta)', 'KB/stream (total)'],
+        ...idleRows.map((r) => [r.server, r.streams, r.connectFailed, r.establishMs, r.serverCpuMicrosPerStream, r.rssBeforeMB, r.rssAfterMB, r.rssPerStreamKB, r.rssTotalPerStreamKB]),
       ]),
     );
     out.push('');
