@@ -45,6 +45,7 @@ export class CountingHistogram {
   readonly #counts: Float64Array;
   #sum = 0;
   #count = 0;
+  #cleared = false;
 
   constructor(readonly name: string, readonly help: string, buckets: readonly number[], registry: Registry) {
     this.#bounds = [...buckets].sort((a, b) => a - b);
@@ -61,17 +62,21 @@ export class CountingHistogram {
     this.#counts[index]! += 1;
     this.#sum += value;
     this.#count += 1;
+    this.#cleared = false;
   }
 
+  /** As prom-client's: no series at all until the next observation (before the first one, zeros). */
   reset(): void {
     this.#counts.fill(0);
     this.#sum = 0;
     this.#count = 0;
+    this.#cleared = true;
   }
 
   /** The shape prom-client's registry formats (what its own Histogram's get() returns). */
   get(): { name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> } {
     const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+    if (this.#cleared) return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
     let cumulative = 0;
     this.#bounds.forEach((bound, index) => {
       cumulative += this.#counts[index]!;
