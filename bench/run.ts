@@ -67,6 +67,8 @@ const settings = {
   latencyDeliveries: envNumber('BENCH_LATENCY_DELIVERIES', 20_000, 1_000),
   ingestRecords: envNumber('BENCH_INGEST_RECORDS', 200_000, 20_000),
   connsPerWorker: envNumber('BENCH_CONNS_PER_WORKER', 9_500, 9_500),
+  /** Connects each load worker keeps in flight while opening its streams (a reconnect storm: as many as it has). */
+  maxPending: envNumber('BENCH_MAX_PENDING', 200, 200),
   maxSeconds: envNumber('BENCH_MAX_S', 1_500, 300),
   servers: (process.env.BENCH_SERVERS ?? 'gateway-memory,gateway-kafka,talk,nchan').split(',').filter(Boolean),
   scenarios: (process.env.BENCH_SCENARIOS ?? 'saturation,idle,latency,ingest').split(',').filter(Boolean),
@@ -257,7 +259,7 @@ class LoadClient {
     for (let i = 0; i < workerCount; i++) {
       const conns = Math.floor(streams / workerCount) + (i < streams % workerCount ? 1 : 0);
       const args = ['--port', String(port), '--conns', String(conns), '--rooms', rooms.join(','), '--offset', String(offset)];
-      args.push('--src', `127.0.0.${2 + ((srcBase - 2 + i) % 250)}`, '--max-pending', '200', '--deadline-s', String(settings.maxSeconds));
+      args.push('--src', `127.0.0.${2 + ((srcBase - 2 + i) % 250)}`, '--max-pending', String(settings.maxPending), '--deadline-s', String(settings.maxSeconds));
       if (options.path !== undefined) args.push('--path', options.path);
       this.workers.push(new LoadWorker(binary, args, this.#onProgress));
       offset += conns;
