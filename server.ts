@@ -3,6 +3,7 @@ import closeWithGrace from 'close-with-grace';
 import { buildApp, loggerOptions } from './app.ts';
 import { ConfigError, likelyMistypedSettings, loadConfig, type Config } from './src/config.ts';
 import { describeKafkaConnection, isUnrecoverableKafkaError } from './src/bus/kafka-connection.ts';
+import { effectiveListenBacklog, readSomaxconn, SOMAXCONN_PATH } from './src/listen-backlog.ts';
 
 function configOrExit(): Config {
   try {
@@ -44,7 +45,16 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger: app.log }, async ({ si
   await app.close();
 });
 
-await app.listen({ port: config.port, host: config.host });
+await app.listen({ port: config.port, host: config.host, backlog: config.listenBacklog });
+
+const backlog = effectiveListenBacklog(config.listenBacklog, readSomaxconn());
+if (backlog.clipped) {
+  app.log.warn(
+    { requested: config.listenBacklog, effective: backlog.effective },
+    `LISTEN_BACKLOG=${config.listenBacklog} is capped by the kernel at ${backlog.effective} (${SOMAXCONN_PATH}): ` +
+      `raise net.core.somaxconn (sysctl -w net.core.somaxconn=${config.listenBacklog}) for the larger queue to take effect`,
+  );
+}
 
 if (config.kafkaBrokers !== null) {
   const security = config.kafkaSecurity;

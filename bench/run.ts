@@ -67,6 +67,8 @@ const settings = {
   latencyDeliveries: envNumber('BENCH_LATENCY_DELIVERIES', 20_000, 1_000),
   ingestRecords: envNumber('BENCH_INGEST_RECORDS', 200_000, 20_000),
   connsPerWorker: envNumber('BENCH_CONNS_PER_WORKER', 9_500, 9_500),
+  /** Connects each load worker keeps in flight while opening its streams (a reconnect storm: as many as it has). */
+  maxPending: envNumber('BENCH_MAX_PENDING', 200, 200),
   maxSeconds: envNumber('BENCH_MAX_S', 1_500, 300),
   servers: (process.env.BENCH_SERVERS ?? 'gateway-memory,gateway-kafka,talk,nchan').split(',').filter(Boolean),
   scenarios: (process.env.BENCH_SCENARIOS ?? 'saturation,idle,latency,ingest').split(',').filter(Boolean),
@@ -262,7 +264,7 @@ class LoadClient {
     for (let i = 0; i < workerCount; i++) {
       const conns = Math.floor(streams / workerCount) + (i < streams % workerCount ? 1 : 0);
       const args = ['--port', String(port), '--conns', String(conns), '--rooms', rooms.join(','), '--offset', String(offset)];
-      args.push('--src', `127.0.0.${2 + ((srcBase - 2 + i) % 250)}`, '--max-pending', '200', '--deadline-s', String(settings.maxSeconds));
+      args.push('--src', `127.0.0.${2 + ((srcBase - 2 + i) % 250)}`, '--max-pending', String(settings.maxPending), '--deadline-s', String(settings.maxSeconds));
       if (options.path !== undefined) args.push('--path', options.path);
       this.workers.push(new LoadWorker(binary, args, this.#onProgress));
       offset += conns;
@@ -579,19 +581,28 @@ async function withServerAndClient<T>(
   name: ServerName,
   streams: number,
   roomPrefix: string,
-  body: (server: RunningServer, client: LoadClient, rooms: string[], connect: { established: number; failed: number; httpErrors: number; ms: number }, rssBefore: number) => Promise<T>,
+  body: (
+    server: RunningServer,
+    client: LoadClient,
+    rooms: string[],
+    connect: { established: number; failed: number; httpErrors: number; ms: number },
+    rssBefore: number,
+    /** Server CPU seconds before the streams were opened, and just after they all were. */
+    cpu: { before: number; connected: number },
+  ) => Promise<T>,
   serverOptions: { cpuProfileDir?: string } = {},
 ): Promise<T> {
   const server = await startServer(name, serverOptions);
   let client: LoadClient | undefined;
   try {
     await sleep(500);
-    const rssBefore = server.sample().rssBytes;
+    const before = server.sample();
     const rooms = roomNames(roomPrefix);
     client = new LoadClient(loadClientBinary(), server.port, rooms, streams);
     const connect = await client.connected();
+    const connectedCpu = server.sample().cpuSeconds;
     log(`${name}: ${connect.established}/${streams} streams in ${connect.ms.toFixed(0)} ms (${connect.failed} failed)`);
-    return await body(server, client, rooms, connect, rssBefore);
+    return await body(server, client, rooms, connect, before.rssBytes, { before: before.cpuSeconds, connected: connectedCpu });
   } finally {
     await client?.stop();
     await server.stop();
@@ -667,8 +678,8 @@ async function saturation(name: ServerName, cpuProfileDir?: string): Promise<Rec
   );
 }
 
-async function idle(name: ServerName): Promise<Record<string, unknown>> {
-  return await withServerAndClient(name, settings.idleStreams, 'idle', async (server, _client, _rooms, connect, rssBefore) => {
+async function idle(name: ServerName, cpuProfileDir?: string): Promise<Record<string, unknown>> {
+  return await withServerAndClient(name, settings.idleStreams, 'idle', async (server, _client, _rooms, connect, rssBefore, cpu) => {
     await sleep(3000);
     const after = server.sample();
     const result = {
@@ -676,14 +687,17 @@ async function idle(name: ServerName): Promise<Record<string, unknown>> {
       streams: connect.established,
       connectFailed: connect.failed,
       establishMs: round(connect.ms, 0),
+      // What opening a stream costs the server, whatever share of the cores it got (the wall
+      // time to establish is mostly scheduling on a loaded machine; this is not).
+      serverCpuMicrosPerStream: round(((cpu.connected - cpu.before) * 1e6) / Math.max(connect.established, 1), 0),
       rssBeforeMB: round(rssBefore / 2 ** 20, 1),
       rssAfterMB: round(after.rssBytes / 2 ** 20, 1),
       rssPerStreamKB: round((after.rssBytes - rssBefore) / 1024 / Math.max(connect.established, 1), 2),
       rssTotalPerStreamKB: round(after.rssBytes / 1024 / Math.max(connect.established, 1), 2),
     };
-    log(`${name} idle: ${result.streams} streams in ${result.establishMs} ms, ${result.rssPerStreamKB} KB/stream`);
+    log(`${name} idle: ${result.streams} streams in ${result.establishMs} ms (${result.serverCpuMicrosPerStream} µs server CPU each), ${result.rssPerStreamKB} KB/stream`);
     return result;
-  });
+  }, cpuProfileDir ? { cpuProfileDir } : {});
 }
 
 async function latency(name: ServerName): Promise<Record<string, unknown>> {
@@ -1368,8 +1382,8 @@ function report(results: Record<string, any[]>): string {
     out.push(`idle streams: ${settings.idleStreams}`);
     out.push(
       table([
-        ['server', 'streams', 'failed', 'establish ms', 'RSS before MB', 'RSS after MB', 'KB/stream (delta)', 'KB/stream (total)'],
-        ...idleRows.map((r) => [r.server, r.streams, r.connectFailed, r.establishMs, r.rssBeforeMB, r.rssAfterMB, r.rssPerStreamKB, r.rssTotalPerStreamKB]),
+        ['server', 'streams', 'failed', 'establish ms', 'server CPU µs/stream', 'RSS before MB', 'RSS after MB', 'KB/stream (delta)', 'KB/stream (total)'],
+        ...idleRows.map((r) => [r.server, r.streams, r.connectFailed, r.establishMs, r.serverCpuMicrosPerStream, r.rssBeforeMB, r.rssAfterMB, r.rssPerStreamKB, r.rssTotalPerStreamKB]),
       ]),
     );
     out.push('');
@@ -1477,6 +1491,18 @@ async function main(): Promise<void> {
     if (file) {
       results.profile = summariseProfile(join(dir, file), 15);
       results.profileFile = [join(dir, file)];
+    }
+  }
+  if (profile && settings.scenarios.includes('idle')) {
+    // What opening a stream costs: the gateway's whole life under the profiler, startup included
+    // (bench/profile-summary.ts --inclusive separates the stream-opening path).
+    const dir = mkdtempSync(join(tmpdir(), 'bench-cpuprof-idle-'));
+    log(`profiling gateway-memory opening ${settings.idleStreams} idle streams into ${dir}`);
+    await attempt('profiledIdle', () => idle('gateway-memory', dir));
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (file) {
+      results.idleProfile = summariseProfile(join(dir, file), 25);
+      results.idleProfileFile = [join(dir, file)];
     }
   }
   const machine = {

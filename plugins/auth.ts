@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import fp from 'fastify-plugin';
 import fastifyJwt from '@fastify/jwt';
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import { ApiKeys } from '../src/auth/api-keys.ts';
 import {
   decideModification,
@@ -18,8 +18,13 @@ import { parsePublicKeyFile, secretKey, selectKey, type VerificationKey } from '
 import { StreamQuota } from '../src/auth/stream-quota.ts';
 import { bearerToken, findToken } from '../src/auth/token-source.ts';
 
+/** Where a GET request keeps its reply for `authorizeSubscription` (see the onRoute hook below). */
+const kStreamReply = Symbol('streamReply');
+
 declare module 'fastify' {
   interface FastifyRequest {
+    /** Internal to the auth plugin: the request's reply, on GET routes. */
+    [kStreamReply]?: FastifyReply | null;
     /**
      * Resolves when the request may stream these channels, else throws a 401/403 (or 429
      * over the per-identity stream cap). Holds one of the identity's stream slots until the
@@ -171,19 +176,23 @@ export default fp(
       );
     }
 
-    // authorizeSubscription needs the reply to tie the stream slot to the response's lifetime.
-    const replies = new WeakMap<FastifyRequest, FastifyReply>();
-    app.addHook('onRequest', async (request, reply) => {
-      replies.set(request, reply);
-    });
+    // authorizeSubscription needs the reply to tie the stream slot to the response's lifetime:
+    // kept on the request (a plain property, set by a synchronous hook) by the routes that call
+    // it, the GET routes. Every request of every other route pays nothing for it.
+    const replies = {
+      get: (request: FastifyRequest): FastifyReply | undefined => request[kStreamReply] ?? undefined,
+    };
+    const rememberReply = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+      request[kStreamReply] = reply;
+      done();
+    };
 
     // Operator-only routes (`config: { admin: true }`: /status, and /metrics unless METRICS_PUBLIC):
     // whenever tokens or service keys are configured, they need a service key, as `X-API-Key` or
     // as a bearer token (what Prometheus' `authorization` scrape setting sends). One rule, no
     // combination of settings that leaves them open by accident; development (neither) stays open.
     const operatorKeyRequired = enabled || apiKeys.size > 0;
-    app.addHook('onRequest', async (request, reply) => {
-      if (!operatorKeyRequired || request.routeOptions.config?.admin !== true) return;
+    const requireOperatorKey = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
       const apiKey = request.headers['x-api-key'];
       const bearer = bearerToken(request.headers.authorization);
       const presented = (Array.isArray(apiKey) ? apiKey[0] : apiKey) || (bearer.found ? bearer.token : undefined);
@@ -191,12 +200,27 @@ export default fp(
         throw refusal(reply, { ok: false, statusCode: 401, reason: 'operator route: send a service API key (X-API-Key or Authorization: Bearer)' });
       }
       if (apiKeys.serviceFor(presented) === null) throw refusal(reply, { ok: false, statusCode: 401, reason: 'invalid API key' });
+    };
+
+    // Both hooks go on the routes that need them, when they are declared (every route is
+    // registered after this plugin): a hook on every request would cost every publish and every
+    // 404 a promise and a route-options lookup for nothing.
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      const add = (hook: onRequestHookHandler): void => {
+        const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
+        route.onRequest = [...existing, hook];
+      };
+      if (methods.includes('GET') || methods.includes('HEAD')) add(rememberReply);
+      if (operatorKeyRequired && (route.config as { admin?: unknown } | undefined)?.admin === true) add(requireOperatorKey as onRequestHookHandler);
     });
 
     app.decorate('authEnabled', enabled);
     app.decorate('operatorKeyRequired', operatorKeyRequired);
     app.decorate('streamQuota', streamQuota);
     app.decorateRequest('publisher', null);
+    // Declared up front, so every request object has the same shape.
+    app.decorateRequest(kStreamReply, null);
     app.decorateRequest('authorizeSubscription', async function (this: FastifyRequest, channels: readonly Channel[]) {
       const request = this;
       const carriers = { authorization: request.headers.authorization, cookie: request.headers.cookie, url: request.url };

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import type { onResponseHookHandler } from 'fastify';
 import { Type } from '@fastify/type-provider-typebox';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { BUS_CLIENT_ERROR_KINDS } from '../src/bus/types.ts';
@@ -28,6 +29,66 @@ const BUS_OUTCOME_STATUSES = new Set([202, 503]);
 const PUBLISH_BUCKETS = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 /** End-to-end: a healthy replica stays in the low tens of milliseconds; a lagging one drifts to minutes. */
 const END_TO_END_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+/**
+ * A histogram without labels for the event path, where prom-client's own `observe` (labels
+ * converted, validated and hashed on every call) would cost more than the rest of an event's
+ * bookkeeping: an observation is a bucket search and three additions. Registered in a prom-client
+ * registry, it is exported exactly as a prom-client histogram is (`_bucket{le}` cumulative,
+ * `+Inf`, `_sum`, `_count`; all zero before the first observation).
+ */
+export class CountingHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly labelNames: readonly string[] = [];
+  readonly #bounds: readonly number[];
+  /** Observations per bucket, not cumulative; the last one is above every bound (+Inf). */
+  readonly #counts: Float64Array;
+  #sum = 0;
+  #count = 0;
+  #cleared = false;
+
+  constructor(readonly name: string, readonly help: string, buckets: readonly number[], registry: Registry) {
+    this.#bounds = [...buckets].sort((a, b) => a - b);
+    this.#counts = new Float64Array(this.#bounds.length + 1);
+    // The registry only calls get() (and reset()) on what it holds; the cast restates that.
+    registry.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
+  }
+
+  /** `value` in the histogram's unit; it falls in the first bucket whose bound is ≥ it (Prometheus' `le`). */
+  observe(value: number): void {
+    const bounds = this.#bounds;
+    let index = 0;
+    while (index < bounds.length && value > bounds[index]!) index += 1;
+    this.#counts[index]! += 1;
+    this.#sum += value;
+    this.#count += 1;
+    this.#cleared = false;
+  }
+
+  /** As prom-client's: no series at all until the next observation (before the first one, zeros). */
+  reset(): void {
+    this.#counts.fill(0);
+    this.#sum = 0;
+    this.#count = 0;
+    this.#cleared = true;
+  }
+
+  /** The shape prom-client's registry formats (what its own Histogram's get() returns). */
+  get(): { name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> } {
+    const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+    if (this.#cleared) return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+    let cumulative = 0;
+    this.#bounds.forEach((bound, index) => {
+      cumulative += this.#counts[index]!;
+      values.push({ labels: { le: bound }, value: cumulative, metricName: `${this.name}_bucket` });
+    });
+    values.push({ labels: { le: '+Inf' }, value: this.#count, metricName: `${this.name}_bucket` });
+    values.push({ labels: {}, value: this.#sum, metricName: `${this.name}_sum` });
+    values.push({ labels: {}, value: this.#count, metricName: `${this.name}_count` });
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+}
 
 /**
  * Prometheus metrics at `GET /metrics`. Almost everything is read at scrape time from the
@@ -164,20 +225,27 @@ export default fp(
       },
     });
 
-    const eventsByType = new Counter({
+    // Both are fed once per event: counted in plain numbers here, handed to prom-client on scrape
+    // (its labelled inc and observe hash their labels on every call).
+    const eventCounts = new Map<string, number>();
+    new Counter({
       name: `${PREFIX}events_total`,
       help: 'Valid events consumed, by event type (message, edit, delete, price_update, and the types of declared kinds)',
       labelNames: ['type'],
       registers,
+      collect() {
+        this.reset();
+        for (const [type, count] of eventCounts) this.inc({ type }, count);
+      },
     });
-    const endToEnd = new Histogram({
-      name: `${PREFIX}end_to_end_latency_seconds`,
-      help: 'From the record timestamp (publish time) to the event being handed to its streams; live records only (not the warm-up read at startup to fill the history)',
-      buckets: END_TO_END_BUCKETS,
-      registers,
-    });
+    const endToEnd = new CountingHistogram(
+      `${PREFIX}end_to_end_latency_seconds`,
+      'From the record timestamp (publish time) to the event being handed to its streams; live records only (not the warm-up read at startup to fill the history)',
+      END_TO_END_BUCKETS,
+      registry,
+    );
     dispatcher.observe((event, record, _subscribers, live) => {
-      eventsByType.inc({ type: event.type });
+      eventCounts.set(event.type, (eventCounts.get(event.type) ?? 0) + 1);
       // Warm-up records are old by design: as latency samples they would only say how old.
       // Clocks of producer and gateway may disagree by a little: never report negative latency.
       if (live) endToEnd.observe(Math.max(0, Date.now() - record.timestamp) / 1000);
@@ -196,12 +264,30 @@ export default fp(
       buckets: PUBLISH_BUCKETS,
       registers,
     });
-    app.addHook('onResponse', async (request, reply) => {
-      const route = request.routeOptions.url;
-      if (route === undefined || !PUBLISH_ROUTES.has(`${request.method} ${route}`)) return;
-      const labels = { method: request.method, route, status: String(reply.statusCode) };
-      publishRequests.inc(labels);
-      if (BUS_OUTCOME_STATUSES.has(reply.statusCode)) publishDuration.observe(labels, reply.elapsedTime / 1000);
+    // On the publish routes only, as they are declared (they are registered after this plugin):
+    // a hook on every request would cost every other request a promise and a route lookup.
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      for (const method of methods) {
+        if (!PUBLISH_ROUTES.has(`${method} ${route.url}`)) continue;
+        // One labelled child per status, made on its first use: prom-client hashes the labels of
+        // every `inc({...})` otherwise.
+        const byStatus = new Map<number, { requests: Counter.Internal; duration: Histogram.Internal<'method' | 'route' | 'status'> }>();
+        const countAnswer: onResponseHookHandler = (request, reply, done) => {
+          const status = reply.statusCode;
+          let children = byStatus.get(status);
+          if (children === undefined) {
+            const labels = { method: request.method, route: route.url, status: String(status) };
+            children = { requests: publishRequests.labels(labels), duration: publishDuration.labels(labels) };
+            byStatus.set(status, children);
+          }
+          children.requests.inc();
+          if (BUS_OUTCOME_STATUSES.has(status)) children.duration.observe(reply.elapsedTime / 1000);
+          done();
+        };
+        const existing = route.onResponse === undefined ? [] : Array.isArray(route.onResponse) ? route.onResponse : [route.onResponse];
+        route.onResponse = [...existing, countAnswer];
+      }
     });
 
     app.get(

@@ -33,14 +33,16 @@ export default fp(
 
     // Two limiters on one request: createRateLimit (unlike rateLimit()) does not mark the
     // request as limited, so the second one still runs.
+    // A request without a key (no identity) is not limited by that limiter: it is let through
+    // before the library is asked (its check awaits the key generator and an allow-list).
     const limiter = (max: number, key: (request: FastifyRequest) => string | null): preHandlerAsyncHookHandler => {
       const check = app.createRateLimit({
         max,
         timeWindow: rateLimitWindowMs,
         keyGenerator: (request: FastifyRequest) => key(request) ?? '',
-        allowList: (request: FastifyRequest) => key(request) === null,
       }) as unknown as Limiter;
       return async (request: FastifyRequest, reply: FastifyReply) => {
+        if (key(request) === null) return;
         const result = await check(request);
         if (result.isAllowed) return;
         reply.header('x-ratelimit-limit', result.max).header('x-ratelimit-remaining', result.remaining);

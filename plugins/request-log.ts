@@ -1,8 +1,14 @@
 import fp from 'fastify-plugin';
-import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 
 /** Load balancers and orchestrators poll these every few seconds: at info they would drown the log. */
 const PROBES = new Set(['/healthz', '/readyz']);
+
+/** Whether `log` writes lines at `level` (pino's isLevelEnabled; a logger without it is asked to log). */
+function enabled(log: FastifyBaseLogger, level: 'info' | 'debug'): boolean {
+  const withCheck = log as FastifyBaseLogger & { isLevelEnabled?: (level: string) => boolean };
+  return typeof withCheck.isLevelEnabled === 'function' ? withCheck.isLevelEnabled(level) : true;
+}
 
 function isProbe(request: FastifyRequest): boolean {
   const path = request.routeOptions?.url ?? request.url.split('?')[0];
@@ -15,11 +21,15 @@ function isProbe(request: FastifyRequest): boolean {
  */
 export class RequestLogController extends LogController {
   override incomingRequest(request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
+    // Below info (the usual production setting is info, benchmarks run at warn) neither line is
+    // written: skip the probe check, which builds the route's options object.
+    if (!enabled(request.log, 'info')) return;
     if (isProbe(request)) request.log.debug({ req: request }, 'incoming request');
     else super.incomingRequest(request, reply, metadata);
   }
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
+    if (!error && !enabled(reply.log, 'info')) return;
     if (!error && isProbe(request)) reply.log.debug({ res: reply, responseTime: reply.elapsedTime }, 'request completed');
     else super.requestCompleted(error, request, reply, metadata);
   }
@@ -33,17 +43,19 @@ export class RequestLogController extends LogController {
  */
 export default fp(
   async (app) => {
-    app.addHook('onSend', async (request, reply, payload) => {
+    // Synchronous, and nothing read unless the line is written: it runs on every response.
+    app.addHook('onSend', (request, reply, payload, done) => {
       const statusCode = reply.statusCode;
-      if (statusCode < 400 || statusCode >= 500) return payload;
-      let reason: unknown;
-      try {
-        reason = typeof payload === 'string' ? (JSON.parse(payload) as { message?: unknown }).message : undefined;
-      } catch {
-        // Not JSON: no reason to log but the status.
+      if (statusCode >= 400 && statusCode < 500 && enabled(request.log, 'debug')) {
+        let reason: unknown;
+        try {
+          reason = typeof payload === 'string' ? (JSON.parse(payload) as { message?: unknown }).message : undefined;
+        } catch {
+          // Not JSON: no reason to log but the status.
+        }
+        request.log.debug({ statusCode, reason }, 'request refused');
       }
-      request.log.debug({ statusCode, reason }, 'request refused');
-      return payload;
+      done(null, payload);
     });
   },
   { name: 'request-log', fastify: '5.x' },

@@ -20,6 +20,13 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 export interface Config {
   port: number;
   host: string;
+  /**
+   * Connections the kernel may hold accepted-but-not-yet-taken for the listen socket (`listen(2)`'s
+   * backlog), clipped by the kernel to `net.core.somaxconn`. A reconnect storm (a replica died and
+   * its clients all come back at once) overflows a short queue, and each dropped SYN costs its
+   * client a retransmit timeout of 1 s, then 2, 4…
+   */
+  listenBacklog: number;
   logLevel: LogLevel;
   /** null: run on the embedded in-memory bus. */
   kafkaBrokers: string[] | null;
@@ -437,6 +444,7 @@ function readConfig(env: Env): Config {
   return {
     port: integer(env, 'PORT', 3000, 0, 65535),
     host: text(env, 'HOST', '0.0.0.0', /^[A-Za-z0-9.:-]+$/),
+    listenBacklog: integer(env, 'LISTEN_BACKLOG', 4096, 1, 1048576),
     logLevel: logLevel(env),
     kafkaBrokers: brokers(env),
     kafkaClientId: text(env, 'KAFKA_CLIENT_ID', 'kafka-sse-gateway', /^[A-Za-z0-9._-]{1,100}$/),
@@ -575,6 +583,7 @@ const SHOWN_DEFAULTS: Record<string, Partial<SettingSpec>> = {
 export const SETTING_DESCRIPTIONS: Record<string, string> = {
   PORT: 'HTTP port',
   HOST: 'listen address',
+  LISTEN_BACKLOG: 'connections the kernel queues for the gateway to accept (`listen(2)` backlog): a reconnect storm overflowing it costs each dropped client a SYN retransmit (1 s, then 2, 4…); the kernel caps it at `net.core.somaxconn` (logged at startup when it does: see [Operations](#operations))',
   LOG_LEVEL: 'log level',
   KAFKA_BROKERS: 'the Kafka brokers; unset = embedded in-memory bus (one instance)',
   KAFKA_CLIENT_ID: 'Kafka client id',
