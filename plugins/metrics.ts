@@ -14,13 +14,14 @@ declare module 'fastify' {
 
 const PREFIX = 'sse_gateway_';
 
-/** The routes whose answers count as publishes, as `METHOD url-pattern`. */
-const PUBLISH_ROUTES = new Set([
-  'POST /rooms/:room/messages',
-  'PATCH /rooms/:room/messages/:id',
-  'DELETE /rooms/:room/messages/:id',
-  'POST /tickers/:symbol/prices',
-]);
+/**
+ * The routes whose answers count as publishes: those tagged `publish` in their schema (the
+ * built-ins' and every declared kind's `POST /streams/<kind>/:channel/<type>`). The `route`
+ * label is the URL pattern: as many values as routes, never a channel name.
+ */
+function isPublishRoute(route: { schema?: { tags?: readonly string[] } }): boolean {
+  return route.schema?.tags?.includes('publish') === true;
+}
 
 /** Statuses that mean the request reached the bus: 202 acknowledged, 503 not (in time). */
 const BUS_OUTCOME_STATUSES = new Set([202, 503]);
@@ -269,7 +270,7 @@ export default fp(
     app.addHook('onRoute', (route) => {
       const methods = Array.isArray(route.method) ? route.method : [route.method];
       for (const method of methods) {
-        if (!PUBLISH_ROUTES.has(`${method} ${route.url}`)) continue;
+        if (method === 'HEAD' || !isPublishRoute(route as { schema?: { tags?: readonly string[] } })) continue;
         // One labelled child per status, made on its first use: prom-client hashes the labels of
         // every `inc({...})` otherwise.
         const byStatus = new Map<number, { requests: Counter.Internal; duration: Histogram.Internal<'method' | 'route' | 'status'> }>();

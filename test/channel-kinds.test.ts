@@ -63,6 +63,9 @@ t.test('the typed client streams a declared kind, alone and beside a room', asyn
     '/status lists the kinds',
   );
   t.same(status.streams.openByKind, { room: 0, ticker: 0, orders: 1, multi: 1 }, 'open streams by kind');
+  const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+  t.match(metrics, /sse_gateway_publish_requests_total\{method="POST",route="\/streams\/orders\/:channel\/created",status="202"\} 1/, "a declared kind's publishes are counted");
+  t.match(metrics, /sse_gateway_open_streams\{kind="orders"\} 1/, 'open streams by kind, the declared one included');
 });
 
 t.test('a declared kind is read with its own claim and public patterns, and published with KIND:PATTERN', async (t) => {
