@@ -33,11 +33,10 @@ t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients res
   t.teardown(() => child.kill('SIGKILL'));
   const url = `http://127.0.0.1:${port}`;
   await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200, 60000, 'the child replica ready');
-  const other = await startGateway({ kafkaBrokers: brokers, ...topics, cursorSecret: SHARED_CURSOR_SECRET });
-  t.teardown(() => other.close());
+  const other = await startGateway(t, { kafkaBrokers: brokers, ...topics, cursorSecret: SHARED_CURSOR_SECRET });
 
   const room = uniqueName('room');
-  const clients = await Promise.all(Array.from({ length: 8 }, () => openStream(`${url}/events/${room}`)));
+  const clients = await Promise.all(Array.from({ length: 8 }, () => openStream(t, `${url}/events/${room}`)));
   await until(() => clients.every((client) => client.lastEventId() !== ''), 5000, 'initial ids');
   let published = 0;
   let stop = false;
@@ -56,8 +55,7 @@ t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients res
   t.ok(Math.max(...endedAt) - Math.min(...endedAt) >= 500, 'streams ended spread over the drain window');
   stop = true;
   await publishing;
-  const resumed = await Promise.all(clients.map((client) => openStream(`${other.url}/events/${room}`, { 'last-event-id': client.lastEventId() })));
-  t.teardown(() => resumed.forEach((stream) => stream.close()));
+  const resumed = await Promise.all(clients.map((client) => openStream(t, `${other.url}/events/${room}`, { 'last-event-id': client.lastEventId() })));
   const expected = Array.from({ length: published }, (_, i) => `n${i}`);
   for (const [index, client] of clients.entries()) {
     await until(() => messageTexts(client.events).length + messageTexts(resumed[index]!.events).length >= published, 20000, 'all events');
@@ -68,11 +66,9 @@ t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients res
 t.test('broker stopped and restarted mid-stream: streams stay open, /readyz stays 200 (degraded), publish answers 503, delivery resumes', async (t) => {
   const cluster = await startKafka();
   t.teardown(() => cluster.stop());
-  const gateway = await startGateway({ kafkaBrokers: cluster.brokers, ...kafkaTopics(), publishTimeoutMs: 1500, heartbeatMs: 300 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: cluster.brokers, ...kafkaTopics(), publishTimeoutMs: 1500, heartbeatMs: 300 });
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'before' })).status, 202);
   await until(() => messageTexts(stream.events).includes('before'), 10000, 'first event');
 

@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
-import { Kafka, logLevel } from 'kafkajs';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { rawProducer } from './helpers/kafka.ts';
+import { kafkaAdmin, rawProducer } from './helpers/kafka.ts';
 import { scrape, total, value, type Sample } from './helpers/metrics.ts';
 import { openStream, until, type TestStream } from './helpers/sse-client.ts';
 import { BusUnavailableError, type BusClientStats, type EventBus, type PartitionPosition } from '../src/bus/types.ts';
@@ -16,13 +15,10 @@ function writtenFrames(stream: TestStream): { frames: number; bytes: number } {
 const ROOM_POSTS = '/rooms/:room/messages';
 
 t.test('after a known sequence of streams and publishes, /metrics counts exactly them', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = uniqueName('room');
-  const roomStream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => roomStream.close());
-  const tickerStream = await openStream(`${gateway.url}/tickers/DOGE/events`);
-  t.teardown(() => tickerStream.close());
+  const roomStream = await openStream(t, `${gateway.url}/events/${room}`);
+  const tickerStream = await openStream(t, `${gateway.url}/tickers/DOGE/events`);
 
   for (let i = 0; i < 3; i++) {
     t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: `m${i}` })).status, 202);
@@ -107,8 +103,7 @@ t.test('after a known sequence of streams and publishes, /metrics counts exactly
 });
 
 t.test('every metric the Grafana dashboard queries is one the gateway exports', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   // One publish so the labelled series (events by type, publishes) exist.
   t.equal((await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'ann', text: 'hi' })).status, 202);
   await until(async () => value((await scrape(gateway.url)).samples, 'sse_gateway_records_consumed_total') === 1);
@@ -120,23 +115,19 @@ t.test('every metric the Grafana dashboard queries is one the gateway exports', 
 });
 
 t.test('resumes are counted by source, and a position that cannot be honoured as a reset', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = uniqueName('room');
-  const first = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => first.close());
+  const first = await openStream(t, `${gateway.url}/events/${room}`);
   for (const text of ['one', 'two']) {
     t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text })).status, 202);
   }
   const [one] = await first.waitForEvents(2);
   first.close();
 
-  const resumed = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': one?.id ?? '' });
-  t.teardown(() => resumed.close());
+  const resumed = await openStream(t, `${gateway.url}/events/${room}`, { 'last-event-id': one?.id ?? '' });
   await resumed.waitForEvents(1);
   t.match(JSON.parse(resumed.events.find((event) => event.event === 'message')?.data ?? '{}'), { text: 'two' });
-  const invalid = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': 'not-a-position' });
-  t.teardown(() => invalid.close());
+  await openStream(t, `${gateway.url}/events/${room}`, { 'last-event-id': 'not-a-position' });
 
   let samples: Sample[] = [];
   await until(async () => {
@@ -169,8 +160,7 @@ t.test('consumer lag is end offset minus next offset per partition; 503s are cou
     { topic: 'chat', partition: 1, next: '9007199254740993', highWatermark: '9007199254740995' },
     { topic: 'ticker', partition: 0, next: '40', highWatermark: '40' },
   ], { clientErrors: { consumer_crash: 3, request_timeout: 5, publish_failed: 7 }, reconnects: 2 });
-  const gateway = await startGateway({}, { bus, waitReady: false });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, {}, { bus, waitReady: false });
   const refused = await postJson(`${gateway.url}/tickers/BTC/prices`, { price: 1, currency: 'USD' });
   t.equal(refused.status, 503);
 
@@ -194,9 +184,7 @@ t.test('consumer lag is end offset minus next offset per partition; 503s are cou
 });
 
 t.test('each app has its own registry: two gateways in one process count separately', async (t) => {
-  const [a, b] = await Promise.all([startGateway(), startGateway()]);
-  t.teardown(() => a.close());
-  t.teardown(() => b.close());
+  const [a, b] = await Promise.all([startGateway(t), startGateway(t)]);
   t.equal((await postJson(`${a.url}/rooms/lobby/messages`, { user: 'ann', text: 'only on a' })).status, 202);
   const route = { method: 'POST', route: ROOM_POSTS, status: '202' };
   t.equal(value((await scrape(a.url)).samples, 'sse_gateway_publish_requests_total', route), 1);
@@ -206,13 +194,10 @@ t.test('each app has its own registry: two gateways in one process count separat
 const brokers = requiredKafkaBrokers();
 t.test('on Kafka: every record consumed is counted, invalid ones as skipped, and consumer lag returns to zero', async (t) => {
   const topics = kafkaTopics();
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: 2 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, topicPartitions: 2 });
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
+  const producer = await rawProducer(t);
 
   const message = (i: number) => ({
     key: room,
@@ -258,15 +243,12 @@ t.test('on Kafka: every record consumed is counted, invalid ones as skipped, and
 
 t.test('on Kafka: end-to-end latency counts only live records, not the warm-up read at startup', async (t) => {
   const topics = kafkaTopics();
-  const admin = new Kafka({ clientId: 'test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  t.teardown(() => admin.disconnect());
+  const admin = await kafkaAdmin(t);
   await admin.createTopics({
     waitForLeaders: true,
     topics: [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: 2 })),
   });
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   const room = uniqueName('room');
   const message = (text: string) => ({
     key: room,
@@ -277,8 +259,7 @@ t.test('on Kafka: end-to-end latency counts only live records, not the warm-up r
   const live = 4;
   await producer.send(topics.chatTopic, Array.from({ length: warmUp }, (_, i) => message(`old${i}`)));
 
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: 2 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, topicPartitions: 2 });
   let samples: Sample[] = [];
   await until(async () => {
     samples = (await scrape(gateway.url)).samples;
@@ -286,8 +267,7 @@ t.test('on Kafka: end-to-end latency counts only live records, not the warm-up r
   }, 30000, 'the warm-up records to be consumed');
   t.equal(value(samples, 'sse_gateway_end_to_end_latency_seconds_count'), 0, 'no latency sample for warm-up records');
 
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   for (let i = 0; i < live; i++) {
     t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: `live${i}` })).status, 202);
   }

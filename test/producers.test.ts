@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import t from 'tap';
 import { kafkaTopics, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream, until } from './helpers/sse-client.ts';
+import { openStream } from './helpers/sse-client.ts';
 
 /** The demo producers, run as `npm run produce:…` runs them (tsx), with what they print. */
 
@@ -60,11 +60,9 @@ t.test('a producer run before any gateway says to start one, without a stack tra
 
 t.test('a producer run prints its plan and a summary, and its records reach the gateway', async (t) => {
   const topics = kafkaTopics();
-  const gateway = await startGateway({ kafkaBrokers: brokers.split(','), ...topics });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers.split(','), ...topics });
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   const produced = await run('scripts/produce-chat.ts', ['--count', '3', '--rate', '50', '--rooms', room], { KAFKA_BROKERS: brokers, CHAT_TOPIC: topics.chatTopic });
   t.equal(produced.code, 0, produced.stderr);
   t.match(produced.stderr, new RegExp(`produce:chat: 50/s to topic ${topics.chatTopic} .* for ${room}, 3 records`));
