@@ -258,7 +258,7 @@ if (noChromium !== false) {
       await waitForText(page, text);
     }
     await screenshot(page, 'overview');
-    // The README's picture, refreshed on request: UPDATE_SCREENSHOT=1 npm test -- test/browser/demo-page.test.ts
+    // The README's picture, refreshed on request: UPDATE_SCREENSHOT=1 npm test -- test/browser/demo-page-kafka.test.ts
     if (process.env.UPDATE_SCREENSHOT === '1') await page.screenshot({ path: fileURLToPath(new URL('../../docs/screenshot.png', import.meta.url)) });
   });
 
