@@ -1,10 +1,9 @@
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { startKafka } from '../scripts/kafka/kafka.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { scrape, value } from './helpers/metrics.ts';
 import { messageTexts, openStream, until } from './helpers/sse-client.ts';
-
+import { spawnServer } from './helpers/server-process.ts';
 
 const brokers = requiredKafkaBrokers();
 
@@ -13,26 +12,15 @@ const SHARED_CURSOR_SECRET = 'lifecycle-test-cursor-secret';
 
 t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients resume on another replica without loss', async (t) => {
   const topics = kafkaTopics();
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      KAFKA_BROKERS: brokers.join(','),
-      CHAT_TOPIC: topics.chatTopic,
-      TICKER_TOPIC: topics.tickerTopic,
-      DRAIN_WINDOW_MS: '1500',
-      SSE_RETRY_MS: '500',
-      CURSOR_SECRET: SHARED_CURSOR_SECRET,
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
+  const server = await spawnServer(t, {
+    KAFKA_BROKERS: brokers.join(','),
+    CHAT_TOPIC: topics.chatTopic,
+    TICKER_TOPIC: topics.tickerTopic,
+    DRAIN_WINDOW_MS: '1500',
+    SSE_RETRY_MS: '500',
+    CURSOR_SECRET: SHARED_CURSOR_SECRET,
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  t.teardown(() => child.kill('SIGKILL'));
-  const url = `http://127.0.0.1:${port}`;
-  await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200, 60000, 'the child replica ready');
+  const { url } = server;
   const other = await startGateway(t, { kafkaBrokers: brokers, ...topics, cursorSecret: SHARED_CURSOR_SECRET });
 
   const room = uniqueName('room');
@@ -49,9 +37,9 @@ t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients res
   await until(() => published >= 20, 20000, 'some events published');
   const endedAt: number[] = [];
   for (const client of clients) void client.ended.then(() => endedAt.push(Date.now()));
-  child.kill('SIGTERM');
+  server.kill('SIGTERM');
   await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 503)) === 503, 3000, 'not ready at once');
-  t.equal(await exited, 0, 'exit code 0');
+  t.equal(await server.exited, 0, 'exit code 0');
   t.ok(Math.max(...endedAt) - Math.min(...endedAt) >= 500, 'streams ended spread over the drain window');
   stop = true;
   await publishing;
