@@ -73,10 +73,6 @@ export function channelKey(kind: ChannelKind, name: string): string {
   return `${kind}:${name}`;
 }
 
-export function isChannelName(name: string): boolean {
-  return CHANNEL_NAME.test(name);
-}
-
 export interface DecodedEvent {
   channel: string;
   kind: ChannelKind;

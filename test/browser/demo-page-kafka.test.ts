@@ -31,6 +31,7 @@ const PHONE = { width: 390, height: 844 };
 /** A page of `browser` at `url`, recording its badge changes; closed when `t` ends. */
 async function openPage(t: Teardowns, browser: Browser, url: string, viewport = DESKTOP): Promise<Page> {
   const page = await browser.newPage({ viewport, locale: 'en-US' });
+  t.teardown(() => page.close());
   page.setDefaultTimeout(20_000);
   // Every badge change with its time, from the first script on: what a user saw, and for how long.
   // (Browser-side code as strings: this file is type-checked without the DOM library.)

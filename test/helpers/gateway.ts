@@ -29,7 +29,7 @@ export function uniqueName(prefix: string): string {
 }
 
 /** The brokers `npm test` started (or was given); undefined when tap runs without it. */
-export const kafkaBrokers = process.env.KAFKA_BROKERS?.split(',');
+const kafkaBrokers = process.env.KAFKA_BROKERS?.split(',');
 
 /**
  * For Kafka tests: the test broker's addresses. Without them the test file fails (it does not
