@@ -101,7 +101,9 @@ t.test('Kafka: a gap of 20,000 events (plus 20,000 of other rooms on the partiti
 
   deep.resume();
   const resumedAt = Date.now();
-  await until(() => messageTexts(deep.events).length >= DEEP, 60000, `the deep replay (got ${messageTexts(deep.events).length})`);
+  // A generous bound: on a shared 2-core machine running other test files the replay can take
+  // most of a minute (its speed is measured by bench/, not asserted here).
+  await until(() => messageTexts(deep.events).length >= DEEP, 120000, () => `the deep replay (got ${messageTexts(deep.events).length} of ${DEEP})`);
   t.comment(`deep replay: ${DEEP} events in ${Date.now() - resumedAt} ms once the client read`);
   const texts = messageTexts(deep.events).map((text) => text.split(' ')[0]);
   t.equal(texts.length, DEEP, 'no duplicate');

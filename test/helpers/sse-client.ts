@@ -101,11 +101,14 @@ export function messageTexts(events: readonly SseMessage[]): string[] {
   return chatMessages(events).map((event) => JSON.parse(event.data).text as string);
 }
 
-/** Polls `condition` until it holds (rejects after `timeoutMs`): for state with no event to await. */
-export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 20000, what = 'condition'): Promise<void> {
+/**
+ * Polls `condition` until it holds (rejects after `timeoutMs`): for state with no event to await.
+ * `what` names it in the timeout's message; a function is asked at the timeout (e.g. to say how far it got).
+ */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 20000, what: string | (() => string) = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
