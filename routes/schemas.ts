@@ -11,8 +11,6 @@ import { RESET_REASONS } from '../src/connection/subscription.ts';
 
 const errorFields = { statusCode: Type.Integer(), error: Type.String(), message: Type.String() };
 
-export const ErrorReply = Type.Object(errorFields, { description: 'Every 4xx/5xx answer' });
-
 /** The error body, with what this status means on this route as the response's description. */
 export function errorReply(description: string) {
   return Type.Object(errorFields, { description });
@@ -63,7 +61,6 @@ export const TAGS = [
   { name: 'history', description: 'Recent data for charts' },
   { name: 'operations', description: 'Health, readiness, metrics and status for load balancers and operators' },
 ] as const;
-export type Tag = (typeof TAGS)[number]['name'];
 
 /**
  * Security scheme names (declared in plugins/docs.ts). With auth off (no JWT_SECRET nor

@@ -403,9 +403,6 @@ function trustProxy(env: Env): TrustProxy {
   return entries;
 }
 
-/** Public on purpose: fine for one instance; replicas must share a CURSOR_SECRET of their own. */
-const DEVELOPMENT_CURSOR_SECRET = 'kafka-sse-gateway-development-cursor-secret';
-
 function cursorSecret(env: Env): { cursorSecret: string; cursorSecretSource: 'configured' | 'per-process' } {
   const value = read(env, 'CURSOR_SECRET');
   if (value === undefined) {

@@ -42,8 +42,7 @@ t.test("the rules' unit tests pass: each alert fires for a replica in trouble an
 });
 
 t.test('every metric and label the rules use is one /metrics exposes', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   // One publish, so the per-request series (publish_requests_total{status}) exist.
   t.equal((await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'ann', text: 'hi' })).status, 202);
   const exposition = await (await fetch(`${gateway.url}/metrics`)).text();

@@ -1,11 +1,9 @@
 import t from 'tap';
-import { Writable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
-import { buildApp, loggerOptions } from '../app.ts';
 import { configWith, type AuthConfig, type Config } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
 import type { Channel } from '../src/auth/claims.ts';
-import { startGateway, uniqueName } from './helpers/gateway.ts';
+import type { Teardowns } from './helpers/fixture.ts';
+import { startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
 import { openStream, until, type TestStream } from './helpers/sse-client.ts';
 
 /**
@@ -32,36 +30,24 @@ function token(claims: Record<string, unknown>): string {
   return issueToken({ exp: nowSeconds() + 3600, ...claims }, SECRET, 'HS256');
 }
 
-interface Probe {
-  app: FastifyInstance;
-  url: string;
-  logs: string[];
-}
-
-/** A gateway with an extra stream route `/probe/events?room=…&ticker=…` that uses the auth API. */
-async function startProbe(config: Config): Promise<Probe> {
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      logs.push(String(chunk));
-      done();
-    },
+/**
+ * A gateway logging at info (kept in its `logs`), with an extra stream route
+ * `/probe/events?room=…&ticker=…` that uses the auth API; closed when `t` ends.
+ */
+function startProbe(t: Teardowns, config: Config): Promise<TestGateway> {
+  return startGateway(t, { ...config, logLevel: 'info' }, {
+    beforeListen: (app) =>
+      app.get('/probe/events', async (request, reply) => {
+        const query = request.query as { room?: string | string[]; ticker?: string | string[] };
+        const names = (value: string | string[] | undefined) => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+        const channels: Channel[] = [
+          ...names(query.room).map((name) => ({ kind: 'room' as const, name })),
+          ...names(query.ticker).map((name) => ({ kind: 'ticker' as const, name })),
+        ];
+        const grant = await request.authorizeSubscription(channels);
+        return reply.streamChannels(channels, { endAt: grant.expiresAt });
+      }),
   });
-  const app = await buildApp({ config, logger: { ...(loggerOptions({ ...config, logLevel: 'info' }) as object), stream: sink } });
-  app.get('/probe/events', async (request, reply) => {
-    const query = request.query as { room?: string | string[]; ticker?: string | string[] };
-    const names = (value: string | string[] | undefined) => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
-    const channels: Channel[] = [
-      ...names(query.room).map((name) => ({ kind: 'room' as const, name })),
-      ...names(query.ticker).map((name) => ({ kind: 'ticker' as const, name })),
-    ];
-    const grant = await request.authorizeSubscription(channels);
-    return reply.streamChannels(channels, { endAt: grant.expiresAt });
-  });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return { app, url: `http://127.0.0.1:${address.port}`, logs };
 }
 
 // any: tests index into whatever JSON a reply carries.
@@ -85,8 +71,7 @@ function chat(stream: TestStream): Array<{ room: string; text: string }> {
 }
 
 t.test('stream auth through the authorizeSubscription API', async (t) => {
-  const probe = await startProbe(securedConfig({ maxStreamsPerIdentity: 2 }));
-  t.teardown(() => probe.app.close());
+  const probe = await startProbe(t, securedConfig({ maxStreamsPerIdentity: 2 }));
   const roomA = `team-${uniqueName('a')}`;
   const roomB = `team-${uniqueName('b')}`;
   const streamUrl = (query: string) => `${probe.url}/probe/events?${query}`;
@@ -123,7 +108,7 @@ t.test('stream auth through the authorizeSubscription API', async (t) => {
       ['cookie', streamUrl(`room=${roomA}`), { cookie: `theme=dark; token=${granted}` }],
       ['query', streamUrl(`room=${roomA}&token=${encodeURIComponent(granted)}`), {}],
     ] as const) {
-      const stream = await openStream(url, headers);
+      const stream = await openStream(t, url, headers);
       t.equal(stream.status, 200, how);
       t.match(stream.headers['content-type'], /text\/event-stream/);
       stream.close();
@@ -132,8 +117,7 @@ t.test('stream auth through the authorizeSubscription API', async (t) => {
   });
 
   t.test('a token for room A never yields events of room B', async (t) => {
-    const stream = await openStream(streamUrl(`room=${roomA}`), { authorization: `Bearer ${token({ sub: 'reader-a', rooms: [roomA] })}` });
-    t.teardown(() => stream.close());
+    const stream = await openStream(t, streamUrl(`room=${roomA}`), { authorization: `Bearer ${token({ sub: 'reader-a', rooms: [roomA] })}` });
     t.equal(stream.status, 200);
     await publish(probe.url, roomB, 'b-1');
     await publish(probe.url, roomA, 'a-1');
@@ -147,10 +131,10 @@ t.test('stream auth through the authorizeSubscription API', async (t) => {
   });
 
   t.test('public rooms need no token, and a stale token does not lock anyone out', async (t) => {
-    const open = await openStream(streamUrl('room=public-square'));
+    const open = await openStream(t, streamUrl('room=public-square'));
     t.equal(open.status, 200);
     open.close();
-    const stale = await openStream(streamUrl('room=public-square'), { cookie: `token=${token({ sub: 'x', exp: nowSeconds() - 5 })}` });
+    const stale = await openStream(t, streamUrl('room=public-square'), { cookie: `token=${token({ sub: 'x', exp: nowSeconds() - 5 })}` });
     t.equal(stale.status, 200);
     stale.close();
     const mixed = await getJson(streamUrl(`room=public-square&room=${roomA}`));
@@ -159,9 +143,8 @@ t.test('stream auth through the authorizeSubscription API', async (t) => {
 
   t.test('streams per identity are capped', async (t) => {
     const capped = token({ sub: 'greedy', rooms: [roomA] });
-    const first = await openStream(streamUrl(`room=${roomA}&token=${capped}`));
-    const second = await openStream(streamUrl(`room=${roomA}&token=${capped}`));
-    t.teardown(() => second.close());
+    const first = await openStream(t, streamUrl(`room=${roomA}&token=${capped}`));
+    const second = await openStream(t, streamUrl(`room=${roomA}&token=${capped}`));
     t.equal(first.status, 200);
     t.equal(second.status, 200);
     t.equal(probe.app.streamQuota.count('greedy'), 2);
@@ -169,20 +152,19 @@ t.test('stream auth through the authorizeSubscription API', async (t) => {
     t.equal(third.status, 429);
     t.match(third.body.message, /too many open streams/);
     t.ok(third.headers.get('retry-after'));
-    const other = await openStream(streamUrl(`room=${roomA}&token=${token({ sub: 'modest', rooms: [roomA] })}`));
+    const other = await openStream(t, streamUrl(`room=${roomA}&token=${token({ sub: 'modest', rooms: [roomA] })}`));
     t.equal(other.status, 200, 'other identities are not affected');
     other.close();
     first.close();
     await until(() => probe.app.streamQuota.count('greedy') === 1, 5000, 'the slot to be released');
-    const again = await openStream(streamUrl(`room=${roomA}&token=${capped}`));
+    const again = await openStream(t, streamUrl(`room=${roomA}&token=${capped}`));
     t.equal(again.status, 200, 'a closed stream frees its slot');
     again.close();
   });
 
   t.test('a token that expires mid-stream ends the stream with auth_expired', async (t) => {
     const shortLived = token({ sub: 'brief', rooms: [roomA], exp: nowSeconds() + 2 });
-    const stream = await openStream(streamUrl(`room=${roomA}&token=${shortLived}`));
-    t.teardown(() => stream.close());
+    const stream = await openStream(t, streamUrl(`room=${roomA}&token=${shortLived}`));
     t.equal(stream.status, 200);
     await publish(probe.url, roomA, 'before expiry');
     await stream.ended;
@@ -194,10 +176,10 @@ t.test('stream auth through the authorizeSubscription API', async (t) => {
 
   t.test('the query token is redacted from the request log', async (t) => {
     const secretToken = token({ sub: 'logged', rooms: [roomA] });
-    const stream = await openStream(streamUrl(`room=${roomA}&token=${secretToken}`));
+    const stream = await openStream(t, streamUrl(`room=${roomA}&token=${secretToken}`));
     stream.close();
     await (await fetch(streamUrl(`room=${roomB}&token=${secretToken}`))).text();
-    const log = probe.logs.join('');
+    const log = JSON.stringify(probe.logs);
     t.match(log, /token=\[redacted\]/);
     t.notOk(log.includes(secretToken.split('.')[2]!), 'the signature never appears');
     t.notOk(log.includes(secretToken), 'the token never appears');
@@ -205,36 +187,34 @@ t.test('stream auth through the authorizeSubscription API', async (t) => {
 });
 
 t.test('with auth off: streams open without a token, and the startup log says so', async (t) => {
-  const probe = await startProbe(configWith({ port: 0, host: '127.0.0.1', logLevel: 'silent', instanceId: uniqueName('test') }));
-  t.teardown(() => probe.app.close());
-  const stream = await openStream(`${probe.url}/probe/events?room=anything`);
+  const probe = await startProbe(t, configWith({ port: 0, host: '127.0.0.1', logLevel: 'silent', instanceId: uniqueName('test') }));
+  const stream = await openStream(t, `${probe.url}/probe/events?room=anything`);
   t.equal(stream.status, 200);
   stream.close();
-  t.match(probe.logs.join(''), /"level":40[^\n]*AUTH IS OFF/);
+  t.ok(probe.logs.some((line) => line.level === 40 && /AUTH IS OFF/.test(line.msg)), 'a warning says auth is off');
   t.equal(probe.app.authEnabled, false);
 });
 
 t.test("the gateway's stream routes enforce auth", async (t) => {
-  const gateway = await startGateway(securedConfig());
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, securedConfig());
   const room = `team-${uniqueName('r')}`;
   const onlyRoom = token({ sub: 'ann', rooms: [room] });
   const routes = [`/events/${room}`, `/events?room=${room}`];
   for (const route of routes) {
     t.equal((await getJson(`${gateway.url}${route}`)).status, 401, `${route} without a token`);
-    const stream = await openStream(`${gateway.url}${route}${route.includes('?') ? '&' : '?'}token=${onlyRoom}`);
+    const stream = await openStream(t, `${gateway.url}${route}${route.includes('?') ? '&' : '?'}token=${onlyRoom}`);
     t.equal(stream.status, 200, `${route} with a query token`);
     stream.close();
   }
   t.equal((await getJson(`${gateway.url}/events/other-${room}?token=${onlyRoom}`)).status, 403);
   t.equal((await getJson(`${gateway.url}/tickers/BTC/events?token=${onlyRoom}`)).status, 403);
   t.equal((await getJson(`${gateway.url}/events?room=${room}&ticker=BTC&token=${onlyRoom}`)).status, 403);
-  const open = await openStream(`${gateway.url}/events/public-lobby`);
+  const open = await openStream(t, `${gateway.url}/events/public-lobby`);
   t.equal(open.status, 200, 'public room');
   open.close();
 
   const shortLived = token({ sub: 'brief', rooms: [room], exp: nowSeconds() + 2 });
-  const expiring = await openStream(`${gateway.url}/events/${room}`, { cookie: `token=${shortLived}` });
+  const expiring = await openStream(t, `${gateway.url}/events/${room}`, { cookie: `token=${shortLived}` });
   t.equal(expiring.status, 200);
   await expiring.ended;
   t.equal(expiring.events[expiring.events.length - 1]?.event, 'auth_expired');

@@ -9,20 +9,11 @@
  */
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Writable } from 'node:stream';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { startKafka } from '../scripts/kafka/kafka.ts';
-import { buildApp } from '../app.ts';
-import { configWith } from '../src/config.ts';
-import { uniqueName, kafkaTopics } from './helpers/gateway.ts';
+import type { Teardowns } from './helpers/fixture.ts';
+import { kafkaTopics, startGateway, uniqueName, type LogLine, type TestGateway } from './helpers/gateway.ts';
 import { messageTexts, openStream, until, type TestStream } from './helpers/sse-client.ts';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  component?: string;
-  reason?: string;
-}
 
 const began = Date.now();
 const elapsed = () => `${((Date.now() - began) / 1000).toFixed(1)} s`;
@@ -34,35 +25,22 @@ const admin = kafka.admin();
 await admin.connect();
 t.teardown(() => admin.disconnect());
 
-/** A gateway replica on the cluster whose log lines are kept (startGateway's logger is silent). */
-async function replica(topics: { chatTopic: string; tickerTopic: string }): Promise<{ url: string; logs: LogLine[]; close(): Promise<void> }> {
-  const logs: LogLine[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine);
-      done();
+/** A gateway replica on the cluster, logging at info (kept in its `logs`); closed when `t` ends. */
+function replica(t: Teardowns, topics: { chatTopic: string; tickerTopic: string }): Promise<TestGateway> {
+  return startGateway(
+    t,
+    {
+      logLevel: 'info',
+      kafkaBrokers: cluster.brokers,
+      topicPartitions: 3,
+      topicReplicationFactor: 3,
+      cursorSecret: 'broker-loss-test-secret',
+      sseRetryMs: 300,
+      publishTimeoutMs: 2000,
+      ...topics,
     },
-  });
-  const config = configWith({
-    port: 0,
-    host: '127.0.0.1',
-    logLevel: 'info',
-    instanceId: uniqueName('test'),
-    kafkaBrokers: cluster.brokers,
-    topicPartitions: 3,
-    topicReplicationFactor: 3,
-    cursorSecret: 'broker-loss-test-secret',
-    sseRetryMs: 300,
-    publishTimeoutMs: 2000,
-    ...topics,
-  });
-  const app = await buildApp({ config, logger: { level: 'info', stream } });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  const url = `http://127.0.0.1:${address.port}`;
-  await until(async () => (await fetch(`${url}/readyz`)).status === 200, 90000, `${url}/readyz`);
-  return { url, logs, close: () => app.close() };
+    { readyTimeoutMs: 90000 },
+  );
 }
 
 /** Leader node of a partition, and its in-sync replica count. */
@@ -88,7 +66,7 @@ async function killAndRestart(node: number, watched: Array<[string, number]>, do
 }
 
 /** A subscriber as EventSource behaves: reconnects with its last id, alternating replicas; a non-200 answer makes it give up. */
-function reconnectingSubscriber(urls: string[], path: string, startId: string) {
+function reconnectingSubscriber(t: Teardowns, urls: string[], path: string, startId: string) {
   const texts: string[] = [];
   let lastId = startId;
   let stopped = false;
@@ -99,7 +77,7 @@ function reconnectingSubscriber(urls: string[], path: string, startId: string) {
       const url = urls[connections++ % urls.length]!;
       let stream: TestStream;
       try {
-        stream = await openStream(`${url}${path}`, lastId === '' ? {} : { 'last-event-id': lastId });
+        stream = await openStream(t, `${url}${path}`, lastId === '' ? {} : { 'last-event-id': lastId });
       } catch {
         await sleep(300); // a network error: EventSource retries
         continue;
@@ -152,8 +130,8 @@ async function readBack(topic: string, partition: number, key: string): Promise<
 t.setTimeout(300000);
 t.test('partition leader and group coordinator killed (-9) and restarted: every event once, in order; /readyz 200 throughout', async (t) => {
   const topics = kafkaTopics();
-  const a = await replica(topics);
-  const b = await replica(topics);
+  const a = await replica(t, topics);
+  const b = await replica(t, topics);
   const urls = [a.url, b.url];
   t.comment(`replicas ready at ${elapsed()}`);
 
@@ -166,15 +144,10 @@ t.test('partition leader and group coordinator killed (-9) and restarted: every 
   const room = uniqueName('room');
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, retry: { retries: 2 } });
   await producer.connect();
-  const connected = await Promise.all([...urls, ...urls].map((url) => openStream(`${url}/events/${room}`)));
+  t.teardown(() => producer.disconnect());
+  const connected = await Promise.all([...urls, ...urls].map((url) => openStream(t, `${url}/events/${room}`)));
   await until(() => connected.every((stream) => stream.lastEventId() !== ''), 10000, 'starting ids');
   const startId = connected[0]!.lastEventId();
-  // In this order: streams, then replicas (they would drain open streams first), then the producer.
-  t.teardown(async () => {
-    connected.forEach((stream) => stream.close());
-    await Promise.all([a.close(), b.close()]);
-    await producer.disconnect();
-  });
   const [first] = await producer.send({
     topic: topics.chatTopic,
     acks: -1,
@@ -183,7 +156,7 @@ t.test('partition leader and group coordinator killed (-9) and restarted: every 
   const partition = first!.partition;
   await until(() => connected.every((stream) => messageTexts(stream.events).length === 1), 20000, 'first event everywhere');
   // They start from where the connected ones joined (before the first event), by id.
-  const reconnecting = [0, 1, 2, 3].map((i) => reconnectingSubscriber(i % 2 === 0 ? urls : [...urls].reverse(), `/events/${room}`, startId));
+  const reconnecting = [0, 1, 2, 3].map((i) => reconnectingSubscriber(t, i % 2 === 0 ? urls : [...urls].reverse(), `/events/${room}`, startId));
   t.teardown(() => Promise.all(reconnecting.map((client) => client.stop())));
 
   const notReady: string[] = [];
@@ -244,7 +217,7 @@ t.test('partition leader and group coordinator killed (-9) and restarted: every 
   for (const [index, client] of reconnecting.entries()) {
     t.equal(client.gaveUp(), null, `reconnecting subscriber ${index} never got a non-200 answer`);
     // Its final reconnect, as EventSource would make it.
-    const last = await openStream(`${urls[index % 2]}/events/${room}`, { 'last-event-id': client.lastId() });
+    const last = await openStream(t, `${urls[index % 2]}/events/${room}`, { 'last-event-id': client.lastId() });
     await until(() => client.texts.length + messageTexts(last.events).length >= expected.length, 30000, `reconnecting subscriber ${index} caught up`).catch(() => undefined);
     last.close();
     t.same([...client.texts, ...messageTexts(last.events)], expected, `reconnecting subscriber ${index}: every event once, in order`);

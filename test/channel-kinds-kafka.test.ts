@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { tempDir } from './helpers/fixture.ts';
 import { Kafka, logLevel } from 'kafkajs';
 import { readChannelsFile } from '../src/channels/channels-file.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
@@ -22,8 +22,7 @@ const brokers = requiredKafkaBrokers();
 const PARTITIONS = 3;
 
 function declarationFile(t: { teardown(fn: () => unknown): void }, topic: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'channels-file-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'channels-file-');
   const file = join(dir, 'channels.json');
   writeFileSync(
     file,
@@ -71,24 +70,20 @@ t.test('a declared kind streams only valid records, resumes on another replica, 
   await createTopic(ordersTopic);
   const channelKinds = readChannelsFile(declarationFile(t, ordersTopic));
   const shared = { kafkaBrokers: brokers, ...kafkaTopics(), channelKinds, topicPartitions: PARTITIONS };
-  const a = await startGateway(shared);
-  t.teardown(() => a.close());
-  const b = await startGateway(shared);
-  t.teardown(() => b.close());
+  const a = await startGateway(t, shared);
+  const b = await startGateway(t, shared);
 
   const channel = uniqueName('order');
   // Another client's partitioner: never the partition murmur2 names for the key.
   const partition = (partitionForKey(channel, PARTITIONS) + 1) % PARTITIONS;
 
   // A stream opened before the channel ever had a record: its position must cover wherever the records land.
-  const early = await openStream(`${a.url}/streams/orders/${channel}`);
-  t.teardown(() => early.close());
+  const early = await openStream(t, `${a.url}/streams/orders/${channel}`);
   t.equal(early.status, 200);
   await until(() => early.lastEventId() !== '', 10000, 'the position id');
   const joinedAt = early.lastEventId();
 
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   const send = (value: unknown, headers: Record<string, string> = {}) =>
     producer.send(ordersTopic, [{ key: channel, partition, value: typeof value === 'string' ? value : JSON.stringify(value), headers }]);
   await send({ orderId: 'o1', amount: 10, internal: 'not declared, never forwarded' }, { type: 'created' });
@@ -114,13 +109,11 @@ t.test('a declared kind streams only valid records, resumes on another replica, 
 
   // Resume on the other replica: from the position taken before any record (the channel's
   // partition unknown then), and from the first event's own id.
-  const fromJoin = await openStream(`${b.url}/streams/orders/${channel}`, { 'last-event-id': joinedAt });
-  t.teardown(() => fromJoin.close());
+  const fromJoin = await openStream(t, `${b.url}/streams/orders/${channel}`, { 'last-event-id': joinedAt });
   const replayed = await fromJoin.waitForEvents(3, 30000);
   t.same(replayed.map((event) => JSON.parse(event.data).orderId + event.event), ['o1created', 'o2created', 'o1shipped'], 'B replays everything since the position A gave');
   t.notOk(replayed.some((event) => event.event === 'reset'), 'no reset');
-  const fromFirst = await openStream(`${b.url}/streams/orders/${channel}`, { 'last-event-id': events[0]!.id! });
-  t.teardown(() => fromFirst.close());
+  const fromFirst = await openStream(t, `${b.url}/streams/orders/${channel}`, { 'last-event-id': events[0]!.id! });
   t.same(
     (await fromFirst.waitForEvents(2, 30000)).map((event) => JSON.parse(event.data).orderId + event.event),
     ['o2created', 'o1shipped'],
@@ -129,8 +122,7 @@ t.test('a declared kind streams only valid records, resumes on another replica, 
 
   // The same kind on a multi-channel stream beside a room, on B.
   const room = uniqueName('room');
-  const mixed = await openStream(`${b.url}/events?room=${room}&orders=${channel}`);
-  t.teardown(() => mixed.close());
+  const mixed = await openStream(t, `${b.url}/events?room=${room}&orders=${channel}`);
   await until(() => mixed.lastEventId() !== '', 10000, 'the mixed stream position');
   t.equal((await postJson(`${a.url}/rooms/${room}/messages`, { user: 'ann', text: 'hello' })).status, 202);
   const posted = await postJson(`${a.url}/streams/orders/${channel}/created`, { orderId: 'o3', amount: 7 });
@@ -154,8 +146,7 @@ t.test('a declared kind streams only valid records, resumes on another replica, 
 
 t.test('a bad declaration stops the server, exit 1, with a message naming the kind and the field', async (t) => {
   // Every kind of bad declaration is covered in test/unit/channels-file.test.ts; this is the real process.
-  const dir = mkdtempSync(join(tmpdir(), 'channels-file-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'channels-file-');
   const file = join(dir, 'channels.json');
   writeFileSync(file, JSON.stringify({ kinds: [{ name: 'orders', topic: 'orders', eventTypes: { created: { schema: { type: 'object' } } }, slowClients: 'drop' }] }));
   const result = spawnSync(process.execPath, ['--import', 'tsx', 'server.ts'], {

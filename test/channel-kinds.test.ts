@@ -30,8 +30,7 @@ interface OrderEvents {
 }
 
 t.test('the typed client streams a declared kind, alone and beside a room', async (t) => {
-  const gateway = await startGateway({ channelKinds: [ORDERS] });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { channelKinds: [ORDERS] });
   const channel = uniqueName('o');
   const room = uniqueName('room');
 
@@ -70,12 +69,11 @@ t.test('the typed client streams a declared kind, alone and beside a room', asyn
 
 t.test('a declared kind is read with its own claim and public patterns, and published with KIND:PATTERN', async (t) => {
   const secret = 'channel-kinds-test-secret-0123456789';
-  const gateway = await startGateway({ channelKinds: [ORDERS], auth: { ...configWith().auth, jwtSecret: secret } });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { channelKinds: [ORDERS], auth: { ...configWith().auth, jwtSecret: secret } });
   const token = (claims: Record<string, unknown>) => issueToken({ sub: 'u1', exp: Math.floor(Date.now() / 1000) + 600, ...claims }, secret, 'HS256');
 
   const open = async (path: string, bearer?: string) => {
-    const stream = await openStream(`${gateway.url}${path}`, bearer === undefined ? {} : { authorization: `Bearer ${bearer}` });
+    const stream = await openStream(t, `${gateway.url}${path}`, bearer === undefined ? {} : { authorization: `Bearer ${bearer}` });
     stream.close();
     return stream.status;
   };

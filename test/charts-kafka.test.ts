@@ -47,8 +47,7 @@ t.test('a fresh replica charts the last 24 h read back from Kafka, then continue
   await createTickerTopic(topics.tickerTopic, 3);
   const symbols = [uniqueName('A'), uniqueName('B'), uniqueName('C')];
   const times = twentyHours();
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   const messages: Message[] = [];
   times.forEach((time, i) => {
     for (const [s, symbol] of symbols.entries()) {
@@ -60,8 +59,7 @@ t.test('a fresh replica charts the last 24 h read back from Kafka, then continue
   await producer.send(topics.tickerTopic, messages);
 
   // The warm-up (the live consumer's start) covers the last 30 minutes; the backfill the rest.
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: 30 * MINUTE });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, historyMaxAgeMs: 30 * MINUTE });
   let chart: History | undefined;
   await until(async () => {
     chart = await historyOf(gateway.url, symbols[0]!, '24h');
@@ -96,12 +94,10 @@ t.test('TICKER_BACKFILL_MAX_RECORDS bounds the records read, keeping the most re
   await createTickerTopic(topics.tickerTopic, 1);
   const symbol = uniqueName('CAP');
   const times = twentyHours();
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   await producer.send(topics.tickerTopic, times.map((time, i) => price(symbol, i + 1, time)));
 
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: MINUTE, tickerBackfillMaxRecords: 100 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, historyMaxAgeMs: MINUTE, tickerBackfillMaxRecords: 100 });
   let chart: History | undefined;
   await until(async () => {
     chart = await historyOf(gateway.url, symbol, '24h');
@@ -114,10 +110,8 @@ t.test('TICKER_BACKFILL_MAX_RECORDS=0 turns the backfill off', async (t) => {
   const topics = kafkaTopics();
   await createTickerTopic(topics.tickerTopic, 1);
   const symbol = uniqueName('OFF');
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   await producer.send(topics.tickerTopic, twentyHours().map((time, i) => price(symbol, i + 1, time)));
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, historyMaxAgeMs: MINUTE, tickerBackfillMaxRecords: 0 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, historyMaxAgeMs: MINUTE, tickerBackfillMaxRecords: 0 });
   t.match(await historyOf(gateway.url, symbol, '24h'), { backfilling: false, points: [] });
 });

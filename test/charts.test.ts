@@ -62,8 +62,7 @@ t.test('keeps at most maxSymbols symbols, forgetting the least recently updated'
 });
 
 t.test('GET /tickers/:symbol/history serves what the gateway has seen, per window (embedded bus: nothing to read back)', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const symbol = uniqueName('SYM');
   for (const price of [10, 11, 12]) {
     t.equal((await postJson(`${gateway.url}/tickers/${symbol}/prices`, { price, currency: 'USD' })).status, 202);
@@ -89,8 +88,7 @@ t.test('GET /tickers/:symbol/history serves what the gateway has seen, per windo
 });
 
 t.test('history parameters are validated', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const badWindow = await fetch(`${gateway.url}/tickers/BTC/history?window=7d`);
   t.equal(badWindow.status, 400);
   t.match(await badWindow.json(), { statusCode: 400, message: /window/ });

@@ -2,10 +2,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { channelsUrl, roomUrl, subscribe, tickerUrl, type ChatMessageEvent, type PriceUpdateEvent } from '../src/client/index.ts';
-import { buildApp } from '../app.ts';
 import { configWith } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
-import { kafkaBrokers, kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
+import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
 import { until } from './helpers/sse-client.ts';
 
 /** A scripted SSE server: answer `n` (0-based) is `script[n]`, and every request is recorded. */
@@ -131,8 +130,7 @@ t.test('close() stops the stream and any reconnection', async (t) => {
 });
 
 t.test('against the gateway: typed chat and ticker events, ids as the gateway gives them', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = uniqueName('room');
   const symbol = uniqueName('SYM');
   const chat = subscribe(roomUrl(gateway.url, room));
@@ -162,8 +160,7 @@ t.test('against the gateway: typed chat and ticker events, ids as the gateway gi
 });
 
 t.test('against the gateway: iterate() yields the chosen events in order, ends on close, and refuses to buffer without bound', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = uniqueName('room');
   const chat = subscribe(roomUrl(gateway.url, room));
   t.teardown(() => chat.close());
@@ -201,8 +198,7 @@ t.test('against the gateway: iterate() yields the chosen events in order, ends o
 
 t.test('against the gateway with auth: a stream ended by auth_expired resumes with a fresh token from getToken()', async (t) => {
   const secret = 'client-test-secret-of-32-characters!!';
-  const gateway = await startGateway({ auth: { ...configWith().auth, jwtSecret: secret, serviceApiKeys: new Map([['publisher-key-0123456789', 'publisher']]) } });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { auth: { ...configWith().auth, jwtSecret: secret, serviceApiKeys: new Map([['publisher-key-0123456789', 'publisher']]) } });
   const room = uniqueName('room');
   const nowSeconds = () => Math.floor(Date.now() / 1000);
   const tokens: string[] = [];
@@ -234,30 +230,4 @@ t.test('against the gateway with auth: a stream ended by auth_expired resumes wi
   await until(() => texts.length === 2, 5000, 'the message after the reconnection');
   t.same(texts, ['before expiry', 'after expiry'], 'each message once, across the expiry');
   t.match(expired[0], /token expired/);
-});
-
-t.test('against the gateway: reconnects to a replica that restarts on the same port', { skip: kafkaBrokers === undefined ? 'needs KAFKA_BROKERS (npm test)' : false }, async (t) => {
-  // On Kafka: the restarted replica reads the same log, so the client's last id still means something there.
-  const first = await startGateway({ kafkaBrokers, ...kafkaTopics(), sseRetryMs: 100 });
-  const port = new URL(first.url).port;
-  const room = uniqueName('room');
-  const stream = subscribe(roomUrl(first.url, room));
-  t.teardown(() => stream.close());
-  const texts: string[] = [];
-  stream.on('message', (message) => texts.push(message.text));
-  await until(() => stream.state === 'open', 5000, 'open');
-  await postJson(`${first.url}/rooms/${room}/messages`, { user: 'ann', text: 'before' });
-  await until(() => texts.length === 1, 5000, 'first message');
-  await first.close();
-  await until(() => stream.state === 'reconnecting', 5000, 'reconnecting');
-
-  // startGateway picks a free port; the second gateway must take over the first one's.
-  const second = await buildApp({ config: { ...first.config, instanceId: uniqueName('test') } });
-  t.teardown(() => second.close());
-  await second.listen({ port: Number(port), host: '127.0.0.1' });
-  await until(async () => (await fetch(`${first.url}/readyz`)).status === 200, 60_000, 'the second replica to be ready');
-  await until(() => stream.state === 'open', 10_000, 'reopened');
-  await postJson(`${first.url}/rooms/${room}/messages`, { user: 'ann', text: 'after' });
-  await until(() => texts.length === 2, 5000, 'second message');
-  t.same(texts, ['before', 'after']);
 });

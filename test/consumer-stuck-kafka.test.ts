@@ -15,8 +15,7 @@ const brokers = requiredKafkaBrokers();
 t.test('a consumer not advancing on partitions Kafka holds records in: 503 after KAFKA_CONSUMER_STUCK_MS, 200 once it reads them', async (t) => {
   const topics = kafkaTopics();
   const instanceId = uniqueName('test');
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, instanceId, topicPartitions: 2, kafkaConsumerStuckMs: 3000 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, instanceId, topicPartitions: 2, kafkaConsumerStuckMs: 3000 });
   const kafka = new Kafka({ clientId: 'test-intruder', brokers, logLevel: logLevel.NOTHING });
   const producer = kafka.producer();
   await producer.connect();

@@ -58,19 +58,17 @@ function roomOn(partition: number, prefix: string): string {
 t.test('Kafka: a gap of 20,000 events (plus 20,000 of other rooms on the partition) is replayed on one connection; a short resume on the partition is not held up', async (t) => {
   const topics = kafkaTopics();
   // A small history, so the short resume below is read from Kafka too.
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: PARTITIONS, historyMaxEventsPerChannel: 5 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, topicPartitions: PARTITIONS, historyMaxEventsPerChannel: 5 });
   const deepRoom = uniqueName('deep');
   const partition = partitionForKey(deepRoom, PARTITIONS);
   const noiseRooms = [roomOn(partition, 'noise'), roomOn(partition, 'noise')];
   const shortRoom = roomOn(partition, 'short');
 
-  const deepFirst = await openStream(`${gateway.url}/events/${deepRoom}`);
+  const deepFirst = await openStream(t, `${gateway.url}/events/${deepRoom}`);
   await until(() => deepFirst.lastEventId() !== '', 5000, 'the deep client’s id');
   deepFirst.close();
 
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   const message = (room: string, text: string): Message => {
     const { record } = chatMessageRecord({ chat: topics.chatTopic, ticker: topics.tickerTopic }, room, { user: 'seq', text });
     return { key: record.key, value: record.value, headers: record.headers };
@@ -83,7 +81,7 @@ t.test('Kafka: a gap of 20,000 events (plus 20,000 of other rooms on the partiti
     }
     await producer.send(topics.chatTopic, batch);
   }
-  const shortFirst = await openStream(`${gateway.url}/events/${shortRoom}`);
+  const shortFirst = await openStream(t, `${gateway.url}/events/${shortRoom}`);
   await until(() => shortFirst.lastEventId() !== '', 5000, 'the short client’s id');
   shortFirst.close();
   await producer.send(
@@ -96,8 +94,7 @@ t.test('Kafka: a gap of 20,000 events (plus 20,000 of other rooms on the partiti
   // The deep client comes back but is slow to read: its replay is under way, paced by its socket.
   const deep = await openPausable(`${gateway.url}/events/${deepRoom}`, { 'last-event-id': deepFirst.lastEventId() });
   t.teardown(() => deep.close());
-  const short = await openStream(`${gateway.url}/events/${shortRoom}`, { 'last-event-id': shortFirst.lastEventId() });
-  t.teardown(() => short.close());
+  const short = await openStream(t, `${gateway.url}/events/${shortRoom}`, { 'last-event-id': shortFirst.lastEventId() });
   await until(() => messageTexts(short.events).length >= 10, 30000, 'the short resume');
   t.same(messageTexts(short.events), Array.from({ length: 10 }, (_, index) => `s${index}`), 'the short resume got its 10 events');
   t.equal(gateway.app.openStreamCount(), 2, 'while the deep replay is still open');
@@ -105,7 +102,9 @@ t.test('Kafka: a gap of 20,000 events (plus 20,000 of other rooms on the partiti
 
   deep.resume();
   const resumedAt = Date.now();
-  await until(() => messageTexts(deep.events).length >= DEEP, 60000, `the deep replay (got ${messageTexts(deep.events).length})`);
+  // A generous bound: on a shared 2-core machine running other test files the replay can take
+  // most of a minute (its speed is measured by bench/, not asserted here).
+  await until(() => messageTexts(deep.events).length >= DEEP, 120000, () => `the deep replay (got ${messageTexts(deep.events).length} of ${DEEP})`);
   t.comment(`deep replay: ${DEEP} events in ${Date.now() - resumedAt} ms once the client read`);
   const texts = messageTexts(deep.events).map((text) => text.split(' ')[0]);
   t.equal(texts.length, DEEP, 'no duplicate');
@@ -120,8 +119,7 @@ t.test('Kafka: a gap of 20,000 events (plus 20,000 of other rooms on the partiti
 
 t.test('Kafka: clients resuming from the same place on one partition are served by shared reads of Kafka, and deep resumes on every partition at once all complete', async (t) => {
   const topics = kafkaTopics();
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: PARTITIONS, historyMaxEventsPerChannel: 5 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, topicPartitions: PARTITIONS, historyMaxEventsPerChannel: 5 });
   const GAP = 1500;
   const shared = 0;
   // Three rooms on one partition (resuming from the same place), and one room on each other partition.
@@ -130,13 +128,12 @@ t.test('Kafka: clients resuming from the same place on one partition are served 
   const rooms = [...sameRooms, ...otherRooms];
   const ids = new Map<string, string>();
   for (const room of rooms) {
-    const first = await openStream(`${gateway.url}/events/${room}`);
+    const first = await openStream(t, `${gateway.url}/events/${room}`);
     await until(() => first.lastEventId() !== '', 5000, `the id of ${room}`);
     ids.set(room, first.lastEventId());
     first.close();
   }
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   const message = (room: string, text: string): Message => {
     const { record } = chatMessageRecord({ chat: topics.chatTopic, ticker: topics.tickerTopic }, room, { user: 'seq', text });
     return { key: record.key, value: record.value, headers: record.headers };
@@ -151,7 +148,7 @@ t.test('Kafka: clients resuming from the same place on one partition are served 
 
   const reader = (gateway.app.bus as KafkaBus).rangeReader;
   const recordsBefore = reader.stats.records;
-  const streams = await Promise.all(rooms.map((room) => openStream(`${gateway.url}/events/${room}`, { 'last-event-id': ids.get(room)! })));
+  const streams = await Promise.all(rooms.map((room) => openStream(t, `${gateway.url}/events/${room}`, { 'last-event-id': ids.get(room)! })));
   t.teardown(() => streams.forEach((stream) => stream.close()));
   await until(() => streams.every((stream) => messageTexts(stream.events).length >= GAP), 60000, 'every replay');
   const expected = Array.from({ length: GAP }, (_, index) => `g${index}`);
@@ -170,21 +167,18 @@ t.test('Kafka: clients resuming from the same place on one partition are served 
 
 t.test('Kafka: a well-signed id past the end of the partition gets `reset` (beyond-end), then live events', async (t) => {
   const topics = kafkaTopics();
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics });
   const room = uniqueName('room');
   const partition = partitionForKey(room, gateway.app.dispatcher.partitionCount(0));
   const absurd = gateway.app.cursorCodec.encode([{ slot: 0, partition, next: 1_000_000_000 }]);
-  const stream = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': absurd });
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`, { 'last-event-id': absurd });
   const [reset] = await stream.waitForEvents(1, 20000);
   t.equal(reset?.event, 'reset');
   t.same(JSON.parse(reset!.data), { reason: 'beyond-end' });
   t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'u', text: 'live' })).status, 202);
   await until(() => messageTexts(stream.events).includes('live'), 20000, 'the live event');
   // The stream's own id is back to a real position: a reconnect with it resumes normally.
-  const after = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': stream.lastEventId() });
-  t.teardown(() => after.close());
+  const after = await openStream(t, `${gateway.url}/events/${room}`, { 'last-event-id': stream.lastEventId() });
   t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'u', text: 'next' })).status, 202);
   await until(() => messageTexts(after.events).includes('next'), 20000, 'the next event');
   t.same(messageTexts(after.events), ['next'], 'resumed right after the live event, no reset');

@@ -13,8 +13,7 @@ t.test("README's configuration and metrics tables are what the code generates", 
 
 t.test('every metric /metrics exposes is in the README, and every setting read has a description', async (t) => {
   const readme = await readFile(README, 'utf8');
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const exposition = await (await fetch(`${gateway.url}/metrics`)).text();
   const names = [...exposition.matchAll(/^# TYPE (sse_gateway_\w+) /gm)].map((match) => match[1]);
   t.ok(names.length > 20, 'the gateway exposes its metrics');

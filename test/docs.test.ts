@@ -42,8 +42,7 @@ const API_ROUTES = [
 ];
 
 t.test('/docs/json is a valid OpenAPI 3 document that lists every route the app serves', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const response = await fetch(`${gateway.url}/docs/json`);
   t.equal(response.status, 200);
   // any: an OpenAPI document is walked as plain JSON here.
@@ -114,8 +113,7 @@ const EXPECTED_STATUSES: Record<string, number[]> = {
 };
 
 t.test('the document declares the security schemes, and each route its auth, tag and every status', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const document = await openApiDocument(gateway.url);
   await t.resolves(SwaggerParser.validate(structuredClone(document)), 'valid against the OpenAPI schema');
 
@@ -166,7 +164,7 @@ const token = (claims: Record<string, unknown>) =>
   issueToken({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims }, SECRET, 'HS256');
 
 t.test('every status the gateway answers while provoked is documented for its route', async (t) => {
-  const gateway = await startGateway({
+  const gateway = await startGateway(t, {
     maxStreams: 2,
     auth: {
       ...configWith().auth,
@@ -177,12 +175,9 @@ t.test('every status the gateway answers while provoked is documented for its ro
     },
     bodyLimitBytes: 1024,
   });
-  t.teardown(() => gateway.close());
   const document = await openApiDocument(gateway.url);
   const base = gateway.url;
   const room = uniqueName('room');
-  const streams: TestStream[] = [];
-  t.teardown(() => streams.forEach((stream) => stream.close()));
   const seen = new Map<string, Set<number>>();
   const check = (route: string, status: number) => {
     seen.set(route, (seen.get(route) ?? new Set()).add(status));
@@ -190,8 +185,7 @@ t.test('every status the gateway answers while provoked is documented for its ro
     t.ok(operation?.responses[String(status)], `${route} answered ${status}: documented`);
   };
   const stream = async (route: string, path: string, headers: Record<string, string> = {}) => {
-    const opened = await openStream(`${base}${path}`, headers);
-    streams.push(opened);
+    const opened = await openStream(t, `${base}${path}`, headers);
     check(route, opened.status);
     return opened;
   };
@@ -273,8 +267,7 @@ t.test('every status the gateway answers while provoked is documented for its ro
 });
 
 t.test("each event type's data is a schema in the stream routes' 200 response, and real events match it", async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const document = await openApiDocument(gateway.url);
   // any: frames of the document, walked as JSON.
   const frames = (route: string): Map<string, any> =>
@@ -290,8 +283,7 @@ t.test("each event type's data is a schema in the stream routes' 200 response, a
 
   const ajv = new Ajv2020({ strict: false });
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events?room=${room}&ticker=BTC`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events?room=${room}&ticker=BTC`);
   const posted = await fetch(`${gateway.url}/rooms/${room}/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -313,8 +305,7 @@ t.test("each event type's data is a schema in the stream routes' 200 response, a
 });
 
 t.test('/docs serves Swagger UI, and /metrics still answers plain text', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const ui = await fetch(`${gateway.url}/docs`);
   t.equal(ui.status, 200);
   t.match(ui.headers.get('content-type'), /^text\/html/);

@@ -1,10 +1,8 @@
 import t from 'tap';
 import net from 'node:net';
-import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../app.ts';
 import { configWith } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
-import { uniqueName } from './helpers/gateway.ts';
+import { startGateway, uniqueName } from './helpers/gateway.ts';
 import { openStream } from './helpers/sse-client.ts';
 
 /**
@@ -188,24 +186,18 @@ function send(port: number, bytes: Buffer): Promise<number | null> {
 }
 
 t.test(`fuzz: ${REQUESTS} hostile requests (seed ${SEED})`, async (t) => {
-  const config = configWith({
-    port: 0,
-    host: '127.0.0.1',
-    logLevel: 'silent',
-    instanceId: uniqueName('fuzz'),
-    auth: { ...configWith().auth, jwtSecret: SECRET, publicRooms: ['public-*', 'lobby'], publishRatePerIp: 1_000_000 },
-  });
-  const app: FastifyInstance = await buildApp({ config });
   const serverErrors: Array<{ statusCode: number; url: string }> = [];
-  app.addHook('onResponse', async (request, reply) => {
-    if (reply.statusCode >= 500) serverErrors.push({ statusCode: reply.statusCode, url: request.url.slice(0, 200) });
-  });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => app.close());
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  const { port } = address;
-  const base = `http://127.0.0.1:${port}`;
+  const { url: base } = await startGateway(
+    t,
+    { instanceId: uniqueName('fuzz'), auth: { ...configWith().auth, jwtSecret: SECRET, publicRooms: ['public-*', 'lobby'], publishRatePerIp: 1_000_000 } },
+    {
+      beforeListen: (app) =>
+        app.addHook('onResponse', async (request, reply) => {
+          if (reply.statusCode >= 500) serverErrors.push({ statusCode: reply.statusCode, url: request.url.slice(0, 200) });
+        }),
+    },
+  );
+  const port = Number(new URL(base).port);
 
   const statuses = new Map<string, number>();
   const fiveHundreds: string[] = [];
@@ -234,8 +226,7 @@ t.test(`fuzz: ${REQUESTS} hostile requests (seed ${SEED})`, async (t) => {
   // Still streaming correctly: a fresh POST reaches a fresh stream.
   t.equal((await fetch(`${base}/healthz`)).status, 200);
   const room = `public-${uniqueName('after')}`;
-  const stream = await openStream(`${base}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${base}/events/${room}`);
   t.equal(stream.status, 200);
   const posted = await fetch(`${base}/rooms/${room}/messages`, {
     method: 'POST',

@@ -4,10 +4,8 @@ import { postJson, startGateway } from './helpers/gateway.ts';
 import { openStream, until } from './helpers/sse-client.ts';
 
 t.test('on the embedded bus, a posted message reaches a stream over real HTTP', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
-  const stream = await openStream(`${gateway.url}/events/lobby`, { origin: 'http://example.test' });
-  t.teardown(() => stream.close());
+  const gateway = await startGateway(t);
+  const stream = await openStream(t, `${gateway.url}/events/lobby`, { origin: 'http://example.test' });
   t.equal(stream.status, 200);
   t.match(stream.headers['content-type'], /^text\/event-stream/);
   t.match(stream.headers['cache-control'], /no-cache/);
@@ -31,12 +29,9 @@ t.test('on the embedded bus, a posted message reaches a stream over real HTTP', 
 });
 
 t.test('rooms are isolated and tickers stream price updates', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
-  const other = await openStream(`${gateway.url}/events/other`);
-  const ticker = await openStream(`${gateway.url}/tickers/DOGE/events`);
-  t.teardown(() => other.close());
-  t.teardown(() => ticker.close());
+  const gateway = await startGateway(t);
+  const other = await openStream(t, `${gateway.url}/events/other`);
+  const ticker = await openStream(t, `${gateway.url}/tickers/DOGE/events`);
   t.equal((await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'a', text: 'not for other' })).status, 202);
   t.equal((await postJson(`${gateway.url}/tickers/DOGE/prices`, { price: 0.1234, currency: 'USD' })).status, 202);
   t.equal((await postJson(`${gateway.url}/rooms/other/messages`, { user: 'b', text: 'for other' })).status, 202);
@@ -49,8 +44,7 @@ t.test('rooms are isolated and tickers stream price updates', async (t) => {
 });
 
 t.test('bad input answers 4xx JSON naming the problem', async (t) => {
-  const gateway = await startGateway({ bodyLimitBytes: 4096 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { bodyLimitBytes: 4096 });
   const cases: Array<[string, string, unknown, number, RegExp]> = [
     ['POST', '/rooms/lobby/messages', { user: 'a' }, 400, /text/],
     ['POST', '/rooms/lobby/messages', { user: 'a', text: 'x'.repeat(2001) }, 400, /text/],
@@ -81,9 +75,8 @@ t.test('bad input answers 4xx JSON naming the problem', async (t) => {
 });
 
 t.test('a client that goes away leaves no subscription behind', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
-  const streams = await Promise.all([1, 2, 3].map(() => openStream(`${gateway.url}/events/leaving`)));
+  const gateway = await startGateway(t);
+  const streams = await Promise.all([1, 2, 3].map(() => openStream(t, `${gateway.url}/events/leaving`)));
   await until(() => gateway.app.hub.subscriberCount('room:leaving') === 3, 5000, 'three subscribers');
   for (const stream of streams) stream.close();
   await until(() => gateway.app.hub.channelCount === 0 && gateway.app.openStreamCount() === 0, 5000, 'no subscriptions');
@@ -91,8 +84,7 @@ t.test('a client that goes away leaves no subscription behind', async (t) => {
 });
 
 t.test('HEAD on a stream route answers the stream headers and no body, and opens no stream', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   for (const path of ['/events/probe', '/tickers/PROBE/events', '/events?room=probe&ticker=PROBE']) {
     const response = await fetch(`${gateway.url}${path}`, { method: 'HEAD' });
     t.equal(response.status, 200, path);
@@ -123,8 +115,7 @@ function dechunk(body: string): string {
 }
 
 t.test('a stream requested behind another request on one connection (pipelining) comes after its response, intact', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const { port, hostname } = new URL(gateway.url);
   const socket = connect(Number(port), hostname);
   t.teardown(() => socket.destroy());
@@ -142,8 +133,8 @@ t.test('a stream requested behind another request on one connection (pipelining)
 });
 
 t.test('closing the app ends open streams instead of hanging', async (t) => {
-  const gateway = await startGateway();
-  const stream = await openStream(`${gateway.url}/events/closing`);
+  const gateway = await startGateway(t);
+  const stream = await openStream(t, `${gateway.url}/events/closing`);
   const started = Date.now();
   await gateway.close();
   await stream.ended;
@@ -151,8 +142,7 @@ t.test('closing the app ends open streams instead of hanging', async (t) => {
 });
 
 t.test('with Kafka unreachable, publishing answers 503 quickly and /readyz says why', async (t) => {
-  const gateway = await startGateway({ kafkaBrokers: ['127.0.0.1:1'], publishTimeoutMs: 1000 }, { waitReady: false });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: ['127.0.0.1:1'], publishTimeoutMs: 1000 }, { waitReady: false });
   const started = Date.now();
   const posted = await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'a', text: 'x' });
   t.equal(posted.status, 503);

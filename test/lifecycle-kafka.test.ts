@@ -1,10 +1,9 @@
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { startKafka } from '../scripts/kafka/kafka.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { scrape, value } from './helpers/metrics.ts';
 import { messageTexts, openStream, until } from './helpers/sse-client.ts';
-
+import { spawnServer } from './helpers/server-process.ts';
 
 const brokers = requiredKafkaBrokers();
 
@@ -13,31 +12,19 @@ const SHARED_CURSOR_SECRET = 'lifecycle-test-cursor-secret';
 
 t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients resume on another replica without loss', async (t) => {
   const topics = kafkaTopics();
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      KAFKA_BROKERS: brokers.join(','),
-      CHAT_TOPIC: topics.chatTopic,
-      TICKER_TOPIC: topics.tickerTopic,
-      DRAIN_WINDOW_MS: '1500',
-      SSE_RETRY_MS: '500',
-      CURSOR_SECRET: SHARED_CURSOR_SECRET,
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
+  const server = await spawnServer(t, {
+    KAFKA_BROKERS: brokers.join(','),
+    CHAT_TOPIC: topics.chatTopic,
+    TICKER_TOPIC: topics.tickerTopic,
+    DRAIN_WINDOW_MS: '1500',
+    SSE_RETRY_MS: '500',
+    CURSOR_SECRET: SHARED_CURSOR_SECRET,
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  t.teardown(() => child.kill('SIGKILL'));
-  const url = `http://127.0.0.1:${port}`;
-  await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200, 60000, 'the child replica ready');
-  const other = await startGateway({ kafkaBrokers: brokers, ...topics, cursorSecret: SHARED_CURSOR_SECRET });
-  t.teardown(() => other.close());
+  const { url } = server;
+  const other = await startGateway(t, { kafkaBrokers: brokers, ...topics, cursorSecret: SHARED_CURSOR_SECRET });
 
   const room = uniqueName('room');
-  const clients = await Promise.all(Array.from({ length: 8 }, () => openStream(`${url}/events/${room}`)));
+  const clients = await Promise.all(Array.from({ length: 8 }, () => openStream(t, `${url}/events/${room}`)));
   await until(() => clients.every((client) => client.lastEventId() !== ''), 5000, 'initial ids');
   let published = 0;
   let stop = false;
@@ -50,14 +37,13 @@ t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients res
   await until(() => published >= 20, 20000, 'some events published');
   const endedAt: number[] = [];
   for (const client of clients) void client.ended.then(() => endedAt.push(Date.now()));
-  child.kill('SIGTERM');
+  server.kill('SIGTERM');
   await until(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 503)) === 503, 3000, 'not ready at once');
-  t.equal(await exited, 0, 'exit code 0');
+  t.equal(await server.exited, 0, 'exit code 0');
   t.ok(Math.max(...endedAt) - Math.min(...endedAt) >= 500, 'streams ended spread over the drain window');
   stop = true;
   await publishing;
-  const resumed = await Promise.all(clients.map((client) => openStream(`${other.url}/events/${room}`, { 'last-event-id': client.lastEventId() })));
-  t.teardown(() => resumed.forEach((stream) => stream.close()));
+  const resumed = await Promise.all(clients.map((client) => openStream(t, `${other.url}/events/${room}`, { 'last-event-id': client.lastEventId() })));
   const expected = Array.from({ length: published }, (_, i) => `n${i}`);
   for (const [index, client] of clients.entries()) {
     await until(() => messageTexts(client.events).length + messageTexts(resumed[index]!.events).length >= published, 20000, 'all events');
@@ -68,11 +54,9 @@ t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients res
 t.test('broker stopped and restarted mid-stream: streams stay open, /readyz stays 200 (degraded), publish answers 503, delivery resumes', async (t) => {
   const cluster = await startKafka();
   t.teardown(() => cluster.stop());
-  const gateway = await startGateway({ kafkaBrokers: cluster.brokers, ...kafkaTopics(), publishTimeoutMs: 1500, heartbeatMs: 300 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: cluster.brokers, ...kafkaTopics(), publishTimeoutMs: 1500, heartbeatMs: 300 });
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'a', text: 'before' })).status, 202);
   await until(() => messageTexts(stream.events).includes('before'), 10000, 'first event');
 

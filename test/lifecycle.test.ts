@@ -3,22 +3,9 @@ import net from 'node:net';
 import http from 'node:http';
 import { chatMessageRecord, priceUpdateRecord } from '../src/channels/contract.ts';
 import { SseParser, type SseMessage } from '../src/client/sse-parser.ts';
-import { postJson, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
+import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
 import { MemoryBus } from '../src/bus/memory.ts';
-import { chatMessages, messageTexts, openStream, until, type TestStream } from './helpers/sse-client.ts';
-
-/** A client that sends its request and then reads nothing: the socket stays paused. */
-function stalledClient(gateway: TestGateway, path: string): Promise<{ socket: net.Socket; closed: Promise<void> }> {
-  const port = Number(new URL(gateway.url).port);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port }, () => {
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
-      socket.pause();
-      resolve({ socket, closed: new Promise((done) => socket.once('close', () => done())) });
-    });
-    socket.once('error', reject);
-  });
-}
+import { chatMessages, messageTexts, openStream, stalledClient, streamRequest, until, type TestStream } from './helpers/sse-client.ts';
 
 /** Reads everything a stalled socket received and parses its SSE events (after the HTTP head). */
 async function drain(socket: net.Socket, closed: Promise<void>): Promise<{ events: SseMessage[]; lastEventId: string; endedCleanly: boolean }> {
@@ -56,10 +43,8 @@ async function assertComeBackLater(t: Test, stream: TestStream, reason: string):
 }
 
 t.test('heartbeats: idle streams get a comment line from one shared timer', async (t) => {
-  const gateway = await startGateway({ heartbeatMs: 150 });
-  t.teardown(() => gateway.close());
-  const streams = await Promise.all([1, 2].map(() => openStream(`${gateway.url}/events/${uniqueName('idle')}`)));
-  t.teardown(() => streams.forEach((stream) => stream.close()));
+  const gateway = await startGateway(t, { heartbeatMs: 150 });
+  const streams = await Promise.all([1, 2].map(() => openStream(t, `${gateway.url}/events/${uniqueName('idle')}`)));
   for (const stream of streams) await until(() => stream.comments() >= 3, 5000, 'two heartbeats after :connected');
   t.match(streams[0]!.text(), /\n:\n\n/, 'a bare comment line');
   t.ok(gateway.app.streamStats.heartbeats >= 4);
@@ -67,10 +52,8 @@ t.test('heartbeats: idle streams get a comment line from one shared timer', asyn
 
 t.test('an idle stream gets one comment per HEARTBEAT_MS, not one every other period', async (t) => {
   const heartbeatMs = 200;
-  const gateway = await startGateway({ heartbeatMs });
-  t.teardown(() => gateway.close());
-  const stream = await openStream(`${gateway.url}/events/${uniqueName('idle')}`);
-  t.teardown(() => stream.close());
+  const gateway = await startGateway(t, { heartbeatMs });
+  const stream = await openStream(t, `${gateway.url}/events/${uniqueName('idle')}`);
   await until(() => stream.comments() >= 2, 5000, 'a first heartbeat after :connected');
   // Counted over ten periods, so one late timer does not decide: a heartbeat every other
   // period would take about twice as long as one every period.
@@ -85,12 +68,10 @@ t.test('an idle stream gets one comment per HEARTBEAT_MS, not one every other pe
 });
 
 t.test('a chat client that stops reading is cut off with bounded memory, resumes without loss, and others keep up', async (t) => {
-  const gateway = await startGateway({ streamMaxBufferedBytes: 256 * 1024, historyMaxEventsPerChannel: 10000, historyMaxTotalEvents: 20000 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { streamMaxBufferedBytes: 256 * 1024, historyMaxEventsPerChannel: 10000, historyMaxTotalEvents: 20000 });
   const room = uniqueName('busy');
-  const normal = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => normal.close());
-  const slow = await stalledClient(gateway, `/events/${room}`);
+  const normal = await openStream(t, `${gateway.url}/events/${room}`);
+  const slow = await stalledClient(t, gateway.url, streamRequest(`/events/${room}`));
   await until(() => gateway.app.hub.subscriberCount(`room:${room}`) === 2, 5000, 'both subscribed');
 
   const total = 4000;
@@ -118,8 +99,7 @@ t.test('a chat client that stops reading is cut off with bounded memory, resumes
   if (received.endedCleanly) t.equal(received.events.at(-1)?.event, 'overflow', 'told why');
   const seen = chatMessages(received.events).length;
   t.ok(seen < total, `the stalled client got ${seen} before the cut`);
-  const resumed = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': received.lastEventId });
-  t.teardown(() => resumed.close());
+  const resumed = await openStream(t, `${gateway.url}/events/${room}`, { 'last-event-id': received.lastEventId });
   await until(() => chatMessages(resumed.events).length >= total - seen, 30000, 'the rest');
   const rest = resumed.events;
   const numbers = messageTexts([...received.events, ...rest]).map((text) => Number(text.split(' ')[0]));
@@ -127,9 +107,8 @@ t.test('a chat client that stops reading is cut off with bounded memory, resumes
 });
 
 t.test('a ticker client that stops reading is not cut off: it gets the latest price per symbol', async (t) => {
-  const gateway = await startGateway({ streamMaxBufferedBytes: 256 * 1024 });
-  t.teardown(() => gateway.close());
-  const slow = await stalledClient(gateway, '/tickers/DOGE/events');
+  const gateway = await startGateway(t, { streamMaxBufferedBytes: 256 * 1024 });
+  const slow = await stalledClient(t, gateway.url, streamRequest('/tickers/DOGE/events'));
   await until(() => gateway.app.hub.subscriberCount('ticker:DOGE') === 1, 5000, 'subscribed');
   const topics = { chat: gateway.config.chatTopic, ticker: gateway.config.tickerTopic };
   const total = 60000;
@@ -157,19 +136,18 @@ t.test('a ticker client that stops reading is not cut off: it gets the latest pr
 });
 
 t.test('limits: come back later past the instance cap (EventSource retries), 429 past the per-IP cap, 431 for huge headers', async (t) => {
-  const gateway = await startGateway({ maxStreams: 3, maxStreamsPerIp: 2, sseRetryMs: 1000 });
-  t.teardown(() => gateway.close());
-  const first = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
-  const second = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
-  const perIp = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
+  const gateway = await startGateway(t, { maxStreams: 3, maxStreamsPerIp: 2, sseRetryMs: 1000 });
+  const first = await openStream(t, `${gateway.url}/events/a`, {}, '127.0.0.2');
+  const second = await openStream(t, `${gateway.url}/events/a`, {}, '127.0.0.2');
+  const perIp = await openStream(t, `${gateway.url}/events/a`, {}, '127.0.0.2');
   t.equal(perIp.status, 429);
   t.ok(Number(perIp.headers['retry-after']) > 0);
   t.match(JSON.parse(perIp.text()), { statusCode: 429, message: /too many streams from this address/ });
-  const third = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.3');
+  const third = await openStream(t, `${gateway.url}/events/a`, {}, '127.0.0.3');
   t.equal(third.status, 200);
   const retries: number[] = [];
   for (const address of ['127.0.0.4', '127.0.0.5', '127.0.0.6', '127.0.0.7']) {
-    retries.push(await assertComeBackLater(t, await openStream(`${gateway.url}/events/a`, {}, address), 'at-capacity'));
+    retries.push(await assertComeBackLater(t, await openStream(t, `${gateway.url}/events/a`, {}, address), 'at-capacity'));
   }
   t.ok(retries.every((retry) => retry >= 1000 && retry < 6000), `reconnect delays from SSE_RETRY_MS, spread over 5 s: ${retries.join(',')}`);
   t.ok(new Set(retries).size > 1, 'jittered');
@@ -177,7 +155,7 @@ t.test('limits: come back later past the instance cap (EventSource retries), 429
   t.equal(gateway.app.openStreamCount(), 3, 'and not as streams');
   for (const stream of [first, second, third]) stream.close();
   await until(() => gateway.app.openStreamCount() === 0, 5000, 'streams closed');
-  const again = await openStream(`${gateway.url}/events/a`, {}, '127.0.0.2');
+  const again = await openStream(t, `${gateway.url}/events/a`, {}, '127.0.0.2');
   t.equal(again.status, 200, 'slots are given back when streams close');
   again.close();
 
@@ -188,8 +166,8 @@ t.test('limits: come back later past the instance cap (EventSource retries), 429
 });
 
 t.test('closing the app drains streams over the window with a jittered retry, then stops', async (t) => {
-  const gateway = await startGateway({ drainWindowMs: 1000, sseRetryMs: 1000 });
-  const streams = await Promise.all(Array.from({ length: 10 }, () => openStream(`${gateway.url}/events/${uniqueName('d')}`)));
+  const gateway = await startGateway(t, { drainWindowMs: 1000, sseRetryMs: 1000 });
+  const streams = await Promise.all(Array.from({ length: 10 }, () => openStream(t, `${gateway.url}/events/${uniqueName('d')}`)));
   const endedAt: number[] = [];
   for (const stream of streams) void stream.ended.then(() => endedAt.push(Date.now()));
   const closing = gateway.close();
@@ -204,11 +182,11 @@ t.test('closing the app drains streams over the window with a jittered retry, th
 });
 
 t.test('publishing while the server drains still works; new streams are sent elsewhere', async (t) => {
-  const gateway = await startGateway({ drainWindowMs: 1500 });
-  const holders = await Promise.all(Array.from({ length: 15 }, () => openStream(`${gateway.url}/events/${uniqueName('h')}`)));
+  const gateway = await startGateway(t, { drainWindowMs: 1500 });
+  const holders = await Promise.all(Array.from({ length: 15 }, () => openStream(t, `${gateway.url}/events/${uniqueName('h')}`)));
   const closing = gateway.close();
   await until(async () => gateway.app.isShuttingDown(), 2000, 'draining');
-  const late = await openStream(`${gateway.url}/events/late`);
+  const late = await openStream(t, `${gateway.url}/events/late`);
   const retry = await assertComeBackLater(t, late, 'draining');
   t.ok(retry >= gateway.config.sseRetryMs && retry < gateway.config.sseRetryMs + 1500, `a reconnect delay spread over the drain window: ${retry}`);
   t.equal(gateway.app.streamStats.refusedDraining, 1);
@@ -227,17 +205,15 @@ class SlowStartingBus extends MemoryBus {
 
 t.test('a replica still starting tells stream requests to come back later; once ready, it streams', async (t) => {
   const bus = new SlowStartingBus({ partitions: 6, topics: ['chat', 'ticker'] });
-  const gateway = await startGateway({ sseRetryMs: 1000 }, { bus, waitReady: false });
-  t.teardown(() => gateway.close());
-  const early = await openStream(`${gateway.url}/events/lobby`);
+  const gateway = await startGateway(t, { sseRetryMs: 1000 }, { bus, waitReady: false });
+  const early = await openStream(t, `${gateway.url}/events/lobby`);
   const retry = await assertComeBackLater(t, early, 'starting');
   t.ok(retry >= 1000 && retry < 2000, `retry between SSE_RETRY_MS and twice it: ${retry}`);
   t.equal(gateway.app.streamStats.refusedStarting, 1);
   t.equal(gateway.app.openStreamCount(), 0);
 
   bus.ready = true;
-  const stream = await openStream(`${gateway.url}/events/lobby`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/lobby`);
   t.equal(stream.status, 200);
   t.equal((await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'a', text: 'now' })).status, 202);
   t.same(messageTexts(await stream.waitForEvents(1)), ['now'], 'the stream is served once the replica is ready');

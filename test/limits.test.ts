@@ -44,8 +44,7 @@ function status(answer: string): number {
 }
 
 t.test('REQUEST_TIMEOUT_MS holds for every phase of a request', async (t) => {
-  const gateway = await startGateway({ requestTimeoutMs: REQUEST_TIMEOUT_MS });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { requestTimeoutMs: REQUEST_TIMEOUT_MS });
   // Node checks deadlines on a timer: the gateway makes it tick at most every second.
   const bound = REQUEST_TIMEOUT_MS + 1000 + 1500;
   const room = uniqueName('room');
@@ -72,10 +71,8 @@ t.test('REQUEST_TIMEOUT_MS holds for every phase of a request', async (t) => {
 });
 
 t.test('an open stream is a response, not a request: REQUEST_TIMEOUT_MS never cuts it', async (t) => {
-  const gateway = await startGateway({ requestTimeoutMs: REQUEST_TIMEOUT_MS, heartbeatMs: 200 });
-  t.teardown(() => gateway.close());
-  const stream = await openStream(`${gateway.url}/events/${uniqueName('room')}`);
-  t.teardown(() => stream.close());
+  const gateway = await startGateway(t, { requestTimeoutMs: REQUEST_TIMEOUT_MS, heartbeatMs: 200 });
+  const stream = await openStream(t, `${gateway.url}/events/${uniqueName('room')}`);
   // Heartbeats are counted until well past the request limit; the stream must still be open.
   const deadline = Date.now() + 3 * REQUEST_TIMEOUT_MS;
   let open = true;
@@ -86,8 +83,7 @@ t.test('an open stream is a response, not a request: REQUEST_TIMEOUT_MS never cu
 });
 
 t.test('MAX_HEADER_BYTES: an oversized head gets 431, on every kind of route', async (t) => {
-  const gateway = await startGateway({ maxHeaderBytes: 2048 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { maxHeaderBytes: 2048 });
   const big = `x-filler: ${'a'.repeat(4096)}\r\n`;
   for (const head of [
     `GET /events/${uniqueName('room')} HTTP/1.1\r\nHost: g\r\naccept: text/event-stream\r\n${big}\r\n`,
@@ -107,8 +103,7 @@ t.test('MAX_HEADER_BYTES: an oversized head gets 431, on every kind of route', a
 });
 
 t.test('BODY_LIMIT_BYTES: 413 whether the size is declared or the body is chunked', async (t) => {
-  const gateway = await startGateway({ bodyLimitBytes: 1024 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { bodyLimitBytes: 1024 });
   const room = uniqueName('room');
   const body = JSON.stringify({ user: 'ann', text: 'a'.repeat(1500) });
   const declared = await exchange(gateway.url, (socket) =>
@@ -125,8 +120,7 @@ t.test('BODY_LIMIT_BYTES: 413 whether the size is declared or the body is chunke
 });
 
 t.test('MAX_CHANNELS_PER_STREAM: 400 naming the limit', async (t) => {
-  const gateway = await startGateway({ maxChannelsPerStream: 3 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { maxChannelsPerStream: 3 });
   const response = await fetch(`${gateway.url}/events?room=a&room=b&room=c&ticker=D`);
   t.equal(response.status, 400);
   t.match(await response.json(), { message: /at most 3/ });

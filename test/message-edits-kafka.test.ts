@@ -59,7 +59,7 @@ t.test('an edit by the author reaches both replicas\' streams and a resume, in o
   const streams: TestStream[] = [];
   t.teardown(() => streams.forEach((stream) => stream.close()));
   const open = async (gateway: TestGateway, headers: Record<string, string> = {}) => {
-    const stream = await openStream(`${gateway.url}/events/${room}`, headers);
+    const stream = await openStream(t, `${gateway.url}/events/${room}`, headers);
     streams.push(stream);
     return stream;
   };
@@ -98,8 +98,7 @@ t.test('an edit by the author reaches both replicas\' streams and a resume, in o
   const retried = await edit(a, ann, 'm-1', { text: 'second', editId: 'e-1' });
   t.same([retried.status, retried.body], [202, edited.body], 'a retried edit answers with the first one\'s event id');
   // A copy that does reach Kafka (a publisher whose answer was lost) is dropped where consumed.
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   await producer.send(shared.chatTopic!, [
     { key: room, value: JSON.stringify({ id: 'm-1', text: 'second', editId: 'e-1' }), headers: { 'event-type': 'edit' } },
   ]);

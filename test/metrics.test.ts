@@ -1,8 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
-import { Kafka, logLevel } from 'kafkajs';
-import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { rawProducer } from './helpers/kafka.ts';
+import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
 import { scrape, total, value, type Sample } from './helpers/metrics.ts';
 import { openStream, until, type TestStream } from './helpers/sse-client.ts';
 import { BusUnavailableError, type BusClientStats, type EventBus, type PartitionPosition } from '../src/bus/types.ts';
@@ -16,13 +14,10 @@ function writtenFrames(stream: TestStream): { frames: number; bytes: number } {
 const ROOM_POSTS = '/rooms/:room/messages';
 
 t.test('after a known sequence of streams and publishes, /metrics counts exactly them', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = uniqueName('room');
-  const roomStream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => roomStream.close());
-  const tickerStream = await openStream(`${gateway.url}/tickers/DOGE/events`);
-  t.teardown(() => tickerStream.close());
+  const roomStream = await openStream(t, `${gateway.url}/events/${room}`);
+  const tickerStream = await openStream(t, `${gateway.url}/tickers/DOGE/events`);
 
   for (let i = 0; i < 3; i++) {
     t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: `m${i}` })).status, 202);
@@ -107,8 +102,7 @@ t.test('after a known sequence of streams and publishes, /metrics counts exactly
 });
 
 t.test('every metric the Grafana dashboard queries is one the gateway exports', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   // One publish so the labelled series (events by type, publishes) exist.
   t.equal((await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'ann', text: 'hi' })).status, 202);
   await until(async () => value((await scrape(gateway.url)).samples, 'sse_gateway_records_consumed_total') === 1);
@@ -120,23 +114,19 @@ t.test('every metric the Grafana dashboard queries is one the gateway exports', 
 });
 
 t.test('resumes are counted by source, and a position that cannot be honoured as a reset', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = uniqueName('room');
-  const first = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => first.close());
+  const first = await openStream(t, `${gateway.url}/events/${room}`);
   for (const text of ['one', 'two']) {
     t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text })).status, 202);
   }
   const [one] = await first.waitForEvents(2);
   first.close();
 
-  const resumed = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': one?.id ?? '' });
-  t.teardown(() => resumed.close());
+  const resumed = await openStream(t, `${gateway.url}/events/${room}`, { 'last-event-id': one?.id ?? '' });
   await resumed.waitForEvents(1);
   t.match(JSON.parse(resumed.events.find((event) => event.event === 'message')?.data ?? '{}'), { text: 'two' });
-  const invalid = await openStream(`${gateway.url}/events/${room}`, { 'last-event-id': 'not-a-position' });
-  t.teardown(() => invalid.close());
+  await openStream(t, `${gateway.url}/events/${room}`, { 'last-event-id': 'not-a-position' });
 
   let samples: Sample[] = [];
   await until(async () => {
@@ -169,8 +159,7 @@ t.test('consumer lag is end offset minus next offset per partition; 503s are cou
     { topic: 'chat', partition: 1, next: '9007199254740993', highWatermark: '9007199254740995' },
     { topic: 'ticker', partition: 0, next: '40', highWatermark: '40' },
   ], { clientErrors: { consumer_crash: 3, request_timeout: 5, publish_failed: 7 }, reconnects: 2 });
-  const gateway = await startGateway({}, { bus, waitReady: false });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, {}, { bus, waitReady: false });
   const refused = await postJson(`${gateway.url}/tickers/BTC/prices`, { price: 1, currency: 'USD' });
   t.equal(refused.status, 503);
 
@@ -194,108 +183,9 @@ t.test('consumer lag is end offset minus next offset per partition; 503s are cou
 });
 
 t.test('each app has its own registry: two gateways in one process count separately', async (t) => {
-  const [a, b] = await Promise.all([startGateway(), startGateway()]);
-  t.teardown(() => a.close());
-  t.teardown(() => b.close());
+  const [a, b] = await Promise.all([startGateway(t), startGateway(t)]);
   t.equal((await postJson(`${a.url}/rooms/lobby/messages`, { user: 'ann', text: 'only on a' })).status, 202);
   const route = { method: 'POST', route: ROOM_POSTS, status: '202' };
   t.equal(value((await scrape(a.url)).samples, 'sse_gateway_publish_requests_total', route), 1);
   t.equal(value((await scrape(b.url)).samples, 'sse_gateway_publish_requests_total', route), undefined);
-});
-
-const brokers = requiredKafkaBrokers();
-t.test('on Kafka: every record consumed is counted, invalid ones as skipped, and consumer lag returns to zero', async (t) => {
-  const topics = kafkaTopics();
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: 2 });
-  t.teardown(() => gateway.close());
-  const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
-
-  const message = (i: number) => ({
-    key: room,
-    value: JSON.stringify({ id: `m${i}`, user: 'svc', text: `n${i}` }),
-    headers: { 'event-type': 'message' },
-  });
-  await producer.send(topics.chatTopic, [message(0), message(1)]);
-  await producer.send(topics.chatTopic, [{ key: room, value: 'not json', headers: { 'event-type': 'message' } }]);
-  const [last] = await producer.send(topics.chatTopic, [message(2)]);
-  t.equal((await postJson(`${gateway.url}/tickers/ETH/prices`, { price: 2, currency: 'EUR' })).status, 202);
-  await stream.waitForEvents(3);
-
-  let samples: Sample[] = [];
-  await until(async () => {
-    samples = (await scrape(gateway.url)).samples;
-    return value(samples, 'sse_gateway_records_consumed_total') === 5;
-  }, 30000, 'all five records to be consumed');
-  t.equal(value(samples, 'sse_gateway_records_skipped_total'), 1, 'the record that is not JSON');
-  t.equal(value(samples, 'sse_gateway_events_total', { type: 'message' }), 3);
-  t.equal(value(samples, 'sse_gateway_events_total', { type: 'price_update' }), 1);
-  t.equal(value(samples, 'sse_gateway_events_delivered_total'), 3);
-  t.equal(value(samples, 'sse_gateway_bus_info', { kind: 'kafka' }), 1);
-  t.equal(value(samples, 'sse_gateway_bus_ready'), 1);
-  const lags = samples.filter((sample) => sample.name === 'sse_gateway_consumer_lag_records');
-  t.same(
-    lags.map((sample) => `${sample.labels.topic}/${sample.labels.partition}`).sort(),
-    [`${topics.chatTopic}/0`, `${topics.chatTopic}/1`, `${topics.tickerTopic}/0`, `${topics.tickerTopic}/1`].sort(),
-    'one series per assigned partition',
-  );
-  t.same(lags.map((sample) => sample.value), [0, 0, 0, 0], 'caught up everywhere');
-
-  const status = (await (await fetch(`${gateway.url}/status`)).json()) as {
-    bus: { kind: string; brokers: string[]; ready: boolean };
-    partitions: Array<{ topic: string; partition: number; next: string; lag: number }>;
-  };
-  t.match(status.bus, { kind: 'kafka', brokers, ready: true });
-  const roomPartition = status.partitions.find(
-    (position) => position.topic === topics.chatTopic && position.partition === last?.partition,
-  );
-  t.equal(roomPartition?.next, String(BigInt(last?.baseOffset ?? '-2') + 1n), "the room's partition is consumed past its last record");
-  t.equal(roomPartition?.lag, 0);
-});
-
-t.test('on Kafka: end-to-end latency counts only live records, not the warm-up read at startup', async (t) => {
-  const topics = kafkaTopics();
-  const admin = new Kafka({ clientId: 'test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  t.teardown(() => admin.disconnect());
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: 2 })),
-  });
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
-  const room = uniqueName('room');
-  const message = (text: string) => ({
-    key: room,
-    value: JSON.stringify({ id: text, user: 'svc', text }),
-    headers: { 'event-type': 'message' },
-  });
-  const warmUp = 6;
-  const live = 4;
-  await producer.send(topics.chatTopic, Array.from({ length: warmUp }, (_, i) => message(`old${i}`)));
-
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: 2 });
-  t.teardown(() => gateway.close());
-  let samples: Sample[] = [];
-  await until(async () => {
-    samples = (await scrape(gateway.url)).samples;
-    return value(samples, 'sse_gateway_records_consumed_total') === warmUp;
-  }, 30000, 'the warm-up records to be consumed');
-  t.equal(value(samples, 'sse_gateway_end_to_end_latency_seconds_count'), 0, 'no latency sample for warm-up records');
-
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
-  for (let i = 0; i < live; i++) {
-    t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: `live${i}` })).status, 202);
-  }
-  await stream.waitForEvents(live);
-  await until(async () => {
-    samples = (await scrape(gateway.url)).samples;
-    return value(samples, 'sse_gateway_records_consumed_total') === warmUp + live;
-  }, 30000, 'the live records to be consumed');
-  t.equal(value(samples, 'sse_gateway_events_total', { type: 'message' }), warmUp + live, 'warm-up and live events both consumed');
-  t.equal(value(samples, 'sse_gateway_end_to_end_latency_seconds_count'), live, 'one latency sample per live record only');
 });

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { until } from './helpers/sse-client.ts';
+import type { Teardowns } from './helpers/fixture.ts';
 import { uniqueName } from './helpers/gateway.ts';
 
 /**
@@ -37,7 +38,8 @@ t.test('npm pack, then npm install --omit=dev of the tarball into an empty proje
   files = pack.files.map((file) => file.path);
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-  await run('npm', ['install', '--omit=dev', '--no-audit', '--no-fund', join(work, pack.filename)], { cwd: project, env: childEnv, maxBuffer: 64 * 1024 * 1024 });
+  // --prefer-offline: the dependencies `npm ci` just fetched come from npm's cache, not the registry again.
+  await run('npm', ['install', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline', join(work, pack.filename)], { cwd: project, env: childEnv, maxBuffer: 64 * 1024 * 1024 });
   installed = join(project, 'node_modules', 'kafka-sse-gateway');
   t.ok(existsSync(join(installed, 'package.json')));
 });
@@ -50,7 +52,7 @@ t.test('the tarball holds the built server, its plugins and routes, the page, an
 });
 
 /** The installed server on the embedded bus, on a free port it reports in its first log lines. */
-async function startInstalledServer(t: { teardown(fn: () => unknown): void }) {
+async function startInstalledServer(t: Teardowns) {
   const child = spawn(process.execPath, [join(installed, 'dist', 'server.js')], {
     cwd: project,
     env: { ...childEnv, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },

@@ -1,12 +1,10 @@
 import t from 'tap';
-import { Writable } from 'node:stream';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildApp, loggerOptions } from '../app.ts';
 import { configWith, type AuthConfig, type Config } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
+import { tempDir } from './helpers/fixture.ts';
 import { startGateway, uniqueName } from './helpers/gateway.ts';
 import { openStream } from './helpers/sse-client.ts';
 
@@ -42,8 +40,7 @@ async function post(url: string, body: unknown, headers: Record<string, string> 
 const bearer = (value: string) => ({ authorization: `Bearer ${value}` });
 
 t.test('publishing with auth on: every refusal status, with a JSON reason', async (t) => {
-  const gateway = await startGateway(auth());
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, auth());
   const room = `public-${uniqueName('r')}`;
   const url = `${gateway.url}/rooms/${room}/messages`;
   const message = { text: 'hi' };
@@ -90,11 +87,9 @@ t.test('publishing with auth on: every refusal status, with a JSON reason', asyn
 });
 
 t.test("the chat user comes from the token, not from the body", async (t) => {
-  const gateway = await startGateway(auth());
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, auth());
   const room = `public-${uniqueName('r')}`;
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   t.equal(stream.status, 200, 'public room: no token needed');
 
   const named = await post(`${gateway.url}/rooms/${room}/messages`, { user: 'admin', text: 'spoof 1' }, bearer(token({ sub: 'u-42', name: 'Ann', publish: [room] })));
@@ -118,8 +113,7 @@ t.test("the chat user comes from the token, not from the body", async (t) => {
 });
 
 t.test('429 with Retry-After: per identity and per IP', async (t) => {
-  const gateway = await startGateway(auth({ publishRatePerIdentity: 3, publishRatePerIp: 7 }));
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, auth({ publishRatePerIdentity: 3, publishRatePerIp: 7 }));
   const room = `public-${uniqueName('r')}`;
   const url = `${gateway.url}/rooms/${room}/messages`;
   const ann = bearer(token({ sub: 'ann', publish: [room] }));
@@ -144,8 +138,7 @@ t.test('429 with Retry-After: per identity and per IP', async (t) => {
 });
 
 t.test('the per-IP limit applies with auth off too', async (t) => {
-  const gateway = await startGateway({ auth: { ...configWith().auth, publishRatePerIp: 2 } });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { auth: { ...configWith().auth, publishRatePerIp: 2 } });
   const url = `${gateway.url}/rooms/${uniqueName('r')}/messages`;
   const statuses = [];
   for (let i = 0; i < 3; i++) statuses.push((await post(url, { user: 'ann', text: `m${i}` })).status);
@@ -154,8 +147,7 @@ t.test('the per-IP limit applies with auth off too', async (t) => {
 });
 
 t.test('with auth off the body user stands (and is required)', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = uniqueName('r');
   t.equal((await post(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'hi' })).status, 202);
   const missingUser = await post(`${gateway.url}/rooms/${room}/messages`, { text: 'hi' });
@@ -164,8 +156,7 @@ t.test('with auth off the body user stands (and is required)', async (t) => {
 });
 
 t.test('RS256 with a PEM key file and ES256 with a JWKS file', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'gateway-keys-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'gateway-keys-');
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const pemFile = join(dir, 'rsa.pem');
@@ -175,8 +166,7 @@ t.test('RS256 with a PEM key file and ES256 with a JWKS file', async (t) => {
   const room = `public-${uniqueName('r')}`;
   const claims = { sub: 'svc', publish: [room], exp: inAnHour() };
 
-  const rsaGateway = await startGateway(auth({ jwtSecret: null, jwtPublicKeyFile: pemFile }));
-  t.teardown(() => rsaGateway.close());
+  const rsaGateway = await startGateway(t, auth({ jwtSecret: null, jwtPublicKeyFile: pemFile }));
   const rsaUrl = `${rsaGateway.url}/rooms/${room}/messages`;
   t.equal((await post(rsaUrl, { text: 'rs' }, bearer(issueToken(claims, rsa.privateKey, 'RS256')))).status, 202);
   const publicPem = rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -185,8 +175,7 @@ t.test('RS256 with a PEM key file and ES256 with a JWKS file', async (t) => {
   t.equal(confused.body.message, 'token algorithm not allowed');
   t.equal((await post(rsaUrl, { text: 'es' }, bearer(issueToken(claims, ec.privateKey, 'ES256')))).status, 401, 'only the configured algorithm');
 
-  const ecGateway = await startGateway(auth({ jwtSecret: null, jwtPublicKeyFile: jwksFile }));
-  t.teardown(() => ecGateway.close());
+  const ecGateway = await startGateway(t, auth({ jwtSecret: null, jwtPublicKeyFile: jwksFile }));
   const ecUrl = `${ecGateway.url}/rooms/${room}/messages`;
   t.equal((await post(ecUrl, { text: 'es' }, bearer(issueToken(claims, ec.privateKey, 'ES256', { kid: 'ec-1' })))).status, 202);
   t.equal((await post(ecUrl, { text: 'es' }, bearer(issueToken(claims, ec.privateKey, 'ES256')))).status, 202, 'kid optional with one key');
@@ -198,8 +187,7 @@ t.test('RS256 with a PEM key file and ES256 with a JWKS file', async (t) => {
 });
 
 t.test('issuer and audience are enforced when configured', async (t) => {
-  const gateway = await startGateway(auth({ jwtIssuer: 'https://id.example', jwtAudience: 'chat' }));
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, auth({ jwtIssuer: 'https://id.example', jwtAudience: 'chat' }));
   const room = `public-${uniqueName('r')}`;
   const url = `${gateway.url}/rooms/${room}/messages`;
   t.equal((await post(url, { text: 'x' }, bearer(token({ sub: 'a', publish: [room], iss: 'https://id.example', aud: 'chat' })))).status, 202);
@@ -208,20 +196,7 @@ t.test('issuer and audience are enforced when configured', async (t) => {
 });
 
 t.test('tokens never reach the logs', async (t) => {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
-  const config = configWith({ port: 0, host: '127.0.0.1', logLevel: 'debug', ...auth() });
-  const base = loggerOptions(config) as Record<string, unknown>;
-  const app = await buildApp({ config, logger: { ...base, stream: sink } as never });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => app.close());
-  const address = app.server.address();
-  const url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+  const { url, logs } = await startGateway(t, { logLevel: 'debug', ...auth() });
   const room = `public-${uniqueName('r')}`;
   const secretToken = token({ sub: 'ann', publish: [room], rooms: [room] });
   const expired = token({ sub: 'ann', exp: 1 });
@@ -229,11 +204,11 @@ t.test('tokens never reach the logs', async (t) => {
   await post(`${url}/rooms/${room}/messages`, { text: 'hi' }, bearer(secretToken));
   await post(`${url}/rooms/${room}/messages`, { text: 'hi' }, bearer(expired));
   await post(`${url}/rooms/${room}/messages`, { text: 'hi' }, { 'x-api-key': API_KEY });
-  const stream = await openStream(`${url}/events/${room}?token=${secretToken}&x=1`);
+  const stream = await openStream(t, `${url}/events/${room}?token=${secretToken}&x=1`);
   stream.close();
   await fetch(`${url}/no-such-route?token=${secretToken}`);
 
-  const log = lines.join('');
+  const log = JSON.stringify(logs);
   t.match(log, /token=\[redacted\]&x=1/, 'the stream URL was logged, redacted');
   for (const secret of [secretToken, expired, API_KEY, SECRET, secretToken.split('.')[2]!]) {
     t.notOk(log.includes(secret), 'no token, key or secret in the logs');
@@ -241,8 +216,7 @@ t.test('tokens never reach the logs', async (t) => {
 });
 
 t.test('operator routes (config.admin) need a service API key once auth is on', async (t) => {
-  const gateway = await startGateway(auth());
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, auth());
   const anonymous = await fetch(`${gateway.url}/status`);
   t.equal(anonymous.status, 401);
   t.equal((await fetch(`${gateway.url}/status`, { headers: { 'x-api-key': 'wrong' } })).status, 401);

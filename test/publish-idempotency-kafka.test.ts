@@ -19,30 +19,15 @@ t.test('a message id published twice (through each replica, concurrently, and st
   // One event per room in memory: a resume from the start has to read Kafka (toStored).
   // A long window: the verdicts must not depend on how fast this machine is.
   const settings = { kafkaBrokers: brokers, ...topics, historyMaxEventsPerChannel: 1, dedupWindowMs: 300_000 };
-  const gateways: TestGateway[] = [];
-  t.teardown(async () => {
-    for (const gateway of gateways) await gateway.close();
-  });
-  const start = async () => {
-    const gateway = await startGateway(settings);
-    gateways.push(gateway);
-    return gateway;
-  };
+  const start = () => startGateway(t, settings);
   const [a, b] = [await start(), await start()];
   const room = uniqueName('room');
-  const streams: TestStream[] = [];
-  t.teardown(() => streams.forEach((stream) => stream.close()));
-  const open = async (gateway: TestGateway, headers: Record<string, string> = {}) => {
-    const stream = await openStream(`${gateway.url}/events/${room}`, headers);
-    streams.push(stream);
-    return stream;
-  };
+  const open = (gateway: TestGateway, headers: Record<string, string> = {}) => openStream(t, `${gateway.url}/events/${room}`, headers);
   const onA = await open(a);
   const onB = await open(b);
   await until(() => onA.lastEventId() !== '', 5000, 'the initial id');
   const before = onA.lastEventId();
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   const produce = (id: string, text: string) =>
     producer.send(topics.chatTopic, [{ key: room, value: JSON.stringify({ id, user: 'svc', text }), headers: { 'event-type': 'message' } }]);
   const post = (gateway: TestGateway, id: string, text: string) => postJson(`${gateway.url}/rooms/${room}/messages`, { id, user: 'ann', text });
@@ -91,22 +76,18 @@ t.test('a message id published twice (through each replica, concurrently, and st
 
 t.test('a repeated delete and a repeated price with an id are delivered once; prices without an id are not deduplicated', async (t) => {
   const topics = kafkaTopics();
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, dedupWindowMs: 300_000 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, dedupWindowMs: 300_000 });
   const room = uniqueName('room');
   const symbol = uniqueName('SYM');
-  const chat = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => chat.close());
-  const ticker = await openStream(`${gateway.url}/tickers/${symbol}/events`);
-  t.teardown(() => ticker.close());
+  const chat = await openStream(t, `${gateway.url}/events/${room}`);
+  const ticker = await openStream(t, `${gateway.url}/tickers/${symbol}/events`);
   const remove = () => fetch(`${gateway.url}/rooms/${room}/messages/m-9`, { method: 'DELETE' });
   // Only a message the gateway knows can be deleted (404 otherwise).
   t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'to delete', id: 'm-9' })).status, 202);
   t.equal((await remove()).status, 202);
   await until(() => chat.events.some((event) => event.event === 'delete'), 30000, 'the delete');
   t.equal((await remove()).status, 202);
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   await producer.send(topics.chatTopic, [{ key: room, value: JSON.stringify({ id: 'm-9' }), headers: { 'event-type': 'delete' } }]);
   await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'marker', id: 'end' });
   await until(() => ids(chat).includes('end'), 30000, 'the marker');
@@ -125,11 +106,9 @@ t.test('a repeated delete and a repeated price with an id are delivered once; pr
 });
 
 t.test('on the embedded bus too: a retry answers the first event id; a malformed id is refused with 400 naming the field', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   const post = (body: object) => postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'hi', ...body });
   const first = await post({ id: 'u-1' });
   await until(() => ids(stream).includes('u-1'), 10000, 'the first');

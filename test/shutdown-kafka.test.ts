@@ -25,8 +25,7 @@ t.test('SIGTERM while the broker is down: exit 0 soon after the drain', { timeou
     SHUTDOWN_TIMEOUT_MS: '60000',
     CURSOR_SECRET: 'shutdown-test-cursor-secret',
   });
-  const stream = await openStream(`${server.url}/events/lobby`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${server.url}/events/lobby`);
   await cluster.stopNode(0);
   t.comment('replica ready, broker stopped');
 

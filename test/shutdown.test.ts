@@ -27,8 +27,7 @@ function rawConnection(port: number, send: string): Promise<net.Socket> {
 t.test('SIGTERM: exit 0 soon after the drain, although clients hold idle, half-sent and unread connections', async (t) => {
   // The embedded bus: `npm test`'s KAFKA_BROKERS is not for this process.
   const server = await spawnServer(t, { KAFKA_BROKERS: '', DRAIN_WINDOW_MS: String(DRAIN_WINDOW_MS), SHUTDOWN_TIMEOUT_MS: '30000' });
-  const stream = await openStream(`${server.url}/events/lobby`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${server.url}/events/lobby`);
   const sockets = await Promise.all([
     // Connected, sent nothing.
     rawConnection(server.port, ''),
@@ -60,9 +59,8 @@ class StuckClosingBus extends MemoryBus {
 
 t.test('closing the app finishes although the bus never closes (brokers down or recovering)', async (t) => {
   const bus = new StuckClosingBus({ partitions: 6, topics: ['chat', 'ticker'] });
-  const gateway = await startGateway({ drainWindowMs: 200 }, { bus });
-  const stream = await openStream(`${gateway.url}/events/lobby`);
-  t.teardown(() => stream.close());
+  const gateway = await startGateway(t, { drainWindowMs: 200 }, { bus });
+  const stream = await openStream(t, `${gateway.url}/events/lobby`);
   const closing = gateway.close().then(() => 'closed');
   const outcome = await Promise.race([closing, new Promise((resolve) => setTimeout(() => resolve('still closing'), 20000))]);
   t.equal(outcome, 'closed', 'app.close() resolved');

@@ -13,11 +13,9 @@ async function status(url: string): Promise<{ status: number; body: any; text: s
 }
 
 t.test('/status describes this replica: instance, bus, partitions, streams, channels, config', async (t) => {
-  const gateway = await startGateway({ chatTopic: uniqueName('chat') });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { chatTopic: uniqueName('chat') });
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'hi' })).status, 202);
   await stream.waitForEvents(1);
 
@@ -63,8 +61,7 @@ t.test('/status redacts every setting whose name says it is a credential', async
   };
   // Settings a later change may add: hand them in as extra fields (auth stays off).
   const future = { adminToken: 'admin-token-value-3', apiKeys: ['api-key-value-4'], nested: { jwtSecret: 'jwt-secret-value-5' } };
-  const gateway = await startGateway({ ...settings, ...future } as Partial<Config>);
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { ...settings, ...future } as Partial<Config>);
   const { status: code, body, text } = await status(gateway.url);
   t.equal(code, 200);
   t.equal(body.config.cursorSecret, '[redacted]');

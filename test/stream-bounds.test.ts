@@ -1,9 +1,8 @@
 import t, { type Test } from 'tap';
-import net from 'node:net';
 import { chatMessageRecord, priceUpdateRecord } from '../src/channels/contract.ts';
 import { SseParser } from '../src/client/sse-parser.ts';
 import { startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { until } from './helpers/sse-client.ts';
+import { stalledClient, streamRequest, until, type StalledClient } from './helpers/sse-client.ts';
 
 /**
  * STREAM_MAX_BUFFERED_BYTES must hold for every stream whichever way its bytes wait on the
@@ -14,28 +13,6 @@ import { until } from './helpers/sse-client.ts';
  */
 
 const BOUND = 256 * 1024;
-
-interface StalledClient {
-  socket: net.Socket;
-  closed: Promise<void>;
-}
-
-/** Sends `requests` (raw HTTP) on one connection, then reads nothing. */
-function stalledClient(gateway: TestGateway, requests: string): Promise<StalledClient> {
-  const port = Number(new URL(gateway.url).port);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port }, () => {
-      socket.write(requests);
-      socket.pause();
-      resolve({ socket, closed: new Promise((done) => socket.once('close', () => done())) });
-    });
-    socket.once('error', reject);
-  });
-}
-
-function streamRequest(path: string, version = '1.1'): string {
-  return `GET ${path} HTTP/${version}\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
-}
 
 /** Publishes `count` chat messages of about 1.5 KB to `room`, giving the event loop turns as a real broker would. */
 async function flood(gateway: TestGateway, room: string, count: number): Promise<void> {
@@ -63,35 +40,29 @@ async function assertCutOff(t: Test, gateway: TestGateway, client: StalledClient
 }
 
 t.test('HTTP/1.1, written straight to the socket: cut off past the bound', async (t) => {
-  const gateway = await startGateway({ streamMaxBufferedBytes: BOUND, historyMaxEventsPerChannel: 10 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { streamMaxBufferedBytes: BOUND, historyMaxEventsPerChannel: 10 });
   const room = uniqueName('direct');
-  const client = await stalledClient(gateway, streamRequest(`/events/${room}`));
-  t.teardown(() => client.socket.destroy());
+  const client = await stalledClient(t, gateway.url, streamRequest(`/events/${room}`));
   await until(() => gateway.app.hub.subscriberCount(`room:${room}`) === 1, 5000, 'subscribed');
   await flood(gateway, room, FLOOD_EVENTS);
   await assertCutOff(t, gateway, client, room);
 });
 
 t.test('HTTP/1.0 (no chunking, the body ends with the connection): cut off past the bound', async (t) => {
-  const gateway = await startGateway({ streamMaxBufferedBytes: BOUND, historyMaxEventsPerChannel: 10 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { streamMaxBufferedBytes: BOUND, historyMaxEventsPerChannel: 10 });
   const room = uniqueName('http10');
-  const client = await stalledClient(gateway, streamRequest(`/events/${room}`, '1.0'));
-  t.teardown(() => client.socket.destroy());
+  const client = await stalledClient(t, gateway.url, streamRequest(`/events/${room}`, '1.0'));
   await until(() => gateway.app.hub.subscriberCount(`room:${room}`) === 1, 5000, 'subscribed');
   await flood(gateway, room, FLOOD_EVENTS);
   await assertCutOff(t, gateway, client, room);
 });
 
 t.test('pipelined behind an open stream (bytes held by the response, not the socket): cut off past the bound', async (t) => {
-  const gateway = await startGateway({ streamMaxBufferedBytes: BOUND, historyMaxEventsPerChannel: 10 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { streamMaxBufferedBytes: BOUND, historyMaxEventsPerChannel: 10 });
   const quiet = uniqueName('quiet');
   const room = uniqueName('behind');
   // The first stream never ends, so the second one's response waits behind it for good.
-  const client = await stalledClient(gateway, streamRequest(`/events/${quiet}`) + streamRequest(`/events/${room}`));
-  t.teardown(() => client.socket.destroy());
+  const client = await stalledClient(t, gateway.url, streamRequest(`/events/${quiet}`) + streamRequest(`/events/${room}`));
   await until(() => gateway.app.hub.subscriberCount(`room:${room}`) === 1, 5000, 'the pipelined stream subscribed');
   await flood(gateway, room, FLOOD_EVENTS);
   await assertCutOff(t, gateway, client, room);
@@ -99,21 +70,18 @@ t.test('pipelined behind an open stream (bytes held by the response, not the soc
 });
 
 t.test('pipelined behind a request that finished: the stream writes through its response and is still cut off', async (t) => {
-  const gateway = await startGateway({ streamMaxBufferedBytes: BOUND, historyMaxEventsPerChannel: 10 });
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, { streamMaxBufferedBytes: BOUND, historyMaxEventsPerChannel: 10 });
   const room = uniqueName('after');
-  const client = await stalledClient(gateway, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${streamRequest(`/events/${room}`)}`);
-  t.teardown(() => client.socket.destroy());
+  const client = await stalledClient(t, gateway.url, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${streamRequest(`/events/${room}`)}`);
   await until(() => gateway.app.hub.subscriberCount(`room:${room}`) === 1, 5000, 'subscribed');
   await flood(gateway, room, FLOOD_EVENTS);
   await assertCutOff(t, gateway, client, room);
 });
 
 t.test('a ticker stream pipelined behind an open stream keeps only the latest price while it cannot send', async (t) => {
-  const gateway = await startGateway({ streamMaxBufferedBytes: BOUND, drainWindowMs: 0 });
+  const gateway = await startGateway(t, { streamMaxBufferedBytes: BOUND, drainWindowMs: 0 });
   const symbol = uniqueName('SYM');
-  const client = await stalledClient(gateway, streamRequest(`/events/${uniqueName('quiet')}`) + streamRequest(`/tickers/${symbol}/events`));
-  t.teardown(() => client.socket.destroy());
+  const client = await stalledClient(t, gateway.url, streamRequest(`/events/${uniqueName('quiet')}`) + streamRequest(`/tickers/${symbol}/events`));
   await until(() => gateway.app.hub.subscriberCount(`ticker:${symbol}`) === 1, 5000, 'the pipelined ticker stream subscribed');
   const topics = { chat: gateway.config.chatTopic, ticker: gateway.config.tickerTopic };
   const total = 20000;

@@ -1,16 +1,13 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { buildApp, loggerOptions } from '../app.ts';
-import { ConfigError, configWith, loadConfig, type Config } from '../src/config.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
 import { configRefusal } from './helpers/config.ts';
-import { uniqueName } from './helpers/gateway.ts';
+import { tempDir, type Teardowns } from './helpers/fixture.ts';
+import { startGateway, uniqueName } from './helpers/gateway.ts';
 import { until } from './helpers/sse-client.ts';
 import { toolSkipReason } from '../scripts/test-tools.ts';
 import { freePort } from './helpers/server-process.ts';
@@ -19,24 +16,6 @@ import { freePort } from './helpers/server-process.ts';
  * TRUST_PROXY (issue 14): only the hops our own proxies add are believed. A client that writes
  * its own X-Forwarded-For must not pick the address the per-IP limits and the logs use.
  */
-
-/** A gateway on the embedded bus whose log lines (JSON) are kept in `logs`. */
-async function gatewayWithLogs(overrides: Partial<Config>) {
-  const config = configWith({ port: 0, host: '127.0.0.1', logLevel: 'info', instanceId: uniqueName('trust'), ...overrides });
-  const logs: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  const base = loggerOptions(config);
-  const app = await buildApp({ config, logger: { ...(typeof base === 'object' ? base : {}), stream } });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return { app, url: `http://127.0.0.1:${address.port}`, logs };
-}
 
 /** What HAProxy with `option forwardfor` sends on: the client's header, then the address it saw. */
 const forwarded = (spoofed: string, seenByProxy: string) => ({ 'x-forwarded-for': `${spoofed}, ${seenByProxy}` });
@@ -47,13 +26,14 @@ async function post(url: string, headers: Record<string, string>) {
   return response.status;
 }
 
-/** Opens a stream and answers its status; the stream stays open until `close`. */
-function openStream(url: string, headers: Record<string, string>): Promise<{ status: number; close(): void }> {
+/** Opens a stream and answers its status; the stream stays open until `t` ends. */
+function openStream(t: Teardowns, url: string, headers: Record<string, string>): Promise<{ status: number }> {
   return new Promise((resolve, reject) => {
     const request = http.get(url, { headers: { accept: 'text/event-stream', ...headers } }, (response) => {
       response.resume();
-      resolve({ status: response.statusCode ?? 0, close: () => request.destroy() });
+      resolve({ status: response.statusCode ?? 0 });
     });
+    t.teardown(() => request.destroy());
     request.on('error', reject);
   });
 }
@@ -75,8 +55,7 @@ t.test('TRUST_PROXY: a hop count or proxy addresses; `true` (every hop) is refus
 });
 
 t.test('trusting 1 hop: a spoofed X-Forwarded-For does not escape the per-IP publish limit, and is not logged', async (t) => {
-  const { app, url, logs } = await gatewayWithLogs({ ...loadConfig({ TRUST_PROXY: '1', PUBLISH_RATE_PER_IP: '2' }), port: 0, host: '127.0.0.1', logLevel: 'info' });
-  t.teardown(() => app.close());
+  const { url, logs } = await startGateway(t, { ...loadConfig({ TRUST_PROXY: '1', PUBLISH_RATE_PER_IP: '2' }), port: 0, host: '127.0.0.1', logLevel: 'info' });
   const room = uniqueName('room');
   const statuses: number[] = [];
   // A new made-up first hop each time; the address our proxy appended stays the same.
@@ -89,30 +68,24 @@ t.test('trusting 1 hop: a spoofed X-Forwarded-For does not escape the per-IP pub
 });
 
 t.test('trusting 1 hop: a spoofed X-Forwarded-For does not escape the per-IP stream cap', async (t) => {
-  const { app, url } = await gatewayWithLogs({ trustProxy: 1, maxStreamsPerIp: 1, logLevel: 'silent' });
-  t.teardown(() => app.close());
+  const { url } = await startGateway(t, { trustProxy: 1, maxStreamsPerIp: 1, logLevel: 'silent' });
   const room = uniqueName('room');
-  const first = await openStream(`${url}/events/${room}`, forwarded('203.0.113.1', '198.51.100.9'));
-  t.teardown(first.close);
+  const first = await openStream(t, `${url}/events/${room}`, forwarded('203.0.113.1', '198.51.100.9'));
   t.equal(first.status, 200);
-  const second = await openStream(`${url}/events/${room}`, forwarded('203.0.113.2', '198.51.100.9'));
-  t.teardown(second.close);
+  const second = await openStream(t, `${url}/events/${room}`, forwarded('203.0.113.2', '198.51.100.9'));
   t.equal(second.status, 429, 'the same client behind the proxy, whatever it wrote');
-  const other = await openStream(`${url}/events/${room}`, forwarded('203.0.113.1', '198.51.100.10'));
-  t.teardown(other.close);
+  const other = await openStream(t, `${url}/events/${room}`, forwarded('203.0.113.1', '198.51.100.10'));
   t.equal(other.status, 200, 'another client behind the proxy');
 });
 
 t.test('trusting proxy addresses: only a listed peer is believed', async (t) => {
-  const trusted = await gatewayWithLogs({ ...loadConfig({ TRUST_PROXY: '127.0.0.0/8', PUBLISH_RATE_PER_IP: '1' }), port: 0, host: '127.0.0.1', logLevel: 'silent' });
-  t.teardown(() => trusted.app.close());
+  const trusted = await startGateway(t, { ...loadConfig({ TRUST_PROXY: '127.0.0.0/8', PUBLISH_RATE_PER_IP: '1' }), port: 0, host: '127.0.0.1', logLevel: 'silent' });
   const room = uniqueName('room');
   t.equal(await post(`${trusted.url}/rooms/${room}/messages`, forwarded('203.0.113.1', '198.51.100.9')), 202);
   t.equal(await post(`${trusted.url}/rooms/${room}/messages`, forwarded('203.0.113.2', '198.51.100.9')), 429, 'the hop the listed proxy added is the client');
 
   // The peer (127.0.0.1) is not a listed proxy: its header is ignored, the socket is the client.
-  const untrusted = await gatewayWithLogs({ ...loadConfig({ TRUST_PROXY: '10.0.0.0/8', PUBLISH_RATE_PER_IP: '1' }), port: 0, host: '127.0.0.1', logLevel: 'silent' });
-  t.teardown(() => untrusted.app.close());
+  const untrusted = await startGateway(t, { ...loadConfig({ TRUST_PROXY: '10.0.0.0/8', PUBLISH_RATE_PER_IP: '1' }), port: 0, host: '127.0.0.1', logLevel: 'silent' });
   t.equal(await post(`${untrusted.url}/rooms/${room}/messages`, forwarded('203.0.113.1', '198.51.100.9')), 202);
   t.equal(await post(`${untrusted.url}/rooms/${room}/messages`, forwarded('203.0.113.2', '198.51.100.10')), 429, 'a direct client cannot pose as a proxy');
 });
@@ -138,8 +111,7 @@ t.test(
     const compose = readFileSync(fileURLToPath(new URL('../docker-compose.kafka.yml', import.meta.url)), 'utf8');
     const trust = /TRUST_PROXY: "?([^"\n]+)"?/.exec(compose)?.[1];
     t.ok(trust, 'the compose file sets TRUST_PROXY');
-    const { app, url, logs } = await gatewayWithLogs({ ...loadConfig({ TRUST_PROXY: trust!, PUBLISH_RATE_PER_IP: '1' }), port: 0, host: '127.0.0.1', logLevel: 'info' });
-    t.teardown(() => app.close());
+    const { url, logs } = await startGateway(t, { ...loadConfig({ TRUST_PROXY: trust!, PUBLISH_RATE_PER_IP: '1' }), port: 0, host: '127.0.0.1', logLevel: 'info' });
     const gatewayAddress = new URL(url).host;
 
     // The shipped config, with its listen port and replica addresses pointed at this machine.
@@ -147,9 +119,8 @@ t.test(
     const shipped = readFileSync(fileURLToPath(new URL('../deploy/haproxy.cfg', import.meta.url)), 'utf8');
     const config = shipped.replace(/^(\s*bind\s+)\S+/m, `$1127.0.0.1:${port}`).replace(/^(\s*server\s+\S+\s+)\S+:3000/gm, `$1${gatewayAddress}`).replace(/^\s*maxconn\s+\d+/m, '  maxconn 1000');
     t.not(config, shipped);
-    const file = join(tmpdir(), `${uniqueName('haproxy')}.cfg`);
+    const file = join(tempDir(t), 'haproxy.cfg');
     writeFileSync(file, config);
-    t.teardown(() => rmSync(file, { force: true }));
     const child = spawn(HAPROXY, ['-f', file, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -13,8 +13,7 @@ async function send(url: string, init: RequestInit): Promise<{ status: number; m
 const json = (body: unknown): RequestInit => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
 t.test('a JSON body is checked as sent: no coercion, no silently dropped field', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = `${gateway.url}/rooms/lobby/messages`;
   const prices = `${gateway.url}/tickers/DOGE/prices`;
   const cases: Array<[string, unknown, RegExp]> = [
@@ -33,16 +32,14 @@ t.test('a JSON body is checked as sent: no coercion, no silently dropped field',
   }
 
   // Nothing of the refused posts reached a subscriber: a valid one after them is the first event.
-  const stream = await openStream(`${gateway.url}/events/lobby`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/lobby`);
   t.equal((await send(room, json({ user: 'ann', text: 'valid' }))).status, 202);
   await stream.waitForEvents(1, 5000);
   t.same(stream.events.map((event) => JSON.parse(event.data).text), ['valid']);
 });
 
 t.test('a body that is not JSON answers 415, naming the media type', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   for (const type of ['text/plain', 'text/plain; charset=utf-8', 'application/x-www-form-urlencoded']) {
     const reply = await send(`${gateway.url}/rooms/lobby/messages`, { method: 'POST', headers: { 'content-type': type }, body: 'user=ann&text=hi' });
     t.equal(reply.status, 415, `${type} → 415`);
@@ -51,8 +48,7 @@ t.test('a body that is not JSON answers 415, naming the media type', async (t) =
 });
 
 t.test('query strings and parameters keep the coercion they need, and errors name the allowed values', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const bad = await send(`${gateway.url}/tickers/BTC/history?window=2h`, {});
   t.equal(bad.status, 400);
   t.equal(bad.message, 'querystring/window must be one of "5m", "1h", "24h"');
@@ -66,8 +62,7 @@ t.test('query strings and parameters keep the coercion they need, and errors nam
   t.equal(((await good.json()) as { window: string }).window, '1h');
 
   // One `?room=` is a string on the wire; the schema's array still takes it.
-  const stream = await openStream(`${gateway.url}/events?room=lobby`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events?room=lobby`);
   t.equal((await send(`${gateway.url}/rooms/lobby/messages`, json({ user: 'ann', text: 'one room' }))).status, 202);
   await stream.waitForEvents(1, 5000);
   t.equal(JSON.parse(stream.events[0]?.data ?? '{}').text, 'one room');

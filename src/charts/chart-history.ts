@@ -18,10 +18,6 @@ export type HistoryWindow = keyof typeof HISTORY_WINDOWS;
 
 export const HISTORY_WINDOW_NAMES = Object.keys(HISTORY_WINDOWS) as HistoryWindow[];
 
-export function isHistoryWindow(name: string): name is HistoryWindow {
-  return Object.hasOwn(HISTORY_WINDOWS, name);
-}
-
 /** One price as published: `ts` is its Kafka timestamp. */
 export interface PriceUpdate {
   price: number;

@@ -1,15 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../app.ts';
+import { Writable } from 'node:stream';
+import { buildApp, loggerOptions } from '../../app.ts';
 import { configWith, type Config } from '../../src/config.ts';
 import type { EventBus } from '../../src/bus/types.ts';
+import type { Teardowns } from './fixture.ts';
 import { until } from './sse-client.ts';
 
 export interface TestGateway {
   app: FastifyInstance;
   url: string;
   config: Config;
+  /** The gateway's log lines (pino's JSON, parsed), in order; none at the default level `silent`. */
+  logs: LogLine[];
+  /** Closes the gateway (idempotent: the fixture's teardown calls it again). */
   close(): Promise<void>;
+}
+
+/** One pino log line: `level` is pino's number (20 debug, 30 info, 40 warn, 50 error). */
+export interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
 }
 
 export function uniqueName(prefix: string): string {
@@ -17,7 +29,7 @@ export function uniqueName(prefix: string): string {
 }
 
 /** The brokers `npm test` started (or was given); undefined when tap runs without it. */
-export const kafkaBrokers = process.env.KAFKA_BROKERS?.split(',');
+const kafkaBrokers = process.env.KAFKA_BROKERS?.split(',');
 
 /**
  * For Kafka tests: the test broker's addresses. Without them the test file fails (it does not
@@ -32,10 +44,23 @@ export function kafkaTopics(): Pick<Config, 'chatTopic' | 'tickerTopic'> {
   return { chatTopic: uniqueName('chat'), tickerTopic: uniqueName('ticker') };
 }
 
-/** A gateway listening on 127.0.0.1 on a free port, ready (its bus started) when this resolves. */
+/**
+ * A gateway listening on 127.0.0.1 on a free port, ready (its bus started) when this resolves
+ * (unless `waitReady: false`); closed when `t` ends. Logs with the server's own logger options
+ * at `overrides.logLevel` (default `silent`) into `logs` instead of stdout.
+ */
 export async function startGateway(
+  t: Teardowns,
   overrides: Partial<Config> = {},
-  options: { bus?: EventBus; waitReady?: boolean } = {},
+  options: {
+    bus?: EventBus;
+    waitReady?: boolean;
+    readyTimeoutMs?: number;
+    /** The port to listen on (default: a free one), e.g. to restart a replica where clients reconnect. */
+    port?: number;
+    /** Called after the app is built and before it listens: to add a test-only route. */
+    beforeListen?: (app: FastifyInstance) => void;
+  } = {},
 ): Promise<TestGateway> {
   const config = configWith({
     port: 0,
@@ -44,15 +69,27 @@ export async function startGateway(
     instanceId: uniqueName('test'),
     ...overrides,
   });
-  const app = await buildApp({ config, ...(options.bus ? { bus: options.bus } : {}) });
-  await app.listen({ port: 0, host: '127.0.0.1' });
+  const logs: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  const logger = { ...(loggerOptions(config) as object), stream: sink };
+  const app = await buildApp({ config, logger, ...(options.bus ? { bus: options.bus } : {}) });
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= app.close());
+  t.teardown(close);
+  options.beforeListen?.(app);
+  await app.listen({ port: options.port ?? 0, host: '127.0.0.1' });
   const address = app.server.address();
   if (address === null || typeof address === 'string') throw new Error('no TCP address');
   const url = `http://127.0.0.1:${address.port}`;
   if (options.waitReady !== false) {
-    await until(async () => (await fetch(`${url}/readyz`)).status === 200, 60000, `${url}/readyz`);
+    await until(async () => (await fetch(`${url}/readyz`)).status === 200, options.readyTimeoutMs ?? 60000, `${url}/readyz`);
   }
-  return { app, url, config, close: () => app.close() };
+  return { app, url, config, logs, close };
 }
 
 /**
@@ -60,15 +97,11 @@ export async function startGateway(
  * group; both closed when the test ends.
  */
 export async function startReplicaPair(
-  t: { teardown(fn: () => unknown): void },
+  t: Teardowns,
   overrides: Partial<Config> = {},
 ): Promise<[TestGateway, TestGateway]> {
   const shared = { kafkaBrokers: requiredKafkaBrokers(), ...kafkaTopics(), ...overrides };
-  const a = await startGateway(shared);
-  t.teardown(() => a.close());
-  const b = await startGateway(shared);
-  t.teardown(() => b.close());
-  return [a, b];
+  return [await startGateway(t, shared), await startGateway(t, shared)];
 }
 
 // any: tests index into whatever JSON a reply carries and assert on it.

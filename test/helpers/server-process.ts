@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import type { Teardowns } from './fixture.ts';
 import { until } from './sse-client.ts';
 
 export interface ServerProcess {
@@ -32,7 +33,7 @@ export function freePort(): Promise<number> {
  * process with `env` on top of this one's, listening on 127.0.0.1; resolves once `/readyz`
  * answers 200. Killed with SIGKILL at teardown if still running.
  */
-export async function spawnServer(t: { teardown(fn: () => unknown): void }, env: Record<string, string>): Promise<ServerProcess> {
+export async function spawnServer(t: Teardowns, env: Record<string, string>): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', CURSOR_SECRET: 'test-cursor-secret-0123456789', ...env },

@@ -1,5 +1,7 @@
 import http from 'node:http';
+import net from 'node:net';
 import { SseParser, type SseMessage } from '../../src/client/sse-parser.ts';
+import type { Teardowns } from './fixture.ts';
 
 export interface TestStream {
   status: number;
@@ -21,8 +23,11 @@ export interface TestStream {
   pause(): void;
 }
 
-/** Opens an event stream over a real HTTP connection, as a browser's EventSource would. */
-export function openStream(url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<TestStream> {
+/**
+ * Opens an event stream over a real HTTP connection, as a browser's EventSource would; closed
+ * (the connection destroyed) when `t` ends if the test has not closed it.
+ */
+export function openStream(t: Teardowns, url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<TestStream> {
   return new Promise((resolve, reject) => {
     const options = { headers: { accept: 'text/event-stream', ...headers }, ...(localAddress ? { localAddress } : {}) };
     const request = http.get(url, options, (response) => {
@@ -81,6 +86,7 @@ export function openStream(url: string, headers: Record<string, string> = {}, lo
           }),
       });
     });
+    t.teardown(() => request.destroy());
     request.on('error', reject);
   });
 }
@@ -95,11 +101,44 @@ export function messageTexts(events: readonly SseMessage[]): string[] {
   return chatMessages(events).map((event) => JSON.parse(event.data).text as string);
 }
 
-/** Polls `condition` until it holds (rejects after `timeoutMs`): for state with no event to await. */
-export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 20000, what = 'condition'): Promise<void> {
+/**
+ * Polls `condition` until it holds (rejects after `timeoutMs`): for state with no event to await.
+ * `what` names it in the timeout's message; a function is asked at the timeout (e.g. to say how far it got).
+ */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 20000, what: string | (() => string) = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/** The raw bytes of a stream request (`GET path`, Accept: text/event-stream), for tests that write to sockets. */
+export function streamRequest(path: string, version = '1.1'): string {
+  return `GET ${path} HTTP/${version}\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
+}
+
+/** A client connection that has sent `requests` and then reads nothing (the socket stays paused). */
+export interface StalledClient {
+  socket: net.Socket;
+  /** Resolves when the connection has closed. */
+  closed: Promise<void>;
+}
+
+/**
+ * Connects to the server at `url`, writes `requests` (raw HTTP, e.g. `streamRequest(path)`),
+ * and stops reading, as a stalled client would: the server's unsent bytes pile up. Destroyed
+ * when `t` ends.
+ */
+export function stalledClient(t: Teardowns, url: string, requests: string): Promise<StalledClient> {
+  const port = Number(new URL(url).port);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => {
+      socket.write(requests);
+      socket.pause();
+      resolve({ socket, closed: new Promise((done) => socket.once('close', () => done())) });
+    });
+    t.teardown(() => socket.destroy());
+    socket.once('error', reject);
+  });
 }

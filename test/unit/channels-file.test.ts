@@ -1,7 +1,7 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { tempDir } from '../helpers/fixture.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 
 /** CHANNELS_FILE is checked when the settings are read: every problem names the kind and the field. */
@@ -9,8 +9,7 @@ import { ConfigError, loadConfig } from '../../src/config.ts';
 const kind = (overrides: Record<string, unknown> = {}) => ({ name: 'orders', topic: 'orders', eventTypes: { created: { schema: { type: 'object', properties: { a: { type: 'string' } } } } }, ...overrides });
 
 t.test('bad declarations are refused with the kind and the field named', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'channels-file-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'channels-file-');
   const cases: Array<[string, unknown, RegExp]> = [
     ['a field of the wrong type', { kinds: [kind({ slowClients: 'drop' })] }, /channel kind "orders": slowClients must be equal to one of the allowed values/],
     ['an unknown field', { kinds: [kind({ publsh: ['created'] })] }, /channel kind "orders": publsh is not a field/],
@@ -53,8 +52,7 @@ t.test('bad declarations are refused with the kind and the field named', async (
 });
 
 t.test('a good declaration loads with its defaults', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'channels-file-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'channels-file-');
   const file = join(dir, 'channels.json');
   writeFileSync(file, JSON.stringify({ kinds: [kind({ publish: ['created'], access: { public: ['demo-*'] } })] }));
   const config = loadConfig({ CHANNELS_FILE: file });
@@ -68,8 +66,7 @@ t.test("the README's complete declaration file loads as it stands", async (t) =>
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   const example = /A complete declaration file:\s*```json\n([\s\S]*?)```/.exec(readme)?.[1];
   t.ok(example, 'the README has the example');
-  const dir = mkdtempSync(join(tmpdir(), 'channels-file-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'channels-file-');
   const file = join(dir, 'channels.json');
   writeFileSync(file, example ?? '');
   const config = loadConfig({ CHANNELS_FILE: file });

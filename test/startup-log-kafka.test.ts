@@ -5,39 +5,17 @@
  */
 import t from 'tap';
 import { createServer } from 'node:net';
-import { Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../app.ts';
-import { configWith, type Config } from '../src/config.ts';
-import { kafkaTopics, requiredKafkaBrokers, uniqueName } from './helpers/gateway.ts';
+import type { Config } from '../src/config.ts';
+import type { Teardowns } from './helpers/fixture.ts';
+import { kafkaTopics, requiredKafkaBrokers, startGateway, type LogLine, type TestGateway } from './helpers/gateway.ts';
 import { until } from './helpers/sse-client.ts';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  component?: string;
-  [field: string]: unknown;
-}
 
 const WARN = 40;
 const ERROR = 50;
 
-/** A gateway (not waiting for readiness) whose log lines, at info and above, are kept. */
-async function gateway(overrides: Partial<Config>): Promise<{ app: FastifyInstance; url: string; logs: LogLine[] }> {
-  const logs: LogLine[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine);
-      done();
-    },
-  });
-  const config = configWith({ port: 0, host: '127.0.0.1', logLevel: 'info', instanceId: uniqueName('test'), cursorSecret: 'startup-log-test-secret', ...overrides });
-  const app = await buildApp({ config, logger: { level: 'info', stream } });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return { app, url: `http://127.0.0.1:${address.port}`, logs };
+/** A gateway (not waiting for readiness) whose log lines, at info and above, are kept; closed when `t` ends. */
+function gateway(t: Teardowns, overrides: Partial<Config>): Promise<TestGateway> {
+  return startGateway(t, { logLevel: 'info', cursorSecret: 'startup-log-test-secret', ...overrides }, { waitReady: false });
 }
 
 /** A loopback port nothing listens on: connections to it are refused. */
@@ -53,9 +31,8 @@ async function closedPort(): Promise<number> {
 const kafkaLines = (logs: LogLine[], level: number) => logs.filter((line) => line.level === level && line.component === 'kafka');
 
 t.test('brokers refusing connections: /readyz gives the reason at once; one warn line, none at error, no stack', async (t) => {
-  const started = Date.now();
-  const { app, url, logs } = await gateway({ kafkaBrokers: [`127.0.0.1:${await closedPort()}`], ...kafkaTopics() });
-  t.teardown(() => app.close());
+  // At debug, to see each of the client's connection retries (logged there, not at warn).
+  const { url, logs } = await gateway(t, { logLevel: 'debug', kafkaBrokers: [`127.0.0.1:${await closedPort()}`], ...kafkaTopics() });
   let readiness = { status: 0, body: { status: '', reason: '' } };
   await until(async () => {
     const response = await fetch(`${url}/readyz`);
@@ -65,8 +42,9 @@ t.test('brokers refusing connections: /readyz gives the reason at once; one warn
   t.equal(readiness.status, 503);
   t.match(readiness.body.reason, /ECONNREFUSED/, `the reason within 3 s: ${JSON.stringify(readiness.body)}`);
 
-  // A bounded window over several of the client's retries (its backoff reaches 5 s).
-  await sleep(Math.max(0, 12000 - (Date.now() - started)));
+  // Over several of the client's retries (kafkajs counts them from 0; the backoff grows to 5 s).
+  const retries = () => Math.max(-1, ...logs.map((line) => (line.kafkajs as { retryCount?: number } | undefined)?.retryCount ?? -1));
+  await until(() => retries() >= 4, 30000, 'five failed connection attempts');
   t.same(logs.filter((line) => line.level >= ERROR).map((line) => line.msg), [], 'no line at error level');
   const warnings = kafkaLines(logs, WARN);
   t.equal(warnings.length, 1, `one warn line for the state: ${JSON.stringify(warnings.map((line) => line.msg))}`);
@@ -75,8 +53,7 @@ t.test('brokers refusing connections: /readyz gives the reason at once; one warn
 });
 
 t.test('a normal start: no Kafka line at warn or error', async (t) => {
-  const { app, url, logs } = await gateway({ kafkaBrokers: requiredKafkaBrokers(), ...kafkaTopics() });
-  t.teardown(() => app.close());
+  const { url, logs } = await gateway(t, { kafkaBrokers: requiredKafkaBrokers(), ...kafkaTopics() });
   await until(async () => (await fetch(`${url}/readyz`)).status === 200, 60000, 'ready');
   t.same([...kafkaLines(logs, WARN), ...kafkaLines(logs, ERROR)].map((line) => line.msg), [], 'nothing at warn or error');
 });

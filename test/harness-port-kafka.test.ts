@@ -9,12 +9,13 @@ import { freePort } from './helpers/server-process.ts';
  * starting a broker takes most of a test file's time budget on a busy machine.
  */
 
-const TSX = new URL('../node_modules/.bin/tsx', import.meta.url).pathname;
+// Through tsx's loader, as `npm run kafka` runs it, in one Node process (the tsx CLI adds a second).
+const TSX = [process.execPath, '--import', 'tsx'] as const;
 const root = new URL('..', import.meta.url).pathname;
 
 function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(TSX, ['scripts/kafka/run.ts', ...args], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(TSX[0], [...TSX.slice(1), 'scripts/kafka/run.ts', ...args], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('exit', (code) => resolve({ code, stderr }));
@@ -33,7 +34,7 @@ t.test('npm run kafka -- --port N listens on that port, and refuses a port in us
   t.equal((await run(['--port', 'x'])).code, 2, 'a port that is no number');
 
   const port = await freePort();
-  const child = spawn(TSX, ['scripts/kafka/run.ts', '--port', String(port)], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(TSX[0], [...TSX.slice(1), 'scripts/kafka/run.ts', '--port', String(port)], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
   t.teardown(async () => {
     if (child.exitCode === null) child.kill('SIGTERM');

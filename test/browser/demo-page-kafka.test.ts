@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { tempDir, type Teardowns } from '../helpers/fixture.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName, type TestGateway } from '../helpers/gateway.ts';
 import { rawProducer } from '../helpers/kafka.ts';
 import { until } from '../helpers/sse-client.ts';
@@ -28,8 +28,10 @@ async function screenshot(page: Page, name: string): Promise<void> {
 const DESKTOP = { width: 1100, height: 640 };
 const PHONE = { width: 390, height: 844 };
 
-async function openPage(browser: Browser, url: string, viewport = DESKTOP): Promise<Page> {
+/** A page of `browser` at `url`, recording its badge changes; closed when `t` ends. */
+async function openPage(t: Teardowns, browser: Browser, url: string, viewport = DESKTOP): Promise<Page> {
   const page = await browser.newPage({ viewport, locale: 'en-US' });
+  t.teardown(() => page.close());
   page.setDefaultTimeout(20_000);
   // Every badge change with its time, from the first script on: what a user saw, and for how long.
   // (Browser-side code as strings: this file is type-checked without the DOM library.)
@@ -84,8 +86,8 @@ async function say(page: Page, text: string): Promise<void> {
 }
 
 
-/** A local HAProxy in front of the replicas, set up for SSE as in docker-compose.kafka.yml. */
-async function startHaproxy(backends: TestGateway[]): Promise<{ url: string; stop(): Promise<void> }> {
+/** A local HAProxy in front of the replicas, set up for SSE as in docker-compose.kafka.yml; stopped when `t` ends. */
+async function startHaproxy(t: Teardowns, backends: TestGateway[]): Promise<{ url: string }> {
   const port = await freePort();
   const servers = backends.map((gateway, index) => {
     const { hostname, port: backendPort } = new URL(gateway.url);
@@ -114,14 +116,18 @@ async function startHaproxy(backends: TestGateway[]): Promise<{ url: string; sto
     ...servers,
     '',
   ].join('\n');
-  const file = join(tmpdir(), `${uniqueName('haproxy')}.cfg`);
+  const file = join(tempDir(t, 'haproxy-'), 'haproxy.cfg');
   writeFileSync(file, config);
   const child = spawn(HAPROXY, ['-f', file, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  t.teardown(async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+  });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
   await until(
     async () => {
@@ -131,13 +137,7 @@ async function startHaproxy(backends: TestGateway[]): Promise<{ url: string; sto
     20_000,
     'haproxy to answer',
   );
-  return {
-    url,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return { url };
 }
 
 const brokers = requiredKafkaBrokers();
@@ -154,8 +154,7 @@ if (noChromium !== false) {
   t.teardown(() => browser.close());
 
   t.test('the page is served at / with its script and stylesheet', async (t) => {
-    const gateway = await startGateway();
-    t.teardown(() => gateway.close());
+    const gateway = await startGateway(t);
     for (const [path, type] of [['/', 'text/html'], ['/app.js', 'javascript'], ['/style.css', 'text/css']] as const) {
       const response = await fetch(`${gateway.url}${path}`);
       t.equal(response.status, 200, path);
@@ -169,10 +168,8 @@ if (noChromium !== false) {
   t.test("two pages on two replicas of one Kafka see each other's messages", async (t) => {
     const [a, b] = await startReplicaPair(t);
     const query = `?room=${uniqueName('room')}&symbol=${uniqueName('SYM')}`;
-    const onA = await openPage(browser, `${a.url}/${query}`);
-    const onB = await openPage(browser, `${b.url}/${query}`);
-    t.teardown(() => onA.close());
-    t.teardown(() => onB.close());
+    const onA = await openPage(t, browser, `${a.url}/${query}`);
+    const onB = await openPage(t, browser, `${b.url}/${query}`);
     await onA.fill('#user', 'ann');
     await onB.fill('#user', 'bob');
     await waitForBadge(onA, 'live');
@@ -204,12 +201,10 @@ if (noChromium !== false) {
 
   t.test('the chart shows history, then live points', async (t) => {
     const topics = kafkaTopics();
-    const gateway = await startGateway({ kafkaBrokers: brokers, ...topics });
-    t.teardown(() => gateway.close());
+    const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics });
     const symbol = uniqueName('SYM');
     // An upstream service's prices over the last few minutes, with their own timestamps.
-    const producer = await rawProducer();
-    t.teardown(() => producer.close());
+    const producer = await rawProducer(t);
     const now = Date.now();
     const past = Array.from({ length: 24 }, (_, i) => ({
       key: symbol,
@@ -224,8 +219,7 @@ if (noChromium !== false) {
       'the gateway to have the history',
     );
 
-    const page = await openPage(browser, `${gateway.url}/?room=${uniqueName('room')}&symbol=${symbol}&window=5m`);
-    t.teardown(() => page.close());
+    const page = await openPage(t, browser, `${gateway.url}/?room=${uniqueName('room')}&symbol=${symbol}&window=5m`);
     await page.waitForSelector('#chart[data-points="24"]');
     t.equal(await page.textContent('#currency'), 'USD');
     t.equal(await page.textContent('#last-price'), (100 + 10 * Math.sin(23 / 3)).toLocaleString('en-US', { maximumFractionDigits: 2 }));
@@ -272,22 +266,20 @@ if (noChromium !== false) {
       await waitForText(page, text);
     }
     await screenshot(page, 'overview');
-    // The README's picture, refreshed on request: UPDATE_SCREENSHOT=1 npm test -- test/browser/demo-page.test.ts
+    // The README's picture, refreshed on request: UPDATE_SCREENSHOT=1 npm test -- test/browser/demo-page-kafka.test.ts
     if (process.env.UPDATE_SCREENSHOT === '1') await page.screenshot({ path: fileURLToPath(new URL('../../docs/screenshot.png', import.meta.url)) });
   });
 
   t.test('a page opened on a room shows its recent history, then stays live', async (t) => {
     // Pages of two events: the history comes in several replay pages on the page's one stream.
-    const gateway = await startGateway({ kafkaBrokers: brokers, ...kafkaTopics(), resumeMaxEvents: 2, sseRetryMs: 300 });
-    t.teardown(() => gateway.close());
+    const gateway = await startGateway(t, { kafkaBrokers: brokers, ...kafkaTopics(), resumeMaxEvents: 2, sseRetryMs: 300 });
     const room = uniqueName('room');
     const earlier = ['one', 'two', 'three', 'four', 'five'];
     for (const text of earlier) t.equal((await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text })).status, 202);
     const deleted = await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'oops' });
     t.equal((await fetch(`${gateway.url}/rooms/${room}/messages/${deleted.body.id}`, { method: 'DELETE' })).status, 202);
 
-    const page = await openPage(browser, `${gateway.url}/?room=${room}&symbol=${uniqueName('SYM')}`, PHONE);
-    t.teardown(() => page.close());
+    const page = await openPage(t, browser, `${gateway.url}/?room=${room}&symbol=${uniqueName('SYM')}`, PHONE);
     await waitForText(page, 'five');
     await page.waitForFunction(`window.badgeChanges.at(-1)?.state === 'live' && document.querySelectorAll('#messages li').length === 5`);
     t.same(await messageTexts(page), earlier, 'the history on load, in order, once, without the deleted message');
@@ -306,23 +298,18 @@ if (noChromium !== false) {
     { skip: toolSkipReason('haproxy') },
     async (t) => {
       const topics = kafkaTopics();
-      const a = await startGateway({ kafkaBrokers: brokers, ...topics, sseRetryMs: 2000 });
-      let aClosed: Promise<void> | undefined;
-      t.teardown(() => aClosed ?? a.close());
-      const b = await startGateway({ kafkaBrokers: brokers, ...topics, sseRetryMs: 2000 });
-      t.teardown(() => b.close());
-      const balancer = await startHaproxy([a, b]);
-      t.teardown(() => balancer.stop());
+      const a = await startGateway(t, { kafkaBrokers: brokers, ...topics, sseRetryMs: 2000 });
+      const b = await startGateway(t, { kafkaBrokers: brokers, ...topics, sseRetryMs: 2000 });
+      const balancer = await startHaproxy(t, [a, b]);
 
       const room = uniqueName('room');
-      const page = await openPage(browser, `${balancer.url}/?room=${room}&symbol=${uniqueName('SYM')}`);
-      t.teardown(() => page.close());
+      const page = await openPage(t, browser, `${balancer.url}/?room=${room}&symbol=${uniqueName('SYM')}`);
       await waitForBadge(page, 'live');
       t.ok(a.app.openStreamCount() > 0 && b.app.openStreamCount() === 0, 'the page streams from replica A');
       await say(page, 'before');
       await waitForText(page, 'before');
 
-      aClosed = a.close();
+      const aClosed = a.close();
       await waitForBadge(page, 'reconnecting');
       const meanwhile = Array.from({ length: 5 }, (_, i) => `meanwhile ${i}`);
       for (const text of meanwhile) {

@@ -1,20 +1,18 @@
 import t from 'tap';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { rawProducer } from './helpers/kafka.ts';
+import type { Teardowns } from './helpers/fixture.ts';
+import { kafkaAdmin, rawProducer } from './helpers/kafka.ts';
 import { openStream, until } from './helpers/sse-client.ts';
 
 const brokers = requiredKafkaBrokers();
-const kafkaGateway = (topics = kafkaTopics()) => startGateway({ kafkaBrokers: brokers, ...topics });
+const kafkaGateway = (t: Teardowns, topics = kafkaTopics()) => startGateway(t, { kafkaBrokers: brokers, ...topics });
 
 t.test('a record an upstream service produces reaches an SSE client, in order, with event and id', async (t) => {
   const topics = kafkaTopics();
-  const gateway = await kafkaGateway(topics);
-  t.teardown(() => gateway.close());
+  const gateway = await kafkaGateway(t, topics);
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
+  const producer = await rawProducer(t);
   const sent = [];
   for (let i = 0; i < 5; i++) {
     const [metadata] = await producer.send(topics.chatTopic, [
@@ -33,11 +31,9 @@ t.test('a record an upstream service produces reaches an SSE client, in order, w
 });
 
 t.test('POST → Kafka → SSE round trip, and many concurrent posts arrive exactly once', async (t) => {
-  const gateway = await kafkaGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await kafkaGateway(t);
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   const posts = await Promise.all(
     Array.from({ length: 40 }, (_, i) => postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: `p${i}` })),
   );
@@ -51,20 +47,15 @@ t.test('POST → Kafka → SSE round trip, and many concurrent posts arrive exac
 
 t.test('two gateway instances on one Kafka: a client on A receives a message posted to B', async (t) => {
   const topics = kafkaTopics();
-  const a = await kafkaGateway(topics);
-  t.teardown(() => a.close());
-  const b = await kafkaGateway(topics);
-  t.teardown(() => b.close());
+  const a = await kafkaGateway(t, topics);
+  const b = await kafkaGateway(t, topics);
   t.not(a.config.instanceId, b.config.instanceId);
   const room = uniqueName('room');
-  const onA = await openStream(`${a.url}/events/${room}`);
-  const onB = await openStream(`${b.url}/events/${room}`);
-  t.teardown(() => onA.close());
-  t.teardown(() => onB.close());
+  const onA = await openStream(t, `${a.url}/events/${room}`);
+  const onB = await openStream(t, `${b.url}/events/${room}`);
   const rooms = Array.from({ length: 12 }, (_, i) => `${room}-${i}`);
   // Rooms spread over all partitions: every replica must see every partition.
-  const spread = await Promise.all(rooms.map((name) => openStream(`${a.url}/events/${name}`)));
-  t.teardown(() => spread.forEach((stream) => stream.close()));
+  const spread = await Promise.all(rooms.map((name) => openStream(t, `${a.url}/events/${name}`)));
   const posted = await postJson(`${b.url}/rooms/${room}/messages`, { user: 'bob', text: 'from B' });
   t.equal(posted.status, 202);
   for (const name of rooms) t.equal((await postJson(`${b.url}/rooms/${name}/messages`, { user: 'bob', text: name })).status, 202);
@@ -81,13 +72,10 @@ t.test('two gateway instances on one Kafka: a client on A receives a message pos
 
 t.test('a poison record is skipped and counted; the next good record still arrives', async (t) => {
   const topics = kafkaTopics();
-  const gateway = await kafkaGateway(topics);
-  t.teardown(() => gateway.close());
+  const gateway = await kafkaGateway(t, topics);
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
+  const producer = await rawProducer(t);
   await producer.send(topics.chatTopic, [
     { key: room, value: 'this is not JSON', headers: { 'event-type': 'message' } },
     { key: room, value: JSON.stringify({ id: 'x', user: 'svc' }), headers: { 'event-type': 'message' } },
@@ -101,18 +89,13 @@ t.test('a poison record is skipped and counted; the next good record still arriv
 
 t.test('ticker prices flow through Kafka; topics were created with the configured partitions', async (t) => {
   const topics = kafkaTopics();
-  const gateway = await startGateway({ kafkaBrokers: brokers, ...topics, topicPartitions: 3 });
-  t.teardown(() => gateway.close());
-  const stream = await openStream(`${gateway.url}/tickers/DOGE/events`);
-  t.teardown(() => stream.close());
+  const gateway = await startGateway(t, { kafkaBrokers: brokers, ...topics, topicPartitions: 3 });
+  const stream = await openStream(t, `${gateway.url}/tickers/DOGE/events`);
   t.equal((await postJson(`${gateway.url}/tickers/DOGE/prices`, { price: 0.42, currency: 'USD' })).status, 202);
   const [update] = await stream.waitForEvents(1);
   t.equal(update!.event, 'price_update');
   t.match(JSON.parse(update!.data), { ticker: 'DOGE', price: 0.42 });
-  const { Kafka, logLevel } = await import('kafkajs');
-  const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  t.teardown(() => admin.disconnect());
+  const admin = await kafkaAdmin(t);
   const metadata = await admin.fetchTopicMetadata({ topics: [topics.chatTopic, topics.tickerTopic] });
   t.same(metadata.topics.map((topic) => topic.partitions.length), [3, 3]);
 });

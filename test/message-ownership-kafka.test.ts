@@ -45,18 +45,8 @@ const idsOf = (stream: TestStream, type: string) =>
 t.test('a stranger cannot delete a message, on any replica, one started after the post included; its author, a moderator and a service can', async (t) => {
   const shared = settings();
   const [a, b] = await startReplicaPair(t, shared);
-  const gateways: TestGateway[] = [];
-  t.teardown(async () => {
-    for (const gateway of gateways) await gateway.close();
-  });
   const room = uniqueName('team');
-  const streams: TestStream[] = [];
-  t.teardown(() => streams.forEach((stream) => stream.close()));
-  const open = async (gateway: TestGateway) => {
-    const stream = await openStream(`${gateway.url}/events/${room}`);
-    streams.push(stream);
-    return stream;
-  };
+  const open = (gateway: TestGateway) => openStream(t, `${gateway.url}/events/${room}`);
   const onA = await open(a);
   const onB = await open(b);
   const ann = bearer({ sub: 'ann', publish: [room] });
@@ -71,8 +61,7 @@ t.test('a stranger cannot delete a message, on any replica, one started after th
   const posted = await post(a, ann, 'by-ann');
   t.equal(posted.status, 202);
   t.equal((await post(b, service, 'by-service')).status, 202);
-  const producer = await rawProducer();
-  t.teardown(() => producer.close());
+  const producer = await rawProducer(t);
   // Straight to Kafka: a service posting for user "dave" (author header), and a record without one.
   await producer.send(shared.chatTopic!, [
     { key: room, value: JSON.stringify({ id: 'by-dave', user: 'Dave', text: 'hi' }), headers: { 'event-type': 'message', author: 'dave' } },
@@ -96,8 +85,7 @@ t.test('a stranger cannot delete a message, on any replica, one started after th
   t.same((await post(b, ann, 'by-ann')).body, posted.body, 'its author\'s retry still answers with the first event id');
 
   // A replica started after every post learns the authors from its warm-up read.
-  const c = await startGateway(shared);
-  gateways.push(c);
+  const c = await startGateway(t, shared);
   const refusedOnC = await remove(c, bob, 'by-ann');
   t.equal(refusedOnC.status, 403, 'the new replica refuses the stranger too');
   t.equal((await remove(c, ann, 'never-posted')).status, 404);
@@ -126,8 +114,7 @@ t.test('a stranger cannot delete a message, on any replica, one started after th
 t.test('a message older than the window is deleted by its event id, read back from Kafka: its author only', async (t) => {
   // A one-second window: the ledger forgets the message almost at once.
   const shared = settings({ historyMaxAgeMs: 1000, dedupWindowMs: 1000 });
-  const gateway = await startGateway(shared);
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t, shared);
   const room = uniqueName('room');
   const ann = bearer({ sub: 'ann', publish: [room] });
   const bob = bearer({ sub: 'bob', publish: [room] });
@@ -146,18 +133,15 @@ t.test('a message older than the window is deleted by its event id, read back fr
   t.equal((await remove(bob, 'old-1', first.body.eventId)).status, 403, 'a stranger is refused with the event id too');
   t.equal((await remove(ann, 'old-1', second.body.eventId)).status, 404, 'an event id of another message does not stand for this one');
   t.equal((await remove(ann, 'old-1', 'bm90LWFuLWlk')).status, 400, 'an event id this gateway did not issue');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   t.equal((await remove(ann, 'old-1', first.body.eventId)).status, 202, 'its author deletes it by its event id');
   await until(() => idsOf(stream, 'delete').includes('old-1'), 30000, 'the delete');
 });
 
 t.test('with auth off anyone may delete, but an unknown id is 404 (embedded bus)', async (t) => {
-  const gateway = await startGateway();
-  t.teardown(() => gateway.close());
+  const gateway = await startGateway(t);
   const room = uniqueName('room');
-  const stream = await openStream(`${gateway.url}/events/${room}`);
-  t.teardown(() => stream.close());
+  const stream = await openStream(t, `${gateway.url}/events/${room}`);
   const posted = await call(`${gateway.url}/rooms/${room}/messages`, 'POST', {}, { user: 'ann', text: 'hi' });
   // Deleted at once after the post: the gateway waits for its consumer to catch up, not 404.
   const deleted = await call(`${gateway.url}/rooms/${room}/messages/${posted.body.id}`, 'DELETE', {});
