@@ -5,7 +5,7 @@ import { Ajv, type ValidateFunction } from 'ajv';
  * read and publish them, and how a client that falls behind is treated. Everything the gateway
  * does with a kind — decoding and validating its records, routes, auth checks, SSE ids, the
  * OpenAPI description, `/status`, metrics labels — is derived from its declaration. The built-in
- * kinds (src/channels/builtin.ts) and the kinds operators declare in `CHANNELS_FILE`
+ * kinds (src/channels/contract.ts) and the kinds operators declare in `CHANNELS_FILE`
  * (src/channels/channels-file.ts) use this one format (README, "Channel kinds").
  */
 
