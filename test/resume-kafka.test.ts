@@ -1,21 +1,8 @@
 import t from 'tap';
-import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { messageTexts, openStream, until, type TestStream } from './helpers/sse-client.ts';
+import { kafkaTopics, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName } from './helpers/gateway.ts';
+import { messageTexts, openStream, until } from './helpers/sse-client.ts';
+import { messages, post, range } from './helpers/rooms.ts';
 
-/** Posts `texts` to a room, in order, each acknowledged before the next. */
-async function post(gateway: TestGateway, room: string, texts: string[]): Promise<void> {
-  for (const text of texts) {
-    const posted = await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'seq', text });
-    if (posted.status !== 202) throw new Error(`post failed: ${posted.status} ${JSON.stringify(posted.body)}`);
-  }
-}
-
-const range = (prefix: string, from: number, to: number) => Array.from({ length: to - from }, (_, i) => `${prefix}${from + i}`);
-
-async function messages(stream: TestStream, count: number): Promise<string[]> {
-  await until(() => messageTexts(stream.events).length >= count, 20000, `${count} messages (got ${messageTexts(stream.events).length})`);
-  return messageTexts(stream.events);
-}
 
 // Resume across replicas and from Kafka (test/resume.test.ts: the same on the embedded bus).
 
