@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import type { Config } from '../src/config.ts';
 import { createBus, type EventBus } from '../src/bus/index.ts';
-import { channelRegistry } from '../src/channels/contract.ts';
+import { builtInTopics, channelRegistry } from '../src/channels/contract.ts';
 import type { ChannelRegistry } from '../src/channels/kind.ts';
 import type { Position } from '../src/bus/types.ts';
 import { CursorCodec } from '../src/connection/cursor.ts';
@@ -43,7 +43,7 @@ export const BUS_CLOSE_TIMEOUT_MS = 5000;
  */
 export default fp<GatewayPluginOptions>(
   async (app, { config, bus: givenBus }) => {
-    const topics = { chat: config.chatTopic, ticker: config.tickerTopic };
+    const topics = builtInTopics(config);
     const channels = channelRegistry(topics, {
       publicRooms: config.auth.publicRooms,
       publicTickers: config.auth.publicTickers,

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { readChannelsFile } from './channels/channels-file.ts';
-import { channelRegistry } from './channels/contract.ts';
+import { builtInTopics, channelRegistry } from './channels/contract.ts';
 import { ChannelKindError, type ChannelKindDeclaration } from './channels/kind.ts';
 
 /**
@@ -489,7 +489,7 @@ function refuseContradictions(config: Config, env: Env): void {
   const given = (name: string) => read(env, name) !== undefined;
   // Declared kinds must not clash with each other or with the built-ins (names, topics, claims).
   try {
-    channelRegistry({ chat: config.chatTopic, ticker: config.tickerTopic }, { declared: config.channelKinds });
+    channelRegistry(builtInTopics(config), { declared: config.channelKinds });
   } catch (error) {
     if (!(error instanceof ChannelKindError)) throw error;
     throw new ConfigError('CHANNELS_FILE', `(${read(env, 'CHANNELS_FILE') ?? ''}): ${error.message}`);

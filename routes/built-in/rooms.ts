@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
-import { ChatText, ChatUser, MessageId, chatDeleteRecord, chatEditRecord, chatMessageRecord } from '../../src/channels/contract.ts';
+import { builtInTopics, ChatText, ChatUser, MessageId, chatDeleteRecord, chatEditRecord, chatMessageRecord } from '../../src/channels/contract.ts';
 import { channelKey, decodeRecord, editDedupId, MESSAGE_ID_PATTERN } from '../../src/channels/records.ts';
 import { partitionForKey } from '../../src/bus/partitioner.ts';
 import { MAX_CURSOR_LENGTH } from '../../src/connection/cursor.ts';
@@ -36,7 +36,7 @@ const MessageParams = Type.Object({ room: RoomParams.properties.room, id: Messag
  * ownership"). Publishing answers 202 only once Kafka acknowledged the record.
  */
 const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const topics = { chat: app.config.chatTopic, ticker: app.config.tickerTopic };
+  const topics = builtInTopics(app.config);
   const { publishOnce, guarded } = publishing(app);
 
   channelStream(app, '/events/:room', app.channels.get('room'), 'room', "A room's chat events");

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
-import { Currency, Price, priceUpdateRecord } from '../../src/channels/contract.ts';
+import { builtInTopics, Currency, Price, priceUpdateRecord } from '../../src/channels/contract.ts';
 import { channelKey } from '../../src/channels/records.ts';
 import { HISTORY_WINDOW_NAMES } from '../../src/charts/chart-history.ts';
 import { AcceptedReply, errorReplies, errorReply, internalError, noSecurity, PublisherId, SymbolParams } from '../schemas.ts';
@@ -26,7 +26,7 @@ const HistoryReply = Type.Object({
  * read of memory per request).
  */
 const tickerRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const topics = { chat: app.config.chatTopic, ticker: app.config.tickerTopic };
+  const topics = builtInTopics(app.config);
   const { publishOnce, guarded } = publishing(app);
   const { history, backfill } = app.chartHistory;
 

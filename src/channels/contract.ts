@@ -47,10 +47,15 @@ export interface Topics {
   ticker: string;
 }
 
+/** The built-in kinds' topics as the settings name them. */
+export function builtInTopics(settings: { chatTopic: string; tickerTopic: string }): Topics {
+  return { chat: settings.chatTopic, ticker: settings.tickerTopic };
+}
+
 /**
  * Chat rooms: `message`, `edit` and `delete`, cut-and-resume for slow clients (no chat message may be
  * skipped), messages owned by their `author` header (src/dispatch/message-ledger.ts). Published
- * through its own routes (routes/publish.ts), which set the author from the token.
+ * through its own routes (routes/built-in/rooms.ts), which set the author from the token.
  */
 export function chatKind(topic: string): BuiltInKindDeclaration {
   return {
