@@ -69,7 +69,13 @@ function fitsWidth(page: Page): Promise<boolean> {
 
 /** Every stream of the page is open (the badge shows the worst of them). */
 async function waitForBadge(page: Page, state: string): Promise<void> {
-  await page.waitForSelector(`#badge[data-state="${state}"]`);
+  try {
+    await page.waitForSelector(`#badge[data-state="${state}"]`);
+  } catch (err) {
+    // What the user saw meanwhile says which stream stalled and how (connecting, disconnected…).
+    const seen = (await badgeChanges(page).catch(() => [])).map((change) => `${change.state}@${Math.round(change.at)}`);
+    throw new Error(`the badge never said "${state}"; it said ${seen.join(' → ')}`, { cause: err });
+  }
 }
 
 function messageTexts(page: Page): Promise<string[]> {
@@ -91,7 +97,9 @@ async function startHaproxy(t: Teardowns, backends: TestGateway[]): Promise<{ ur
   const port = await freePort();
   const servers = backends.map((gateway, index) => {
     const { hostname, port: backendPort } = new URL(gateway.url);
-    return `  server replica${index} ${hostname}:${backendPort} check inter 300 fall 1 rise 1`;
+    // Quick checks, but a check that is merely slow on a loaded machine (tap runs four files at
+    // once) must not mark a healthy replica down: two failures, each allowed 2 s, as deploy/ does.
+    return `  server replica${index} ${hostname}:${backendPort} check inter 300 fall 2 rise 1`;
   });
   const config = [
     'global',
@@ -102,6 +110,7 @@ async function startHaproxy(t: Teardowns, backends: TestGateway[]): Promise<{ ur
     '  timeout client 120s',
     '  timeout server 120s',
     '  timeout tunnel 120s',
+    '  timeout check 2s',
     // A GET that meets a stopped or closing replica is retried on the next one.
     '  retries 3',
     '  option redispatch 1',
