@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import type { onResponseHookHandler } from 'fastify';
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { BUS_CLIENT_ERROR_KINDS } from '../src/bus/types.ts';
 import { errorReply, noSecurity, operatorSecurity } from '../routes/schemas.ts';

@@ -1,4 +1,4 @@
-import { Type, type TSchema } from '@fastify/type-provider-typebox';
+import { Type, type TSchema } from 'typebox';
 import { ChannelName, MESSAGE_ID_PATTERN } from '../src/channels/contract.ts';
 import type { ChannelKind, EventType } from '../src/channels/kind.ts';
 import { RESET_REASONS } from '../src/connection/subscription.ts';

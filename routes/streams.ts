@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { ChannelName } from '../src/channels/contract.ts';
 import { MAX_CURSOR_LENGTH } from '../src/connection/cursor.ts';
 import type { ChannelRef } from '../src/connection/subscription.ts';

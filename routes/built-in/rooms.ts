@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { builtInTopics, ChatText, ChatUser, MessageId, chatDeleteRecord, chatEditRecord, chatMessageRecord } from '../../src/channels/contract.ts';
 import { channelKey, decodeRecord, editDedupId, MESSAGE_ID_PATTERN } from '../../src/channels/records.ts';
 import { partitionForKey } from '../../src/bus/partitioner.ts';

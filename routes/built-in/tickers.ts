@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { builtInTopics, Currency, Price, priceUpdateRecord } from '../../src/channels/contract.ts';
 import { channelKey } from '../../src/channels/records.ts';
 import { HISTORY_WINDOW_NAMES } from '../../src/charts/chart-history.ts';
