@@ -145,7 +145,7 @@ t.test('a declared kind streams only valid records, resumes on another replica, 
 });
 
 t.test('a bad declaration stops the server, exit 1, with a message naming the kind and the field', async (t) => {
-  // Every kind of bad declaration is covered in test/unit/channels-file.test.ts; this is the real process.
+  // Every kind of bad declaration is covered in test/unit/channels-file.unit.ts; this is the real process.
   const dir = tempDir(t, 'channels-file-');
   const file = join(dir, 'channels.json');
   writeFileSync(file, JSON.stringify({ kinds: [{ name: 'orders', topic: 'orders', eventTypes: { created: { schema: { type: 'object' } } }, slowClients: 'drop' }] }));

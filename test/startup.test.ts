@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { spawnServer } from './helpers/server-process.ts';
 
 /**
- * Settings as the server process reads them at startup (test/unit/config.test.ts checks the
+ * Settings as the server process reads them at startup (test/unit/config.unit.ts checks the
  * parsing itself, in process): a refused value stops it with a message, a mistyped variable is
  * warned about. Here, not in test/unit: each test starts a Node process.
  */

@@ -1,6 +1,6 @@
 /**
  * The chaos run's bookkeeping: what Kafka holds (the truth) against what each subscriber
- * received. Pure functions, so the counting itself is unit-tested (test/unit/chaos-accounting.test.ts).
+ * received. Pure functions, so the counting itself is unit-tested (test/unit/chaos-accounting.unit.ts).
  *
  * Every message the run publishes carries a logical sequence number `seq` at the start of its
  * text (`c<seq> …`), unique per publish *intent*: a publisher retrying one message keeps its
