@@ -1,4 +1,4 @@
-import { createCipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual, type Cipher, type Hash } from 'node:crypto';
 import type { Topics } from '../channels/contract.ts';
 
 /**
@@ -102,8 +102,11 @@ function entriesOf(plaintext: Buffer): CursorEntry[] | null {
 }
 
 export class CursorCodec {
-  readonly #macKey: Buffer;
-  readonly #cipherKey: Buffer;
+  /** SHA-256 after the HMAC key's inner and outer pads (RFC 2104): copied per tag instead of redone. */
+  readonly #innerHash: Hash;
+  readonly #outerHash: Hash;
+  /** AES-256 in ECB mode, kept open: it encrypts CTR's counter blocks, and ECB keeps no state between calls. */
+  readonly #blockCipher: Cipher;
 
   /**
    * `secret`: CURSOR_SECRET, shared by every replica. The topic names are bound into the keys,
@@ -113,20 +116,37 @@ export class CursorCodec {
     const context = `kafka-sse-gateway cursor v${VERSION}\0${topics.chat}\0${topics.ticker}`;
     // HKDF (RFC 5869) turns one secret into two independent keys: one to authenticate, one to encrypt.
     const keys = Buffer.from(hkdfSync('sha256', secret, 'kafka-sse-gateway', context, 64));
-    this.#macKey = keys.subarray(0, 32);
-    this.#cipherKey = keys.subarray(32);
+    const macKey = keys.subarray(0, 32);
+    // HMAC-SHA256 (RFC 2104): H((K ^ opad) || H((K ^ ipad) || m)), K zero-padded to the 64-byte block.
+    const pad = (byte: number) => Buffer.alloc(64, byte).map((value, index) => value ^ (macKey[index] ?? 0));
+    this.#innerHash = createHash('sha256').update(pad(0x36));
+    this.#outerHash = createHash('sha256').update(pad(0x5c));
+    this.#blockCipher = createCipheriv('aes-256-ecb', keys.subarray(32), null).setAutoPadding(false);
   }
 
+  /** HMAC-SHA256(macKey, version || plaintext), cut to TAG_BYTES: byte for byte what createHmac gives, without its per-call key setup. */
   #tag(version: number, plaintext: Buffer): Buffer {
-    return createHmac('sha256', this.#macKey).update(Buffer.of(version)).update(plaintext).digest().subarray(0, TAG_BYTES);
+    const inner = this.#innerHash.copy().update(Buffer.of(version)).update(plaintext).digest();
+    return this.#outerHash.copy().update(inner).digest().subarray(0, TAG_BYTES);
   }
 
-  /** The tag, zero-padded, is the AES-CTR counter block: the same tag always gives the same keystream. */
+  /**
+   * AES-256-CTR with the tag, zero-padded, as the initial counter block: the same tag always
+   * gives the same keystream. Counter blocks are tag || big-endian block number (CTR increments
+   * the whole block as one big-endian integer; with the last 4 bytes starting at zero and ids
+   * far below 2^32 blocks, that is the same), encrypted in one ECB call, XORed with the data.
+   */
   #crypt(tag: Buffer, data: Buffer): Buffer {
-    const counter = Buffer.alloc(16);
-    tag.copy(counter);
-    const cipher = createCipheriv('aes-256-ctr', this.#cipherKey, counter);
-    return Buffer.concat([cipher.update(data), cipher.final()]);
+    const blocks = Math.ceil(data.length / 16);
+    const counters = Buffer.alloc(blocks * 16);
+    for (let block = 0; block < blocks; block++) {
+      tag.copy(counters, block * 16);
+      counters.writeUInt32BE(block, block * 16 + 12);
+    }
+    const keystream = this.#blockCipher.update(counters);
+    const out = Buffer.allocUnsafe(data.length);
+    for (let i = 0; i < data.length; i++) out[i] = data[i]! ^ keystream[i]!;
+    return out;
   }
 
   /**

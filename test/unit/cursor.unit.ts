@@ -1,4 +1,5 @@
 import t from 'tap';
+import { createCipheriv, createHmac, hkdfSync } from 'node:crypto';
 import { CursorCodec } from '../../src/connection/cursor.ts';
 
 const topics = { chat: 'chat', ticker: 'ticker' };
@@ -86,4 +87,26 @@ t.test('a fresh id of a position is new every time, and resumes like the determi
   const raw = Buffer.from(a, 'base64url');
   raw[raw.length - 1] = raw[raw.length - 1]! ^ 1;
   t.equal(codec.decode(raw.toString('base64url')), null, 'and it is authenticated');
+});
+
+t.test('ids are byte for byte the SIV construction with node:crypto\'s HMAC and AES-CTR, so ids already issued keep resuming', async (t) => {
+  const secret = 'shared-secret-0123456789';
+  // The construction as written in the codec's docstring, with the library primitives.
+  const keys = Buffer.from(hkdfSync('sha256', secret, 'kafka-sse-gateway', `kafka-sse-gateway cursor v2\0chat\0ticker`, 64));
+  const reference = (version: number, plaintext: Buffer): string => {
+    const tag = createHmac('sha256', keys.subarray(0, 32)).update(Buffer.of(version)).update(plaintext).digest().subarray(0, 12);
+    const cipher = createCipheriv('aes-256-ctr', keys.subarray(32), Buffer.concat([tag, Buffer.alloc(4)]));
+    return Buffer.concat([Buffer.of(version), cipher.update(plaintext), cipher.final(), tag]).toString('base64url');
+  };
+  const codec = new CursorCodec(secret, topics);
+  // 1 to 40 entries: plaintexts of one to many AES blocks (9 bytes an entry here).
+  for (const count of [1, 2, 3, 17, 40]) {
+    const entries = Array.from({ length: count }, (_, i) => ({ slot: i % 2, partition: i, next: 1000 * i + 7 }));
+    const plaintext = Buffer.concat([Buffer.of(count), ...entries.map((e) => Buffer.concat([Buffer.of(e.slot, e.partition), Buffer.from([0, 0, 0, 0, (e.next >> 8) & 0xff, e.next & 0xff])]))]);
+    t.equal(codec.encode(entries), reference(2, plaintext), `${count} entries`);
+    const fresh = codec.encode(entries, true);
+    const nonce = Buffer.from(fresh, 'base64url');
+    t.same(codec.decode(fresh), entries, 'a fresh id decodes');
+    t.equal(nonce.length, 1 + 8 + plaintext.length + 12, 'a fresh id carries an 8-byte nonce');
+  }
 });
