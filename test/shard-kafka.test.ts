@@ -184,7 +184,7 @@ t.test('two shard groups behind HAProxy', async (t) => {
 
   await t.test('a multi-room stream across shard groups is refused with 409 naming the room elsewhere', async (t) => {
     for (const [first, second] of [[room0, room1], [room1, room0]]) {
-      const response = await fetch(`${balancer.url}/events?room=${first}&room=${second}`, { headers: { accept: 'text/event-stream' } });
+      const response = await fetch(`${balancer.url}/events?room=${first}&room=${second}`, { headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
       t.equal(response.status, 409, `room=${first === room0 ? 'group 0' : 'group 1'} first`);
       const body = (await response.json()) as { message: string; elsewhere: Array<{ channel: string; partition: number; peer: string | null }> };
       t.same(body.elsewhere.map((entry) => entry.channel), [`room:${second}`], 'names the room of the other group');
@@ -198,11 +198,11 @@ t.test('two shard groups behind HAProxy', async (t) => {
   });
 
   await t.test('a replica asked for a room of another group redirects (SHARD_PEERS) or refuses', async (t) => {
-    const redirected = await fetch(`${g1.url}/events/${room0}?since=0`, { redirect: 'manual', headers: { accept: 'text/event-stream' } });
+    const redirected = await fetch(`${g1.url}/events/${room0}?since=0`, { redirect: 'manual', headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
     t.equal(redirected.status, 307, 'group 1 knows group 0: 307');
     t.equal(redirected.headers.get('location'), `${g0a.url}/events/${room0}?since=0`, 'to the same request at group 0');
 
-    const refused = await fetch(`${g0a.url}/events/${room1}`, { headers: { accept: 'text/event-stream' } });
+    const refused = await fetch(`${g0a.url}/events/${room1}`, { headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
     t.equal(refused.status, 409, 'group 0 has no SHARD_PEERS: 409');
     const body = (await refused.json()) as { message: string; elsewhere: Array<{ channel: string; peer: string | null }> };
     t.same(body.elsewhere, [{ channel: `room:${room1}`, partition: partitionForKey(room1, PARTITIONS), peer: null }]);
@@ -215,7 +215,7 @@ t.test('two shard groups behind HAProxy', async (t) => {
     const [event] = await stream.waitForEvents(1);
     stream.close();
     // The id of a group 0 room, sent with a group 1 room's stream.
-    const response = await fetch(`${balancer.url}/events/${room1}`, { headers: { accept: 'text/event-stream', 'last-event-id': event!.id! } });
+    const response = await fetch(`${balancer.url}/events/${room1}`, { headers: { accept: 'text/event-stream', 'last-event-id': event!.id! }, signal: AbortSignal.timeout(10_000) });
     t.equal(response.status, 409);
     const body = (await response.json()) as { message: string };
     t.match(body.message, new RegExp(`resume id names partition ${partitionForKey(room0, PARTITIONS)}\\b`));

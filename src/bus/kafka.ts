@@ -481,6 +481,8 @@ export class KafkaBus implements EventBus {
       eachBatchAutoResolve: true,
       eachBatch: async ({ batch }: EachBatchPayload) => {
         if (consumer !== this.#consumer || this.#closed) return;
+        // Sharded: the assigner gives only owned partitions; a broker-side surprise must not leak others in.
+        if (this.#shard !== null && !this.#shard.owns(batch.partition)) return;
         const key = `${batch.topic}:${batch.partition}`;
         this.#advancedAt.set(key, Date.now());
         const position = this.#positions.get(key);
