@@ -201,6 +201,11 @@ t.test('two shard groups behind HAProxy', async (t) => {
     const redirected = await fetch(`${g1.url}/events/${room0}?since=0`, { redirect: 'manual', headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
     t.equal(redirected.status, 307, 'group 1 knows group 0: 307');
     t.equal(redirected.headers.get('location'), `${g0a.url}/events/${room0}?since=0`, 'to the same request at group 0');
+    const followed = await openStream(t, redirected.headers.get('location')!);
+    t.equal(followed.status, 200, 'where the redirect points, the stream opens');
+    await until(() => messageTexts(followed.events).length >= 6, 20_000, 'the room\'s messages after the redirect');
+    t.same(messageTexts(followed.events).slice(0, 2), ['zero 0', 'zero 1'], 'and carries the room\'s events (from ?since=0)');
+    followed.close();
 
     const refused = await fetch(`${g0a.url}/events/${room1}`, { headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
     t.equal(refused.status, 409, 'group 0 has no SHARD_PEERS: 409');
