@@ -14,7 +14,7 @@ import {
 import type { Logger } from '../logger.ts';
 import type { KafkaConnectionOptions } from './kafka-connection.ts';
 import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
-import { ShardMap } from './shards.ts';
+import { formatPartitionSet, ShardMap } from './shards.ts';
 import {
   BusUnavailableError,
   withTimeout,
@@ -329,7 +329,12 @@ export class KafkaBus implements EventBus {
         this.#healthTimer.unref();
         this.#noteRecovered('Kafka reachable');
         this.#logger.info(
-          { brokers: this.#options.brokers, groupId: this.#options.groupId, topics: this.#options.topics },
+          {
+            brokers: this.#options.brokers,
+            groupId: this.#options.groupId,
+            topics: this.#options.topics,
+            ...(this.#shard === null ? {} : { shardPartitions: formatPartitionSet(this.#shard.partitions) }),
+          },
           'Kafka bus ready',
         );
         return;
