@@ -8,6 +8,7 @@ import { CursorCodec } from '../src/connection/cursor.ts';
 import { Dispatcher, singleChannelEventId } from '../src/dispatch/dispatcher.ts';
 import { RecentEvents } from '../src/hub/recent-events.ts';
 import { Hub } from '../src/hub/hub.ts';
+import { ShardMap } from '../src/bus/shards.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,6 +20,8 @@ declare module 'fastify' {
     history: RecentEvents;
     cursorCodec: CursorCodec;
     dispatcher: Dispatcher;
+    /** Sharded mode (SHARD_PARTITIONS): the partitions this replica consumes and its peers; null = every partition. */
+    shards: ShardMap | null;
     /** The SSE id a stream of the event's one channel shows for the event at `position`. */
     eventIdFor(position: Position): string;
     /** True from the moment shutdown begins: /readyz turns 503 so load balancers stop sending. */
@@ -82,6 +85,7 @@ export default fp<GatewayPluginOptions>(
     app.decorate('history', history);
     app.decorate('cursorCodec', cursorCodec);
     app.decorate('dispatcher', dispatcher);
+    app.decorate('shards', config.shardPartitions === null ? null : new ShardMap(config.shardPartitions, config.shardPeers));
     app.decorate('eventIdFor', (position: Position) =>
       singleChannelEventId(cursorCodec, dispatcher.slotOf(position.topic) ?? 0, position.partition, Number(position.offset)),
     );

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { readChannelsFile } from './channels/channels-file.ts';
 import { builtInTopics, channelRegistry } from './channels/contract.ts';
 import { ChannelKindError, type ChannelKindDeclaration } from './channels/kind.ts';
+import { parsePartitionSet, parseShardPeers, type ShardPeer } from './bus/shards.ts';
 
 /**
  * Every setting the gateway reads from its environment, in one place. Each reading function
@@ -102,6 +103,13 @@ export interface Config {
   auth: AuthConfig;
   /** TLS and SASL towards the brokers. */
   kafkaSecurity: KafkaSecurityConfig;
+  /**
+   * Sharded mode (src/bus/shards.ts): the partitions this replica consumes, the same in every
+   * channel topic, ascending; null = every partition (the default).
+   */
+  shardPartitions: number[] | null;
+  /** The other shard groups: a stream request for their partitions is redirected there (307); empty = refused (409). */
+  shardPeers: ShardPeer[];
 }
 
 export interface AuthConfig {
@@ -478,7 +486,32 @@ function readConfig(env: Env): Config {
     trustProxy: trustProxy(env),
     auth: authConfig(env),
     kafkaSecurity: kafkaSecurity(env),
+    ...shardSettings(env),
   };
+}
+
+/** SHARD_PARTITIONS and SHARD_PEERS (sharded mode, src/bus/shards.ts). */
+function shardSettings(env: Env): Pick<Config, 'shardPartitions' | 'shardPeers'> {
+  declare('SHARD_PARTITIONS', 'unset (every partition)', 'partitions and ranges, e.g. 0-5,9');
+  declare('SHARD_PEERS', 'unset', 'partitions=url[;partitions=url…]');
+  const rawPartitions = read(env, 'SHARD_PARTITIONS');
+  const rawPeers = read(env, 'SHARD_PEERS');
+  if (rawPartitions === undefined) {
+    if (rawPeers !== undefined) throw new ConfigError('SHARD_PEERS', 'is set but SHARD_PARTITIONS is not: peers only mean something to a replica consuming part of the partitions');
+    return { shardPartitions: null, shardPeers: [] };
+  }
+  let shardPartitions: number[];
+  try {
+    shardPartitions = parsePartitionSet(rawPartitions);
+  } catch (error) {
+    throw new ConfigError('SHARD_PARTITIONS', `(${rawPartitions}): ${(error as Error).message}`);
+  }
+  if (rawPeers === undefined) return { shardPartitions, shardPeers: [] };
+  try {
+    return { shardPartitions, shardPeers: parseShardPeers(rawPeers, shardPartitions) };
+  } catch (error) {
+    throw new ConfigError('SHARD_PEERS', `(${rawPeers}): ${(error as Error).message}`);
+  }
 }
 
 /**
@@ -512,7 +545,7 @@ function refuseContradictions(config: Config, env: Env): void {
   }
   // Kafka connection settings without KAFKA_BROKERS: the replica would run on the embedded bus, alone.
   if (config.kafkaBrokers === null) {
-    const kafkaOnly = ['KAFKA_SASL_MECHANISM', 'KAFKA_SSL', 'KAFKA_SSL_CA_FILE', 'KAFKA_SSL_CERT_FILE', 'KAFKA_FAIL_FAST'].find(given);
+    const kafkaOnly = ['KAFKA_SASL_MECHANISM', 'KAFKA_SSL', 'KAFKA_SSL_CA_FILE', 'KAFKA_SSL_CERT_FILE', 'KAFKA_FAIL_FAST', 'SHARD_PARTITIONS'].find(given);
     if (kafkaOnly !== undefined) {
       throw new ConfigError(kafkaOnly, 'is set but KAFKA_BROKERS is not, so the embedded in-memory bus would be used and it ignored: set KAFKA_BROKERS or remove it');
     }
@@ -639,6 +672,8 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   KAFKA_SASL_PASSWORD: 'SASL password (required with a mechanism)',
   KAFKA_CONSUMER_STUCK_MS: 'a started replica whose consumer has neither rejoined its group nor advanced for this long, while Kafka answers it and holds newer records, is stuck: `/readyz` 503 and a fresh consumer',
   KAFKA_FAIL_FAST: 'exit 1 at startup when Kafka refuses the credentials or the TLS handshake, instead of retrying',
+  SHARD_PARTITIONS: '[sharded mode](#sharded-mode): the partitions this replica consumes, the same in every channel topic (its own consumer group still); streams of channels on other partitions are redirected or refused (409); unset = every partition; a partition the topic does not have keeps the replica unready, naming it',
+  SHARD_PEERS: 'with `SHARD_PARTITIONS`: the other shard groups\' partitions and base URLs; a stream request for their channels gets `307` there instead of `409`',
 };
 
 /** Settings for tests and embedders: the defaults, with some replaced. */

@@ -27,6 +27,7 @@ export function createBus(config: Config, topics: readonly string[], logger: Log
     consumerStuckMs: config.kafkaConsumerStuckMs,
     warmUpMs: config.historyMaxAgeMs,
     connection: kafkaConnectionOptions(config.kafkaSecurity),
+    shardPartitions: config.shardPartitions,
     logger: logger.child({ component: 'kafka' }),
   });
 }

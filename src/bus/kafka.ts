@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import {
+  AssignerProtocol,
   Kafka,
   Partitioners,
   logLevel as KafkaLogLevel,
@@ -7,11 +8,13 @@ import {
   type Consumer,
   type EachBatchPayload,
   type LogEntry,
+  type PartitionAssigner,
   type Producer,
 } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import type { KafkaConnectionOptions } from './kafka-connection.ts';
 import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
+import { formatPartitionSet, ShardMap } from './shards.ts';
 import {
   BusUnavailableError,
   withTimeout,
@@ -48,7 +51,50 @@ export interface KafkaBusOptions {
   consumerStuckMs?: number;
   /** TLS and SASL (src/bus/kafka-connection.ts). */
   connection?: KafkaConnectionOptions;
+  /**
+   * Sharded mode (src/bus/shards.ts): consume only these partitions of every topic (SHARD_PARTITIONS).
+   * Absent or null: every partition.
+   */
+  shardPartitions?: readonly number[] | null;
   logger: Logger;
+}
+
+/** The topic has fewer partitions than SHARD_PARTITIONS names: a configuration error, shown by /readyz. */
+export class ShardLayoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShardLayoutError';
+  }
+}
+
+/**
+ * A kafkajs partition assigner that hands every member of the group exactly `partitions` of
+ * each subscribed topic (those the topic has). kafkajs 2.2.4 has no `assign()`: this keeps
+ * the subscribe/group machinery (joins, heartbeats, seeks on join, the fetch loop) while the
+ * consumer fetches only the shard's partitions. The group is this replica's own, so its
+ * members are this process's current consumer and, for a session timeout after a crash, the
+ * one it replaced: both get the whole set, so the live one never waits for the dead one to
+ * expire (the bus ignores a replaced consumer's records).
+ */
+export function shardAssigner(partitions: readonly number[]): PartitionAssigner {
+  return ({ cluster }) => ({
+    name: 'KafkaSseGatewayShard',
+    version: 1,
+    async assign({ members, topics }) {
+      const assignment: Record<string, number[]> = {};
+      for (const topic of topics) {
+        const existing = new Set(cluster.findTopicPartitionMetadata(topic).map((metadata) => metadata.partitionId));
+        assignment[topic] = partitions.filter((partition) => existing.has(partition));
+      }
+      return members.map(({ memberId }) => ({
+        memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment, userData: Buffer.alloc(0) }),
+      }));
+    },
+    protocol({ topics }) {
+      return { name: 'KafkaSseGatewayShard', metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }) };
+    },
+  });
 }
 
 const require = createRequire(import.meta.url);
@@ -115,7 +161,9 @@ const CLOSE_TIMEOUT_MS = 3000;
 /**
  * Kafka as the bus. One idempotent producer (acks from all in-sync replicas) and one
  * consumer in a group of its own: a shared group would split partitions between replicas and
- * a client would miss every room whose partition another replica owns.
+ * a client would miss every room whose partition another replica owns. In sharded mode
+ * (`shardPartitions`) the consumer is still alone in its group but assigned only those
+ * partitions (`shardAssigner`), and positions, readiness and lag cover only them.
  *
  * Where the consumer reads is this replica's own business, never the group's committed
  * offsets: the bus knows, per partition, the next offset it has handed on (`#positions`) and
@@ -152,6 +200,8 @@ export class KafkaBus implements EventBus {
   /** Per partition, the end offset seen at startup: ready once the consumer has read up to it. */
   readonly #catchUpTargets = new Map<string, number>();
   readonly rangeReader: KafkaRangeReader;
+  /** Sharded mode: the partitions this replica consumes; null = all. */
+  readonly #shard: ShardMap | null;
   #pendingPublishes = 0;
   /** Per partition, the next offset to hand on: where every (re)joined consumer starts. */
   readonly #positions = new Map<string, PartitionPosition>();
@@ -178,6 +228,7 @@ export class KafkaBus implements EventBus {
     this.#options = options;
     this.#logger = options.logger;
     this.#startTrouble = `connecting to ${options.brokers.join(',')}`;
+    this.#shard = options.shardPartitions === undefined || options.shardPartitions === null ? null : new ShardMap(options.shardPartitions);
     this.#kafka = new Kafka({
       clientId: options.clientId,
       brokers: options.brokers,
@@ -278,7 +329,12 @@ export class KafkaBus implements EventBus {
         this.#healthTimer.unref();
         this.#noteRecovered('Kafka reachable');
         this.#logger.info(
-          { brokers: this.#options.brokers, groupId: this.#options.groupId, topics: this.#options.topics },
+          {
+            brokers: this.#options.brokers,
+            groupId: this.#options.groupId,
+            topics: this.#options.topics,
+            ...(this.#shard === null ? {} : { shardPartitions: formatPartitionSet(this.#shard.partitions) }),
+          },
           'Kafka bus ready',
         );
         return;
@@ -287,9 +343,14 @@ export class KafkaBus implements EventBus {
         const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
         const reason = messageOf(error);
         this.#startTrouble = `${reason}; retrying`;
-        // A fresh cluster or fresh topics answer "coordinator loading" or "not the leader" for
-        // a few seconds: normal, so info; warn once it lasts, or when Kafka is unreachable.
-        if (isRetriable(error) && !UNREACHABLE.test(reason) && Date.now() - firstAttemptAt < START_GRACE_MS) {
+        if (error instanceof ShardLayoutError) {
+          // A configuration error, not Kafka trouble: said at error level, once per state; it is
+          // checked again on each retry (partitions may be added to the topic meanwhile).
+          if (this.#warnedTrouble !== `shard|${reason}`) this.#logger.error({ reason }, 'SHARD_PARTITIONS does not fit the topic: this replica stays unready');
+          this.#warnedTrouble = `shard|${reason}`;
+        } else if (isRetriable(error) && !UNREACHABLE.test(reason) && Date.now() - firstAttemptAt < START_GRACE_MS) {
+          // A fresh cluster or fresh topics answer "coordinator loading" or "not the leader" for
+          // a few seconds: normal, so info; warn once it lasts, or when Kafka is unreachable.
           this.#logger.info({ reason }, 'Kafka not ready yet; retrying');
         } else this.#noteTrouble('Kafka not reachable yet; retrying', reason);
         await this.#disposeConsumer();
@@ -318,7 +379,14 @@ export class KafkaBus implements EventBus {
         admin.fetchTopicOffsets(topic),
         admin.fetchTopicOffsetsByTimestamp(topic, warmUpFrom),
       ]);
+      if (this.#shard !== null) {
+        const problem = this.#shard.layoutProblem(topic, ends.length);
+        if (problem !== null) throw new ShardLayoutError(problem);
+      }
+      busConsumer.onTopicPartitions?.(topic, ends.length);
       for (const { partition, high } of ends) {
+        // Sharded: positions, catch-up targets (readiness) and lag only for the partitions consumed.
+        if (this.#shard !== null && !this.#shard.owns(partition)) continue;
         const start = offsetAtTime(byTime, ends, partition)!;
         const offset = Math.max(start.offset, start.low);
         starts.push({ topic, partition, offset: String(offset), time: warmUpFrom, liveFrom: String(high) });
@@ -349,6 +417,7 @@ export class KafkaBus implements EventBus {
       sessionTimeout: 10000,
       rebalanceTimeout: 20000,
       heartbeatInterval: 2000,
+      ...(this.#shard === null ? {} : { partitionAssigners: [shardAssigner(this.#shard.partitions)] }),
       // This bus restarts a crashed consumer itself, with a fresh one (see #restartConsumer).
       retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: 8, restartOnFailure: async () => false },
     });
@@ -417,6 +486,8 @@ export class KafkaBus implements EventBus {
       eachBatchAutoResolve: true,
       eachBatch: async ({ batch }: EachBatchPayload) => {
         if (consumer !== this.#consumer || this.#closed) return;
+        // Sharded: the assigner gives only owned partitions; a broker-side surprise must not leak others in.
+        if (this.#shard !== null && !this.#shard.owns(batch.partition)) return;
         const key = `${batch.topic}:${batch.partition}`;
         this.#advancedAt.set(key, Date.now());
         const position = this.#positions.get(key);
@@ -512,6 +583,7 @@ export class KafkaBus implements EventBus {
         for (const topic of this.#options.topics) {
           const ends = await withTimeout(admin.fetchTopicOffsets(topic), 10000, 'Kafka did not answer');
           for (const { partition, high } of ends) {
+            if (this.#shard !== null && !this.#shard.owns(partition)) continue;
             const key = `${topic}:${partition}`;
             const position = this.#positions.get(key);
             if (position !== undefined && BigInt(position.next) >= BigInt(high)) {

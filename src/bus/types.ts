@@ -46,6 +46,12 @@ export interface PartitionStart {
 /** What the bus feeds: records in partition order, and first where each partition starts. */
 export interface BusConsumer {
   onPartitionsStart(starts: readonly PartitionStart[]): void;
+  /**
+   * How many partitions `topic` has, told before its starts. Only needed when the starts do not
+   * cover every partition (sharded mode, src/bus/shards.ts): where murmur2 puts a channel
+   * depends on the topic's count, not on the partitions this replica reads.
+   */
+  onTopicPartitions?(topic: string, count: number): void;
   onRecords: RecordsHandler;
 }
 

@@ -223,6 +223,12 @@ export class Dispatcher implements BusConsumer {
     return this.#partitionCounts.get(slot) ?? 0;
   }
 
+  /** The topic's partition count, for a replica whose starts do not cover all of them (sharded mode). */
+  onTopicPartitions(topic: string, count: number): void {
+    const slot = this.slotOf(topic);
+    if (slot !== undefined) this.#partitionCounts.set(slot, Math.max(this.partitionCount(slot), count));
+  }
+
   onPartitionsStart(starts: readonly PartitionStart[]): void {
     for (const start of starts) {
       const slot = this.slotOf(start.topic);

@@ -1,0 +1,249 @@
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { AssignerProtocol } from 'kafkajs';
+import { tempDir, type Teardowns } from './helpers/fixture.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
+import { kafkaAdmin } from './helpers/kafka.ts';
+import { messageTexts, openStream, until } from './helpers/sse-client.ts';
+import { freePort } from './helpers/server-process.ts';
+import { partitionForKey } from '../src/bus/partitioner.ts';
+
+/**
+ * Sharded mode end to end: two shard groups on real Kafka topics of 6 partitions (group 0
+ * consumes 0-2 with two replicas, group 1 consumes 3-5 with one), behind a real HAProxy running
+ * the shipped deploy/haproxy-sharded.cfg and deploy/shard-route.lua (only its listen address,
+ * Lua path and server lines replaced).
+ */
+
+const HAPROXY = '/usr/sbin/haproxy';
+const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
+const PARTITIONS = 6;
+const GROUP0 = [0, 1, 2];
+const GROUP1 = [3, 4, 5];
+const brokers = requiredKafkaBrokers();
+
+/** The shipped sharded HAProxy config with these backends, listening on a free local port. */
+async function startShardedHaproxy(t: Teardowns, groups: { shard0: TestGateway[]; shard1: TestGateway[] }): Promise<{ url: string }> {
+  const port = await freePort();
+  const server = (name: string, gateway: TestGateway) => `  server ${name} ${new URL(gateway.url).host} check inter 300 fall 1 rise 1`;
+  const servers: Record<string, string[]> = {
+    shard0: groups.shard0.map((gateway, index) => server(`shard0-${index}`, gateway)),
+    shard1: groups.shard1.map((gateway, index) => server(`shard1-${index}`, gateway)),
+  };
+  servers['any-replica'] = [...servers.shard0!, ...servers.shard1!];
+  let backend = '';
+  const lines: string[] = [];
+  for (const line of readFileSync(join(DEPLOY, 'haproxy-sharded.cfg'), 'utf8').split('\n')) {
+    const section = /^backend (\S+)/.exec(line);
+    if (section !== null) backend = section[1]!;
+    if (/^\s+server /.test(line)) {
+      // The shipped server lines stand for the replicas: replaced by this test's, once per backend.
+      if (!lines.includes(`#servers ${backend}`)) lines.push(`#servers ${backend}`, ...servers[backend]!);
+      continue;
+    }
+    lines.push(
+      line
+        .replace('/usr/local/etc/haproxy/shard-route.lua', join(DEPLOY, 'shard-route.lua'))
+        .replace(/^(\s+)bind :8080$/, `$1bind 127.0.0.1:${port}`)
+        .replace(/^(\s+)maxconn \d+$/, '$1maxconn 256')
+        .replace(/^(\s+)timeout (client|server|tunnel) 1h$/, '$1timeout $2 120s'),
+    );
+  }
+  if (!lines.some((line) => line.includes('bind 127.0.0.1')) || !servers.shard0!.every((line) => lines.includes(line))) {
+    throw new Error('deploy/haproxy-sharded.cfg no longer has the listen address and server lines this test replaces');
+  }
+  const file = join(tempDir(t, 'haproxy-shard-'), 'haproxy.cfg');
+  writeFileSync(file, lines.join('\n'));
+  const child = spawn(HAPROXY, ['-f', file, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  t.teardown(async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await until(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`haproxy exited: ${stderr}`);
+      return (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200;
+    },
+    20_000,
+    'haproxy to answer',
+  );
+  return { url };
+}
+
+/** A fresh room name whose partition (of PARTITIONS) is in `partitions`. */
+function roomIn(partitions: readonly number[]): string {
+  for (;;) {
+    const room = uniqueName('room');
+    if (partitions.includes(partitionForKey(room, PARTITIONS))) return room;
+  }
+}
+
+async function post(url: string, room: string, text: string): Promise<void> {
+  const reply = await postJson(`${url}/rooms/${room}/messages`, { user: 'ann', text });
+  if (reply.status !== 202) throw new Error(`publish answered ${reply.status}: ${JSON.stringify(reply.body)}`);
+}
+
+t.test('two shard groups behind HAProxy', async (t) => {
+  const topics = kafkaTopics();
+  const admin = await kafkaAdmin(t);
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: PARTITIONS, replicationFactor: 1 })),
+  });
+  const shared = { kafkaBrokers: brokers, ...topics, cursorSecret: 'shard-test-cursor-secret' };
+  const g0a = await startGateway(t, { ...shared, shardPartitions: GROUP0 });
+  const g0b = await startGateway(t, { ...shared, shardPartitions: GROUP0 });
+  // Group 1 knows where group 0 is served: its requests for group 0's rooms get a 307 there.
+  const g1 = await startGateway(t, { ...shared, shardPartitions: GROUP1, shardPeers: [{ partitions: GROUP0, url: g0a.url }] });
+  const balancer = await startShardedHaproxy(t, { shard0: [g0a, g0b], shard1: [g1] });
+
+  const room0 = roomIn(GROUP0);
+  const room1 = roomIn(GROUP1);
+
+  await t.test('each replica consumes only its partitions (its /status, and its consumer group in Kafka)', async (t) => {
+    for (const [gateway, owned] of [[g0a, GROUP0], [g0b, GROUP0], [g1, GROUP1]] as const) {
+      const status = (await (await fetch(`${gateway.url}/status`)).json()) as { partitions: Array<{ topic: string; partition: number }> };
+      for (const topic of [topics.chatTopic, topics.tickerTopic]) {
+        t.same(
+          status.partitions.filter((entry) => entry.topic === topic).map((entry) => entry.partition),
+          owned,
+          `${gateway.url} /status: ${topic} partitions`,
+        );
+      }
+      const groupId = `${gateway.config.consumerGroupPrefix}-${gateway.config.instanceId}`;
+      const { groups } = await admin.describeGroups([groupId]);
+      const members = groups[0]?.members ?? [];
+      t.equal(members.length, 1, `${groupId}: one member`);
+      const assignment = AssignerProtocol.MemberAssignment.decode(members[0]!.memberAssignment)?.assignment ?? {};
+      t.same(
+        Object.fromEntries(Object.entries(assignment).map(([topic, partitions]) => [topic, [...partitions].sort()])),
+        { [topics.chatTopic]: owned, [topics.tickerTopic]: owned },
+        `${groupId}: Kafka assigned only its partitions`,
+      );
+    }
+  });
+
+  await t.test('streams through HAProxy get every event of their room, from the group owning it', async (t) => {
+    const stream0 = await openStream(t, `${balancer.url}/events/${room0}`);
+    const stream1 = await openStream(t, `${balancer.url}/events/${room1}`);
+    t.equal(stream0.status, 200);
+    t.equal(stream1.status, 200);
+    t.equal(stream0.headers['x-kafka-partition'], String(partitionForKey(room0, PARTITIONS)), 'HAProxy computed Kafka\'s partition of the room');
+    t.equal(stream1.headers['x-kafka-partition'], String(partitionForKey(room1, PARTITIONS)));
+    t.equal(g1.app.openStreamCount(), 1, 'the group 1 room streams from group 1');
+    t.equal(g0a.app.openStreamCount() + g0b.app.openStreamCount(), 1, 'the group 0 room streams from group 0');
+
+    const texts0 = Array.from({ length: 5 }, (_, i) => `zero ${i}`);
+    const texts1 = Array.from({ length: 5 }, (_, i) => `one ${i}`);
+    for (let i = 0; i < 5; i++) {
+      await post(balancer.url, room0, texts0[i]!);
+      // Publishing works on any replica: group 1 produces group 0's room to Kafka.
+      await post(i % 2 === 0 ? balancer.url : g0b.url, room1, texts1[i]!);
+    }
+    await post(g1.url, room0, 'zero from group 1');
+    await stream0.waitForEvents(6);
+    await stream1.waitForEvents(5);
+    t.same(messageTexts(stream0.events), [...texts0, 'zero from group 1'], 'every event of the group 0 room, in order');
+    t.same(messageTexts(stream1.events), texts1, 'every event of the group 1 room, in order');
+
+    // A resume through HAProxy: from the third message's id, the rest and what came since.
+    const resumeFrom = stream0.events[2]!.id!;
+    stream0.close();
+    await post(balancer.url, room0, 'zero after');
+    const resumed = await openStream(t, `${balancer.url}/events/${room0}`, { 'last-event-id': resumeFrom });
+    t.equal(resumed.status, 200);
+    await resumed.waitForEvents(4);
+    t.same(messageTexts(resumed.events), [texts0[3], texts0[4], 'zero from group 1', 'zero after'], 'resumed after the id, nothing lost or repeated');
+    resumed.close();
+    stream1.close();
+  });
+
+  await t.test("HAProxy's Lua computes Kafka's murmur2 partition for names of every length", async (t) => {
+    const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-';
+    const names = Array.from({ length: 64 }, (_, i) => Array.from({ length: i + 1 }, (_, j) => alphabet[(i * 7 + j * 13) % alphabet.length]).join(''));
+    const wrong: string[] = [];
+    for (const name of names) {
+      // Any answer will do (no such route): the header is HAProxy's, set on the way back.
+      const response = await fetch(`${balancer.url}/rooms/${name}/nothing-here`);
+      await response.arrayBuffer();
+      if (response.headers.get('x-kafka-partition') !== String(partitionForKey(name, PARTITIONS))) wrong.push(`${name}: ${response.headers.get('x-kafka-partition')}`);
+    }
+    t.same(wrong, [], `the same partition as src/bus/partitioner.ts for ${names.length} names`);
+    const spread = new Set(names.map((name) => partitionForKey(name, PARTITIONS)));
+    t.equal(spread.size, PARTITIONS, 'the names cover every partition');
+  });
+
+  await t.test('a multi-room stream across shard groups is refused with 409 naming the room elsewhere', async (t) => {
+    for (const [first, second] of [[room0, room1], [room1, room0]]) {
+      const response = await fetch(`${balancer.url}/events?room=${first}&room=${second}`, { headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
+      t.equal(response.status, 409, `room=${first === room0 ? 'group 0' : 'group 1'} first`);
+      const body = (await response.json()) as { message: string; elsewhere: Array<{ channel: string; partition: number; peer: string | null }> };
+      t.same(body.elsewhere.map((entry) => entry.channel), [`room:${second}`], 'names the room of the other group');
+      t.equal(body.elsewhere[0]!.partition, partitionForKey(second!, PARTITIONS));
+      t.match(body.message, /one stream per group/);
+    }
+    const room0b = roomIn(GROUP0);
+    const same = await openStream(t, `${balancer.url}/events?room=${room0}&room=${room0b}`);
+    t.equal(same.status, 200, 'rooms of one group share a stream');
+    same.close();
+  });
+
+  await t.test('a replica asked for a room of another group redirects (SHARD_PEERS) or refuses', async (t) => {
+    const redirected = await fetch(`${g1.url}/events/${room0}?since=0`, { redirect: 'manual', headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
+    t.equal(redirected.status, 307, 'group 1 knows group 0: 307');
+    t.equal(redirected.headers.get('location'), `${g0a.url}/events/${room0}?since=0`, 'to the same request at group 0');
+    const followed = await openStream(t, redirected.headers.get('location')!);
+    t.equal(followed.status, 200, 'where the redirect points, the stream opens');
+    await until(() => messageTexts(followed.events).length >= 6, 20_000, 'the room\'s messages after the redirect');
+    t.same(messageTexts(followed.events).slice(0, 2), ['zero 0', 'zero 1'], 'and carries the room\'s events (from ?since=0)');
+    followed.close();
+
+    const refused = await fetch(`${g0a.url}/events/${room1}`, { headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
+    t.equal(refused.status, 409, 'group 0 has no SHARD_PEERS: 409');
+    const body = (await refused.json()) as { message: string; elsewhere: Array<{ channel: string; peer: string | null }> };
+    t.same(body.elsewhere, [{ channel: `room:${room1}`, partition: partitionForKey(room1, PARTITIONS), peer: null }]);
+    t.match(body.message, /load balancer/);
+  });
+
+  await t.test('a resume id naming a partition of another group is refused, not ignored', async (t) => {
+    const stream = await openStream(t, `${balancer.url}/events/${room0}`);
+    await post(balancer.url, room0, 'for the id');
+    const [event] = await stream.waitForEvents(1);
+    stream.close();
+    // The id of a group 0 room, sent with a group 1 room's stream.
+    const response = await fetch(`${balancer.url}/events/${room1}`, { headers: { accept: 'text/event-stream', 'last-event-id': event!.id! }, signal: AbortSignal.timeout(10_000) });
+    t.equal(response.status, 409);
+    const body = (await response.json()) as { message: string };
+    t.match(body.message, new RegExp(`resume id names partition ${partitionForKey(room0, PARTITIONS)}\\b`));
+  });
+});
+
+t.test('SHARD_PARTITIONS naming a partition the topic lacks keeps the replica unready, saying why', async (t) => {
+  const topics = kafkaTopics();
+  const admin = await kafkaAdmin(t);
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: 4, replicationFactor: 1 })),
+  });
+  const gateway = await startGateway(
+    t,
+    { kafkaBrokers: brokers, ...topics, cursorSecret: 'shard-test-cursor-secret', shardPartitions: [2, 3, 4, 5] },
+    { waitReady: false },
+  );
+  let reason = '';
+  await until(async () => {
+    const response = await fetch(`${gateway.url}/readyz`);
+    reason = ((await response.json()) as { reason?: string }).reason ?? '';
+    return response.status === 503 && reason.includes('SHARD_PARTITIONS');
+  }, 20_000, () => `/readyz naming SHARD_PARTITIONS (last: ${reason})`);
+  t.match(reason, /SHARD_PARTITIONS \(2-5\) names partitions 4-5 but topic \S+ has 4 partitions \(0-3\)/);
+});
