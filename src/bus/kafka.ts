@@ -49,6 +49,19 @@ export interface KafkaBusOptions {
   /** TLS and SASL (src/bus/kafka-connection.ts). */
   connection?: KafkaConnectionOptions;
   logger: Logger;
+  /**
+   * Topics of `topics` that are not channel kinds' (the presence topic): created with these
+   * topic configs when missing, read back `warmUpMs` at startup instead of the history's
+   * warm-up, and never read by resumes.
+   */
+  sideTopics?: Record<string, SideTopicOptions>;
+}
+
+export interface SideTopicOptions {
+  /** Topic configs for its creation (e.g. `cleanup.policy`). */
+  configEntries?: Array<{ name: string; value: string }>;
+  /** How far back (ms) it is read at startup. */
+  warmUpMs: number;
 }
 
 const require = createRequire(import.meta.url);
@@ -198,7 +211,7 @@ export class KafkaBus implements EventBus {
       kafka: this.#kafka,
       admin: () => this.#admin,
       groupId: `${options.groupId}-reader`,
-      topics: options.topics,
+      topics: options.topics.filter((topic) => options.sideTopics?.[topic] === undefined),
       logger: options.logger,
     });
     const { CONNECT, DISCONNECT } = this.#producer.events;
@@ -314,14 +327,16 @@ export class KafkaBus implements EventBus {
     const warmUpFrom = Date.now() - this.#options.warmUpMs;
     const starts: PartitionStart[] = [];
     for (const topic of this.#options.topics) {
+      const side = this.#options.sideTopics?.[topic];
+      const from = side === undefined ? warmUpFrom : Date.now() - side.warmUpMs;
       const [ends, byTime] = await Promise.all([
         admin.fetchTopicOffsets(topic),
-        admin.fetchTopicOffsetsByTimestamp(topic, warmUpFrom),
+        admin.fetchTopicOffsetsByTimestamp(topic, from),
       ]);
       for (const { partition, high } of ends) {
         const start = offsetAtTime(byTime, ends, partition)!;
         const offset = Math.max(start.offset, start.low);
-        starts.push({ topic, partition, offset: String(offset), time: warmUpFrom, liveFrom: String(high) });
+        starts.push({ topic, partition, offset: String(offset), time: from, liveFrom: String(high) });
         this.#catchUpTargets.set(`${topic}:${partition}`, Number(high));
       }
     }
@@ -570,6 +585,7 @@ export class KafkaBus implements EventBus {
           topic,
           numPartitions: this.#options.partitions,
           replicationFactor: this.#options.replicationFactor,
+          ...(this.#options.sideTopics?.[topic]?.configEntries ? { configEntries: this.#options.sideTopics[topic].configEntries } : {}),
         })),
       });
       this.#logger.info({ topics: missing, partitions: this.#options.partitions }, 'created missing topics');
