@@ -1,0 +1,87 @@
+import t from 'tap';
+import { startGateway, uniqueName } from './helpers/gateway.ts';
+import { openStream, until, type TestStream } from './helpers/sse-client.ts';
+
+/** Presence on one replica (the embedded bus): snapshot, deltas, the route, grace, identities. */
+
+const FAST = { intervalMs: 50, restateMs: 1000, leaveGraceMs: 400, topic: null };
+
+// any: the tests index into the presence JSON they assert on.
+const data = (stream: TestStream, index: number): any => JSON.parse(stream.presence[index]!.data);
+const lastPresence = (stream: TestStream): any => (stream.presence.length === 0 ? undefined : data(stream, stream.presence.length - 1));
+const names = (members: Array<{ name: string }>): string[] => members.map((member) => member.name).sort();
+
+t.test('a room stream first gets a snapshot, then deltas as named streams join and leave; the route agrees', async (t) => {
+  const gateway = await startGateway(t, { presence: FAST });
+  const room = uniqueName('room');
+  const ann = await openStream(t, `${gateway.url}/events/${room}?name=Ann`);
+  await until(() => ann.presence.length >= 1, 5000, 'a snapshot');
+  t.match(ann.text(), /^retry: \d+\n\n: connected\n\nevent: presence\ndata: [^\n]+\n\n/, 'the snapshot comes first, with no id');
+  t.match(data(ann, 0), { room, snapshot: true, count: 1, anonymous: 0, members: [{ sub: null, name: 'Ann', verified: false }] });
+  t.type(data(ann, 0).members[0].since, 'number');
+
+  const anonymous = await openStream(t, `${gateway.url}/events/${room}`);
+  await until(() => anonymous.presence.length >= 1, 5000, 'the anonymous stream\'s snapshot');
+  t.match(data(anonymous, 0), { room, snapshot: true, count: 1, anonymous: 1 });
+  await until(() => lastPresence(ann)?.anonymous === 1, 5000, 'a delta counting the anonymous stream');
+
+  const bob = await openStream(t, `${gateway.url}/events/${room}?name=Bob`);
+  await until(() => lastPresence(ann)?.count === 2, 5000, 'Bob joining');
+  t.match(lastPresence(ann), { room, joined: [{ sub: null, name: 'Bob', verified: false }], left: [], count: 2, anonymous: 1 });
+  t.notOk('snapshot' in lastPresence(ann), 'a delta is no snapshot');
+
+  const route = await (await fetch(`${gateway.url}/rooms/${room}/presence`)).json();
+  t.match(route, { room, count: 2, anonymous: 1 });
+  t.same(names(route.members), ['Ann', 'Bob']);
+  t.match(route.members[0], { sub: null, name: 'Ann', verified: false });
+
+  bob.close();
+  await until(() => lastPresence(ann)?.count === 1, 5000, 'Bob leaving after the grace');
+  t.match(lastPresence(ann), { joined: [], left: [{ name: 'Bob' }], count: 1 });
+  t.notOk(ann.text().includes('id: ') && /id: [^\n]+\nevent: presence/.test(ann.text()), 'no presence frame carries an id');
+});
+
+t.test('a reconnect within the grace is not a leave; two tabs of one name are one member', async (t) => {
+  const gateway = await startGateway(t, { presence: { ...FAST, leaveGraceMs: 1500 } });
+  const room = uniqueName('room');
+  const watcher = await openStream(t, `${gateway.url}/events/${room}?name=Watcher`);
+  const tab1 = await openStream(t, `${gateway.url}/events/${room}?name=Cy`);
+  const tab2 = await openStream(t, `${gateway.url}/events/${room}?name=Cy`);
+  await until(async () => (await (await fetch(`${gateway.url}/rooms/${room}/presence`)).json()).count === 2, 5000, 'two members');
+  await until(() => tab2.presence.length >= 1, 5000, 'a snapshot');
+  t.equal(data(tab2, 0).count, 2, 'two tabs of Cy: one member');
+
+  tab1.close();
+  tab2.close();
+  // Cy comes back within the grace (as EventSource does after `retry:`).
+  const back = await openStream(t, `${gateway.url}/events/${room}?name=Cy`);
+  await until(() => back.presence.length >= 1, 5000, 'the snapshot of the reconnect');
+  t.equal(data(back, 0).count, 2);
+  // Long enough for the grace to have run out had the reconnect counted as a leave.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const deltas = watcher.presence.slice(1).map((message) => JSON.parse(message.data));
+  t.notOk(deltas.some((delta) => delta.left.some((member: { name: string }) => member.name === 'Cy')), `no leave of Cy: ${JSON.stringify(deltas)}`);
+});
+
+t.test('a multi-channel stream joins each room it holds; tickers have no presence', async (t) => {
+  const gateway = await startGateway(t, { presence: FAST });
+  const a = uniqueName('a');
+  const b = uniqueName('b');
+  const stream = await openStream(t, `${gateway.url}/events?room=${a}&room=${b}&ticker=DOGE&name=Dee`);
+  await until(() => stream.presence.length >= 2, 5000, 'two snapshots');
+  t.same(stream.presence.map((message) => JSON.parse(message.data).room).sort(), [a, b].sort());
+  for (const room of [a, b]) t.match(await (await fetch(`${gateway.url}/rooms/${room}/presence`)).json(), { room, count: 1, members: [{ name: 'Dee' }] });
+  const ticker = await openStream(t, `${gateway.url}/tickers/DOGE/events`);
+  await until(() => ticker.comments() >= 1, 5000, 'the ticker stream open');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.equal(ticker.presence.length, 0, 'no presence on a ticker stream');
+});
+
+t.test('bad names are refused with 400', async (t) => {
+  const gateway = await startGateway(t, { presence: FAST });
+  for (const name of ['%00x', 'a'.repeat(65), '%E2%80%8B', '%20%20']) {
+    const response = await fetch(`${gateway.url}/events/lobby?name=${name}`);
+    t.equal(response.status, 400, `?name=${name.slice(0, 12)}`);
+    t.match(await response.json(), { statusCode: 400, message: /name/ });
+  }
+});
