@@ -1,4 +1,6 @@
 import t from 'tap';
+import { configWith } from '../src/config.ts';
+import { issueToken } from '../src/auth/issue.ts';
 import { startGateway, uniqueName } from './helpers/gateway.ts';
 import { openStream, until, type TestStream } from './helpers/sse-client.ts';
 
@@ -9,6 +11,8 @@ const FAST = { intervalMs: 50, restateMs: 1000, leaveGraceMs: 400, topic: null }
 // any: the tests index into the presence JSON they assert on.
 const data = (stream: TestStream, index: number): any => JSON.parse(stream.presence[index]!.data);
 const lastPresence = (stream: TestStream): any => (stream.presence.length === 0 ? undefined : data(stream, stream.presence.length - 1));
+// any: the route's JSON.
+const routeOf = async (url: string): Promise<any> => (await fetch(url)).json();
 const names = (members: Array<{ name: string }>): string[] => members.map((member) => member.name).sort();
 
 t.test('a room stream first gets a snapshot, then deltas as named streams join and leave; the route agrees', async (t) => {
@@ -30,7 +34,7 @@ t.test('a room stream first gets a snapshot, then deltas as named streams join a
   t.match(lastPresence(ann), { room, joined: [{ sub: null, name: 'Bob', verified: false }], left: [], count: 2, anonymous: 1 });
   t.notOk('snapshot' in lastPresence(ann), 'a delta is no snapshot');
 
-  const route = await (await fetch(`${gateway.url}/rooms/${room}/presence`)).json();
+  const route = await routeOf(`${gateway.url}/rooms/${room}/presence`);
   t.match(route, { room, count: 2, anonymous: 1 });
   t.same(names(route.members), ['Ann', 'Bob']);
   t.match(route.members[0], { sub: null, name: 'Ann', verified: false });
@@ -47,7 +51,7 @@ t.test('a reconnect within the grace is not a leave; two tabs of one name are on
   const watcher = await openStream(t, `${gateway.url}/events/${room}?name=Watcher`);
   const tab1 = await openStream(t, `${gateway.url}/events/${room}?name=Cy`);
   const tab2 = await openStream(t, `${gateway.url}/events/${room}?name=Cy`);
-  await until(async () => (await (await fetch(`${gateway.url}/rooms/${room}/presence`)).json()).count === 2, 5000, 'two members');
+  await until(async () => (await routeOf(`${gateway.url}/rooms/${room}/presence`)).count === 2, 5000, 'two members');
   await until(() => tab2.presence.length >= 1, 5000, 'a snapshot');
   t.equal(data(tab2, 0).count, 2, 'two tabs of Cy: one member');
 
@@ -84,4 +88,27 @@ t.test('bad names are refused with 400', async (t) => {
     t.equal(response.status, 400, `?name=${name.slice(0, 12)}`);
     t.match(await response.json(), { statusCode: 400, message: /name/ });
   }
+});
+
+t.test('with auth on, members are token identities (sub, name); ?name= is ignored; the route needs the read right', async (t) => {
+  const secret = 'presence-test-secret-of-32-characters!';
+  const room = uniqueName('team');
+  const token = (claims: Record<string, unknown>) => issueToken({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims }, secret, 'HS256');
+  const gateway = await startGateway(t, { presence: FAST, auth: { ...configWith().auth, jwtSecret: secret, publicRooms: ['public-*'] } });
+  const ann = token({ sub: 'u-ann', name: 'Ann', rooms: [room] });
+  const stream = await openStream(t, `${gateway.url}/events/${room}?name=Mallory&token=${ann}`);
+  await until(() => stream.presence.length >= 1, 5000, 'a snapshot');
+  t.same(data(stream, 0).members.map(({ sub, name, verified }: any) => ({ sub, name, verified })), [{ sub: 'u-ann', name: 'Ann', verified: undefined }], 'the token\'s sub and name, verified');
+
+  t.equal((await fetch(`${gateway.url}/rooms/${room}/presence`)).status, 401, 'no token: 401');
+  const other = token({ sub: 'u-eve', rooms: ['elsewhere'] });
+  t.equal((await fetch(`${gateway.url}/rooms/${room}/presence`, { headers: { authorization: `Bearer ${other}` } })).status, 403, 'no right to the room: 403');
+  const reply = await fetch(`${gateway.url}/rooms/${room}/presence`, { headers: { authorization: `Bearer ${ann}` } });
+  t.equal(reply.status, 200);
+  t.match(await reply.json(), { room, count: 1, anonymous: 0, members: [{ sub: 'u-ann', name: 'Ann' }] });
+
+  // A public room streamed without a token: anonymous, whatever it calls itself.
+  const open = await openStream(t, `${gateway.url}/events/public-${room}?name=Mallory`);
+  await until(() => open.presence.length >= 1, 5000, 'a snapshot');
+  t.match(data(open, 0), { count: 0, anonymous: 1, members: [] });
 });
