@@ -35,6 +35,7 @@ const STREAM_DESCRIPTION =
   '(reload state; the stream continues live), `lag` {behindMs} and `live` around a long replay, ' +
   '`overflow` before a too-slow client is disconnected, `auth_expired` when the token expires or the stream reaches MAX_STREAM_LIFETIME_MS, ' +
   '`unavailable` {reason, retryMs} when this replica cannot take the stream now (it ends; EventSource reconnects). ' +
+  '`presence` (rooms, and kinds with `presence` on): who is in the channel, a snapshot first, then joins and leaves (no `id:`; `?name=` names the stream with auth off). ' +
   'The 200 response lists every event with its data schema. With auth on, a token (Authorization: Bearer, ' +
   'the AUTH_COOKIE cookie or `?token=`) is needed unless every channel is public (PUBLIC_ROOMS, PUBLIC_TICKERS, a declared kind\'s `access.public`).';
 
