@@ -3,7 +3,8 @@
  * replicas on KAFKA_BROKERS, fresh topics; BENCH_PRESENCE_STREAMS named streams (each its own
  * identity, `?name=`) spread over BENCH_PRESENCE_ROOMS rooms and both replicas. Phases:
  *
- *   join    every stream opens (at most BENCH_PRESENCE_PENDING connecting at once);
+ *   join    every stream opens (at most BENCH_PRESENCE_PENDING connecting at once), until every
+ *           replica's route lists every member;
  *   steady  nobody comes or goes for BENCH_PRESENCE_DURATION_S: restatements only;
  *   churn   BENCH_PRESENCE_CHURN of the streams (a fraction) leave every second and as many new
  *           identities join, for BENCH_PRESENCE_DURATION_S;
@@ -135,6 +136,22 @@ async function pooled<T>(tasks: Array<() => Promise<T>>, limit: number): Promise
   return results;
 }
 
+/** Polls every replica's presence route for every room until each replica's total member count passes `done`. */
+async function untilCounts(replicas: readonly string[], done: (total: number) => boolean): Promise<void> {
+  for (;;) {
+    const totals = await Promise.all(
+      replicas.map(async (url) => {
+        const views = await Promise.all(
+          Array.from({ length: settings.rooms }, (_, room) => fetch(`${url}/rooms/room-${room}/presence`).then((response) => response.json() as Promise<{ count: number }>)),
+        );
+        return views.reduce((total, view) => total + view.count, 0);
+      }),
+    );
+    if (totals.every(done)) return;
+    await sleep(250);
+  }
+}
+
 interface PhaseResult {
   phase: string;
   seconds: number;
@@ -184,14 +201,16 @@ async function main(): Promise<void> {
   const kafka = new Kafka({ clientId: 'bench-presence', brokers, logLevel: logLevel.NOTHING });
   const consumer = kafka.consumer({ groupId: `bench-presence-${suffix}` });
   await consumer.connect();
-  await consumer.subscribe({ topic: presenceTopic, fromBeginning: false });
+  // From the beginning: the topic is this run's own, so every record is one of this run's.
+  await consumer.subscribe({ topic: presenceTopic, fromBeginning: true });
+  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
   await consumer.run({
     eachMessage: async ({ message }) => {
       topic.records += 1;
       topic.bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0);
     },
   });
-  await sleep(3000); // the consumer's first join and fetch
+  await joined;
 
   let serial = 0;
   const open: ClientRequest[] = [];
@@ -204,6 +223,8 @@ async function main(): Promise<void> {
   const results: PhaseResult[] = [];
   results.push(await measure('join', async () => {
     open.push(...(await pooled(Array.from({ length: settings.streams }, () => newStream), settings.pending)));
+    // Until every replica lists every member: the joins have gone through the topic.
+    await untilCounts(replicas, (total) => total === settings.streams);
   }));
   results.push(await measure('steady', () => sleep(settings.durationS * 1000)));
   results.push(await measure('churn', async () => {
@@ -217,13 +238,7 @@ async function main(): Promise<void> {
   }));
   results.push(await measure('leave', async () => {
     for (const stream of open.splice(0)) stream.destroy();
-    for (;;) {
-      const counts = await Promise.all(
-        replicas.flatMap((url) => Array.from({ length: settings.rooms }, (_, room) => fetch(`${url}/rooms/room-${room}/presence`).then((response) => response.json() as Promise<{ count: number }>))),
-      );
-      if (counts.every((view) => view.count === 0)) break;
-      await sleep(250);
-    }
+    await untilCounts(replicas, (total) => total === 0);
   }));
   await consumer.disconnect();
 
