@@ -157,6 +157,7 @@ function presenceEventData(kinds: readonly ChannelKind[]) {
   return Type.Object({
     ...Object.fromEntries(kinds.map((kind) => [kind.name, Type.Optional(ChannelName)])),
     snapshot: Type.Optional(Type.Literal(true)),
+    truncated: Type.Optional(Type.Literal(true, { description: 'The snapshot lists only the earliest 2,000 members (the route lists all)' })),
     members: Type.Optional(Type.Array(member)),
     joined: Type.Optional(Type.Array(member)),
     left: Type.Optional(Type.Array(member)),

@@ -99,6 +99,8 @@ export interface PresenceEvent {
   room?: string;
   snapshot?: true;
   members?: PresenceMember[];
+  /** The snapshot lists only the earliest 2,000 members (`count` counts all; the presence route lists all). */
+  truncated?: true;
   joined?: PresenceMember[];
   left?: PresenceMember[];
   count: number;

@@ -81,6 +81,9 @@ export interface PresenceStats {
   framesWritten: number;
 }
 
+/** Most members a snapshot lists (≈ 100 bytes each); `count` still counts them all, and the route lists them all. */
+export const MAX_SNAPSHOT_MEMBERS = 2000;
+
 /** How many restatement periods a statement lives without being restated. */
 export const EXPIRY_PERIODS = 3;
 
@@ -175,7 +178,7 @@ export class PresenceService {
       const view = this.#view(key);
       // First stream here: what it is told now is what the next delta is measured against.
       if (!this.#announced.has(key)) this.#announced.set(key, view);
-      this.#write(sink, this.#frame(channel, { snapshot: true, members: ordered(view.members.values()).map((member) => shown(member, true)), count: view.members.size, anonymous: view.anonymous }));
+      this.#write(sink, this.#snapshotFrame(channel, view));
     }
     let left = false;
     return () => {
@@ -206,6 +209,23 @@ export class PresenceService {
       { members: this.#tracker.membersOf(key)?.values() ?? [], anonymous: this.#tracker.anonymousOf(key) },
       this.#remote.statementsOf(key),
     );
+  }
+
+  /**
+   * A stream's first presence frame: the members (the earliest MAX_SNAPSHOT_MEMBERS, with
+   * `truncated: true` beyond: a snapshot must stay far below STREAM_MAX_BUFFERED_BYTES, or a
+   * stream of a crowded room would be cut off the moment it opens), `count`, `anonymous`.
+   */
+  #snapshotFrame(channel: PresenceChannel, view: ClusterView): Buffer {
+    const members = ordered(view.members.values());
+    const listed = members.length > MAX_SNAPSHOT_MEMBERS ? members.slice(0, MAX_SNAPSHOT_MEMBERS) : members;
+    return this.#frame(channel, {
+      snapshot: true,
+      members: listed.map((member) => shown(member, true)),
+      ...(listed.length < members.length ? { truncated: true } : {}),
+      count: view.members.size,
+      anonymous: view.anonymous,
+    });
   }
 
   #frame(channel: PresenceChannel, fields: Record<string, unknown>): Buffer {

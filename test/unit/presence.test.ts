@@ -2,7 +2,7 @@ import t from 'tap';
 import { PresenceTracker } from '../../src/presence/tracker.ts';
 import { diffViews, mergeView, RemoteStatements } from '../../src/presence/cluster-view.ts';
 import { decodeStatement, encodeStatement, isPresentableName, MAX_MEMBERS_PER_STATEMENT, type PresenceStatement } from '../../src/presence/statement.ts';
-import { PresenceService } from '../../src/presence/service.ts';
+import { MAX_SNAPSHOT_MEMBERS, PresenceService } from '../../src/presence/service.ts';
 import type { BusRecord, OutgoingRecord } from '../../src/bus/types.ts';
 
 const ann = { sub: 'u-ann', name: 'Ann', verified: true };
@@ -133,4 +133,20 @@ t.test('service: statements on change (coalesced per interval) and on restatemen
   t.match(JSON.parse(frames[0]![frames[0]!.length - 1]!.toString().split('data: ')[1]!), { left: [{ name: 'Bob' }], count: 1 });
   await service.stop(100);
   t.same(JSON.parse(published[published.length - 1]!.value).members, [], 'stopping says it holds nobody any more');
+});
+
+t.test('service: a snapshot of a crowded room lists the earliest members and says it is truncated; count counts all', async (t) => {
+  const service = new PresenceService({ topic: 'p', replicaId: 'me', intervalMs: 100, restateMs: 1000, leaveGraceMs: 10, publish: async () => undefined, logger: silent });
+  const members = Array.from({ length: MAX_SNAPSHOT_MEMBERS + 5 }, (_, i) => ({ sub: `u${i}`, name: `n${i}`, verified: true, since: i }));
+  service.onRecords([{ topic: 'p', partition: 0, offset: '0', key: null, value: Buffer.from(encodeStatement({ kind: 'room', channel: 'big', replica: 'other', members: members.slice(0, 3000), anonymous: 0, at: Date.now() })), headers: {}, timestamp: Date.now() }]);
+  service.onRecords([{ topic: 'p', partition: 0, offset: '1', key: null, value: Buffer.from(encodeStatement({ kind: 'room', channel: 'big', replica: 'third', members: members.slice(3000), anonymous: 0, at: Date.now() })), headers: {}, timestamp: Date.now() }]);
+  const frames: Buffer[] = [];
+  service.join([{ kind: 'room', name: 'big' }], null, { write: (frame) => frames.push(frame) });
+  const snapshot = JSON.parse(frames[0]!.toString().split('data: ')[1]!);
+  t.equal(snapshot.members.length, MAX_SNAPSHOT_MEMBERS);
+  t.equal(snapshot.members[0].sub, 'u0', 'the earliest first');
+  t.equal(snapshot.truncated, true);
+  t.equal(snapshot.count, MAX_SNAPSHOT_MEMBERS + 5);
+  t.equal(service.summary({ kind: 'room', name: 'big' }).members.length, MAX_SNAPSHOT_MEMBERS + 5, 'the route lists them all');
+  await service.stop(10);
 });
