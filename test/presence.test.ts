@@ -112,3 +112,22 @@ t.test('with auth on, members are token identities (sub, name); ?name= is ignore
   await until(() => open.presence.length >= 1, 5000, 'a snapshot');
   t.match(data(open, 0), { count: 0, anonymous: 1, members: [] });
 });
+
+t.test('a declared kind with presence on: its own presence route, `presence` events under its name; one without has neither', async (t) => {
+  const schema = { type: 'object', properties: { a: { type: 'string' } } };
+  const gateway = await startGateway(t, {
+    presence: FAST,
+    channelKinds: [
+      { name: 'desks', topic: uniqueName('desks'), presence: true, eventTypes: { note: { schema } } },
+      { name: 'orders', topic: uniqueName('orders'), eventTypes: { created: { schema } } },
+    ],
+  });
+  const stream = await openStream(t, `${gateway.url}/streams/desks/d-1?name=Ivy`);
+  await until(() => stream.presence.length >= 1, 5000, 'a snapshot');
+  t.match(data(stream, 0), { desks: 'd-1', snapshot: true, count: 1, members: [{ name: 'Ivy', verified: false }] });
+  t.match(await routeOf(`${gateway.url}/streams/desks/d-1/presence`), { desks: 'd-1', count: 1, members: [{ name: 'Ivy' }] });
+  const orders = await openStream(t, `${gateway.url}/streams/orders/o-1?name=Ivy`);
+  await until(() => orders.comments() >= 1, 5000, 'the orders stream open');
+  t.equal((await fetch(`${gateway.url}/streams/orders/o-1/presence`)).status, 404, 'no presence route for a kind without it');
+  t.equal(orders.presence.length, 0, 'no presence events on its streams');
+});

@@ -150,3 +150,28 @@ t.test('service: a snapshot of a crowded room lists the earliest members and say
   t.equal(service.summary({ kind: 'room', name: 'big' }).members.length, MAX_SNAPSHOT_MEMBERS + 5, 'the route lists them all');
   await service.stop(10);
 });
+
+t.test('settings: presence in a kind declaration and the presence settings are checked', async (t) => {
+  const { loadConfig, presenceTopic } = await import('../../src/config.ts');
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tempDir } = await import('../helpers/fixture.ts');
+  const dir = tempDir(t, 'presence-settings-');
+  const file = (name: string, presence: unknown) => {
+    const path = join(dir, `${name}.json`);
+    writeFileSync(path, JSON.stringify({ kinds: [{ name: 'orders', topic: 'orders', presence, eventTypes: { created: { schema: { type: 'object' } } } }] }));
+    return path;
+  };
+  t.equal(loadConfig({ CHANNELS_FILE: file('on', true) }).channelKinds[0]?.presence, true, 'presence: true is a field of a declaration');
+  t.throws(() => loadConfig({ CHANNELS_FILE: file('bad', 'yes') }), /channel kind "orders": presence must be boolean/);
+
+  const defaults = loadConfig({});
+  t.same(defaults.presence, { topic: null, intervalMs: 1000, restateMs: 10000, leaveGraceMs: 5000 });
+  t.equal(presenceTopic(defaults), 'chat.presence', 'the default topic follows CHAT_TOPIC');
+  t.equal(presenceTopic(loadConfig({ PRESENCE_TOPIC: 'who-is-here' })), 'who-is-here');
+  t.equal(loadConfig({ SSE_RETRY_MS: '8000' }).presence.leaveGraceMs, 10000, 'the default grace outlasts a longer retry');
+  t.throws(() => loadConfig({ SSE_RETRY_MS: '3000', PRESENCE_LEAVE_GRACE_MS: '2000' }), /PRESENCE_LEAVE_GRACE_MS \(2000\) must be greater than SSE_RETRY_MS \(3000\)/);
+  t.throws(() => loadConfig({ PRESENCE_INTERVAL_MS: '5000', PRESENCE_RESTATE_MS: '1000' }), /PRESENCE_RESTATE_MS \(1000\) must be at least PRESENCE_INTERVAL_MS/);
+  t.throws(() => loadConfig({ PRESENCE_TOPIC: 'chat' }), /PRESENCE_TOPIC \("chat"\) is the topic of a channel kind/);
+  t.throws(() => loadConfig({ PRESENCE_TOPIC: 'bad topic' }), /PRESENCE_TOPIC has an invalid value/);
+});
