@@ -63,7 +63,12 @@ t.test('a reconnect within the grace is not a leave; two tabs of one name are on
 
   tab1.close();
   tab2.close();
-  // Cy comes back within the grace (as EventSource does after `retry:`).
+  // The gateway has seen both tabs go (only the watcher's stream is open)...
+  await until(async () => (await routeOf(`${gateway.url}/status`)).streams.open === 1, 5000, 'the tabs closed on the server');
+  // Several intervals later, within the grace (1.5 s), Cy is still listed...
+  await new Promise((resolve) => setTimeout(resolve, 6 * FAST.intervalMs));
+  t.same(names((await routeOf(`${gateway.url}/rooms/${room}/presence`)).members), ['Cy', 'Watcher'], 'Cy still listed during the grace');
+  // ...and comes back within it (as EventSource does after `retry:`).
   const back = await openStream(t, `${gateway.url}/events/${room}?name=Cy`);
   await until(() => back.presence.length >= 1, 5000, 'the snapshot of the reconnect');
   t.equal(data(back, 0).count, 2);
