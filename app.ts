@@ -7,9 +7,11 @@ import errors from './plugins/errors.ts';
 import validation, { formatSchemaErrors, validatorFactory } from './plugins/validation.ts';
 import cors from './plugins/cors.ts';
 import eventStream from './plugins/event-stream.ts';
+import presence from './plugins/presence.ts';
 import healthRoutes from './routes/health.ts';
 import streamRoutes from './routes/streams.ts';
 import roomRoutes from './routes/built-in/rooms.ts';
+import presenceRoutes from './routes/presence.ts';
 import tickerRoutes from './routes/built-in/tickers.ts';
 import publishRoutes from './routes/publish.ts';
 import docs from './plugins/docs.ts';
@@ -106,12 +108,15 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
   await app.register(rateLimit);
   // Before every route: the OpenAPI document lists only routes registered after it.
   await app.register(docs);
+  // Before the streams, which join it; its onClose (goodbye statements) runs before the bus closes.
+  await app.register(presence);
   await app.register(eventStream);
   await app.register(metrics);
   await app.register(chartHistory);
   await app.register(healthRoutes);
   // The built-in kinds' own routes, then what every kind gets from its declaration.
   await app.register(roomRoutes);
+  await app.register(presenceRoutes);
   await app.register(tickerRoutes);
   await app.register(streamRoutes);
   await app.register(publishRoutes);

@@ -29,9 +29,10 @@ declare module 'fastify' {
      * Resolves when the request may stream these channels, else throws a 401/403 (or 429
      * over the per-identity stream cap). Holds one of the identity's stream slots until the
      * response closes. Stream routes call it before opening the stream, and end the stream at
-     * `expiresAt`.
+     * `expiresAt`. `{ stream: false }`: a read of the channels that is no stream (their
+     * presence): the same right, no stream slot held.
      */
-    authorizeSubscription(channels: readonly Channel[]): Promise<SubscriptionGrant>;
+    authorizeSubscription(channels: readonly Channel[], options?: { stream?: boolean }): Promise<SubscriptionGrant>;
     /** Set by `app.authorizePublishing(kind)` on publish routes. */
     publisher: Publisher | null;
   }
@@ -221,7 +222,7 @@ export default fp(
     app.decorateRequest('publisher', null);
     // Declared up front, so every request object has the same shape.
     app.decorateRequest(kStreamReply, null);
-    app.decorateRequest('authorizeSubscription', async function (this: FastifyRequest, channels: readonly Channel[]) {
+    app.decorateRequest('authorizeSubscription', async function (this: FastifyRequest, channels: readonly Channel[], options: { stream?: boolean } = {}) {
       const request = this;
       const carriers = { authorization: request.headers.authorization, cookie: request.headers.cookie, url: request.url };
       // A cookie rides along on any request the browser makes, including one a page on another
@@ -242,6 +243,7 @@ export default fp(
         throw refusal(replies.get(request), decision);
       }
       const { identity } = decision.value;
+      if (options.stream === false) return decision.value;
       // A token's `exp` can lie far ahead (or be absent when allowed): an authenticated stream
       // still ends after MAX_STREAM_LIFETIME_MS, and its client comes back with a current token.
       if (identity !== null && settings.maxStreamLifetimeMs > 0) {

@@ -5,6 +5,7 @@ import { bodyFrame, commentFrame, retryFrame } from '../src/connection/sse-frame
 import { httpError } from './errors.ts';
 import { Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/connection/subscription.ts';
 import { SseConnection } from '../src/connection/sse-connection.ts';
+import type { PresenceIdentity } from '../src/presence/statement.ts';
 
 declare module 'fastify' {
   interface FastifyReply {
@@ -23,6 +24,8 @@ declare module 'fastify' {
 export interface StreamOptions {
   /** When the stream's authorisation ends (ms since the epoch): it gets `auth_expired` and is ended. */
   endAt?: number | null;
+  /** Who holds the stream, for the presence of its channels whose kind tracks it (README, "Presence"); null/absent: anonymous. */
+  identity?: PresenceIdentity | null;
 }
 
 export interface StreamStats {
@@ -145,6 +148,8 @@ export default fp(
     };
 
     const preamble = Buffer.concat([retryFrame(config.sseRetryMs), commentFrame('connected')]);
+    // The presence plugin, when registered (before this one) and some kind tracks presence.
+    const presence = app.hasDecorator('presence') ? app.presence : null;
 
     app.decorate('openStreamCount', () => openStreams.size);
     app.decorate('streamStats', stats);
@@ -253,6 +258,7 @@ export default fp(
           stats.closed += 1;
           stats.open[kind] = (stats.open[kind] ?? 1) - 1;
           subscription.close();
+          leavePresence?.();
           request.log.info({ channels: channels.length, kind, reason, durationMs: Date.now() - openedAt, events, bytes }, 'stream ended');
         },
       });
@@ -270,6 +276,9 @@ export default fp(
       // one write instead of two: a reconnect storm is that many fewer syscalls.
       corkUntilNextTurn(request.raw.socket);
       connection.open({ ...(reply.getHeaders() as Record<string, string | number | string[]>), ...STREAM_HEADERS }, preamble);
+      // Presence before anything else: the snapshot of each channel that tracks it (no id, never replayed).
+      const presenceChannels = presence === null ? [] : channels.filter((channel) => app.channels.byName(channel.kind)?.presence === true);
+      const leavePresence = presence === null || presenceChannels.length === 0 ? undefined : presence.join(presenceChannels, options.identity ?? null, connection);
 
       const from = startFrom(request);
       subscription.start(from).then(

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
-import type { Config } from '../src/config.ts';
+import { presenceTopic, type Config } from '../src/config.ts';
+import { presenceSideTopic } from '../src/presence/topic.ts';
 import { createBus, type EventBus } from '../src/bus/index.ts';
 import { builtInTopics, channelRegistry } from '../src/channels/contract.ts';
 import type { ChannelRegistry } from '../src/channels/kind.ts';
@@ -52,7 +53,9 @@ export default fp<GatewayPluginOptions>(
       publicTickers: config.auth.publicTickers,
       declared: config.channelKinds,
     });
-    const bus = givenBus ?? createBus(config, channels.topics, app.log);
+    // The presence topic is read besides the kinds' topics when some kind tracks presence (plugins/presence.ts).
+    const sideTopics = channels.kinds.some((kind) => kind.presence) ? presenceSideTopic(presenceTopic(config), config.presence.restateMs) : {};
+    const bus = givenBus ?? createBus(config, channels.topics, app.log, sideTopics);
     const hub = new Hub();
     const history = new RecentEvents({
       maxEventsPerChannel: config.historyMaxEventsPerChannel,

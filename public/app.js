@@ -9,9 +9,11 @@
 // `GET /tickers/:symbol/events`); the page works the same either way.
 const ONE_CONNECTION = true;
 
-function streamUrls(room, symbol) {
-  if (ONE_CONNECTION) return [`/events?${new URLSearchParams({ room, ticker: symbol })}`];
-  return [`/events/${encodeURIComponent(room)}`, `/tickers/${encodeURIComponent(symbol)}/events`];
+// `name`: who this page is in the room's presence when the gateway runs without auth (with auth
+// on the gateway ignores it and lists the token's name).
+function streamUrls(room, symbol, name) {
+  if (ONE_CONNECTION) return [`/events?${new URLSearchParams({ room, ticker: symbol, name })}`];
+  return [`/events/${encodeURIComponent(room)}?${new URLSearchParams({ name })}`, `/tickers/${encodeURIComponent(symbol)}/events`];
 }
 
 const WINDOW_SPAN_MS = { '5m': 5 * 60_000, '1h': 60 * 60_000, '24h': 24 * 60 * 60_000 };
@@ -29,6 +31,7 @@ const RESUMED_BADGE_MS = 3000;
 const $ = (id) => document.getElementById(id);
 const ui = {
   badge: $('badge'), roomForm: $('room-form'), room: $('room'), user: $('user'), messages: $('messages'),
+  presenceCount: $('presence-count'), presenceList: $('presence-list'),
   postForm: $('post-form'), text: $('text'), chatNotice: $('chat-notice'), tickerForm: $('ticker-form'),
   symbol: $('symbol'), window: $('window'), lastPrice: $('last-price'), currency: $('currency'),
   chart: $('chart'), axes: $('axes'), line: $('line'), chartMin: $('chart-min'), chartMax: $('chart-max'), chartCount: $('chart-count'),
@@ -45,6 +48,10 @@ const state = {
   /** The time of the price shown as the last one. */
   lastPriceTs: 0,
   sources: [],
+  /** Who is in the room (README, "Presence"): members by sub (or name, when self-named), and the anonymous count. */
+  presence: { members: new Map(), anonymous: 0 },
+  /** The name the streams were opened with. */
+  streamName: '',
 };
 ui.room.value = state.room;
 ui.symbol.value = state.symbol;
@@ -67,7 +74,8 @@ function renderBadge() {
 
 function connect() {
   for (const source of state.sources) source.close();
-  state.sources = streamUrls(state.room, state.symbol).map(openStream);
+  state.streamName = ui.user.value;
+  state.sources = streamUrls(state.room, state.symbol, state.streamName).map(openStream);
   renderBadge();
 }
 
@@ -117,6 +125,8 @@ function openStream(url) {
     events.addEventListener('lag', () => setStreamBadge(stream, 'catching-up'));
     events.addEventListener('live', () => setStreamBadge(stream, 'live'));
     events.addEventListener('reset', (e) => onReset(JSON.parse(e.data), stream));
+    // Presence frames carry no id: they never move the resume position.
+    events.addEventListener('presence', (e) => onPresence(JSON.parse(e.data)));
   };
   stream.close = () => {
     stream.closed = true;
@@ -151,6 +161,38 @@ function onReset({ reason }, stream) {
 }
 
 // ---- chat -------------------------------------------------------------------------------
+
+// ---- presence ---------------------------------------------------------------------------
+
+const memberKey = (member) => (member.verified === false ? `~${member.name}` : member.sub);
+
+/** A snapshot replaces the list; a delta adds and removes (as sets: a join may repeat the snapshot). */
+function onPresence(update) {
+  if (update.room !== state.room) return;
+  const { members } = state.presence;
+  if (update.snapshot) {
+    members.clear();
+    for (const member of update.members) members.set(memberKey(member), member);
+  } else {
+    for (const member of update.joined) members.set(memberKey(member), member);
+    for (const member of update.left) members.delete(memberKey(member));
+  }
+  state.presence.anonymous = update.anonymous;
+  renderPresence();
+}
+
+function renderPresence() {
+  const { members, anonymous } = state.presence;
+  ui.presenceCount.textContent = `${members.size} here${anonymous > 0 ? ` (+${anonymous} anonymous)` : ''}:`;
+  ui.presenceList.replaceChildren(
+    ...[...members.values()].map((member) => {
+      const item = document.createElement('li');
+      item.textContent = member.name;
+      if (member.verified === false) item.title = 'self-named (not verified)';
+      return item;
+    }),
+  );
+}
 
 function onChatMessage(message) {
   if (message.room !== state.room) return;
@@ -389,8 +431,12 @@ function updateAddress() {
 ui.roomForm.addEventListener('submit', (e) => {
   e.preventDefault();
   localStorage.setItem('user', ui.user.value);
-  if (ui.room.value === state.room) return;
+  if (ui.room.value === state.room && ui.user.value === state.streamName) return;
+  // A new name: the streams reopen under it (the room's presence shows it).
+  if (ui.room.value === state.room) return connect();
   state.room = ui.room.value;
+  state.presence = { members: new Map(), anonymous: 0 };
+  renderPresence();
   ui.messages.replaceChildren();
   ui.chatNotice.hidden = true;
   updateAddress();

@@ -141,6 +141,31 @@ const CONTROL_EVENTS: Array<{ event: string; description: string; data: TSchema 
   },
 ];
 
+const PRESENCE_EVENT_DESCRIPTION =
+  'Who is in the channel (README, "Presence"; kinds with `presence` on): first a snapshot (`snapshot: true`, `members`), before anything else, ' +
+  'then deltas (`joined`, `left`) at most once per PRESENCE_INTERVAL_MS; `count` (members listed) and `anonymous` (unnamed streams) are absolute. ' +
+  'No `id:`, never replayed. `verified: false` marks a self-chosen name (auth off, `?name=`)';
+
+/** The data of a `presence` event: a snapshot or a delta, the channel under its kind's name. */
+function presenceEventData(kinds: readonly ChannelKind[]) {
+  const member = Type.Object({
+    sub: Type.Union([Type.String(), Type.Null()]),
+    name: Type.String(),
+    since: Type.Optional(Type.Integer({ description: 'When it joined, ms since the epoch (snapshots)' })),
+    verified: Type.Optional(Type.Literal(false)),
+  });
+  return Type.Object({
+    ...Object.fromEntries(kinds.map((kind) => [kind.name, Type.Optional(ChannelName)])),
+    snapshot: Type.Optional(Type.Literal(true)),
+    truncated: Type.Optional(Type.Literal(true, { description: 'The snapshot lists only the earliest 2,000 members (the route lists all)' })),
+    members: Type.Optional(Type.Array(member)),
+    joined: Type.Optional(Type.Array(member)),
+    left: Type.Optional(Type.Array(member)),
+    count: Type.Integer(),
+    anonymous: Type.Integer(),
+  });
+}
+
 /** A frame as its fields. Channel events carry an `id:` (the position after them); control events do not. */
 function frame(event: string, description: string, data: TSchema, withId: boolean) {
   const id = Type.String({ description: 'Opaque resume cursor: send it back as Last-Event-ID' });
@@ -160,8 +185,10 @@ function streamOk(kinds: readonly ChannelKind[]) {
   const channelFrames = kinds.flatMap((kind) =>
     [...kind.eventTypes.values()].map((type) => frame(type.name, type.description ?? `A ${kind.name} event`, channelEventData(kind, type), true)),
   );
+  const presenceKinds = kinds.filter((kind) => kind.presence);
   const controlFrames = [
     ...CONTROL_EVENTS.map(({ event, description, data }) => frame(event, description, data, false)),
+    ...(presenceKinds.length === 0 ? [] : [frame('presence', PRESENCE_EVENT_DESCRIPTION, presenceEventData(presenceKinds), false)]),
     frame(
       'position',
       "The stream's position without a channel event (right after connecting, after each replay page): only its `id:` matters",

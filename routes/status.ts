@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { errorReply, internalError, operatorSecurity } from './schemas.ts';
+import { presenceTopic } from '../src/config.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -106,6 +107,25 @@ const StatusReply = Type.Object({
     ),
   }),
   records: Type.Object({ consumed: Type.Integer(), skipped: Type.Integer(), deliveries: Type.Integer() }),
+  presence: Type.Union(
+    [
+      Type.Object({
+        topic: Type.String(),
+        replica: Type.String({ description: "This process's id in its presence statements (new on every start)" }),
+        localMembers: Type.Integer({ description: 'Members this replica holds streams for (in their leave grace included), over all channels' }),
+        localChannels: Type.Integer({ description: 'Channels this replica holds anyone in' }),
+        remoteStatements: Type.Integer({ description: "Other replicas' live statements held (one per channel and replica)" }),
+        statementsPublished: Type.Integer(),
+        statementBytes: Type.Integer(),
+        publishFailures: Type.Integer(),
+        statementsConsumed: Type.Integer(),
+        recordsSkipped: Type.Integer({ description: 'Presence records that could not be read' }),
+        framesWritten: Type.Integer({ description: '`presence` frames written to streams (snapshots and deltas)' }),
+      }),
+      Type.Null(),
+    ],
+    { description: 'Presence (README, "Presence"); null when no kind tracks it' },
+  ),
   security: Type.Object(
     {
       auth: Type.Boolean({ description: 'Tokens are required (JWT_SECRET or JWT_PUBLIC_KEY_FILE is set)' }),
@@ -192,6 +212,17 @@ const statusRoutes: FastifyPluginAsyncTypebox = async (app) => {
           skipped: dispatcher.stats.recordsSkipped,
           deliveries: dispatcher.stats.deliveries,
         },
+        presence:
+          app.presence === null
+            ? null
+            : {
+                topic: presenceTopic(config),
+                replica: app.presence.replicaId,
+                localMembers: app.presence.state.localMembers,
+                localChannels: app.presence.state.localChannels,
+                remoteStatements: app.presence.state.remoteStatements,
+                ...app.presence.stats,
+              },
         security: {
           auth: app.authEnabled,
           serviceApiKeys: config.auth.serviceApiKeys.size,

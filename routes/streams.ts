@@ -10,6 +10,7 @@ import { streamReplies, streamSecurity } from './schemas.ts';
 import type { ChannelKind } from '../src/channels/kind.ts';
 import { channelKey } from '../src/channels/records.ts';
 import { channelPartition } from '../src/bus/shards.ts';
+import { isPresentableName, type PresenceIdentity } from '../src/presence/statement.ts';
 
 const ResumeQuery = {
   lastEventId: Type.Optional(
@@ -21,6 +22,13 @@ const ResumeQuery = {
       description: 'Start at this time: epoch milliseconds or ISO-8601',
     }),
   ),
+  name: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 64,
+      description: "With auth off: the name this stream is listed under in its rooms' presence (marked `verified: false`); ignored with auth on (the token's `name` is used)",
+    }),
+  ),
 };
 
 const STREAM_DESCRIPTION =
@@ -29,6 +37,7 @@ const STREAM_DESCRIPTION =
   '(reload state; the stream continues live), `lag` {behindMs} and `live` around a long replay, ' +
   '`overflow` before a too-slow client is disconnected, `auth_expired` when the token expires or the stream reaches MAX_STREAM_LIFETIME_MS, ' +
   '`unavailable` {reason, retryMs} when this replica cannot take the stream now (it ends; EventSource reconnects). ' +
+  '`presence` (rooms, and kinds with `presence` on): who is in the channel, a snapshot first, then joins and leaves (no `id:`; `?name=` names the stream with auth off). ' +
   'The 200 response lists every event with its data schema. With auth on, a token (Authorization: Bearer, ' +
   'the AUTH_COOKIE cookie or `?token=`) is needed unless every channel is public (PUBLIC_ROOMS, PUBLIC_TICKERS, a declared kind\'s `access.public`).';
 
@@ -92,14 +101,20 @@ function servedHere(request: FastifyRequest, reply: FastifyReply, channels: read
 }
 
 /**
- * Checks the start time, then (sharded) that the channels live here, then the caller's right
- * to every channel (401/403), then streams until the grant expires.
+ * Checks the start time and `?name=`, then (sharded) that the channels live here, then the
+ * caller's right to every channel (401/403), then streams until the grant expires. Its
+ * presence identity: the token's (`sub`, `name`), else with auth off the `?name=` it gives
+ * itself (unverified), else none (anonymous).
  */
-async function openStream(request: FastifyRequest, reply: FastifyReply, channels: ChannelRef[], since: string | undefined) {
+async function openStream(request: FastifyRequest, reply: FastifyReply, channels: ChannelRef[], since: string | undefined, name: string | undefined) {
   if (since !== undefined && !Number.isFinite(parseSince(since))) throw httpError(400, 'querystring/since is not a valid time');
+  if (name !== undefined && !isPresentableName(name)) throw httpError(400, 'querystring/name must be 1 to 64 printable characters');
   if (!servedHere(request, reply, channels)) return reply;
   const grant = await request.authorizeSubscription(channels);
-  return reply.streamChannels(channels, { endAt: grant.expiresAt });
+  let identity: PresenceIdentity | null = null;
+  if (grant.identity !== null) identity = { sub: grant.identity, name: grant.displayName ?? grant.identity, verified: true };
+  else if (name !== undefined && !request.server.authEnabled) identity = { sub: null, name, verified: false };
+  return reply.streamChannels(channels, { endAt: grant.expiresAt, identity });
 }
 
 const describeEvents = (kind: ChannelKind) =>
@@ -122,7 +137,7 @@ export function channelStream(app: FastifyInstance, path: string, kind: ChannelK
     },
     async (request, reply) => {
       const name = (request.params as Record<string, string>)[param]!;
-      return openStream(request, reply, [{ kind: kind.name, name }], request.query.since);
+      return openStream(request, reply, [{ kind: kind.name, name }], request.query.since, request.query.name);
     },
   );
 }
@@ -157,7 +172,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (channels.length > app.config.maxChannelsPerStream) {
         throw httpError(400, `at most ${app.config.maxChannelsPerStream} channels per stream, got ${channels.length}`);
       }
-      return openStream(request, reply, channels, typeof query.since === 'string' ? query.since : undefined);
+      return openStream(request, reply, channels, typeof query.since === 'string' ? query.since : undefined, typeof query.name === 'string' ? query.name : undefined);
     },
   );
 };

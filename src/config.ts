@@ -110,6 +110,25 @@ export interface Config {
   shardPartitions: number[] | null;
   /** The other shard groups: a stream request for their partitions is redirected there (307); empty = refused (409). */
   shardPeers: ShardPeer[];
+  /** Who is in each room (README, "Presence"). */
+  presence: PresenceConfig;
+}
+
+/** Presence settings (README, "Presence"). */
+export interface PresenceConfig {
+  /** The presence topic; null: `<CHAT_TOPIC>.presence` (see `presenceTopic`). */
+  topic: string | null;
+  /** A replica publishes its changes, and sends its streams deltas, at most once per this (ms). */
+  intervalMs: number;
+  /** Each replica restates every channel it holds this often (ms); statements expire after 3× this. */
+  restateMs: number;
+  /** A member whose last stream closed stays listed this long (ms); above SSE_RETRY_MS. */
+  leaveGraceMs: number;
+}
+
+/** The presence topic of a deployment: PRESENCE_TOPIC, else `<CHAT_TOPIC>.presence`. */
+export function presenceTopic(config: Pick<Config, 'chatTopic' | 'presence'>): string {
+  return config.presence.topic ?? `${config.chatTopic}.presence`;
 }
 
 export interface AuthConfig {
@@ -486,6 +505,7 @@ function readConfig(env: Env): Config {
     trustProxy: trustProxy(env),
     auth: authConfig(env),
     kafkaSecurity: kafkaSecurity(env),
+    presence: presenceConfig(env),
     ...shardSettings(env),
   };
 }
@@ -514,6 +534,21 @@ function shardSettings(env: Env): Pick<Config, 'shardPartitions' | 'shardPeers'>
   }
 }
 
+function presenceConfig(env: Env): PresenceConfig {
+  const topic = read(env, 'PRESENCE_TOPIC');
+  if (topic !== undefined && !TOPIC_NAME.test(topic)) throw new ConfigError('PRESENCE_TOPIC', `has an invalid value "${topic}"`);
+  const sseRetryMs = integer(env, 'SSE_RETRY_MS', 3000, 0, 3600000);
+  const intervalMs = integer(env, 'PRESENCE_INTERVAL_MS', 1000, 10, 60000);
+  const restateMs = integer(env, 'PRESENCE_RESTATE_MS', 10000, 100, 3600000);
+  // The grace must outlast the reconnect delay, or every reconnect is a leave and a join.
+  const leaveGraceMs = integer(env, 'PRESENCE_LEAVE_GRACE_MS', Math.max(5000, sseRetryMs + 2000), 0, 3600000);
+  if (read(env, 'PRESENCE_LEAVE_GRACE_MS') !== undefined && leaveGraceMs <= sseRetryMs) {
+    throw new ConfigError('PRESENCE_LEAVE_GRACE_MS', `(${leaveGraceMs}) must be greater than SSE_RETRY_MS (${sseRetryMs}): a client reconnecting would leave and join again`);
+  }
+  if (restateMs < intervalMs) throw new ConfigError('PRESENCE_RESTATE_MS', `(${restateMs}) must be at least PRESENCE_INTERVAL_MS (${intervalMs})`);
+  return { topic: topic ?? null, intervalMs, restateMs, leaveGraceMs };
+}
+
 /**
  * Pairs of settings that cannot both be meant. Each refusal names both variables; checks of a
  * single value stay with its reading function.
@@ -526,6 +561,11 @@ function refuseContradictions(config: Config, env: Env): void {
   } catch (error) {
     if (!(error instanceof ChannelKindError)) throw error;
     throw new ConfigError('CHANNELS_FILE', `(${read(env, 'CHANNELS_FILE') ?? ''}): ${error.message}`);
+  }
+  // Presence statements decoded as channel events, or events as statements, would be skipped as broken.
+  const presence = presenceTopic(config);
+  if (channelRegistry(builtInTopics(config), { declared: config.channelKinds }).byTopic(presence) !== undefined) {
+    throw new ConfigError('PRESENCE_TOPIC', `("${presence}") is the topic of a channel kind: presence needs a topic of its own`);
   }
   // The drain must finish, and a publish in flight get its answer, before the process is ended.
   if (config.shutdownTimeoutMs <= config.drainWindowMs) {
@@ -604,6 +644,8 @@ const SHOWN_DEFAULTS: Record<string, Partial<SettingSpec>> = {
   PUBLIC_ROOMS: { allowed: 'comma-separated names or trailing-* patterns' },
   PUBLIC_TICKERS: { allowed: 'comma-separated names or trailing-* patterns' },
   KAFKA_SASL_MECHANISM: { allowed: 'plain scram-sha-256 scram-sha-512' },
+  PRESENCE_TOPIC: { default: '<CHAT_TOPIC>.presence', allowed: TOPIC_NAME.source },
+  PRESENCE_LEAVE_GRACE_MS: { default: 'max(5000, SSE_RETRY_MS + 2000)' },
 };
 
 /**
@@ -671,6 +713,10 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   KAFKA_SASL_USERNAME: 'SASL user (required with a mechanism)',
   KAFKA_SASL_PASSWORD: 'SASL password (required with a mechanism)',
   KAFKA_CONSUMER_STUCK_MS: 'a started replica whose consumer has neither rejoined its group nor advanced for this long, while Kafka answers it and holds newer records, is stuck: `/readyz` 503 and a fresh consumer',
+  PRESENCE_TOPIC: 'the compacted topic where replicas share who is in each room ([Presence](#presence)); created when missing',
+  PRESENCE_INTERVAL_MS: 'presence changes are published, and `presence` deltas sent to streams, at most once per this per room',
+  PRESENCE_RESTATE_MS: 'each replica restates who it holds in every room this often; a replica silent for 3× this (killed) has its members leave everyone\'s view',
+  PRESENCE_LEAVE_GRACE_MS: 'a member whose last stream closed stays listed this long, so a reconnect is not a leave and a join; must be above `SSE_RETRY_MS`',
   KAFKA_FAIL_FAST: 'exit 1 at startup when Kafka refuses the credentials or the TLS handshake, instead of retrying',
   SHARD_PARTITIONS: '[sharded mode](#sharded-mode): the partitions this replica consumes, the same in every channel topic (its own consumer group still); streams of channels on other partitions are redirected or refused (409); unset = every partition; a partition the topic does not have keeps the replica unready, naming it',
   SHARD_PEERS: 'with `SHARD_PARTITIONS`: the other shard groups\' partitions and base URLs; a stream request for their channels gets `307` there instead of `409`',

@@ -97,6 +97,7 @@ function operations(document: any): Array<[string, any]> {
  */
 const EXPECTED_STATUSES: Record<string, number[]> = {
   'GET /events/{room}': [200, 400, 401, 403, 429, 500],
+  'GET /rooms/{room}/presence': [200, 400, 401, 403, 500],
   'GET /tickers/{symbol}/events': [200, 400, 401, 403, 429, 500],
   'GET /streams/room/{channel}': [200, 400, 401, 403, 429, 500],
   'GET /streams/ticker/{channel}': [200, 400, 401, 403, 429, 500],
@@ -128,6 +129,7 @@ t.test('the document declares the security schemes, and each route its auth, tag
   const publish = [{ bearerToken: [] }, { serviceApiKey: [] }];
   t.same(security, {
     'GET /events/{room}': streams,
+    'GET /rooms/{room}/presence': streams,
     'GET /tickers/{symbol}/events': streams,
     'GET /streams/room/{channel}': streams,
     'GET /streams/ticker/{channel}': streams,
@@ -277,9 +279,9 @@ t.test("each event type's data is a schema in the stream routes' 200 response, a
   const control = ['reset', 'lag', 'live', 'overflow', 'auth_expired', 'unavailable', 'position'];
   const roomTypes = Object.keys(chatKind('chat').eventTypes);
   const tickerTypes = Object.keys(tickerKind('ticker').eventTypes);
-  t.same([...frames('/events/{room}').keys()].sort(), [...roomTypes, ...control].sort(), 'room streams: chat events and control events');
-  t.same([...frames('/tickers/{symbol}/events').keys()].sort(), [...tickerTypes, ...control].sort());
-  t.same([...frames('/events').keys()].sort(), [...roomTypes, ...tickerTypes, ...control].sort());
+  t.same([...frames('/events/{room}').keys()].sort(), [...roomTypes, ...control, 'presence'].sort(), 'room streams: chat events, control events and presence');
+  t.same([...frames('/tickers/{symbol}/events').keys()].sort(), [...tickerTypes, ...control].sort(), 'tickers have no presence');
+  t.same([...frames('/events').keys()].sort(), [...roomTypes, ...tickerTypes, ...control, 'presence'].sort());
 
   const ajv = new Ajv2020({ strict: false });
   const room = uniqueName('room');
@@ -300,6 +302,11 @@ t.test("each event type's data is a schema in the stream routes' 200 response, a
     t.ok(validate(JSON.parse(event.data)), `${event.event} ${event.data} matches its documented schema ${JSON.stringify(validate.errors)}`);
   }
   t.same(events.map((event) => event.event), ['message', 'edit', 'delete', 'price_update']);
+  await until(() => stream.presence.length >= 1, 5000, 'the presence snapshot');
+  for (const event of stream.presence) {
+    const validate = ajv.compile(schemas.get('presence').properties.data);
+    t.ok(validate(JSON.parse(event.data)), `presence ${event.data} matches its documented schema ${JSON.stringify(validate.errors)}`);
+  }
   const wrong = ajv.compile(schemas.get('message').properties.data);
   t.notOk(wrong({ room, id, user: 'ann', ts: 1 }), 'a message without its text does not match');
 });

@@ -129,7 +129,7 @@ t.test('a stream requested behind another request on one connection (pipelining)
   t.match(health, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n\{"status":"ok"\}$/, 'the first response, whole, first');
   const [head] = stream!.split('\r\n\r\n', 2) as [string, string];
   t.match(head, /^HTTP\/1\.1 200 OK\r\n[\s\S]*text\/event-stream[\s\S]*transfer-encoding: chunked/i, 'then the stream: its headers');
-  t.match(dechunk(stream!.slice(head.length + 4)), /^retry: \d+\n\n: connected\n\nid: [^\n]+\nevent: position\ndata: \{\}\n\nid: [^\n]+\nevent: message\ndata: \{[^\n]*"text":"in order"[^\n]*\}\n\n$/, 'and its frames, well chunked');
+  t.match(dechunk(stream!.slice(head.length + 4)), /^retry: \d+\n\n: connected\n\nevent: presence\ndata: \{[^\n]*\}\n\nid: [^\n]+\nevent: position\ndata: \{\}\n\nid: [^\n]+\nevent: message\ndata: \{[^\n]*"text":"in order"[^\n]*\}\n\n$/, 'and its frames, well chunked');
 });
 
 t.test('closing the app ends open streams instead of hanging', async (t) => {

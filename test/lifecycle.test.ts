@@ -64,7 +64,8 @@ t.test('an idle stream gets one comment per HEARTBEAT_MS, not one every other pe
   const perHeartbeat = (Date.now() - startedAt) / periods;
   t.ok(perHeartbeat < 1.6 * heartbeatMs, `one heartbeat every ${perHeartbeat.toFixed(0)} ms (HEARTBEAT_MS ${heartbeatMs})`);
   t.ok(perHeartbeat > 0.6 * heartbeatMs, 'and not more often than that');
-  t.match(stream.text(), /^retry: \d+\n\n: connected\n\nid: [^\n]+\nevent: position\ndata: \{\}\n\n(:\n\n)+$/, 'bare comment lines, nothing else, on an idle stream');
+  // A room stream opens with who is in the room (README, "Presence"): the one frame besides its position.
+  t.match(stream.text(), /^retry: \d+\n\n: connected\n\nevent: presence\ndata: \{[^\n]*"snapshot":true[^\n]*\}\n\nid: [^\n]+\nevent: position\ndata: \{\}\n\n(:\n\n)+$/, 'bare comment lines, nothing else, on an idle stream');
 });
 
 t.test('a chat client that stops reading is cut off with bounded memory, resumes without loss, and others keep up', async (t) => {

@@ -10,6 +10,7 @@ import { kafkaAdmin } from './helpers/kafka.ts';
 import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 import { freePort } from './helpers/server-process.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
+import { presenceTopic } from '../src/config.ts';
 
 /**
  * Sharded mode end to end: two shard groups on real Kafka topics of 6 partitions (group 0
@@ -124,10 +125,13 @@ t.test('two shard groups behind HAProxy', async (t) => {
       const members = groups[0]?.members ?? [];
       t.equal(members.length, 1, `${groupId}: one member`);
       const assignment = AssignerProtocol.MemberAssignment.decode(members[0]!.memberAssignment)?.assignment ?? {};
+      // The presence topic is the cluster's, not a shard's: every replica reads all of it.
+      const presence = presenceTopic(gateway.config);
+      const presencePartitions = (await admin.fetchTopicOffsets(presence)).map((entry) => entry.partition).sort();
       t.same(
         Object.fromEntries(Object.entries(assignment).map(([topic, partitions]) => [topic, [...partitions].sort()])),
-        { [topics.chatTopic]: owned, [topics.tickerTopic]: owned },
-        `${groupId}: Kafka assigned only its partitions`,
+        { [topics.chatTopic]: owned, [topics.tickerTopic]: owned, [presence]: presencePartitions },
+        `${groupId}: Kafka assigned only its partitions of the channel topics, and the whole presence topic`,
       );
     }
   });

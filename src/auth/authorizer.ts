@@ -28,6 +28,8 @@ export type Decision<T> = { ok: true; value: T } | Refusal;
 export interface SubscriptionGrant {
   /** The token's `sub`; null when auth is off or every channel is public and no valid token came. */
   identity: string | null;
+  /** The token's `name` (else its `sub`): who the stream is in a room's presence; null with no identity. */
+  displayName?: string | null;
   /** When the stream must end (the token's `exp`), or null. */
   expiresAt: number | null;
 }
@@ -78,7 +80,7 @@ export async function decideSubscription(
     // is ignored here; a good one still names who holds the stream.
     if (!lookup.found) return { ok: true, value: { identity: null, expiresAt: null } };
     const claims = await verifiedClaims(policy, verify, lookup.token);
-    return { ok: true, value: { identity: claims.ok ? claims.value.subject : null, expiresAt: null } };
+    return { ok: true, value: { identity: claims.ok ? claims.value.subject : null, displayName: claims.ok ? claims.value.displayName : null, expiresAt: null } };
   }
 
   if (!lookup.found) return refuse(401, lookup.malformed ?? 'missing token');
@@ -88,7 +90,7 @@ export async function decideSubscription(
   if (denied.length > 0) {
     return refuse(403, `token does not grant ${denied.slice(0, 5).map(describe).join(', ')}${denied.length > 5 ? ', …' : ''}`);
   }
-  return { ok: true, value: { identity: claims.value.subject, expiresAt: claims.value.expiresAt } };
+  return { ok: true, value: { identity: claims.value.subject, displayName: claims.value.displayName, expiresAt: claims.value.expiresAt } };
 }
 
 export interface PublishCarriers {

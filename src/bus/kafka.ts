@@ -57,6 +57,19 @@ export interface KafkaBusOptions {
    */
   shardPartitions?: readonly number[] | null;
   logger: Logger;
+  /**
+   * Topics of `topics` that are not channel kinds' (the presence topic): created with these
+   * topic configs when missing, read back `warmUpMs` at startup instead of the history's
+   * warm-up, and never read by resumes.
+   */
+  sideTopics?: Record<string, SideTopicOptions>;
+}
+
+export interface SideTopicOptions {
+  /** Topic configs for its creation (e.g. `cleanup.policy`). */
+  configEntries?: Array<{ name: string; value: string }>;
+  /** How far back (ms) it is read at startup. */
+  warmUpMs: number;
 }
 
 /** The topic has fewer partitions than SHARD_PARTITIONS names: a configuration error, shown by /readyz. */
@@ -74,17 +87,19 @@ export class ShardLayoutError extends Error {
  * consumer fetches only the shard's partitions. The group is this replica's own, so its
  * members are this process's current consumer and, for a session timeout after a crash, the
  * one it replaced: both get the whole set, so the live one never waits for the dead one to
- * expire (the bus ignores a replaced consumer's records).
+ * expire (the bus ignores a replaced consumer's records). `wholeTopics`: topics every member
+ * gets whole (side topics such as presence, which are not sharded by channel).
  */
-export function shardAssigner(partitions: readonly number[]): PartitionAssigner {
+export function shardAssigner(partitions: readonly number[], wholeTopics: ReadonlySet<string> = new Set()): PartitionAssigner {
   return ({ cluster }) => ({
     name: 'KafkaSseGatewayShard',
     version: 1,
     async assign({ members, topics }) {
       const assignment: Record<string, number[]> = {};
       for (const topic of topics) {
-        const existing = new Set(cluster.findTopicPartitionMetadata(topic).map((metadata) => metadata.partitionId));
-        assignment[topic] = partitions.filter((partition) => existing.has(partition));
+        const existing = cluster.findTopicPartitionMetadata(topic).map((metadata) => metadata.partitionId);
+        // Side topics (presence) are the cluster's, not a shard's: every replica reads all of them.
+        assignment[topic] = wholeTopics.has(topic) ? existing.sort((a, b) => a - b) : partitions.filter((partition) => existing.includes(partition));
       }
       return members.map(({ memberId }) => ({
         memberId,
@@ -224,6 +239,12 @@ export class KafkaBus implements EventBus {
   #producerLost: boolean | null = null;
   #consumerLost: boolean | null = null;
 
+
+  /** Whether this replica consumes the partition: all of them unsharded, and always all of a side topic's (presence is cluster-wide). */
+  #consumes(topic: string, partition: number): boolean {
+    return this.#shard === null || this.#options.sideTopics?.[topic] !== undefined || this.#shard.owns(partition);
+  }
+
   constructor(options: KafkaBusOptions) {
     this.#options = options;
     this.#logger = options.logger;
@@ -249,7 +270,7 @@ export class KafkaBus implements EventBus {
       kafka: this.#kafka,
       admin: () => this.#admin,
       groupId: `${options.groupId}-reader`,
-      topics: options.topics,
+      topics: options.topics.filter((topic) => options.sideTopics?.[topic] === undefined),
       logger: options.logger,
     });
     const { CONNECT, DISCONNECT } = this.#producer.events;
@@ -375,21 +396,23 @@ export class KafkaBus implements EventBus {
     const warmUpFrom = Date.now() - this.#options.warmUpMs;
     const starts: PartitionStart[] = [];
     for (const topic of this.#options.topics) {
+      const side = this.#options.sideTopics?.[topic];
+      const from = side === undefined ? warmUpFrom : Date.now() - side.warmUpMs;
       const [ends, byTime] = await Promise.all([
         admin.fetchTopicOffsets(topic),
-        admin.fetchTopicOffsetsByTimestamp(topic, warmUpFrom),
+        admin.fetchTopicOffsetsByTimestamp(topic, from),
       ]);
-      if (this.#shard !== null) {
+      if (this.#shard !== null && side === undefined) {
         const problem = this.#shard.layoutProblem(topic, ends.length);
         if (problem !== null) throw new ShardLayoutError(problem);
       }
       busConsumer.onTopicPartitions?.(topic, ends.length);
       for (const { partition, high } of ends) {
         // Sharded: positions, catch-up targets (readiness) and lag only for the partitions consumed.
-        if (this.#shard !== null && !this.#shard.owns(partition)) continue;
+        if (!this.#consumes(topic, partition)) continue;
         const start = offsetAtTime(byTime, ends, partition)!;
         const offset = Math.max(start.offset, start.low);
-        starts.push({ topic, partition, offset: String(offset), time: warmUpFrom, liveFrom: String(high) });
+        starts.push({ topic, partition, offset: String(offset), time: from, liveFrom: String(high) });
         this.#catchUpTargets.set(`${topic}:${partition}`, Number(high));
       }
     }
@@ -417,7 +440,7 @@ export class KafkaBus implements EventBus {
       sessionTimeout: 10000,
       rebalanceTimeout: 20000,
       heartbeatInterval: 2000,
-      ...(this.#shard === null ? {} : { partitionAssigners: [shardAssigner(this.#shard.partitions)] }),
+      ...(this.#shard === null ? {} : { partitionAssigners: [shardAssigner(this.#shard.partitions, new Set(Object.keys(this.#options.sideTopics ?? {})))] }),
       // This bus restarts a crashed consumer itself, with a fresh one (see #restartConsumer).
       retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: 8, restartOnFailure: async () => false },
     });
@@ -487,7 +510,7 @@ export class KafkaBus implements EventBus {
       eachBatch: async ({ batch }: EachBatchPayload) => {
         if (consumer !== this.#consumer || this.#closed) return;
         // Sharded: the assigner gives only owned partitions; a broker-side surprise must not leak others in.
-        if (this.#shard !== null && !this.#shard.owns(batch.partition)) return;
+        if (!this.#consumes(batch.topic, batch.partition)) return;
         const key = `${batch.topic}:${batch.partition}`;
         this.#advancedAt.set(key, Date.now());
         const position = this.#positions.get(key);
@@ -583,7 +606,7 @@ export class KafkaBus implements EventBus {
         for (const topic of this.#options.topics) {
           const ends = await withTimeout(admin.fetchTopicOffsets(topic), 10000, 'Kafka did not answer');
           for (const { partition, high } of ends) {
-            if (this.#shard !== null && !this.#shard.owns(partition)) continue;
+            if (!this.#consumes(topic, partition)) continue;
             const key = `${topic}:${partition}`;
             const position = this.#positions.get(key);
             if (position !== undefined && BigInt(position.next) >= BigInt(high)) {
@@ -642,6 +665,7 @@ export class KafkaBus implements EventBus {
           topic,
           numPartitions: this.#options.partitions,
           replicationFactor: this.#options.replicationFactor,
+          ...(this.#options.sideTopics?.[topic]?.configEntries ? { configEntries: this.#options.sideTopics[topic].configEntries } : {}),
         })),
       });
       this.#logger.info({ topics: missing, partitions: this.#options.partitions }, 'created missing topics');

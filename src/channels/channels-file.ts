@@ -53,6 +53,7 @@ const KIND_SCHEMA = {
       },
     },
     partitioning: { enum: ['murmur2', 'any'] },
+    presence: { type: 'boolean' },
   },
 } as const;
 

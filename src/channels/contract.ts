@@ -71,6 +71,7 @@ export function chatKind(topic: string): BuiltInKindDeclaration {
     access: { claim: 'rooms' },
     partitioning: 'murmur2',
     ownership: { authorHeader: AUTHOR_HEADER, created: 'message', edited: 'edit', editIdField: 'editId', deleted: 'delete' },
+    presence: true,
   };
 }
 
@@ -86,6 +87,7 @@ export function tickerKind(topic: string): BuiltInKindDeclaration {
     slowClients: 'conflate',
     access: { claim: 'tickers' },
     partitioning: 'murmur2',
+    presence: false,
   };
 }
 

@@ -72,6 +72,11 @@ export interface ChannelKindDeclaration {
    * gateway's own publishes use; an unseen channel is followed on the partition murmur2 names.
    */
   partitioning?: 'murmur2' | 'any';
+  /**
+   * Track who holds streams on each channel (README, "Presence"): `GET` its presence, and its
+   * streams receive `event: presence` (a snapshot, then joins and leaves). Default false.
+   */
+  presence?: boolean;
 }
 
 /**
@@ -118,6 +123,8 @@ export interface ChannelKind {
   claim: string;
   partitioning: 'murmur2' | 'any';
   ownership: MessageOwnership | undefined;
+  /** Presence is tracked on its channels (README, "Presence"). */
+  presence: boolean;
   /**
    * The kind's number inside SSE ids (src/connection/cursor.ts): 0 and 1 for the built-ins,
    * derived from the topic name for declared kinds, so reordering the file changes no id.
@@ -205,6 +212,7 @@ export function compileKind(declaration: BuiltInKindDeclaration, options: { slot
     claim: declaration.access?.claim ?? name,
     partitioning: declaration.partitioning ?? 'any',
     ownership: declaration.ownership,
+    presence: declaration.presence ?? false,
     slot: options.slot ?? slotForTopic(declaration.topic),
     builtIn: options.slot !== undefined,
   };

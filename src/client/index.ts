@@ -77,6 +77,35 @@ export interface ControlEvents {
   unavailable: { reason: string; retryMs: number };
   /** The stream's position with no channel event (after connecting, after a replay page): the client keeps its id. */
   position: Record<string, never>;
+  /** Who is in a room (or a channel of a kind with presence on): a snapshot first, then deltas (README, "Presence"). */
+  presence: PresenceEvent;
+}
+
+/** A member of a room's presence: `verified: false` marks a self-chosen name (auth off, `?name=`). */
+export interface PresenceMember {
+  sub: string | null;
+  name: string;
+  /** When it joined, ms since the epoch (in snapshots). */
+  since?: number;
+  verified?: false;
+}
+
+/**
+ * `event: presence`: the channel under its kind's name (`room`); a snapshot (`snapshot: true`,
+ * `members`) when the stream opens, then deltas (`joined`, `left`, as set changes); `count`
+ * (members) and `anonymous` (unnamed streams) are absolute. Carries no id.
+ */
+export interface PresenceEvent {
+  room?: string;
+  snapshot?: true;
+  members?: PresenceMember[];
+  /** The snapshot lists only the earliest 2,000 members (`count` counts all; the presence route lists all). */
+  truncated?: true;
+  joined?: PresenceMember[];
+  left?: PresenceMember[];
+  count: number;
+  anonymous: number;
+  [kind: string]: unknown;
 }
 
 /** Every event of a stream of rooms and tickers. */

@@ -1,4 +1,4 @@
-import type { BusConsumer, BusRecord, PartitionStart } from '../bus/types.ts';
+import type { BusConsumer, BusRecord, PartitionStart, RecordsHandler } from '../bus/types.ts';
 import { positionKey, type CursorCodec, type TopicSlot } from '../connection/cursor.ts';
 import { DedupTable, dedupKey, type DedupStats, type FirstRecord } from './dedup.ts';
 import type { ChannelRegistry } from '../channels/kind.ts';
@@ -102,6 +102,8 @@ export class Dispatcher implements BusConsumer {
   readonly #dedup: DedupTable;
   readonly #ledger: MessageLedger;
   readonly #logger: Logger;
+  /** Topics that are no channel kind's, and who takes their records (see `sideTopic`). */
+  readonly #sideTopics = new Map<string, RecordsHandler>();
   /** Callers waiting for this replica to consume a partition up to an offset (see `whenConsumed`). */
   readonly #waiters = new Set<{ key: string; offset: number; resolve: (reached: boolean) => void }>();
 
@@ -191,6 +193,15 @@ export class Dispatcher implements BusConsumer {
     return first === undefined ? undefined : { ...first, topic: this.topicOf(first.slot) };
   }
 
+  /**
+   * Hands the records of `topic` (a side topic, such as the presence topic) to `handler`
+   * instead of decoding them as channel events: they get no SSE id, never enter the history,
+   * and are not counted as skipped. Handlers run in the consumer's turn: they must not block.
+   */
+  sideTopic(topic: string, handler: RecordsHandler): void {
+    this.#sideTopics.set(topic, handler);
+  }
+
   observe(observer: EventObserver): void {
     this.#observers.push(observer);
   }
@@ -256,7 +267,18 @@ export class Dispatcher implements BusConsumer {
   }
 
   readonly onRecords = (records: readonly BusRecord[]): void => {
-    for (const record of records) this.#handle(record);
+    let side: Map<RecordsHandler, BusRecord[]> | undefined;
+    for (const record of records) {
+      const handler = this.#sideTopics.size === 0 ? undefined : this.#sideTopics.get(record.topic);
+      if (handler === undefined) this.#handle(record);
+      else {
+        side ??= new Map();
+        const batch = side.get(handler);
+        if (batch === undefined) side.set(handler, [record]);
+        else batch.push(record);
+      }
+    }
+    if (side !== undefined) for (const [handler, batch] of side) handler(batch);
     // Subscribers get the batch's events of their channel in one go (one write each). Still
     // the same turn: a stream subscribing now cannot fall between position and delivery.
     this.hub.flush();

@@ -6,8 +6,13 @@ import type { Teardowns } from './fixture.ts';
 export interface TestStream {
   status: number;
   headers: http.IncomingHttpHeaders;
-  /** The events received, in order, except `position` (an id without an event; see `lastEventId()`). */
+  /**
+   * The events received, in order, except `position` (an id without an event; see
+   * `lastEventId()`) and `presence` (who is in the room, at times of its own: see `presence`).
+   */
   events: SseMessage[];
+  /** The `presence` events received (README, "Presence"), in order. */
+  presence: SseMessage[];
   /** Comment lines received (heartbeats, `:connected`). */
   comments(): number;
   /** What EventSource would send as Last-Event-ID on reconnect. */
@@ -33,6 +38,7 @@ export function openStream(t: Teardowns, url: string, headers: Record<string, st
     const request = http.get(url, options, (response) => {
       const parser = new SseParser();
       const events: SseMessage[] = [];
+      const presence: SseMessage[] = [];
       let raw = '';
       const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
       const waiters = new Set<() => void>();
@@ -41,7 +47,10 @@ export function openStream(t: Teardowns, url: string, headers: Record<string, st
         raw += decoder.decode(chunk, { stream: true });
         // `position` events carry only an id (the parser keeps it as the last event id): like a
         // page that does not listen for them, the tests see the events that carry something.
-        for (const message of parser.feed(chunk)) if (message.event !== 'position') events.push(message);
+        for (const message of parser.feed(chunk)) {
+          if (message.event === 'presence') presence.push(message);
+          else if (message.event !== 'position') events.push(message);
+        }
         for (const check of [...waiters]) check();
       });
       const ended = new Promise<void>((done) => {
@@ -58,6 +67,7 @@ export function openStream(t: Teardowns, url: string, headers: Record<string, st
         status: response.statusCode ?? 0,
         headers: response.headers,
         events,
+        presence,
         text: () => raw,
         lastEventId: () => parser.lastEventId,
         comments: () => parser.comments,

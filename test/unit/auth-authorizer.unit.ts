@@ -28,14 +28,14 @@ t.test('subscription statuses', async (t) => {
   t.same(denied, { ok: false, statusCode: 403, reason: 'token does not grant room "secret"' });
   t.same(await decideSubscription(policy, verify, { cookie: 'token=ann' }, [room('team-a'), room('lobby'), { kind: 'ticker', name: 'BTC' }]), {
     ok: true,
-    value: { identity: 'ann', expiresAt: 2000000000000 },
+    value: { identity: 'ann', displayName: 'Ann', expiresAt: 2000000000000 },
   });
 });
 
 t.test('public rooms need no token, and a bad one does not lock anyone out', async (t) => {
   t.same(await decideSubscription(policy, verify, {}, [room('lobby'), room('public-x')]), { ok: true, value: { identity: null, expiresAt: null } });
-  t.same(await decideSubscription(policy, verify, { cookie: 'token=stale' }, [room('lobby')]), { ok: true, value: { identity: null, expiresAt: null } });
-  t.same(await decideSubscription(policy, verify, { cookie: 'token=ann' }, [room('lobby')]), { ok: true, value: { identity: 'ann', expiresAt: null } });
+  t.same(await decideSubscription(policy, verify, { cookie: 'token=stale' }, [room('lobby')]), { ok: true, value: { identity: null, displayName: null, expiresAt: null } });
+  t.same(await decideSubscription(policy, verify, { cookie: 'token=ann' }, [room('lobby')]), { ok: true, value: { identity: 'ann', displayName: 'Ann', expiresAt: null } });
 });
 
 t.test('publishing', async (t) => {

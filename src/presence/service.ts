@@ -1,0 +1,347 @@
+import { randomBytes } from 'node:crypto';
+import type { BusRecord, OutgoingRecord } from '../bus/types.ts';
+import { channelKey as keyOf } from '../channels/records.ts';
+import { bodyFrame } from '../connection/sse-frame.ts';
+import type { Logger } from '../logger.ts';
+import { rateLimitedWarn } from '../rate-limited-log.ts';
+import { diffViews, mergeView, RemoteStatements, type ClusterView } from './cluster-view.ts';
+import {
+  decodeStatement,
+  encodeStatement,
+  MAX_MEMBERS_PER_STATEMENT,
+  statementKey,
+  type PresenceIdentity,
+  type PresenceMember,
+  type PresenceStatement,
+} from './statement.ts';
+import { PresenceTracker } from './tracker.ts';
+
+/**
+ * Presence over the whole cluster (README, "Presence"): who holds streams on each channel of a
+ * kind with `presence` on. Each replica
+ * - tracks its own streams (PresenceTracker: members with a leave grace, anonymous counts);
+ * - publishes one statement per channel it holds (src/presence/statement.ts) on the presence
+ *   topic when its members change, coalesced per `intervalMs`, and restates every channel it
+ *   holds every `restateMs`;
+ * - reads every replica's statements and drops those not restated within 3 × `restateMs`;
+ * - sends its streams of a channel `event: presence` frames: a snapshot when a stream opens,
+ *   then deltas (joined, left, counts) at most once per `intervalMs` per channel, one frame
+ *   built per channel and written to each of its streams.
+ * Presence frames carry no `id:` (they never move a client's Last-Event-ID) and are never kept
+ * in the history: a resumed stream gets a fresh snapshot, never old deltas.
+ */
+
+/** Where presence frames go: an SSE connection (src/connection/sse-connection.ts). */
+export interface PresenceSink {
+  write(frame: Buffer): void;
+}
+
+/** A channel presence is tracked on: its kind's name and its own. */
+export interface PresenceChannel {
+  kind: string;
+  name: string;
+}
+
+/** What `GET /rooms/:room/presence` answers (without the channel field). */
+export interface PresenceSummary {
+  /** Listed members (identities), over the cluster. */
+  count: number;
+  /** Anonymous streams, over the cluster. */
+  anonymous: number;
+  /** Earliest first, then by name. */
+  members: PresenceMember[];
+}
+
+export interface PresenceServiceOptions {
+  /** The presence topic (compacted). */
+  topic: string;
+  /** This process's id in statements; default a random one (never reused by a restart). */
+  replicaId?: string;
+  /** Changes are published, and deltas sent, at most once per this (ms). */
+  intervalMs: number;
+  /** Every channel held is restated this often (ms); statements older than 3× this expire. */
+  restateMs: number;
+  /** A member whose last stream closed stays this long (ms): longer than the client's reconnect delay. */
+  leaveGraceMs: number;
+  /** Writes a record to the bus; resolves once acknowledged (a failure is retried on the next interval). */
+  publish: (record: OutgoingRecord) => Promise<unknown>;
+  logger: Logger;
+  now?: () => number;
+}
+
+export interface PresenceStats {
+  statementsPublished: number;
+  /** Bytes of the statements' keys and values. */
+  statementBytes: number;
+  publishFailures: number;
+  statementsConsumed: number;
+  /** Presence records that could not be read (counted and logged, never thrown). */
+  recordsSkipped: number;
+  /** Presence frames written (snapshots and deltas, one per stream). */
+  framesWritten: number;
+}
+
+/** Most members a snapshot lists (≈ 100 bytes each); `count` still counts them all, and the route lists them all. */
+export const MAX_SNAPSHOT_MEMBERS = 2000;
+
+/** How many restatement periods a statement lives without being restated. */
+export const EXPIRY_PERIODS = 3;
+
+/** A random replica id: new on every process start, so a restart never speaks for its predecessor. */
+export function newReplicaId(): string {
+  return `r-${randomBytes(6).toString('hex')}`;
+}
+
+function splitKey(channelKey: string): PresenceChannel {
+  const colon = channelKey.indexOf(':');
+  return { kind: channelKey.slice(0, colon), name: channelKey.slice(colon + 1) };
+}
+
+/** A member as frames show it: `verified: false` only for a self-chosen name. */
+function shown(member: PresenceMember, withSince: boolean): Record<string, unknown> {
+  const entry: Record<string, unknown> = { sub: member.sub, name: member.name };
+  if (withSince) entry.since = member.since;
+  if (!member.verified) entry.verified = false;
+  return entry;
+}
+
+function ordered(members: Iterable<PresenceMember>): PresenceMember[] {
+  return [...members].sort((a, b) => a.since - b.since || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+export class PresenceService {
+  readonly replicaId: string;
+  readonly expiryMs: number;
+  readonly stats: PresenceStats = { statementsPublished: 0, statementBytes: 0, publishFailures: 0, statementsConsumed: 0, recordsSkipped: 0, framesWritten: 0 };
+  readonly #options: PresenceServiceOptions;
+  readonly #now: () => number;
+  readonly #tracker: PresenceTracker;
+  readonly #remote: RemoteStatements;
+  /** Local streams per channel. */
+  readonly #sinks = new Map<string, Set<PresenceSink>>();
+  /** Per channel with local streams: the view they were last told (snapshot or delta). */
+  readonly #announced = new Map<string, ClusterView>();
+  /** Channels whose own statement is due (members changed). */
+  #statementDue = new Set<string>();
+  /** Channels whose cluster view may have changed since streams were last told. */
+  #viewChanged = new Set<string>();
+  #nextRestateAt: number;
+  #timer: NodeJS.Timeout | null = null;
+  #stopped = false;
+  readonly #pending = new Set<Promise<unknown>>();
+  readonly #warnSkipped: (context: object, message: string) => void;
+  readonly #warnPublish: (context: object, message: string) => void;
+
+  constructor(options: PresenceServiceOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.replicaId = options.replicaId ?? newReplicaId();
+    this.expiryMs = EXPIRY_PERIODS * options.restateMs;
+    this.#nextRestateAt = this.#now() + options.restateMs;
+    this.#tracker = new PresenceTracker({
+      graceMs: options.leaveGraceMs,
+      now: this.#now,
+      onChange: (key) => {
+        this.#statementDue.add(key);
+        this.#viewChanged.add(key);
+      },
+    });
+    this.#remote = new RemoteStatements({ expiryMs: this.expiryMs });
+    this.#warnSkipped = rateLimitedWarn(options.logger);
+    this.#warnPublish = rateLimitedWarn(options.logger);
+  }
+
+  /** Starts the interval timer (publishing, deltas, expiry). */
+  start(): void {
+    if (this.#timer !== null || this.#stopped) return;
+    this.#timer = setInterval(() => this.tick(), this.#options.intervalMs);
+    this.#timer.unref();
+  }
+
+  /**
+   * A stream holding `channels` opened for `identity` (null: anonymous). Writes its snapshot
+   * frame of each channel to `sink` at once (before anything else the stream is sent, when
+   * called right after the stream's preamble), then the channels' deltas until the returned
+   * function is called (idempotent) when the stream ends.
+   */
+  join(channels: readonly PresenceChannel[], identity: PresenceIdentity | null, sink: PresenceSink): () => void {
+    const leaves: Array<() => void> = [];
+    for (const channel of channels) {
+      const key = keyOf(channel.kind, channel.name);
+      leaves.push(this.#tracker.join(key, identity));
+      let sinks = this.#sinks.get(key);
+      if (sinks === undefined) {
+        sinks = new Set();
+        this.#sinks.set(key, sinks);
+      }
+      sinks.add(sink);
+      const view = this.#view(key);
+      // First stream here: what it is told now is what the next delta is measured against.
+      if (!this.#announced.has(key)) this.#announced.set(key, view);
+      this.#write(sink, this.#snapshotFrame(channel, view));
+    }
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      for (const leave of leaves) leave();
+      for (const channel of channels) {
+        const key = keyOf(channel.kind, channel.name);
+        const sinks = this.#sinks.get(key);
+        if (sinks === undefined) continue;
+        sinks.delete(sink);
+        if (sinks.size === 0) {
+          this.#sinks.delete(key);
+          this.#announced.delete(key);
+        }
+      }
+    };
+  }
+
+  /** The channel's presence over the cluster, as of now. */
+  summary(channel: PresenceChannel): PresenceSummary {
+    const view = this.#view(keyOf(channel.kind, channel.name));
+    return { count: view.members.size, anonymous: view.anonymous, members: ordered(view.members.values()) };
+  }
+
+  #view(key: string): ClusterView {
+    return mergeView(
+      { members: this.#tracker.membersOf(key)?.values() ?? [], anonymous: this.#tracker.anonymousOf(key) },
+      this.#remote.statementsOf(key),
+    );
+  }
+
+  /**
+   * A stream's first presence frame: the members (the earliest MAX_SNAPSHOT_MEMBERS, with
+   * `truncated: true` beyond: a snapshot must stay far below STREAM_MAX_BUFFERED_BYTES, or a
+   * stream of a crowded room would be cut off the moment it opens), `count`, `anonymous`.
+   */
+  #snapshotFrame(channel: PresenceChannel, view: ClusterView): Buffer {
+    const members = ordered(view.members.values());
+    const listed = members.length > MAX_SNAPSHOT_MEMBERS ? members.slice(0, MAX_SNAPSHOT_MEMBERS) : members;
+    return this.#frame(channel, {
+      snapshot: true,
+      members: listed.map((member) => shown(member, true)),
+      ...(listed.length < members.length ? { truncated: true } : {}),
+      count: view.members.size,
+      anonymous: view.anonymous,
+    });
+  }
+
+  #frame(channel: PresenceChannel, fields: Record<string, unknown>): Buffer {
+    // The channel under its kind's name, as every event of the kind carries it (`room`).
+    return bodyFrame('presence', JSON.stringify({ [channel.kind]: channel.name, ...fields }));
+  }
+
+  #write(sink: PresenceSink, frame: Buffer): void {
+    this.stats.framesWritten += 1;
+    sink.write(frame);
+  }
+
+  /** Presence records consumed from the topic (every replica's statements, this one's included). */
+  readonly onRecords = (records: readonly BusRecord[]): void => {
+    const now = this.#now();
+    for (const record of records) {
+      const decoded = decodeStatement(record.value);
+      if (!decoded.ok) {
+        this.stats.recordsSkipped += 1;
+        this.#warnSkipped({ topic: record.topic, partition: record.partition, offset: record.offset, reason: decoded.reason }, 'skipped a presence record that cannot be read');
+        continue;
+      }
+      this.stats.statementsConsumed += 1;
+      const { statement } = decoded;
+      // Its own members this replica knows first-hand (and sooner).
+      if (statement.replica === this.replicaId) continue;
+      const key = keyOf(statement.kind, statement.channel);
+      if (this.#remote.apply(key, statement, now)) this.#viewChanged.add(key);
+    }
+  };
+
+  /**
+   * One interval's work (the timer calls it; tests may too): expire statements not restated in
+   * time, send each changed channel's delta to its streams, publish due statements.
+   */
+  tick(now = this.#now()): void {
+    if (this.#stopped) return;
+    for (const key of this.#remote.expire(now)) this.#viewChanged.add(key);
+    const changed = this.#viewChanged;
+    this.#viewChanged = new Set();
+    for (const key of changed) this.#sendDelta(key);
+    if (now >= this.#nextRestateAt) {
+      this.#nextRestateAt = now + this.#options.restateMs;
+      for (const key of this.#tracker.channelKeys()) this.#statementDue.add(key);
+    }
+    const due = this.#statementDue;
+    this.#statementDue = new Set();
+    for (const key of due) this.#publishStatement(key, now);
+  }
+
+  #sendDelta(key: string): void {
+    const sinks = this.#sinks.get(key);
+    const before = this.#announced.get(key);
+    if (sinks === undefined || before === undefined) return;
+    const after = this.#view(key);
+    const { joined, left } = diffViews(before.members, after.members);
+    if (joined.length === 0 && left.length === 0 && before.anonymous === after.anonymous) return;
+    this.#announced.set(key, after);
+    const frame = this.#frame(splitKey(key), {
+      joined: ordered(joined).map((member) => shown(member, false)),
+      left: ordered(left).map((member) => shown(member, false)),
+      count: after.members.size,
+      anonymous: after.anonymous,
+    });
+    // One frame for the channel, shared by its streams: per stream, one write.
+    for (const sink of sinks) this.#write(sink, frame);
+  }
+
+  #statement(key: string, now: number, empty = false): PresenceStatement {
+    const { kind, name } = splitKey(key);
+    const view = empty ? { members: [], anonymous: 0 } : this.#tracker.view(key);
+    const listed = view.members.length > MAX_MEMBERS_PER_STATEMENT ? ordered(view.members).slice(0, MAX_MEMBERS_PER_STATEMENT) : view.members;
+    return { kind, channel: name, replica: this.replicaId, members: listed, anonymous: view.anonymous + (view.members.length - listed.length), at: now };
+  }
+
+  #publishStatement(key: string, now: number, empty = false): Promise<unknown> {
+    const record: OutgoingRecord = { topic: this.#options.topic, key: statementKey(key, this.replicaId), value: encodeStatement(this.#statement(key, now, empty)), headers: {} };
+    const bytes = Buffer.byteLength(record.key) + Buffer.byteLength(record.value);
+    const published = this.#options.publish(record).then(
+      () => {
+        this.stats.statementsPublished += 1;
+        this.stats.statementBytes += bytes;
+        // Emptiness told: the channel's entry can go (unless someone came back meanwhile).
+        if (!this.#stopped) this.#tracker.forget(key);
+      },
+      (error: unknown) => {
+        this.stats.publishFailures += 1;
+        this.#warnPublish({ err: error, topic: this.#options.topic }, 'publishing a presence statement failed; retrying on the next interval');
+        if (!this.#stopped) this.#statementDue.add(key);
+      },
+    );
+    this.#pending.add(published);
+    void published.finally(() => this.#pending.delete(published));
+    return published;
+  }
+
+  /**
+   * Stops the timer and tells the cluster this replica holds nobody any more (empty statements
+   * for every channel it held), waiting at most `timeoutMs` for them: without that, the others
+   * list its members until their statements expire. Call once its streams have ended.
+   */
+  async stop(timeoutMs: number): Promise<void> {
+    if (this.#stopped) return;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    const now = this.#now();
+    const goodbyes = [...this.#tracker.channelKeys()].map((key) => this.#publishStatement(key, now, true));
+    this.#stopped = true;
+    this.#tracker.close();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...goodbyes, ...this.#pending]), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** State held, for /status and the bound's tests: local members, channels, other replicas' statements. */
+  get state(): { localMembers: number; localChannels: number; remoteStatements: number; streamChannels: number } {
+    return { localMembers: this.#tracker.memberCount, localChannels: this.#tracker.channelCount, remoteStatements: this.#remote.size, streamChannels: this.#sinks.size };
+  }
+}
