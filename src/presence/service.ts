@@ -81,8 +81,13 @@ export interface PresenceStats {
   framesWritten: number;
 }
 
-/** Most members a snapshot lists (≈ 100 bytes each); `count` still counts them all, and the route lists them all. */
-export const MAX_SNAPSHOT_MEMBERS = 2000;
+/**
+ * Most members a snapshot lists (≈ 100 bytes each, so ≤ ~20 KB); `count` still counts them all,
+ * and the route lists them all. Every stream opening pays for its snapshot: in a reconnect storm
+ * into a crowded room (thousands of streams in seconds) a longer list would make opening a
+ * stream cost per member, and the bytes written per stream, grow with the room.
+ */
+export const MAX_SNAPSHOT_MEMBERS = 200;
 
 /** How many restatement periods a statement lives without being restated. */
 export const EXPIRY_PERIODS = 3;
