@@ -1,4 +1,5 @@
 import t from 'tap';
+import { presenceTopic } from '../src/config.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { kafkaAdmin, rawProducer } from './helpers/kafka.ts';
 import { scrape, value, type Sample } from './helpers/metrics.ts';
@@ -36,13 +37,19 @@ t.test('on Kafka: every record consumed is counted, invalid ones as skipped, and
   t.equal(value(samples, 'sse_gateway_events_delivered_total'), 3);
   t.equal(value(samples, 'sse_gateway_bus_info', { kind: 'kafka' }), 1);
   t.equal(value(samples, 'sse_gateway_bus_ready'), 1);
-  const lags = samples.filter((sample) => sample.name === 'sse_gateway_consumer_lag_records');
+  // Every partition the replica consumes: the channel topics' and the presence topic's (README, "Presence").
+  const presence = presenceTopic(gateway.config);
+  let lags: Sample[] = [];
+  await until(async () => {
+    lags = (await scrape(gateway.url)).samples.filter((sample) => sample.name === 'sse_gateway_consumer_lag_records');
+    return lags.length === 6 && lags.every((sample) => sample.value === 0);
+  }, 30000, 'caught up everywhere');
   t.same(
     lags.map((sample) => `${sample.labels.topic}/${sample.labels.partition}`).sort(),
-    [`${topics.chatTopic}/0`, `${topics.chatTopic}/1`, `${topics.tickerTopic}/0`, `${topics.tickerTopic}/1`].sort(),
-    'one series per assigned partition',
+    [`${topics.chatTopic}/0`, `${topics.chatTopic}/1`, `${topics.tickerTopic}/0`, `${topics.tickerTopic}/1`, `${presence}/0`, `${presence}/1`].sort(),
+    'one series per consumed partition',
   );
-  t.same(lags.map((sample) => sample.value), [0, 0, 0, 0], 'caught up everywhere');
+  t.same(lags.map((sample) => sample.value), [0, 0, 0, 0, 0, 0], 'caught up everywhere');
 
   const status = (await (await fetch(`${gateway.url}/status`)).json()) as {
     bus: { kind: string; brokers: string[]; ready: boolean };
