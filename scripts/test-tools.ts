@@ -27,6 +27,15 @@ export const TEST_TOOLS: readonly TestTool[] = [
 /** The environment variable through which `npm test` tells tests why a tool is missing (JSON: name → reason). */
 export const MISSING_TOOLS_ENV = 'TEST_TOOLS_MISSING';
 
+/**
+ * Where `npm test` compiles the server for the tests' spawned servers (one level below the
+ * project root, as dist/ is, so the built static plugin finds public/ the same way).
+ */
+export const TEST_BUILD_DIR = '.test-build';
+
+/** The environment variable through which `npm test` names the compiled server's entry point (absent: run the sources). */
+export const TEST_SERVER_ENTRY_ENV = 'TEST_SERVER_ENTRY';
+
 /** What `ensureTestTools` needs from the machine (replaced in its tests). */
 export interface Machine {
   exists(path: string): boolean;

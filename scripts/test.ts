@@ -12,7 +12,7 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startKafka, type KafkaCluster } from './kafka/kafka.ts'
-import { ensureTestTools, MISSING_TOOLS_ENV, realMachine, TEST_TOOLS } from './test-tools.ts'
+import { ensureTestTools, MISSING_TOOLS_ENV, realMachine, TEST_BUILD_DIR, TEST_SERVER_ENTRY_ENV, TEST_TOOLS } from './test-tools.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const tapBin = join(root, 'node_modules', '.bin', 'tap')
@@ -57,6 +57,33 @@ function onSignal(signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * The server compiled to JavaScript in TEST_BUILD_DIR (tsc, types unchecked: `npm run typecheck`
+ * checks them): the tests' spawned servers start from it with plain Node, as `npm start` runs
+ * `dist/server.js`, instead of compiling TypeScript through a loader in every one (~2.5
+ * CPU-seconds each on these machines). Not dist/ itself: test/package.test.ts rebuilds dist/
+ * while other files run. Resolves with the entry point, or null (with the reason on stderr)
+ * when the build fails: the servers then run from the sources.
+ */
+function buildServerForTests(): Promise<string | null> {
+  const outDir = join(root, TEST_BUILD_DIR)
+  return new Promise((resolve) => {
+    const tsc = spawn(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--noCheck', '--declaration', 'false', '--sourceMap', 'false', '--outDir', outDir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    tsc.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    tsc.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    tsc.on('error', (err) => {
+      process.stderr.write(`building the server for the tests failed (${err.message}); spawned servers run from the sources\n`)
+      resolve(null)
+    })
+    tsc.on('close', (code) => {
+      if (code === 0) return resolve(join(outDir, 'server.js'))
+      process.stderr.write(`building the server for the tests failed; spawned servers run from the sources:\n${output}\n`)
+      resolve(null)
+    })
+  })
+}
+
 function killTapGroup(signal: NodeJS.Signals): void {
   if (tap?.pid === undefined) return
   try {
@@ -72,6 +99,8 @@ const env = { ...process.env }
 missingTools = ensureTestTools(realMachine())
 env[MISSING_TOOLS_ENV] = JSON.stringify(Object.fromEntries(missingTools))
 reportMissingTools()
+// Built while Kafka starts; tests then spawn the server as `npm start` runs it (test/helpers/server-process.ts).
+const serverBuilt = buildServerForTests()
 if (!env.KAFKA_BROKERS) {
   const t0 = Date.now()
   process.stderr.write('starting a single-node Kafka for the tests…\n')
@@ -87,6 +116,9 @@ if (!env.KAFKA_BROKERS) {
 } else {
   process.stderr.write(`using KAFKA_BROKERS=${env.KAFKA_BROKERS}\n`)
 }
+
+const serverEntry = await serverBuilt
+if (serverEntry !== null) env[TEST_SERVER_ENTRY_ENV] = serverEntry
 
 tap = spawn(tapBin, process.argv.slice(2), { stdio: 'inherit', env, cwd: root, detached: true })
 // If we die without waiting for tap, don't leave its test processes running.

@@ -9,6 +9,7 @@ import { partitionForKey } from '../src/bus/partitioner.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { rawProducer } from './helpers/kafka.ts';
 import { openStream, until } from './helpers/sse-client.ts';
+import { serverArgs, serverEnv } from './helpers/server-process.ts';
 
 /**
  * A channel kind declared in CHANNELS_FILE, end to end on real Kafka (issue 15, "Done means"):
@@ -149,8 +150,8 @@ t.test('a bad declaration stops the server, exit 1, with a message naming the ki
   const dir = tempDir(t, 'channels-file-');
   const file = join(dir, 'channels.json');
   writeFileSync(file, JSON.stringify({ kinds: [{ name: 'orders', topic: 'orders', eventTypes: { created: { schema: { type: 'object' } } }, slowClients: 'drop' }] }));
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    env: { ...process.env, KAFKA_BROKERS: '', CHANNELS_FILE: file, PORT: '0', HOST: '127.0.0.1' },
+  const result = spawnSync(process.execPath, serverArgs(), {
+    env: { ...serverEnv(), KAFKA_BROKERS: '', CHANNELS_FILE: file, PORT: '0', HOST: '127.0.0.1' },
     encoding: 'utf8',
     timeout: 60000,
   });

@@ -5,6 +5,7 @@ import type { KafkaSecurityConfig } from '../src/config.ts';
 import { startKafka, type KafkaCluster } from '../scripts/kafka/kafka.ts';
 import { kafkaTopics, postJson, startGateway, uniqueName } from './helpers/gateway.ts';
 import { openStream, until } from './helpers/sse-client.ts';
+import { serverArgs, serverEnv } from './helpers/server-process.ts';
 
 /**
  * Kafka connection security against a dedicated single broker whose client listener is
@@ -25,7 +26,7 @@ function scram(password: string, failFast = false): KafkaSecurityConfig {
 function spawnServer(password: string) {
   const topics = kafkaTopics();
   const env = {
-    ...process.env,
+    ...serverEnv(),
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
@@ -39,7 +40,7 @@ function spawnServer(password: string) {
     CURSOR_SECRET: 'sasl-test-cursor-secret',
   };
   // Node itself, not the tsx wrapper: a wrapper relaying SIGTERM can report 143 for a clean exit.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, serverArgs(), { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));

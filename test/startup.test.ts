@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { spawnServer } from './helpers/server-process.ts';
+import { serverArgs, serverEnv, spawnServer } from './helpers/server-process.ts';
 
 /**
  * Settings as the server process reads them at startup (test/unit/config.unit.ts checks the
@@ -9,8 +9,8 @@ import { spawnServer } from './helpers/server-process.ts';
  */
 
 t.test('the server refuses to start on a bad value and says which', async (t) => {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    env: { ...process.env, PORT: 'not-a-port' },
+  const result = spawnSync(process.execPath, serverArgs(), {
+    env: { ...serverEnv(), PORT: 'not-a-port' },
     encoding: 'utf8',
     timeout: 90000,
   });

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import type { Teardowns } from './fixture.ts';
+import { TEST_SERVER_ENTRY_ENV } from '../../scripts/test-tools.ts';
 import { until } from './sse-client.ts';
 
 export interface ServerProcess {
@@ -29,14 +30,34 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * The real server (`node --import tsx server.ts`, as `npm run dev` runs it) in a child
- * process with `env` on top of this one's, listening on 127.0.0.1; resolves once `/readyz`
- * answers 200. Killed with SIGKILL at teardown if still running.
+ * Node's arguments that start the server: under `npm test` the server compiled for the run
+ * (scripts/test.ts), started with plain Node as `npm start` starts dist/server.js; run directly
+ * (`npx tap file`), the sources through tsx as `npm run dev` does. Spawn with `process.execPath`
+ * in the project root.
+ */
+export function serverArgs(): string[] {
+  const built = process.env[TEST_SERVER_ENTRY_ENV];
+  return built ? [built] : ['--import', 'tsx', 'server.ts'];
+}
+
+/**
+ * This process's environment without tap's own module hooks (NODE_OPTIONS): a server runs as
+ * users run it, and each hook taxes every module it loads.
+ */
+export function serverEnv(): NodeJS.ProcessEnv {
+  const { NODE_OPTIONS: _tapHooks, ...inherited } = process.env;
+  return inherited;
+}
+
+/**
+ * The real server in a child process with `env` on top of this one's, listening on 127.0.0.1;
+ * resolves once `/readyz` answers 200. Killed with SIGKILL at teardown if still running.
+ * Started as `serverArgs()` says.
  */
 export async function spawnServer(t: Teardowns, env: Record<string, string>): Promise<ServerProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', CURSOR_SECRET: 'test-cursor-secret-0123456789', ...env },
+  const child = spawn(process.execPath, serverArgs(), {
+    env: { ...serverEnv(), PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', CURSOR_SECRET: 'test-cursor-secret-0123456789', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
