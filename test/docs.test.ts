@@ -6,7 +6,7 @@ import { configWith } from '../src/config.ts';
 import { issueToken } from '../src/auth/issue.ts';
 import { chatKind, tickerKind } from '../src/channels/contract.ts';
 import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream, until, type TestStream } from './helpers/sse-client.ts';
+import { openStream, until } from './helpers/sse-client.ts';
 
 /** Every `METHOD /path` the app serves, read from Fastify's route tree (it has no route list). */
 function servedRoutes(app: FastifyInstance): string[] {

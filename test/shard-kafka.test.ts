@@ -1,14 +1,14 @@
-import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { AssignerProtocol } from 'kafkajs';
-import { tempDir, type Teardowns } from './helpers/fixture.ts';
+import type { Teardowns } from './helpers/fixture.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
 import { kafkaAdmin } from './helpers/kafka.ts';
 import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 import { freePort } from './helpers/server-process.ts';
+import { startHaproxy } from './helpers/haproxy.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import { presenceTopic } from '../src/config.ts';
 
@@ -19,7 +19,6 @@ import { presenceTopic } from '../src/config.ts';
  * Lua path and server lines replaced).
  */
 
-const HAPROXY = '/usr/sbin/haproxy';
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
 const PARTITIONS = 6;
 const GROUP0 = [0, 1, 2];
@@ -56,28 +55,7 @@ async function startShardedHaproxy(t: Teardowns, groups: { shard0: TestGateway[]
   if (!lines.some((line) => line.includes('bind 127.0.0.1')) || !servers.shard0!.every((line) => lines.includes(line))) {
     throw new Error('deploy/haproxy-sharded.cfg no longer has the listen address and server lines this test replaces');
   }
-  const file = join(tempDir(t, 'haproxy-shard-'), 'haproxy.cfg');
-  writeFileSync(file, lines.join('\n'));
-  const child = spawn(HAPROXY, ['-f', file, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  t.teardown(async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const url = `http://127.0.0.1:${port}`;
-  await until(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`haproxy exited: ${stderr}`);
-      return (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200;
-    },
-    20_000,
-    'haproxy to answer',
-  );
-  return { url };
+  return startHaproxy(t, lines.join('\n'), port);
 }
 
 /** A fresh room name whose partition (of PARTITIONS) is in `partitions`. */

@@ -1,14 +1,12 @@
-import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { configRefusal } from './helpers/config.ts';
-import { tempDir, type Teardowns } from './helpers/fixture.ts';
+import type { Teardowns } from './helpers/fixture.ts';
+import { startHaproxy } from './helpers/haproxy.ts';
 import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { until } from './helpers/sse-client.ts';
 import { toolSkipReason } from '../scripts/test-tools.ts';
 import { freePort } from './helpers/server-process.ts';
 
@@ -90,8 +88,6 @@ t.test('trusting proxy addresses: only a listed peer is believed', async (t) => 
   t.equal(await post(`${untrusted.url}/rooms/${room}/messages`, forwarded('203.0.113.2', '198.51.100.10')), 429, 'a direct client cannot pose as a proxy');
 });
 
-const HAPROXY = '/usr/sbin/haproxy';
-
 /** A POST from `localAddress` (127.0.0.x: a distinct client on this machine), with a spoofed X-Forwarded-For. */
 function postFrom(url: string, localAddress: string, spoofed: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -119,25 +115,7 @@ t.test(
     const shipped = readFileSync(fileURLToPath(new URL('../deploy/haproxy.cfg', import.meta.url)), 'utf8');
     const config = shipped.replace(/^(\s*bind\s+)\S+/m, `$1127.0.0.1:${port}`).replace(/^(\s*server\s+\S+\s+)\S+:3000/gm, `$1${gatewayAddress}`).replace(/^\s*maxconn\s+\d+/m, '  maxconn 1000');
     t.not(config, shipped);
-    const file = join(tempDir(t), 'haproxy.cfg');
-    writeFileSync(file, config);
-    const child = spawn(HAPROXY, ['-f', file, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    t.teardown(async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
-    });
-    const lb = `http://127.0.0.1:${port}`;
-    await until(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`haproxy exited: ${stderr}`);
-        return (await fetch(`${lb}/readyz`).catch(() => undefined))?.status === 200;
-      },
-      20_000,
-      'haproxy to pass requests on',
-    );
+    const { url: lb } = await startHaproxy(t, config, port);
 
     const room = uniqueName('room');
     const target = `${lb}/rooms/${room}/messages`;

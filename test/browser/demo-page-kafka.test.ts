@@ -1,15 +1,15 @@
-import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { tempDir, type Teardowns } from '../helpers/fixture.ts';
+import type { Teardowns } from '../helpers/fixture.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName, type TestGateway } from '../helpers/gateway.ts';
 import { rawProducer } from '../helpers/kafka.ts';
 import { until } from '../helpers/sse-client.ts';
 import { toolSkipReason } from '../../scripts/test-tools.ts';
 import { freePort } from '../helpers/server-process.ts';
+import { startHaproxy } from '../helpers/haproxy.ts';
 
 /**
  * The demo page in a real browser (Debian's chromium, driven by playwright-core), against real
@@ -17,7 +17,6 @@ import { freePort } from '../helpers/server-process.ts';
  */
 
 const CHROMIUM = '/usr/bin/chromium';
-const HAPROXY = '/usr/sbin/haproxy';
 const artifacts = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 
 async function screenshot(page: Page, name: string): Promise<void> {
@@ -93,7 +92,7 @@ async function say(page: Page, text: string): Promise<void> {
 
 
 /** A local HAProxy in front of the replicas, set up for SSE as in docker-compose.kafka.yml; stopped when `t` ends. */
-async function startHaproxy(t: Teardowns, backends: TestGateway[]): Promise<{ url: string }> {
+async function startBalancer(t: Teardowns, backends: TestGateway[]): Promise<{ url: string }> {
   const port = await freePort();
   const servers = backends.map((gateway, index) => {
     const { hostname, port: backendPort } = new URL(gateway.url);
@@ -125,28 +124,7 @@ async function startHaproxy(t: Teardowns, backends: TestGateway[]): Promise<{ ur
     ...servers,
     '',
   ].join('\n');
-  const file = join(tempDir(t, 'haproxy-'), 'haproxy.cfg');
-  writeFileSync(file, config);
-  const child = spawn(HAPROXY, ['-f', file, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  t.teardown(async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const url = `http://127.0.0.1:${port}`;
-  await until(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`haproxy exited: ${stderr}`);
-      return (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200;
-    },
-    20_000,
-    'haproxy to answer',
-  );
-  return { url };
+  return startHaproxy(t, config, port);
 }
 
 const brokers = requiredKafkaBrokers();
@@ -309,7 +287,7 @@ if (noChromium !== false) {
       const topics = kafkaTopics();
       const a = await startGateway(t, { kafkaBrokers: brokers, ...topics, sseRetryMs: 2000 });
       const b = await startGateway(t, { kafkaBrokers: brokers, ...topics, sseRetryMs: 2000 });
-      const balancer = await startHaproxy(t, [a, b]);
+      const balancer = await startBalancer(t, [a, b]);
 
       const room = uniqueName('room');
       const page = await openPage(t, browser, `${balancer.url}/?room=${room}&symbol=${uniqueName('SYM')}`);
