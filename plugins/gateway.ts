@@ -52,6 +52,7 @@ export default fp<GatewayPluginOptions>(
       publicRooms: config.auth.publicRooms,
       publicTickers: config.auth.publicTickers,
       declared: config.channelKinds,
+      roomPresence: config.presence.rooms,
     });
     // The presence topic is read besides the kinds' topics when some kind tracks presence (plugins/presence.ts).
     const sideTopics = channels.kinds.some((kind) => kind.presence) ? presenceSideTopic(presenceTopic(config), config.presence.restateMs) : {};

@@ -116,6 +116,8 @@ export interface Config {
 
 /** Presence settings (README, "Presence"). */
 export interface PresenceConfig {
+  /** ROOM_PRESENCE: whether chat rooms track presence (declared kinds say so in their declaration). */
+  rooms: boolean;
   /** The presence topic; null: `<CHAT_TOPIC>.presence` (see `presenceTopic`). */
   topic: string | null;
   /** A replica publishes its changes, and sends its streams deltas, at most once per this (ms). */
@@ -546,7 +548,7 @@ function presenceConfig(env: Env): PresenceConfig {
     throw new ConfigError('PRESENCE_LEAVE_GRACE_MS', `(${leaveGraceMs}) must be greater than SSE_RETRY_MS (${sseRetryMs}): a client reconnecting would leave and join again`);
   }
   if (restateMs < intervalMs) throw new ConfigError('PRESENCE_RESTATE_MS', `(${restateMs}) must be at least PRESENCE_INTERVAL_MS (${intervalMs})`);
-  return { topic: topic ?? null, intervalMs, restateMs, leaveGraceMs };
+  return { rooms: bool(env, 'ROOM_PRESENCE', true), topic: topic ?? null, intervalMs, restateMs, leaveGraceMs };
 }
 
 /**
@@ -713,6 +715,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   KAFKA_SASL_USERNAME: 'SASL user (required with a mechanism)',
   KAFKA_SASL_PASSWORD: 'SASL password (required with a mechanism)',
   KAFKA_CONSUMER_STUCK_MS: 'a started replica whose consumer has neither rejoined its group nor advanced for this long, while Kafka answers it and holds newer records, is stuck: `/readyz` 503 and a fresh consumer',
+  ROOM_PRESENCE: 'whether chat rooms track who is in them ([Presence](#presence)); `false`: no presence route or events for rooms, and no presence topic unless a declared kind turns presence on',
   PRESENCE_TOPIC: 'the compacted topic where replicas share who is in each room ([Presence](#presence)); created when missing',
   PRESENCE_INTERVAL_MS: 'presence changes are published, and `presence` deltas sent to streams, at most once per this per room',
   PRESENCE_RESTATE_MS: 'each replica restates who it holds in every room this often; a replica silent for 3× this (killed) has its members leave everyone\'s view',

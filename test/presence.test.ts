@@ -6,7 +6,7 @@ import { openStream, until, type TestStream } from './helpers/sse-client.ts';
 
 /** Presence on one replica (the embedded bus): snapshot, deltas, the route, grace, identities. */
 
-const FAST = { intervalMs: 50, restateMs: 1000, leaveGraceMs: 400, topic: null };
+const FAST = { rooms: true, intervalMs: 50, restateMs: 1000, leaveGraceMs: 400, topic: null };
 
 // any: the tests index into the presence JSON they assert on.
 const data = (stream: TestStream, index: number): any => JSON.parse(stream.presence[index]!.data);
@@ -141,4 +141,17 @@ t.test('a declared kind with presence on: its own presence route, `presence` eve
   await until(() => orders.comments() >= 1, 5000, 'the orders stream open');
   t.equal((await fetch(`${gateway.url}/streams/orders/o-1/presence`)).status, 404, 'no presence route for a kind without it');
   t.equal(orders.presence.length, 0, 'no presence events on its streams');
+});
+
+t.test('ROOM_PRESENCE=false: room streams start with their events, no presence route, no presence topic read', async (t) => {
+  const gateway = await startGateway(t, { presence: { ...FAST, rooms: false } });
+  const room = uniqueName('room');
+  const stream = await openStream(t, `${gateway.url}/events/${room}?name=Ann`);
+  t.equal((await fetch(`${gateway.url}/rooms/${room}/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'ann', text: 'hi' }) })).status, 202);
+  await stream.waitForEvents(1);
+  t.equal(stream.presence.length, 0, 'no presence frame');
+  t.notMatch(stream.text(), /event: presence/);
+  t.equal((await fetch(`${gateway.url}/rooms/${room}/presence`)).status, 404, 'no presence route');
+  const status = await routeOf(`${gateway.url}/status`);
+  t.notOk(status.partitions.some((entry: { topic: string }) => entry.topic.endsWith('.presence')), 'the presence topic is not consumed');
 });

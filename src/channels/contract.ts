@@ -100,10 +100,12 @@ export const BUILT_IN_SLOTS = { room: 0, ticker: 1 } as const;
  */
 export function channelRegistry(
   topics: Topics,
-  options: { publicRooms?: readonly string[]; publicTickers?: readonly string[]; declared?: readonly ChannelKindDeclaration[]; historyMaxEvents?: number } = {},
+  options: { publicRooms?: readonly string[]; publicTickers?: readonly string[]; declared?: readonly ChannelKindDeclaration[]; historyMaxEvents?: number; roomPresence?: boolean } = {},
 ): ChannelRegistry {
   const chat = chatKind(topics.chat);
   chat.access = { ...chat.access, public: [...(options.publicRooms ?? [])] };
+  // ROOM_PRESENCE=false: rooms without presence (no presence topic unless a declared kind asks for one).
+  chat.presence = options.roomPresence ?? true;
   const ticker = tickerKind(topics.ticker);
   ticker.access = { ...ticker.access, public: [...(options.publicTickers ?? [])] };
   return new ChannelRegistry([

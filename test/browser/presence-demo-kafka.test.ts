@@ -19,7 +19,7 @@ if (noChromium !== false) {
   t.teardown(() => browser.close());
 
   t.test('two pages on two replicas list each other as in the room, and a page that leaves drops off', async (t) => {
-    const [a, b] = await startReplicaPair(t, { presence: { intervalMs: 100, restateMs: 1000, leaveGraceMs: 500, topic: null } });
+    const [a, b] = await startReplicaPair(t, { presence: { rooms: true, intervalMs: 100, restateMs: 1000, leaveGraceMs: 500, topic: null } });
     const room = uniqueName('room');
     const open = async (url: string, user: string): Promise<Page> => {
       const page = await browser.newPage();
