@@ -31,7 +31,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -42,6 +41,7 @@ import { sampleGroup, sampleProcess } from './procfs.ts';
 import { summariseProfile } from './profile-summary.ts';
 import { insideGaps, longestStretches, type LoopGap } from './profile-stretches.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
+import { freePort } from './ports.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = join(ROOT, 'bench');
@@ -149,17 +149,6 @@ async function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   ]);
 }
 
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // The load client (bench/sse-load.c), compiled once into node_modules/.cache.
