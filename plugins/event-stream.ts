@@ -197,6 +197,8 @@ export default fp(
     /** A reconnect delay spread over `spreadMs`, so clients told to go do not all return at once. */
     const jitteredRetryMs = (spreadMs: number): number => config.sseRetryMs + Math.floor(Math.random() * Math.max(spreadMs, 1000));
     const drainRetryMs = (): number => jitteredRetryMs(config.drainWindowMs);
+    /** How much later than SSE_RETRY_MS a drained stream may come back, at most (ms). */
+    const drainRetrySpreadMs = (): number => Math.max(config.drainWindowMs, 1000);
 
     /**
      * The answer to a stream request this replica cannot serve *now* (starting, draining, at its
@@ -304,6 +306,8 @@ export default fp(
       draining = true;
       clearInterval(expiryTimer);
       clearInterval(heartbeatTimer);
+      // The streams ended now come back after up to this much longer than usual: presence waits for them.
+      presence?.beginDrain(drainRetrySpreadMs());
       await drainStreams();
       closeLeftConnections();
     });

@@ -16,8 +16,9 @@ const GOODBYE_TIMEOUT_MS = 2000;
  * Presence: a PresenceService fed by the dispatcher with the presence topic's records (a side
  * topic: no SSE ids, no history), publishing on the bus, started once the app is ready. On
  * close (after the streams were drained, before the bus closes: onClose hooks run in reverse
- * order of registration) it tells the cluster it holds nobody any more, so its members leave
- * everyone's view at once instead of after the expiry bound.
+ * order of registration) it hands over: its last statements keep its members listed only while
+ * its drained clients reconnect elsewhere (PresenceService.stop), so a rolling restart is no leave
+ * and join, and members who do not come back leave then, not after the expiry bound.
  */
 export default fp(
   async (app) => {
@@ -38,7 +39,9 @@ export default fp(
     app.dispatcher.sideTopic(topic, presence.onRecords);
     app.decorate('presence', presence);
     app.addHook('onReady', async () => presence.start());
-    app.addHook('onClose', async () => presence.stop(GOODBYE_TIMEOUT_MS));
+    // Its members stay listed while its drained clients come back elsewhere: the longest `retry:`
+    // the drain gives (SSE_RETRY_MS + the window) is within the grace + the window.
+    app.addHook('onClose', async () => presence.stop(GOODBYE_TIMEOUT_MS, config.presence.leaveGraceMs + Math.max(config.drainWindowMs, 1000)));
   },
   { name: 'presence', fastify: '5.x', dependencies: ['gateway'] },
 );

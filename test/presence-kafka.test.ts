@@ -128,7 +128,7 @@ t.test('a replica killed with kill -9: its members leave everyone\'s view within
   t.equal(names((await presenceOf(a.url, room)).members), 'Watcher', 'nor does Kim come back on A');
 });
 
-t.test('a replica shut down with SIGTERM: its members leave at once (its last statements are empty), not after the expiry', async (t) => {
+t.test('a replica shut down with SIGTERM hands over: a client back on another replica within its retry never leaves; one that does not come back leaves soon, not after the expiry', async (t) => {
   const topics = kafkaTopics();
   const slowExpiry = { ...FAST, restateMs: 20000 };
   const a = await startGateway(t, { kafkaBrokers: requiredKafkaBrokers(), ...topics, presence: slowExpiry, cursorSecret: 'test-cursor-secret-0123456789' });
@@ -140,15 +140,27 @@ t.test('a replica shut down with SIGTERM: its members leave at once (its last st
     PRESENCE_RESTATE_MS: '20000',
     SSE_RETRY_MS: '500',
     PRESENCE_LEAVE_GRACE_MS: '600',
-    DRAIN_WINDOW_MS: '200',
+    DRAIN_WINDOW_MS: '1500',
   });
   const room = uniqueName('room');
-  await openStream(t, `${leaving.url}/events/${room}?name=Lou`);
-  await routesAgree([a], room, 'Lou', 'Lou on the other replica');
+  const lou = await openStream(t, `${leaving.url}/events/${room}?name=Lou`);
+  await openStream(t, `${leaving.url}/events/${room}?name=Max`);
+  const watcher = await openStream(t, `${a.url}/events/${room}?name=Obs`);
+  await routesAgree([a], room, 'Lou,Max,Obs', 'everyone on the other replica');
   const terminatedAt = Date.now();
-  await leaving.terminate();
-  await routesAgree([a], room, '', 'Lou gone');
-  t.ok(Date.now() - terminatedAt < 20000, `gone ${Date.now() - terminatedAt} ms after SIGTERM, well before the 60 s expiry`);
+  const terminated = leaving.terminate();
+  // Lou's client does what EventSource does: waits the `retry:` the drain sent, then reconnects,
+  // here to the other replica. Max's never comes back.
+  await lou.ended;
+  const retryMs = Number([...lou.text().matchAll(/^retry: (\d+)$/gm)].at(-1)![1]);
+  t.ok(retryMs >= 500, `the drain told Lou to come back after ${retryMs} ms`);
+  await new Promise((resolve) => setTimeout(resolve, retryMs));
+  await openStream(t, `${a.url}/events/${room}?name=Lou`);
+  await terminated;
+  await routesAgree([a], room, 'Lou,Obs', 'Max gone, Lou still there');
+  t.ok(Date.now() - terminatedAt < 15000, `Max gone ${Date.now() - terminatedAt} ms after SIGTERM, well before the 60 s expiry`);
+  const left = watcher.presence.flatMap((message) => JSON.parse(message.data).left ?? []).map((member: { name: string }) => member.name);
+  t.same(left, ['Max'], 'the other replica\'s streams saw Max leave, and never Lou');
 });
 
 t.test('a resumed stream gets a snapshot first, and no old presence deltas', async (t) => {

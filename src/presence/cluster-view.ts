@@ -9,7 +9,8 @@ import { memberKey, type PresenceMember, type PresenceStatement } from './statem
  * not from when it was read: a restarted replica does not bring back members of one that died.
  */
 export class RemoteStatements {
-  readonly #byChannel = new Map<string, Map<string, { statement: PresenceStatement; freshAt: number }>>();
+  /** Per channel, per replica: its latest statement and when it stops counting (ms since the epoch). */
+  readonly #byChannel = new Map<string, Map<string, { statement: PresenceStatement; expiresAt: number }>>();
   readonly #expiryMs: number;
   #count = 0;
 
@@ -22,12 +23,13 @@ export class RemoteStatements {
    * cluster view changed. Ignored when already expired, or older than the one held.
    */
   apply(channelKey: string, statement: PresenceStatement, now: number): boolean {
-    const freshAt = Math.min(statement.at, now);
+    // Not restated within the bound, it expires; a departing replica's last one (`until`) sooner.
+    const expiresAt = Math.min(Math.min(statement.at, now) + this.#expiryMs, statement.until ?? Infinity);
     let replicas = this.#byChannel.get(channelKey);
     const held = replicas?.get(statement.replica);
     if (held !== undefined && held.statement.at > statement.at) return false;
     const empty = statement.members.length === 0 && statement.anonymous === 0;
-    if (now - freshAt > this.#expiryMs || empty) {
+    if (now >= expiresAt || empty) {
       if (held === undefined) return false;
       this.#remove(channelKey, statement.replica);
       return true;
@@ -37,7 +39,7 @@ export class RemoteStatements {
       this.#byChannel.set(channelKey, replicas);
     }
     if (held === undefined) this.#count += 1;
-    replicas.set(statement.replica, { statement, freshAt });
+    replicas.set(statement.replica, { statement, expiresAt });
     // A restatement of the same members changes nothing anyone sees.
     return held === undefined || !sameContent(held.statement, statement);
   }
@@ -48,12 +50,12 @@ export class RemoteStatements {
     if (replicas !== undefined && replicas.size === 0) this.#byChannel.delete(channelKey);
   }
 
-  /** Drops statements not restated within the expiry bound; returns the channels whose view changed. */
+  /** Drops statements not restated within the expiry bound, or past their `until`; returns the channels whose view changed. */
   expire(now: number): string[] {
     const changed: string[] = [];
     for (const [channelKey, replicas] of this.#byChannel) {
-      for (const [replica, { freshAt }] of replicas) {
-        if (now - freshAt > this.#expiryMs) {
+      for (const [replica, { expiresAt }] of replicas) {
+        if (now >= expiresAt) {
           this.#remove(channelKey, replica);
           if (changed[changed.length - 1] !== channelKey) changed.push(channelKey);
         }

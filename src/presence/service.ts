@@ -299,15 +299,18 @@ export class PresenceService {
     for (const sink of sinks) this.#write(sink, frame);
   }
 
-  #statement(key: string, now: number, empty = false): PresenceStatement {
+  /** The replica's statement of the channel; `until`: its last one, its members listed until then at most (see stop). */
+  #statement(key: string, now: number, until?: number): PresenceStatement {
     const { kind, name } = splitKey(key);
-    const view = empty ? { members: [], anonymous: 0 } : this.#tracker.view(key);
+    const view = this.#tracker.view(key);
     const listed = view.members.length > MAX_MEMBERS_PER_STATEMENT ? ordered(view.members).slice(0, MAX_MEMBERS_PER_STATEMENT) : view.members;
-    return { kind, channel: name, replica: this.replicaId, members: listed, anonymous: view.anonymous + (view.members.length - listed.length), at: now };
+    const statement: PresenceStatement = { kind, channel: name, replica: this.replicaId, members: listed, anonymous: view.anonymous + (view.members.length - listed.length), at: now };
+    // Leaving: anonymous streams count where they reconnect; members stay listed for the hand-over.
+    return until === undefined ? statement : { ...statement, anonymous: 0, until };
   }
 
-  #publishStatement(key: string, now: number, empty = false): Promise<unknown> {
-    const record: OutgoingRecord = { topic: this.#options.topic, key: statementKey(key, this.replicaId), value: encodeStatement(this.#statement(key, now, empty)), headers: {} };
+  #publishStatement(key: string, now: number, until?: number): Promise<unknown> {
+    const record: OutgoingRecord = { topic: this.#options.topic, key: statementKey(key, this.replicaId), value: encodeStatement(this.#statement(key, now, until)), headers: {} };
     const bytes = Buffer.byteLength(record.key) + Buffer.byteLength(record.value);
     const published = this.#options.publish(record).then(
       () => {
@@ -328,16 +331,28 @@ export class PresenceService {
   }
 
   /**
-   * Stops the timer and tells the cluster this replica holds nobody any more (empty statements
-   * for every channel it held), waiting at most `timeoutMs` for them: without that, the others
-   * list its members until their statements expire. Call once its streams have ended.
+   * The replica starts draining: streams it ends are told to come back after up to `drainWindowMs`
+   * (to any replica), so their members' grace is lengthened by that much. Call before the drain.
    */
-  async stop(timeoutMs: number): Promise<void> {
+  beginDrain(drainWindowMs: number): void {
+    this.#tracker.setGraceMs(this.#options.leaveGraceMs + drainWindowMs);
+  }
+
+  /**
+   * Stops the timer and hands over: a last statement per channel it held lists the members it
+   * still had (their streams ended by the drain, in grace) with `until` = now + `handoverMs`, the
+   * longest its drained clients take to reconnect elsewhere plus the grace. Other replicas keep
+   * them listed until then, or list them themselves once they are back: a rolling restart is no
+   * leave and join. Members that never come back leave at `until`, not after the expiry bound.
+   * `handoverMs` 0: they leave at once. Waits at most `timeoutMs` for the statements. Call once
+   * its streams have ended.
+   */
+  async stop(timeoutMs: number, handoverMs = 0): Promise<void> {
     if (this.#stopped) return;
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
     const now = this.#now();
-    const goodbyes = [...this.#tracker.channelKeys()].map((key) => this.#publishStatement(key, now, true));
+    const goodbyes = [...this.#tracker.channelKeys()].map((key) => this.#publishStatement(key, now, now + handoverMs));
     this.#stopped = true;
     this.#tracker.close();
     let timer: NodeJS.Timeout | undefined;

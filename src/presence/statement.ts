@@ -37,6 +37,12 @@ export interface PresenceStatement {
   anonymous: number;
   /** When the writer made it (ms since the epoch, its clock). */
   at: number;
+  /**
+   * Set in a replica's last statement when it shuts down (ms since the epoch): its members stay
+   * listed until then at most, long enough for its drained clients to reconnect to another
+   * replica (which then lists them itself) without being seen to leave and join again.
+   */
+  until?: number;
 }
 
 /**
@@ -78,9 +84,10 @@ export function decodeStatement(value: Buffer | null): { ok: true; statement: Pr
     return { ok: false, reason: 'value is not JSON' };
   }
   if (typeof data !== 'object' || data === null) return { ok: false, reason: 'value is not an object' };
-  const { kind, channel, replica, members, anonymous, at } = data as Record<string, unknown>;
+  const { kind, channel, replica, members, anonymous, at, until } = data as Record<string, unknown>;
   if (!isShortString(kind) || !isShortString(channel) || !isShortString(replica)) return { ok: false, reason: 'kind, channel or replica missing' };
   if (!isCount(anonymous) || !isCount(at)) return { ok: false, reason: 'anonymous or at is not a non-negative integer' };
+  if (until !== undefined && !isCount(until)) return { ok: false, reason: 'until is not a non-negative integer' };
   if (!Array.isArray(members) || members.length > MAX_MEMBERS_PER_STATEMENT) return { ok: false, reason: 'members is not a list (of at most 4000)' };
   const checked: PresenceMember[] = [];
   for (const member of members as unknown[]) {
@@ -90,7 +97,7 @@ export function decodeStatement(value: Buffer | null): { ok: true; statement: Pr
     if (verified ? !isShortString(sub) : sub !== null) return { ok: false, reason: 'a verified member needs a sub, a self-named one has none' };
     checked.push({ sub: sub as string | null, name, verified, since });
   }
-  return { ok: true, statement: { kind, channel, replica, members: checked, anonymous, at } };
+  return { ok: true, statement: { kind, channel, replica, members: checked, anonymous, at, ...(until === undefined ? {} : { until }) } };
 }
 
 /** A self-chosen name (`?name=`) is usable: 1 to 64 characters, none of them a control or format character. */

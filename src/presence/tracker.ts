@@ -35,10 +35,21 @@ export class PresenceTracker {
   readonly #channels = new Map<string, LocalChannel>();
   readonly #options: PresenceTrackerOptions;
   readonly #now: () => number;
+  #graceMs: number;
 
   constructor(options: PresenceTrackerOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#graceMs = options.graceMs;
+  }
+
+  /**
+   * The grace of streams closing from now on (ms). A draining replica lengthens it by its drain
+   * window: a stream it ends is told to come back after a `retry:` of up to that window, so its
+   * member must stay listed that long plus the usual grace.
+   */
+  setGraceMs(graceMs: number): void {
+    this.#graceMs = graceMs;
   }
 
   /**
@@ -88,7 +99,7 @@ export class PresenceTracker {
         if (held.members.get(key) !== joined || joined.streams > 0) return;
         held.members.delete(key);
         this.#options.onChange(channelKey);
-      }, this.#options.graceMs);
+      }, this.#graceMs);
       joined.leaveTimer.unref();
     };
   }

@@ -132,7 +132,25 @@ t.test('service: statements on change (coalesced per interval) and on restatemen
   service.tick(now);
   t.match(JSON.parse(frames[0]![frames[0]!.length - 1]!.toString().split('data: ')[1]!), { left: [{ name: 'Bob' }], count: 1 });
   await service.stop(100);
-  t.same(JSON.parse(published[published.length - 1]!.value).members, [], 'stopping says it holds nobody any more');
+  const last = JSON.parse(published[published.length - 1]!.value);
+  t.equal(last.until, last.at, 'stopping with no hand-over time: its members are listed until now, so they leave at once');
+});
+
+t.test('a departing replica hands over: its last statement keeps its members listed until `until`, then they leave; a member back elsewhere stays', async (t) => {
+  const remote = new RemoteStatements({ expiryMs: 30_000 });
+  const ann = { sub: 'u-ann', name: 'Ann', verified: true, since: 1 };
+  const bob = { sub: 'u-bob', name: 'Bob', verified: true, since: 2 };
+  t.ok(remote.apply('room:r', { kind: 'room', channel: 'r', replica: 'a', members: [ann, bob], anonymous: 3, at: 1000 }, 1000));
+  // Replica a drains and stops: its last statement, members still listed for a 6 s hand-over.
+  remote.apply('room:r', { kind: 'room', channel: 'r', replica: 'a', members: [ann, bob], anonymous: 0, at: 2000, until: 8000 }, 2000);
+  // Ann came back on replica b meanwhile.
+  remote.apply('room:r', { kind: 'room', channel: 'r', replica: 'b', members: [ann], anonymous: 0, at: 3000 }, 3000);
+  const names = () => [...remote.statementsOf('room:r')].flatMap((statement) => statement.members.map((member) => member.name)).sort();
+  t.same(remote.expire(7999), [], 'nothing leaves during the hand-over');
+  t.same(names(), ['Ann', 'Ann', 'Bob']);
+  t.same(remote.expire(8000), ['room:r'], 'at `until` the departed replica\'s statement goes');
+  t.same(names(), ['Ann'], 'Bob, who did not come back, left; Ann, back on b, stayed');
+  t.notOk(remote.apply('room:r', { kind: 'room', channel: 'r', replica: 'c', members: [bob], anonymous: 0, at: 9000, until: 9000 }, 9500), 'a hand-over already over is ignored');
 });
 
 t.test('service: a snapshot of a crowded room lists the earliest members and says it is truncated; count counts all', async (t) => {
@@ -166,7 +184,7 @@ t.test('settings: presence in a kind declaration and the presence settings are c
   t.throws(() => loadConfig({ CHANNELS_FILE: file('bad', 'yes') }), /channel kind "orders": presence must be boolean/);
 
   const defaults = loadConfig({});
-  t.same(defaults.presence, { topic: null, intervalMs: 1000, restateMs: 10000, leaveGraceMs: 5000 });
+  t.same(defaults.presence, { rooms: true, topic: null, intervalMs: 1000, restateMs: 10000, leaveGraceMs: 5000 });
   t.equal(presenceTopic(defaults), 'chat.presence', 'the default topic follows CHAT_TOPIC');
   t.equal(presenceTopic(loadConfig({ PRESENCE_TOPIC: 'who-is-here' })), 'who-is-here');
   t.equal(loadConfig({ SSE_RETRY_MS: '8000' }).presence.leaveGraceMs, 10000, 'the default grace outlasts a longer retry');
