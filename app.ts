@@ -85,6 +85,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
       requestTimeout: config.requestTimeoutMs,
     },
     keepAliveTimeout: 5000,
+    // Fastify bounds every plugin start and every close hook by this (10 s by default): the
+    // drain alone takes up to DRAIN_WINDOW_MS (default 10 s), and a close cut short by it ends
+    // in exit 1. Shutdown has its own bound, SHUTDOWN_TIMEOUT_MS (always above the window).
+    pluginTimeout: Math.max(10_000, config.shutdownTimeoutMs),
     // JSON bodies are validated as sent (no coercion, no silent removal); errors name the field.
     schemaController: { compilersFactory: { buildValidator: validatorFactory() } },
     schemaErrorFormatter: formatSchemaErrors,
