@@ -100,7 +100,11 @@ export function decodeStatement(value: Buffer | null): { ok: true; statement: Pr
   return { ok: true, statement: { kind, channel, replica, members: checked, anonymous, at, ...(until === undefined ? {} : { until }) } };
 }
 
-/** A self-chosen name (`?name=`) is usable: 1 to 64 characters, none of them a control or format character. */
+/**
+ * A self-chosen name (`?name=`) is usable: 1 to 64 characters, none of them a control, format or
+ * separator character except the plain space (no line or paragraph separators, no no-break or
+ * other look-alike spaces), and no space at either end: two members must not look the same.
+ */
 export function isPresentableName(name: string): boolean {
-  return name.length > 0 && name.length <= 64 && !/\p{C}/u.test(name) && name.trim().length > 0;
+  return name.length > 0 && name.length <= 64 && !/[\p{C}\p{Z}]/u.test(name.replaceAll(' ', '')) && name.trim() === name;
 }
