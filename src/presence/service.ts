@@ -9,6 +9,7 @@ import {
   decodeStatement,
   encodeStatement,
   MAX_MEMBERS_PER_STATEMENT,
+  memberKey,
   statementKey,
   type PresenceIdentity,
   type PresenceMember,
@@ -173,7 +174,9 @@ export class PresenceService {
     const leaves: Array<() => void> = [];
     for (const channel of channels) {
       const key = keyOf(channel.kind, channel.name);
-      leaves.push(this.#tracker.join(key, identity));
+      // A member already in the channel on another replica (moved by a drain, a second tab) keeps its `since`.
+      const since = identity === null ? undefined : this.#remote.sinceOf(key, memberKey(identity));
+      leaves.push(this.#tracker.join(key, identity, since));
       let sinks = this.#sinks.get(key);
       if (sinks === undefined) {
         sinks = new Set();

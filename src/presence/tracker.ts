@@ -53,11 +53,12 @@ export class PresenceTracker {
   }
 
   /**
-   * A stream of `identity` (null: anonymous) opened on the channel. Returns the function that
+   * A stream of `identity` (null: anonymous) opened on the channel; `since`: when the member
+   * joined, if it is already in the channel elsewhere (default now). Returns the function that
    * says it closed (idempotent): an anonymous stream stops counting at once, an identity's
    * last stream starts its grace period.
    */
-  join(channelKey: string, identity: PresenceIdentity | null): () => void {
+  join(channelKey: string, identity: PresenceIdentity | null, since?: number): () => void {
     let channel = this.#channels.get(channelKey);
     if (channel === undefined) {
       channel = { members: new Map(), anonymous: 0 };
@@ -78,7 +79,7 @@ export class PresenceTracker {
     const key = memberKey(identity);
     let member = held.members.get(key);
     if (member === undefined) {
-      member = { sub: identity.sub, name: identity.name, verified: identity.verified, since: this.#now(), streams: 0, leaveTimer: null };
+      member = { sub: identity.sub, name: identity.name, verified: identity.verified, since: since ?? this.#now(), streams: 0, leaveTimer: null };
       held.members.set(key, member);
       this.#options.onChange(channelKey);
     } else if (member.leaveTimer !== null) {

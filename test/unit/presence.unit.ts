@@ -193,3 +193,16 @@ t.test('settings: presence in a kind declaration and the presence settings are c
   t.throws(() => loadConfig({ PRESENCE_TOPIC: 'chat' }), /PRESENCE_TOPIC \("chat"\) is the topic of a channel kind/);
   t.throws(() => loadConfig({ PRESENCE_TOPIC: 'bad topic' }), /PRESENCE_TOPIC has an invalid value/);
 });
+
+t.test('a member who moves to another replica keeps when it joined (`since`)', async (t) => {
+  let now = 5_000;
+  const service = new PresenceService({ topic: 'p', replicaId: 'b', intervalMs: 100, restateMs: 1000, leaveGraceMs: 10, publish: async () => undefined, logger: silent, now: () => now });
+  // Replica a's last statement: Ann there since 1,000, handed over until 9,000.
+  const statement = { kind: 'room', channel: 'r', replica: 'a', members: [{ sub: 'u-ann', name: 'Ann', verified: true, since: 1_000 }], anonymous: 0, at: 4_000, until: 9_000 };
+  service.onRecords([{ topic: 'p', partition: 0, offset: '0', key: null, value: Buffer.from(encodeStatement(statement)), headers: {}, timestamp: 4_000 }]);
+  service.join([{ kind: 'room', name: 'r' }], { sub: 'u-ann', name: 'Ann', verified: true }, { write: () => {} });
+  now = 10_000;
+  service.tick(now);
+  t.same(service.summary({ kind: 'room', name: 'r' }).members.map((member) => member.since), [1_000], 'since kept after the hand-over ended');
+  await service.stop(10);
+});
