@@ -125,11 +125,12 @@ const RETRIABLE_PROTOCOL_MESSAGES = new Set(
 
 /**
  * kafkajs log lines that are expected while it retries (a broker unreachable or restarting, a
- * group rebalancing, a consumer crash this bus restarts): they go to debug, and the bus itself
- * logs the state change once at warn. Anything else keeps kafkajs's level.
+ * group rebalancing, a consumer crash this bus restarts; replicas starting together racing to
+ * create the same topics, which `ensureTopics` checks and rethrows if it truly failed): they go
+ * to debug, and the bus itself logs the state change once at warn. Anything else keeps kafkajs's level.
  */
 const EXPECTED_KAFKAJS_LOG =
-  /^(Connection error|Connection timeout|Failed to connect|Crash: |Restarting the consumer|The group is rebalancing|The coordinator is not aware of this member|Consumer is not aware of all assigned partitions|Caught error when (disconnecting|stopping) the consumer|Limiting retries for the idempotent producer|Topic has been updated|Failed to send messages)/;
+  /^(Connection error|Connection timeout|Failed to connect|Crash: |Restarting the consumer|The group is rebalancing|The coordinator is not aware of this member|Consumer is not aware of all assigned partitions|Caught error when (disconnecting|stopping) the consumer|Limiting retries for the idempotent producer|Topic has been updated|Failed to send messages|Topic creation errors)/;
 const UNREACHABLE = /^(Connection error|Connection timeout|Failed to connect)|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN/;
 const GROUP_MEMBERSHIP_ERROR = /rebalanc|coordinator|member|generation|leader|not available|timed out|timeout/i;
 
