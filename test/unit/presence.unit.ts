@@ -91,7 +91,7 @@ t.test('statements: encoded and decoded; a bad record is refused with a reason, 
   t.equal(decodeStatement(null).ok, false, 'a tombstone');
   t.ok(isPresentableName('Ann Smith'));
   t.ok(isPresentableName('Zoë 🙂'));
-  for (const bad of ['', ' ', 'a'.repeat(65), 'a\u0000', 'a\nb', '\u200b', ' ann ', 'ann ', 'ann\u00a0', 'ann\u2028', 'a\u3000b']) t.notOk(isPresentableName(bad), JSON.stringify(bad));
+  for (const bad of ['', ' ', 'a'.repeat(65), 'a\u0000', 'a\nb', '\u200b', ' ann ', 'ann ', 'ann\u00a0', 'ann\u2028', 'a\u3000b']) t.notOk(isPresentableName(bad), encodeURIComponent(bad)); // (a raw U+2028 in a TAP line would break it)
 });
 
 t.test('service: statements on change (coalesced per interval) and on restatement; deltas per channel once per interval, one shared frame', async (t) => {
