@@ -164,6 +164,39 @@ t.test('two shard groups behind HAProxy', async (t) => {
     t.equal(spread.size, PARTITIONS, 'the names cover every partition');
   });
 
+  await t.test('requests naming no channel go to every replica of every group, with no partition', async (t) => {
+    for (const path of ['/', '/status', '/readyz', '/app.js']) {
+      const response = await fetch(`${balancer.url}${path}`);
+      await response.arrayBuffer();
+      t.equal(response.status, 200, `${path} answers`);
+      t.equal(response.headers.get('x-kafka-partition'), null, `${path}: no X-Kafka-Partition (it names no channel)`);
+    }
+    const group = new Map([[g0a.config.instanceId, 'group 0'], [g0b.config.instanceId, 'group 0'], [g1.config.instanceId, 'group 1']]);
+    const answeredBy = new Set<string>();
+    // leastconn takes turns among idle replicas: a handful of requests reaches every one.
+    for (let i = 0; i < 12 && answeredBy.size < 3; i++) {
+      const status = (await (await fetch(`${balancer.url}/status`)).json()) as { instanceId: string };
+      answeredBy.add(status.instanceId);
+    }
+    t.equal(answeredBy.size, 3, '/status through HAProxy is answered by each of the three replicas');
+    t.same(new Set([...answeredBy].map((id) => group.get(id))), new Set(['group 0', 'group 1']), 'of both groups');
+  });
+
+  await t.test('/events?… is routed by its first channel parameter, never by name, since, lastEventId or token', async (t) => {
+    // A value that would route to group 0, in front of a group 1 room.
+    const decoy = roomIn(GROUP0);
+    for (const param of ['name', 'since', 'lastEventId', 'token']) {
+      // Any answer will do (a bad `since` is a 400): the header is HAProxy's.
+      const controller = new AbortController();
+      const response = await fetch(`${balancer.url}/events?${param}=${decoy}&room=${room1}`, { headers: { accept: 'text/event-stream' }, signal: controller.signal });
+      controller.abort();
+      t.equal(response.headers.get('x-kafka-partition'), String(partitionForKey(room1, PARTITIONS)), `?${param}= in front of room=`);
+    }
+    const stream = await openStream(t, `${balancer.url}/events?name=${decoy}&room=${room1}`);
+    t.equal(stream.status, 200, 'the stream opens at the group owning the room');
+    stream.close();
+  });
+
   await t.test('a multi-room stream across shard groups is refused with 409 naming the room elsewhere', async (t) => {
     for (const [first, second] of [[room0, room1], [room1, room0]]) {
       const response = await fetch(`${balancer.url}/events?room=${first}&room=${second}`, { headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
