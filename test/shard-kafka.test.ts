@@ -229,6 +229,50 @@ t.test('two shard groups behind HAProxy', async (t) => {
     t.match(body.message, /load balancer/);
   });
 
+  await t.test("edits, deletes, chart history and publishes with an id at a replica of the other group redirect or refuse, like streams", async (t) => {
+    const json = { 'content-type': 'application/json' };
+    const id = uniqueName('msg');
+    const posted = await postJson(`${balancer.url}/rooms/${room0}/messages`, { id, user: 'ann', text: 'to edit' });
+    t.equal(posted.status, 202);
+    const symbol0 = roomIn(GROUP0);
+    const symbol1 = roomIn(GROUP1);
+    for (const symbol of [symbol0, symbol1]) t.equal((await postJson(`${balancer.url}/tickers/${symbol}/prices`, { price: 1.5, currency: 'USD' })).status, 202);
+
+    // Group 1 names group 0 in SHARD_PEERS: the same request there (a 307 keeps method and body).
+    const requests: Array<[string, string, string, object?]> = [
+      ['PATCH', `/rooms/${room0}/messages/${id}`, 'an edit', { text: 'edited' }],
+      ['DELETE', `/rooms/${room0}/messages/${uniqueName('none')}`, 'a delete'],
+      ['GET', `/tickers/${symbol0}/history`, 'a chart'],
+      ['POST', `/rooms/${room0}/messages`, 'a post with an id', { id, user: 'ann', text: 'to edit' }],
+      ['POST', `/tickers/${symbol0}/prices`, 'a price with an id', { id: 'p1', price: 2, currency: 'USD' }],
+    ];
+    for (const [method, path, what, body] of requests) {
+      const response = await fetch(`${g1.url}${path}`, { method, redirect: 'manual', ...(body === undefined ? {} : { headers: json, body: JSON.stringify(body) }) });
+      t.equal(response.status, 307, `${what} at group 1: 307`);
+      t.equal(response.headers.get('location'), `${g0a.url}${path}`, `${what}: to the same request at group 0`);
+    }
+    const edited = await fetch(`${g1.url}/rooms/${room0}/messages/${id}`, { method: 'PATCH', headers: json, body: JSON.stringify({ text: 'edited' }) });
+    t.equal(edited.status, 202, 'the edit, redirected, is made by the group knowing the message');
+    const chart = (await (await fetch(`${g1.url}/tickers/${symbol0}/history`)).json()) as { points: unknown[] };
+    t.equal(chart.points.length, 1, 'the chart, redirected, has the price');
+
+    // Group 0 knows no peer: 409 naming where the channel lives.
+    const refused: Array<[string, string, string, string, object?]> = [
+      ['PATCH', `/rooms/${room1}/messages/x1`, 'an edit', `room:${room1}`, { text: 'edited' }],
+      ['DELETE', `/rooms/${room1}/messages/x1`, 'a delete', `room:${room1}`],
+      ['GET', `/tickers/${symbol1}/history`, 'a chart', `ticker:${symbol1}`],
+      ['POST', `/rooms/${room1}/messages`, 'a post with an id', `room:${room1}`, { id: 'x1', user: 'ann', text: 'hi' }],
+    ];
+    for (const [method, path, what, channel, body] of refused) {
+      const response = await fetch(`${g0a.url}${path}`, { method, ...(body === undefined ? {} : { headers: json, body: JSON.stringify(body) }) });
+      t.equal(response.status, 409, `${what} at group 0: 409`);
+      const reply = (await response.json()) as { elsewhere?: Array<{ channel: string }> };
+      t.same(reply.elsewhere?.map((entry) => entry.channel), [channel], `${what}: names the channel elsewhere`);
+    }
+    const anywhere = await postJson(`${g0a.url}/rooms/${room1}/messages`, { user: 'ann', text: 'no id' });
+    t.equal(anywhere.status, 202, 'a post without an id is published by any replica');
+  });
+
   await t.test('a resume id naming a partition of another group is refused, not ignored', async (t) => {
     const stream = await openStream(t, `${balancer.url}/events/${room0}`);
     await post(balancer.url, room0, 'for the id');
