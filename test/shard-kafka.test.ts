@@ -11,6 +11,8 @@ import { freePort } from './helpers/server-process.ts';
 import { startHaproxy } from './helpers/haproxy.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import { presenceTopic } from '../src/config.ts';
+import { chromium } from 'playwright-core';
+import { toolSkipReason } from '../scripts/test-tools.ts';
 
 /**
  * Sharded mode end to end: two shard groups on real Kafka topics of 6 partitions (group 0
@@ -272,6 +274,30 @@ t.test('two shard groups behind HAProxy', async (t) => {
     const anywhere = await postJson(`${g0a.url}/rooms/${room1}/messages`, { user: 'ann', text: 'no id' });
     t.equal(anywhere.status, 202, 'a post without an id is published by any replica');
   });
+
+  await t.test(
+    'the demo page, its room and symbol on different groups, falls back to one stream per channel and shows both',
+    { skip: toolSkipReason('chromium') },
+    async (t) => {
+      const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] });
+      t.teardown(() => browser.close());
+      const room = roomIn(GROUP0);
+      const symbol = roomIn(GROUP1);
+      const page = await browser.newPage();
+      page.setDefaultTimeout(20_000);
+      await page.goto(`${balancer.url}/?${new URLSearchParams({ room, symbol })}`);
+      await page.waitForSelector('#badge[data-state="live"]');
+      // (Streams of the tests before may still be closing on the server side.)
+      await until(() => g0a.app.openStreamCount() + g0b.app.openStreamCount() === 1 && g1.app.openStreamCount() === 1, 20_000, () =>
+        `one stream at each group (group 0: ${g0a.app.openStreamCount() + g0b.app.openStreamCount()}, group 1: ${g1.app.openStreamCount()})`);
+      t.pass('the room streams from group 0, the symbol from group 1');
+      await post(balancer.url, room, 'seen in the page');
+      t.equal((await postJson(`${balancer.url}/tickers/${symbol}/prices`, { price: 42, currency: 'USD' })).status, 202);
+      await page.locator('#messages li .text').getByText('seen in the page', { exact: true }).waitFor();
+      await page.waitForSelector('#last-price:text("42")');
+      t.equal(await page.getAttribute('#badge', 'data-state'), 'live', 'the page stays live');
+    },
+  );
 
   await t.test('a resume id naming a partition of another group is refused, not ignored', async (t) => {
     const stream = await openStream(t, `${balancer.url}/events/${room0}`);
