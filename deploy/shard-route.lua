@@ -7,8 +7,11 @@
 -- the gateway's producer writes it (src/bus/partitioner.ts). Lua 5.3 integers are 64-bit, so
 -- each 32-bit product is exact before it is masked back to 32 bits.
 --
--- Sample fetch: lua.kafka_partition(<partitions>) -> the partition, or nothing for a request
--- that names no channel (/status, /readyz, /metrics, ...).
+-- Action: `http-request lua.kafka_partition <partitions>` sets txn.partition to the partition, and
+-- leaves it unset for a request that names no channel (/, /status, /readyz, /app.js, ...), so
+-- such a request goes to the default backend (any replica). An action rather than a sample fetch:
+-- HAProxy turns a fetch's nil into the integer 0, which would send every such request to the
+-- group owning partition 0.
 
 local M = 0x5bd1e995
 local MASK = 0xffffffff
@@ -44,8 +47,9 @@ local function unescape(text)
   return (text:gsub('%+', ' '):gsub('%%(%x%x)', function(hex) return string.char(tonumber(hex, 16)) end))
 end
 
--- Query parameters that are not channels on /events.
-local NOT_CHANNELS = { lastEventId = true, since = true, token = true }
+-- Query parameters of /events that are not channels (routes/streams.ts ResumeQuery, and the
+-- auth token): every other parameter is a channel kind's (room, ticker, a declared kind's name).
+local NOT_CHANNELS = { lastEventId = true, since = true, token = true, name = true }
 
 -- The channel name a request is about, or nil. One-channel paths: /events/<room>,
 -- /rooms/<room>[/...], /tickers/<symbol>/..., /streams/<kind>/<channel>[/<type>]. On /events?room=a&...
@@ -65,10 +69,10 @@ local function channelOf(path, query)
   return nil
 end
 
-core.register_fetches('kafka_partition', function(txn, partitions)
+core.register_action('kafka_partition', { 'http-req' }, function(txn, partitions)
   local count = tonumber(partitions)
-  if count == nil or count < 1 then return nil end
+  if count == nil or count < 1 then return end
   local name = channelOf(txn.f:path() or '', txn.f:query())
-  if name == nil then return nil end
-  return (murmur2(name) & 0x7fffffff) % count
-end)
+  if name == nil then return end
+  txn:set_var('txn.partition', (murmur2(name) & 0x7fffffff) % count)
+end, 1)

@@ -6,13 +6,15 @@
 
 // One connection for all channels (`GET /events?room=…&ticker=…`): a browser opens at most six
 // HTTP/1.1 connections per origin. false opens one per channel instead (`GET /events/:room`,
-// `GET /tickers/:symbol/events`); the page works the same either way.
+// `GET /tickers/:symbol/events`); the page works the same either way. A sharded gateway (README,
+// "Sharded mode") refuses one stream for a room and a symbol of different shard groups (409):
+// the page then opens one per channel, which the load balancer routes each to its group.
 const ONE_CONNECTION = true;
 
 // `name`: who this page is in the room's presence when the gateway runs without auth (with auth
 // on the gateway ignores it and lists the token's name).
 function streamUrls(room, symbol, name) {
-  if (ONE_CONNECTION) return [`/events?${new URLSearchParams({ room, ticker: symbol, name })}`];
+  if (ONE_CONNECTION && state.separateFor !== channelsKey()) return [`/events?${new URLSearchParams({ room, ticker: symbol, name })}`];
   return [`/events/${encodeURIComponent(room)}?${new URLSearchParams({ name })}`, `/tickers/${encodeURIComponent(symbol)}/events`];
 }
 
@@ -52,7 +54,10 @@ const state = {
   presence: { members: new Map(), anonymous: 0 },
   /** The name the streams were opened with. */
   streamName: '',
+  /** The room and symbol (channelsKey) whose combined stream a sharded gateway refused: one stream each for them. */
+  separateFor: '',
 };
+const channelsKey = () => `${state.room}\n${state.symbol}`;
 ui.room.value = state.room;
 ui.symbol.value = state.symbol;
 ui.window.value = state.window;
@@ -85,7 +90,8 @@ function openStream(url) {
   const listen = () => {
     // A new EventSource cannot send Last-Event-ID itself: hand the position over in the query.
     const start = stream.lastEventId ? { lastEventId: stream.lastEventId } : { since: String(since) };
-    const events = new EventSource(`${url}${url.includes('?') ? '&' : '?'}${new URLSearchParams(start)}`);
+    const address = `${url}${url.includes('?') ? '&' : '?'}${new URLSearchParams(start)}`;
+    const events = new EventSource(address);
     stream.events = events;
     events.onopen = () => {
       // A reopen after a drop: the browser sent Last-Event-ID, the gateway resumes from it.
@@ -110,7 +116,8 @@ function openStream(url) {
         // The browser gave up (an HTTP error such as 503): start over after a pause.
         stream.badge = 'disconnected';
         clearTimeout(stream.retryTimer);
-        stream.retryTimer = setTimeout(() => stream.closed || listen(), RECONNECT_AFTER_FAILURE_MS);
+        if (!stream.opened && state.sources.length === 1 && state.separateFor !== channelsKey()) void askWhy(address);
+        else stream.retryTimer = setTimeout(() => stream.closed || listen(), RECONNECT_AFTER_FAILURE_MS);
       }
       renderBadge();
     };
@@ -127,6 +134,25 @@ function openStream(url) {
     events.addEventListener('reset', (e) => onReset(JSON.parse(e.data), stream));
     // Presence frames carry no id: they never move the resume position.
     events.addEventListener('presence', (e) => onPresence(JSON.parse(e.data)));
+  };
+  /**
+   * The combined stream failed before it ever opened, and EventSource does not say why: the
+   * same request with fetch does. 409 is a sharded gateway saying its channels live on
+   * different shard groups: one stream per channel instead. Anything else: retry as usual.
+   */
+  const askWhy = async (address) => {
+    const controller = new AbortController();
+    const status = await fetch(address, { headers: { accept: 'text/event-stream' }, signal: controller.signal }).then(
+      (response) => response.status,
+      () => 0,
+    );
+    // A 200 is a stream opened meanwhile: not wanted here, EventSource opens its own.
+    controller.abort();
+    if (stream.closed) return;
+    if (status === 409) {
+      state.separateFor = channelsKey();
+      connect();
+    } else stream.retryTimer = setTimeout(() => stream.closed || listen(), RECONNECT_AFTER_FAILURE_MS);
   };
   stream.close = () => {
     stream.closed = true;

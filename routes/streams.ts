@@ -8,8 +8,7 @@ import { parseSince } from '../plugins/event-stream.ts';
 import { httpError } from '../plugins/errors.ts';
 import { streamReplies, streamSecurity } from './schemas.ts';
 import type { ChannelKind } from '../src/channels/kind.ts';
-import { channelKey } from '../src/channels/records.ts';
-import { channelPartition } from '../src/bus/shards.ts';
+import { servedHere, shardReplies } from './shard-guard.ts';
 import { isPresentableName, type PresenceIdentity } from '../src/presence/statement.ts';
 
 const ResumeQuery = {
@@ -41,65 +40,6 @@ const STREAM_DESCRIPTION =
   'The 200 response lists every event with its data schema. With auth on, a token (Authorization: Bearer, ' +
   'the AUTH_COOKIE cookie or `?token=`) is needed unless every channel is public (PUBLIC_ROOMS, PUBLIC_TICKERS, a declared kind\'s `access.public`).';
 
-const ShardElsewhere = Type.Object({
-  channel: Type.String({ description: 'kind:name' }),
-  partition: Type.Integer(),
-  peer: Type.Union([Type.String(), Type.Null()], { description: "The owning group's base URL (SHARD_PEERS), null when not configured" }),
-});
-
-/** Answers only sharded replicas give (SHARD_PARTITIONS; README, "Sharded mode"). */
-const shardReplies = {
-  307: Type.Null({
-    description:
-      'Sharded mode: every channel (and the resume id) lives on partitions another shard group consumes, named in SHARD_PEERS: `Location` is the same request there (EventSource follows it)',
-  }),
-  409: Type.Object(
-    { statusCode: Type.Integer(), error: Type.String(), message: Type.String(), elsewhere: Type.Array(ShardElsewhere) },
-    {
-      description:
-        'Sharded mode: a channel or a position of the resume id lives on a partition this replica does not consume, and no single peer owns them all (channels of several shard groups on one stream, or no SHARD_PEERS)',
-    },
-  ),
-};
-
-/**
- * The last event id a stream request carries, as the stream itself will read it (the
- * Last-Event-ID header wins over `?lastEventId=`; empty is none).
- */
-function resumeId(request: FastifyRequest): string | undefined {
-  const header = request.headers['last-event-id'];
-  const fromHeader = Array.isArray(header) ? header[0] : header;
-  if (fromHeader !== undefined && fromHeader !== '') return fromHeader;
-  const query = (request.query as { lastEventId?: string } | undefined)?.lastEventId;
-  return query === '' ? undefined : query;
-}
-
-/**
- * Sharded mode: true when this replica serves the stream; otherwise the reply has been sent (a
- * 307 to the one peer owning everything asked, or a 409 naming what lives elsewhere).
- */
-function servedHere(request: FastifyRequest, reply: FastifyReply, channels: readonly ChannelRef[]): boolean {
-  const { shards, dispatcher } = request.server;
-  if (shards === null) return true;
-  const placements = channels.map(({ kind: kindName, name }) => {
-    const kind = dispatcher.registry.get(kindName);
-    const key = channelKey(kind.name, name);
-    return { channel: key, partition: channelPartition(name, kind.partitioning, dispatcher.partitionCount(kind.slot), dispatcher.partitionOf(key)) };
-  });
-  const id = resumeId(request);
-  // An id that does not decode is the stream's business (it answers with `reset`).
-  const resumePartitions = id === undefined ? [] : (request.server.cursorCodec.decode(id) ?? []).map((entry) => entry.partition);
-  const decision = shards.decide(placements, resumePartitions);
-  if (decision.action === 'serve') return true;
-  if (decision.action === 'redirect') {
-    request.log.debug({ to: decision.url }, 'stream redirected to the shard group owning its partition');
-    void reply.redirect(`${decision.url}${request.url}`, 307);
-    return false;
-  }
-  void reply.code(409).send({ statusCode: 409, error: 'Conflict', message: decision.message, elsewhere: decision.elsewhere });
-  return false;
-}
-
 /**
  * Checks the start time and `?name=`, then (sharded) that the channels live here, then the
  * caller's right to every channel (401/403), then streams until the grant expires. Its
@@ -109,7 +49,7 @@ function servedHere(request: FastifyRequest, reply: FastifyReply, channels: read
 async function openStream(request: FastifyRequest, reply: FastifyReply, channels: ChannelRef[], since: string | undefined, name: string | undefined) {
   if (since !== undefined && !Number.isFinite(parseSince(since))) throw httpError(400, 'querystring/since is not a valid time');
   if (name !== undefined && !isPresentableName(name)) throw httpError(400, 'querystring/name must be 1 to 64 printable characters');
-  if (!servedHere(request, reply, channels)) return reply;
+  if (!servedHere(request, reply, channels, { stream: true })) return reply;
   const grant = await request.authorizeSubscription(channels);
   let identity: PresenceIdentity | null = null;
   if (grant.identity !== null) identity = { sub: grant.identity, name: grant.displayName ?? grant.identity, verified: true };

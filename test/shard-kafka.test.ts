@@ -11,6 +11,8 @@ import { freePort } from './helpers/server-process.ts';
 import { startHaproxy } from './helpers/haproxy.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import { presenceTopic } from '../src/config.ts';
+import { chromium } from 'playwright-core';
+import { toolSkipReason } from '../scripts/test-tools.ts';
 
 /**
  * Sharded mode end to end: two shard groups on real Kafka topics of 6 partitions (group 0
@@ -164,6 +166,39 @@ t.test('two shard groups behind HAProxy', async (t) => {
     t.equal(spread.size, PARTITIONS, 'the names cover every partition');
   });
 
+  await t.test('requests naming no channel go to every replica of every group, with no partition', async (t) => {
+    for (const path of ['/', '/status', '/readyz', '/app.js']) {
+      const response = await fetch(`${balancer.url}${path}`);
+      await response.arrayBuffer();
+      t.equal(response.status, 200, `${path} answers`);
+      t.equal(response.headers.get('x-kafka-partition'), null, `${path}: no X-Kafka-Partition (it names no channel)`);
+    }
+    const group = new Map([[g0a.config.instanceId, 'group 0'], [g0b.config.instanceId, 'group 0'], [g1.config.instanceId, 'group 1']]);
+    const answeredBy = new Set<string>();
+    // leastconn takes turns among idle replicas: a handful of requests reaches every one.
+    for (let i = 0; i < 12 && answeredBy.size < 3; i++) {
+      const status = (await (await fetch(`${balancer.url}/status`)).json()) as { instanceId: string };
+      answeredBy.add(status.instanceId);
+    }
+    t.equal(answeredBy.size, 3, '/status through HAProxy is answered by each of the three replicas');
+    t.same(new Set([...answeredBy].map((id) => group.get(id))), new Set(['group 0', 'group 1']), 'of both groups');
+  });
+
+  await t.test('/events?… is routed by its first channel parameter, never by name, since, lastEventId or token', async (t) => {
+    // A value that would route to group 0, in front of a group 1 room.
+    const decoy = roomIn(GROUP0);
+    for (const param of ['name', 'since', 'lastEventId', 'token']) {
+      // Any answer will do (a bad `since` is a 400): the header is HAProxy's.
+      const controller = new AbortController();
+      const response = await fetch(`${balancer.url}/events?${param}=${decoy}&room=${room1}`, { headers: { accept: 'text/event-stream' }, signal: controller.signal });
+      controller.abort();
+      t.equal(response.headers.get('x-kafka-partition'), String(partitionForKey(room1, PARTITIONS)), `?${param}= in front of room=`);
+    }
+    const stream = await openStream(t, `${balancer.url}/events?name=${decoy}&room=${room1}`);
+    t.equal(stream.status, 200, 'the stream opens at the group owning the room');
+    stream.close();
+  });
+
   await t.test('a multi-room stream across shard groups is refused with 409 naming the room elsewhere', async (t) => {
     for (const [first, second] of [[room0, room1], [room1, room0]]) {
       const response = await fetch(`${balancer.url}/events?room=${first}&room=${second}`, { headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000) });
@@ -195,6 +230,74 @@ t.test('two shard groups behind HAProxy', async (t) => {
     t.same(body.elsewhere, [{ channel: `room:${room1}`, partition: partitionForKey(room1, PARTITIONS), peer: null }]);
     t.match(body.message, /load balancer/);
   });
+
+  await t.test("edits, deletes, chart history and publishes with an id at a replica of the other group redirect or refuse, like streams", async (t) => {
+    const json = { 'content-type': 'application/json' };
+    const id = uniqueName('msg');
+    const posted = await postJson(`${balancer.url}/rooms/${room0}/messages`, { id, user: 'ann', text: 'to edit' });
+    t.equal(posted.status, 202);
+    const symbol0 = roomIn(GROUP0);
+    const symbol1 = roomIn(GROUP1);
+    for (const symbol of [symbol0, symbol1]) t.equal((await postJson(`${balancer.url}/tickers/${symbol}/prices`, { price: 1.5, currency: 'USD' })).status, 202);
+
+    // Group 1 names group 0 in SHARD_PEERS: the same request there (a 307 keeps method and body).
+    const requests: Array<[string, string, string, object?]> = [
+      ['PATCH', `/rooms/${room0}/messages/${id}`, 'an edit', { text: 'edited' }],
+      ['DELETE', `/rooms/${room0}/messages/${uniqueName('none')}`, 'a delete'],
+      ['GET', `/tickers/${symbol0}/history`, 'a chart'],
+      ['POST', `/rooms/${room0}/messages`, 'a post with an id', { id, user: 'ann', text: 'to edit' }],
+      ['POST', `/tickers/${symbol0}/prices`, 'a price with an id', { id: 'p1', price: 2, currency: 'USD' }],
+    ];
+    for (const [method, path, what, body] of requests) {
+      const response = await fetch(`${g1.url}${path}`, { method, redirect: 'manual', ...(body === undefined ? {} : { headers: json, body: JSON.stringify(body) }) });
+      t.equal(response.status, 307, `${what} at group 1: 307`);
+      t.equal(response.headers.get('location'), `${g0a.url}${path}`, `${what}: to the same request at group 0`);
+    }
+    const edited = await fetch(`${g1.url}/rooms/${room0}/messages/${id}`, { method: 'PATCH', headers: json, body: JSON.stringify({ text: 'edited' }) });
+    t.equal(edited.status, 202, 'the edit, redirected, is made by the group knowing the message');
+    const chart = (await (await fetch(`${g1.url}/tickers/${symbol0}/history`)).json()) as { points: unknown[] };
+    t.equal(chart.points.length, 1, 'the chart, redirected, has the price');
+
+    // Group 0 knows no peer: 409 naming where the channel lives.
+    const refused: Array<[string, string, string, string, object?]> = [
+      ['PATCH', `/rooms/${room1}/messages/x1`, 'an edit', `room:${room1}`, { text: 'edited' }],
+      ['DELETE', `/rooms/${room1}/messages/x1`, 'a delete', `room:${room1}`],
+      ['GET', `/tickers/${symbol1}/history`, 'a chart', `ticker:${symbol1}`],
+      ['POST', `/rooms/${room1}/messages`, 'a post with an id', `room:${room1}`, { id: 'x1', user: 'ann', text: 'hi' }],
+    ];
+    for (const [method, path, what, channel, body] of refused) {
+      const response = await fetch(`${g0a.url}${path}`, { method, ...(body === undefined ? {} : { headers: json, body: JSON.stringify(body) }) });
+      t.equal(response.status, 409, `${what} at group 0: 409`);
+      const reply = (await response.json()) as { elsewhere?: Array<{ channel: string }> };
+      t.same(reply.elsewhere?.map((entry) => entry.channel), [channel], `${what}: names the channel elsewhere`);
+    }
+    const anywhere = await postJson(`${g0a.url}/rooms/${room1}/messages`, { user: 'ann', text: 'no id' });
+    t.equal(anywhere.status, 202, 'a post without an id is published by any replica');
+  });
+
+  await t.test(
+    'the demo page, its room and symbol on different groups, falls back to one stream per channel and shows both',
+    { skip: toolSkipReason('chromium') },
+    async (t) => {
+      const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] });
+      t.teardown(() => browser.close());
+      const room = roomIn(GROUP0);
+      const symbol = roomIn(GROUP1);
+      const page = await browser.newPage();
+      page.setDefaultTimeout(20_000);
+      await page.goto(`${balancer.url}/?${new URLSearchParams({ room, symbol })}`);
+      await page.waitForSelector('#badge[data-state="live"]');
+      // (Streams of the tests before may still be closing on the server side.)
+      await until(() => g0a.app.openStreamCount() + g0b.app.openStreamCount() === 1 && g1.app.openStreamCount() === 1, 20_000, () =>
+        `one stream at each group (group 0: ${g0a.app.openStreamCount() + g0b.app.openStreamCount()}, group 1: ${g1.app.openStreamCount()})`);
+      t.pass('the room streams from group 0, the symbol from group 1');
+      await post(balancer.url, room, 'seen in the page');
+      t.equal((await postJson(`${balancer.url}/tickers/${symbol}/prices`, { price: 42, currency: 'USD' })).status, 202);
+      await page.locator('#messages li .text').getByText('seen in the page', { exact: true }).waitFor();
+      await page.waitForSelector('#last-price:text("42")');
+      t.equal(await page.getAttribute('#badge', 'data-state'), 'live', 'the page stays live');
+    },
+  );
 
   await t.test('a resume id naming a partition of another group is refused, not ignored', async (t) => {
     const stream = await openStream(t, `${balancer.url}/events/${room0}`);

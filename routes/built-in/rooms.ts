@@ -9,6 +9,7 @@ import { httpError } from '../../plugins/errors.ts';
 import { AcceptedReply, errorReplies, errorReply, PublisherId, RoomParams } from '../schemas.ts';
 import { publishAuthReplies as authReplies, publishDocs as docs, publishing } from '../publish.ts';
 import { channelStream } from '../streams.ts';
+import { hasBodyId, shardGuard, shardReplies } from '../shard-guard.ts';
 
 /** Longest a delete or an edit of a message this replica does not know yet waits for its consumer to catch up with the partition. */
 const CATCH_UP_TIMEOUT_MS = 2000;
@@ -53,11 +54,19 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
           202: AcceptedReply,
           ...errorReplies,
           ...authReplies,
-          409: errorReply('The `id` belongs to a message of another author in this room (posted within HISTORY_MAX_AGE_MS): pick another id'),
+          ...shardReplies,
+          // The shard answer first: it alone has `elsewhere` (the first schema that fits serializes).
+          409: Type.Union([
+            shardReplies[409],
+            errorReply('The `id` belongs to a message of another author in this room (posted within HISTORY_MAX_AGE_MS): pick another id'),
+          ]),
         },
         ...docs,
       },
-      preHandler: guarded('room', 'room'),
+      // With an `id` the answer depends on the room's message ledger (the ownership check, a
+      // retry answered with the first record): sharded, only the group consuming the room's
+      // partition has it. Without one, any replica publishes.
+      preHandler: [shardGuard('room', 'room', hasBodyId), ...guarded('room', 'room')],
     },
     async (request, reply) => {
       // Nobody posts as someone else: a token's identity replaces whatever the body claims.
@@ -147,7 +156,8 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
     app.authorizeModification(request, message.author);
     return message;
   };
-  const modification = [app.publishRateLimit.perIp, app.authorizePublishing('room', { moderation: true, param: 'room' }), app.publishRateLimit.perIdentity];
+  // The message ledger is the room's partition's: sharded, only its group can edit or delete.
+  const modification = [shardGuard('room', 'room'), app.publishRateLimit.perIp, app.authorizePublishing('room', { moderation: true, param: 'room' }), app.publishRateLimit.perIdentity];
   const whoMayModify = (verb: string) =>
     `Only the message's author (the token whose \`sub\` posted it), a token whose \`moderate\` claim covers the room, or a service key may ${verb} it (403 for others; anyone with auth off). ` +
     'The gateway knows the author of every message of the last `HISTORY_MAX_AGE_MS`; for an older one still in Kafka, send `?eventId=` with the event id its post answered. ' +
@@ -186,7 +196,8 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ...errorReplies,
           ...authReplies,
           ...modificationRefusals,
-          409: errorReply('The message was deleted: there is nothing left to edit'),
+          ...shardReplies,
+          409: Type.Union([shardReplies[409], errorReply('The message was deleted: there is nothing left to edit')]),
         },
         ...docs,
       },
@@ -216,7 +227,7 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: `${whoMayModify('delete')} Safe to retry: deleting a message already deleted answers 202 with the first delete's event id.`,
         params: MessageParams,
         querystring: MessageLocator,
-        response: { 202: AcceptedReply, ...errorReplies, ...authReplies, ...modificationRefusals },
+        response: { 202: AcceptedReply, ...errorReplies, ...authReplies, ...modificationRefusals, ...shardReplies },
         ...docs,
       },
       preHandler: modification,

@@ -6,6 +6,7 @@ import { HISTORY_WINDOW_NAMES } from '../../src/charts/chart-history.ts';
 import { AcceptedReply, errorReplies, errorReply, internalError, noSecurity, PublisherId, SymbolParams } from '../schemas.ts';
 import { publishAuthReplies as authReplies, publishDocs as docs, publishing } from '../publish.ts';
 import { channelStream } from '../streams.ts';
+import { hasBodyId, shardGuard, shardReplies } from '../shard-guard.ts';
 
 const HistoryReply = Type.Object({
   symbol: Type.String(),
@@ -39,10 +40,12 @@ const tickerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Publish a price for a ticker symbol',
         params: SymbolParams,
         body: Type.Object({ id: PublisherId, price: Price, currency: Currency }, { additionalProperties: false }),
-        response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
+        response: { 202: AcceptedReply, ...errorReplies, ...authReplies, ...shardReplies },
         ...docs,
       },
-      preHandler: guarded('ticker', 'symbol'),
+      // With an `id`, a retry is answered from the ledger of the symbol's partition: sharded,
+      // only its group has it. Without one, any replica publishes.
+      preHandler: [shardGuard('ticker', 'symbol', hasBodyId), ...guarded('ticker', 'symbol')],
     },
     async (request, reply) => {
       const { symbol } = request.params;
@@ -65,10 +68,12 @@ const tickerRoutes: FastifyPluginAsyncTypebox = async (app) => {
           { window: Type.Optional(Type.Enum(HISTORY_WINDOW_NAMES, { default: '5m', description: 'How far back the chart reaches' })) },
           { additionalProperties: false },
         ),
-        response: { 200: HistoryReply, 400: errorReply('An invalid symbol or window'), ...internalError },
+        response: { 200: HistoryReply, 400: errorReply('An invalid symbol or window'), ...internalError, ...shardReplies },
         tags: ['history'],
         security: noSecurity,
       },
+      // A replica keeps the charts of the symbols its partitions carry only.
+      preHandler: shardGuard('ticker', 'symbol'),
     },
     async (request) => ({ ...history.read(request.params.symbol, request.query.window ?? '5m'), backfilling: backfill?.inProgress ?? false }),
   );
