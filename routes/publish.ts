@@ -4,6 +4,7 @@ import { channelKey } from '../src/channels/records.ts';
 import type { ChannelKind } from '../src/channels/kind.ts';
 import type { OutgoingRecord } from '../src/bus/types.ts';
 import { AcceptedReply, authReplies as refusals, ChannelParams, errorReplies, errorReply, publishSecurity } from './schemas.ts';
+import { hasBodyId, shardGuard, shardReplies } from './shard-guard.ts';
 
 /** Publishing is authenticated (token or service API key) and rate-limited per IP and identity. */
 export const publishAuthReplies = {
@@ -53,10 +54,11 @@ const publishRoutes: FastifyPluginAsyncTypebox = async (app) => {
           params: ChannelParams,
           // The declared JSON Schema, validated by Fastify's Ajv like every body (no coercion, nothing removed).
           body: type.schema,
-          response: { 202: AcceptedReply, ...errorReplies, ...authReplies },
+          response: { 202: AcceptedReply, ...errorReplies, ...authReplies, ...shardReplies },
           ...docs,
         },
-        preHandler: guarded(kind.name, 'channel'),
+        // Sharded: a publish with an `id` is answered from the owning group's dedup (its repeat's eventId).
+        preHandler: [shardGuard(kind.name, 'channel', hasBodyId), ...guarded(kind.name, 'channel')],
       },
       async (request, reply) => {
         const { channel } = request.params as { channel: string };

@@ -48,7 +48,7 @@ const STREAM_DESCRIPTION =
  */
 async function openStream(request: FastifyRequest, reply: FastifyReply, channels: ChannelRef[], since: string | undefined, name: string | undefined) {
   if (since !== undefined && !Number.isFinite(parseSince(since))) throw httpError(400, 'querystring/since is not a valid time');
-  if (name !== undefined && !isPresentableName(name)) throw httpError(400, 'querystring/name must be 1 to 64 printable characters');
+  if (name !== undefined && !isPresentableName(name)) throw httpError(400, 'querystring/name must be 1 to 64 printable characters, with plain spaces only between words');
   if (!servedHere(request, reply, channels, { stream: true })) return reply;
   const grant = await request.authorizeSubscription(channels);
   let identity: PresenceIdentity | null = null;

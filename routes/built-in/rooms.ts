@@ -56,10 +56,13 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ...authReplies,
           ...shardReplies,
           // The shard answer first: it alone has `elsewhere` (the first schema that fits serializes).
-          409: Type.Union([
-            shardReplies[409],
-            errorReply('The `id` belongs to a message of another author in this room (posted within HISTORY_MAX_AGE_MS): pick another id'),
-          ]),
+          409: Type.Union(
+            [
+              shardReplies[409],
+              errorReply('The `id` belongs to a message of another author in this room (posted within HISTORY_MAX_AGE_MS): pick another id'),
+            ],
+            { description: 'The `id` belongs to a message of another author in this room (posted within HISTORY_MAX_AGE_MS): pick another id; or, sharded, the room lives on another shard group (`elsewhere`)' },
+          ),
         },
         ...docs,
       },
@@ -197,7 +200,9 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ...authReplies,
           ...modificationRefusals,
           ...shardReplies,
-          409: Type.Union([shardReplies[409], errorReply('The message was deleted: there is nothing left to edit')]),
+          409: Type.Union([shardReplies[409], errorReply('The message was deleted: there is nothing left to edit')], {
+            description: 'The message was deleted: there is nothing left to edit; or, sharded, the room lives on another shard group (`elsewhere`)',
+          }),
         },
         ...docs,
       },
