@@ -11,6 +11,7 @@ import { freePort } from './helpers/server-process.ts';
 import { startHaproxy } from './helpers/haproxy.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import { presenceTopic } from '../src/config.ts';
+import type { ChannelKindDeclaration } from '../src/channels/kind.ts';
 import { chromium } from 'playwright-core';
 import { toolSkipReason } from '../scripts/test-tools.ts';
 
@@ -75,12 +76,21 @@ async function post(url: string, room: string, text: string): Promise<void> {
 
 t.test('two shard groups behind HAProxy', async (t) => {
   const topics = kafkaTopics();
+  const ordersTopic = uniqueName('orders');
   const admin = await kafkaAdmin(t);
   await admin.createTopics({
     waitForLeaders: true,
-    topics: [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: PARTITIONS, replicationFactor: 1 })),
+    topics: [topics.chatTopic, topics.tickerTopic, ordersTopic].map((topic) => ({ topic, numPartitions: PARTITIONS, replicationFactor: 1 })),
   });
-  const shared = { kafkaBrokers: brokers, ...topics, cursorSecret: 'shard-test-cursor-secret' };
+  // A declared kind too: its publishes with an id are guarded like the rooms'.
+  const orders: ChannelKindDeclaration = {
+    name: 'orders',
+    topic: ordersTopic,
+    partitioning: 'murmur2',
+    publish: ['created'],
+    eventTypes: { created: { schema: { type: 'object', required: ['id'], properties: { id: { type: 'string' }, amount: { type: 'number' } } } } },
+  };
+  const shared = { kafkaBrokers: brokers, ...topics, channelKinds: [orders], cursorSecret: 'shard-test-cursor-secret' };
   const g0a = await startGateway(t, { ...shared, shardPartitions: GROUP0 });
   const g0b = await startGateway(t, { ...shared, shardPartitions: GROUP0 });
   // Group 1 knows where group 0 is served: its requests for group 0's rooms get a 307 there.
@@ -110,7 +120,7 @@ t.test('two shard groups behind HAProxy', async (t) => {
       const presencePartitions = (await admin.fetchTopicOffsets(presence)).map((entry) => entry.partition).sort();
       t.same(
         Object.fromEntries(Object.entries(assignment).map(([topic, partitions]) => [topic, [...partitions].sort()])),
-        { [topics.chatTopic]: owned, [topics.tickerTopic]: owned, [presence]: presencePartitions },
+        { [topics.chatTopic]: owned, [topics.tickerTopic]: owned, [ordersTopic]: owned, [presence]: presencePartitions },
         `${groupId}: Kafka assigned only its partitions of the channel topics, and the whole presence topic`,
       );
     }
@@ -247,6 +257,7 @@ t.test('two shard groups behind HAProxy', async (t) => {
       ['GET', `/tickers/${symbol0}/history`, 'a chart'],
       ['POST', `/rooms/${room0}/messages`, 'a post with an id', { id, user: 'ann', text: 'to edit' }],
       ['POST', `/tickers/${symbol0}/prices`, 'a price with an id', { id: 'p1', price: 2, currency: 'USD' }],
+      ['POST', `/streams/orders/${symbol0}/created`, "a declared kind's event with an id", { id: 'o1', amount: 3 }],
     ];
     for (const [method, path, what, body] of requests) {
       const response = await fetch(`${g1.url}${path}`, { method, redirect: 'manual', ...(body === undefined ? {} : { headers: json, body: JSON.stringify(body) }) });
