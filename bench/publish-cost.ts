@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sampleProcess } from './procfs.ts';
 import { summariseProfile } from './profile-summary.ts';
-import { freePort } from './ports.ts';
+import { freePort } from '../scripts/ports.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CACHE = join(ROOT, 'node_modules', '.cache', 'kafka-sse-gateway-bench');

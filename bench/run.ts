@@ -41,7 +41,7 @@ import { sampleGroup, sampleProcess } from './procfs.ts';
 import { summariseProfile } from './profile-summary.ts';
 import { insideGaps, longestStretches, type LoopGap } from './profile-stretches.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
-import { freePort } from './ports.ts';
+import { freePort } from '../scripts/ports.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = join(ROOT, 'bench');

@@ -88,17 +88,23 @@ export function parseSince(value: string): number {
 }
 
 /**
- * Where a stream starts: the header EventSource resends on reconnect wins over the URL's. An
- * empty id is no id (EventSource sends none then, but fetch-based clients send an empty
- * header): it must not hide the URL's `?lastEventId=`.
+ * The id a stream request resumes from, if any: the header EventSource resends on reconnect
+ * wins over the URL's `?lastEventId=`. An empty id is no id (EventSource sends none then, but
+ * fetch-based clients send an empty header): it must not hide the URL's.
  */
-function startFrom(request: FastifyRequest): StartFrom {
+export function resumeIdOf(request: FastifyRequest): string | undefined {
   const header = request.headers['last-event-id'];
-  const query = request.query as { lastEventId?: string; since?: string } | undefined;
+  const query = request.query as { lastEventId?: string } | undefined;
   const nonEmpty = (value: string | undefined) => (value === undefined || value === '' ? undefined : value);
-  const id = nonEmpty(Array.isArray(header) ? header[0] : header) ?? nonEmpty(query?.lastEventId);
+  return nonEmpty(Array.isArray(header) ? header[0] : header) ?? nonEmpty(query?.lastEventId);
+}
+
+/** Where a stream starts: its resume id (`resumeIdOf`), else `?since=`, else live. */
+function startFrom(request: FastifyRequest): StartFrom {
+  const id = resumeIdOf(request);
   if (id !== undefined) return { kind: 'cursor', id };
-  if (query?.since !== undefined) return { kind: 'time', timestamp: parseSince(query.since) };
+  const since = (request.query as { since?: string } | undefined)?.since;
+  if (since !== undefined) return { kind: 'time', timestamp: parseSince(since) };
   return { kind: 'live' };
 }
 

@@ -3,6 +3,7 @@ import { Type } from 'typebox';
 import type { ChannelRef } from '../src/connection/subscription.ts';
 import { channelKey } from '../src/channels/records.ts';
 import { channelPartition } from '../src/bus/shards.ts';
+import { resumeIdOf } from '../plugins/event-stream.ts';
 
 /**
  * Sharded mode (README, "Sharded mode"; docs/SCALING.md): the one check of whether this replica
@@ -33,18 +34,6 @@ export const shardReplies = {
 };
 
 /**
- * The last event id a stream request carries, as the stream itself will read it (the
- * Last-Event-ID header wins over `?lastEventId=`; empty is none).
- */
-function resumeId(request: FastifyRequest): string | undefined {
-  const header = request.headers['last-event-id'];
-  const fromHeader = Array.isArray(header) ? header[0] : header;
-  if (fromHeader !== undefined && fromHeader !== '') return fromHeader;
-  const query = (request.query as { lastEventId?: string } | undefined)?.lastEventId;
-  return query === '' ? undefined : query;
-}
-
-/**
  * Sharded mode: true when this replica serves a request about `channels` (always when not
  * sharded); otherwise the reply has been sent: a 307 to the same request at the one peer owning
  * everything asked, or a 409 naming what lives elsewhere. `stream`: the request is a stream, so
@@ -58,7 +47,7 @@ export function servedHere(request: FastifyRequest, reply: FastifyReply, channel
     const key = channelKey(kind.name, name);
     return { channel: key, partition: channelPartition(name, kind.partitioning, dispatcher.partitionCount(kind.slot), dispatcher.partitionOf(key)) };
   });
-  const id = stream ? resumeId(request) : undefined;
+  const id = stream ? resumeIdOf(request) : undefined;
   // An id that does not decode is the stream's business (it answers with `reset`).
   const resumePartitions = id === undefined ? [] : (request.server.cursorCodec.decode(id) ?? []).map((entry) => entry.partition);
   const decision = shards.decide(placements, resumePartitions);

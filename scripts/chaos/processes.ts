@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort as anyFreePort } from '../ports.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const WATCHDOG = `
@@ -157,15 +157,7 @@ export async function killAll(): Promise<void> {
 const handedOut = new Set<number>();
 export async function freePort(): Promise<number> {
   for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const server = createServer();
-      server.unref();
-      server.on('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const address = server.address();
-        server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-      });
-    });
+    const port = await anyFreePort();
     if (!handedOut.has(port)) {
       handedOut.add(port);
       return port;

@@ -14,6 +14,7 @@ import { randomBytes, createHash } from 'node:crypto'
 import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile, open } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { freePort } from '../ports.ts'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -177,19 +178,6 @@ export function pidAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      const port = typeof addr === 'object' && addr ? addr.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 /** Distinct free ports (a port freed by one probe could be handed out again by the next), none of `taken`. */

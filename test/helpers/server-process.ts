@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import net from 'node:net';
+import { freePort } from '../../scripts/ports.ts';
 import type { Teardowns } from './fixture.ts';
 import { TEST_SERVER_ENTRY_ENV } from '../../scripts/test-tools.ts';
 import { until } from './sse-client.ts';
@@ -16,18 +16,8 @@ export interface ServerProcess {
   terminate(): Promise<{ code: number | null; tookMs: number }>;
 }
 
-/** A free TCP port on 127.0.0.1 (asked of the kernel, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 (scripts/ports.ts), for the tests that import it from here. */
+export { freePort };
 
 /**
  * Node's arguments that start the server: under `npm test` the server compiled for the run
