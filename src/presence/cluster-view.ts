@@ -64,15 +64,6 @@ export class RemoteStatements {
     return changed;
   }
 
-  /** When the member (by member key) joined the channel, the earliest any replica says; undefined when none lists it. */
-  sinceOf(channelKey: string, key: string): number | undefined {
-    let since: number | undefined;
-    for (const { statement } of this.#byChannel.get(channelKey)?.values() ?? []) {
-      for (const member of statement.members) if (memberKey(member) === key && (since === undefined || member.since < since)) since = member.since;
-    }
-    return since;
-  }
-
   /** The statements held about the channel, one per replica. */
   statementsOf(channelKey: string): Iterable<PresenceStatement> {
     const replicas = this.#byChannel.get(channelKey);

@@ -82,6 +82,9 @@ export interface PresenceStats {
   framesWritten: number;
 }
 
+/** No local streams: the other replicas' statements merged alone. */
+const NOBODY = { members: [], anonymous: 0 };
+
 /**
  * Most members a snapshot lists (≈ 100 bytes each, so ≤ ~20 KB); `count` still counts them all,
  * and the route lists them all. Every stream opening pays for its snapshot: in a reconnect storm
@@ -175,7 +178,7 @@ export class PresenceService {
     for (const channel of channels) {
       const key = keyOf(channel.kind, channel.name);
       // A member already in the channel on another replica (moved by a drain, a second tab) keeps its `since`.
-      const since = identity === null ? undefined : this.#remote.sinceOf(key, memberKey(identity));
+      const since = identity === null ? undefined : mergeView(NOBODY, this.#remote.statementsOf(key)).members.get(memberKey(identity))?.since;
       leaves.push(this.#tracker.join(key, identity, since));
       let sinks = this.#sinks.get(key);
       if (sinks === undefined) {
