@@ -39,9 +39,9 @@ export default fp(
     app.dispatcher.sideTopic(topic, presence.onRecords);
     app.decorate('presence', presence);
     app.addHook('onReady', async () => presence.start());
-    // Its members stay listed while its drained clients come back elsewhere: the longest `retry:`
-    // the drain gives (SSE_RETRY_MS + the window) is within the grace + the window.
-    app.addHook('onClose', async () => presence.stop(GOODBYE_TIMEOUT_MS, config.presence.leaveGraceMs + Math.max(config.drainWindowMs, 1000)));
+    // Its members stay listed while its drained clients come back elsewhere (the drain told the
+    // service how long: plugins/event-stream.ts calls beginDrain).
+    app.addHook('onClose', async () => presence.stop(GOODBYE_TIMEOUT_MS));
   },
   { name: 'presence', fastify: '5.x', dependencies: ['gateway'] },
 );

@@ -137,6 +137,8 @@ export class PresenceService {
   #nextRestateAt: number;
   #timer: NodeJS.Timeout | null = null;
   #stopped = false;
+  /** How long its last statements keep its members listed (ms): 0 until a drain begins (beginDrain). */
+  #handoverMs = 0;
   readonly #pending = new Set<Promise<unknown>>();
   readonly #warnSkipped: (context: object, message: string) => void;
   readonly #warnPublish: (context: object, message: string) => void;
@@ -337,28 +339,30 @@ export class PresenceService {
   }
 
   /**
-   * The replica starts draining: streams it ends are told to come back after up to `drainWindowMs`
-   * (to any replica), so their members' grace is lengthened by that much. Call before the drain.
+   * The replica starts draining: streams it ends are told to come back after up to `spreadMs`
+   * more than usual (to any replica), so their members' grace is lengthened by that much, and
+   * so is the hand-over of `stop`. Call before the drain.
    */
-  beginDrain(drainWindowMs: number): void {
-    this.#tracker.setGraceMs(this.#options.leaveGraceMs + drainWindowMs);
+  beginDrain(spreadMs: number): void {
+    this.#handoverMs = this.#options.leaveGraceMs + spreadMs;
+    this.#tracker.setGraceMs(this.#handoverMs);
   }
 
   /**
    * Stops the timer and hands over: a last statement per channel it held lists the members it
-   * still had (their streams ended by the drain, in grace) with `until` = now + `handoverMs`, the
-   * longest its drained clients take to reconnect elsewhere plus the grace. Other replicas keep
-   * them listed until then, or list them themselves once they are back: a rolling restart is no
-   * leave and join. Members that never come back leave at `until`, not after the expiry bound.
-   * `handoverMs` 0: they leave at once. Waits at most `timeoutMs` for the statements. Call once
-   * its streams have ended.
+   * still had (their streams ended by the drain, in grace) with `until` = now + the drain's
+   * lengthened grace (`beginDrain`; 0 without a drain: they leave at once), the longest its
+   * drained clients take to reconnect elsewhere. Other replicas keep them listed until then, or
+   * list them themselves once they are back: a rolling restart is no leave and join. Members
+   * that never come back leave at `until`, not after the expiry bound. Waits at most
+   * `timeoutMs` for the statements. Call once its streams have ended.
    */
-  async stop(timeoutMs: number, handoverMs = 0): Promise<void> {
+  async stop(timeoutMs: number): Promise<void> {
     if (this.#stopped) return;
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
     const now = this.#now();
-    const goodbyes = [...this.#tracker.channelKeys()].map((key) => this.#publishStatement(key, now, now + handoverMs));
+    const goodbyes = [...this.#tracker.channelKeys()].map((key) => this.#publishStatement(key, now, now + this.#handoverMs));
     this.#stopped = true;
     this.#tracker.close();
     let timer: NodeJS.Timeout | undefined;
