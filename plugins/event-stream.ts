@@ -201,10 +201,10 @@ export default fp(
     let started = false;
     const isStarted = (): boolean => started || (started = app.bus.readiness().ready);
     /** A reconnect delay spread over `spreadMs`, so clients told to go do not all return at once. */
-    const jitteredRetryMs = (spreadMs: number): number => config.sseRetryMs + Math.floor(Math.random() * Math.max(spreadMs, 1000));
+    /** How much later than SSE_RETRY_MS a client told to come back within `windowMs` may come back, at most (ms). */
+    const retrySpreadMs = (windowMs: number): number => Math.max(windowMs, 1000);
+    const jitteredRetryMs = (windowMs: number): number => config.sseRetryMs + Math.floor(Math.random() * retrySpreadMs(windowMs));
     const drainRetryMs = (): number => jitteredRetryMs(config.drainWindowMs);
-    /** How much later than SSE_RETRY_MS a drained stream may come back, at most (ms). */
-    const drainRetrySpreadMs = (): number => Math.max(config.drainWindowMs, 1000);
 
     /**
      * The answer to a stream request this replica cannot serve *now* (starting, draining, at its
@@ -313,7 +313,7 @@ export default fp(
       clearInterval(expiryTimer);
       clearInterval(heartbeatTimer);
       // The streams ended now come back after up to this much longer than usual: presence waits for them.
-      presence?.beginDrain(drainRetrySpreadMs());
+      presence?.beginDrain(retrySpreadMs(config.drainWindowMs));
       await drainStreams();
       closeLeftConnections();
     });
