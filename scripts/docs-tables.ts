@@ -8,7 +8,7 @@
  *   npm run docs:tables            rewrites README.md
  *   npm run docs:tables -- --check exits 1 when README.md differs from what the code says
  *
- * test/docs-tables.test.ts runs the check in `npm test`.
+ * test/embedded/docs-tables.embedded.ts runs the check in `npm test`.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';

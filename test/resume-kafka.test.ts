@@ -4,7 +4,7 @@ import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 import { messages, post, range } from './helpers/rooms.ts';
 
 
-// Resume across replicas and from Kafka (test/resume.test.ts: the same on the embedded bus).
+// Resume across replicas and from Kafka (test/embedded/resume.embedded.ts: the same on the embedded bus).
 
 const brokers = requiredKafkaBrokers();
 

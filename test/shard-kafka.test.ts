@@ -12,7 +12,7 @@ import { startHaproxy } from './helpers/haproxy.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import { presenceTopic } from '../src/config.ts';
 import type { ChannelKindDeclaration } from '../src/channels/kind.ts';
-import { chromium } from 'playwright-core';
+import { launchChromium, openPage, waitForBadge } from './helpers/browser.ts';
 import { toolSkipReason } from '../scripts/test-tools.ts';
 
 /**
@@ -290,14 +290,11 @@ t.test('two shard groups behind HAProxy', async (t) => {
     'the demo page, its room and symbol on different groups, falls back to one stream per channel and shows both',
     { skip: toolSkipReason('chromium') },
     async (t) => {
-      const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] });
-      t.teardown(() => browser.close());
+      const browser = await launchChromium(t);
       const room = roomIn(GROUP0);
       const symbol = roomIn(GROUP1);
-      const page = await browser.newPage();
-      page.setDefaultTimeout(20_000);
-      await page.goto(`${balancer.url}/?${new URLSearchParams({ room, symbol })}`);
-      await page.waitForSelector('#badge[data-state="live"]');
+      const page = await openPage(t, browser, `${balancer.url}/?${new URLSearchParams({ room, symbol })}`);
+      await waitForBadge(page, 'live');
       // (Streams of the tests before may still be closing on the server side.)
       await until(() => g0a.app.openStreamCount() + g0b.app.openStreamCount() === 1 && g1.app.openStreamCount() === 1, 20_000, () =>
         `one stream at each group (group 0: ${g0a.app.openStreamCount() + g0b.app.openStreamCount()}, group 1: ${g1.app.openStreamCount()})`);

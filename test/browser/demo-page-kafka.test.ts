@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { badgeChanges, launchChromium, openPage, waitForBadge } from '../helpers/browser.ts';
 import type { Teardowns } from '../helpers/fixture.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName, type TestGateway } from '../helpers/gateway.ts';
 import { rawProducer } from '../helpers/kafka.ts';
@@ -16,7 +17,6 @@ import { startHaproxy } from '../helpers/haproxy.ts';
  * gateway replicas on a real Kafka. Each test leaves a screenshot in test-artifacts/.
  */
 
-const CHROMIUM = '/usr/bin/chromium';
 const artifacts = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 
 async function screenshot(page: Page, name: string): Promise<void> {
@@ -26,32 +26,6 @@ async function screenshot(page: Page, name: string): Promise<void> {
 
 const DESKTOP = { width: 1100, height: 640 };
 const PHONE = { width: 390, height: 844 };
-
-/** A page of `browser` at `url`, recording its badge changes; closed when `t` ends. */
-async function openPage(t: Teardowns, browser: Browser, url: string, viewport = DESKTOP): Promise<Page> {
-  const page = await browser.newPage({ viewport, locale: 'en-US' });
-  t.teardown(() => page.close());
-  page.setDefaultTimeout(20_000);
-  // Every badge change with its time, from the first script on: what a user saw, and for how long.
-  // (Browser-side code as strings: this file is type-checked without the DOM library.)
-  await page.addInitScript(`
-    window.badgeChanges = [];
-    document.addEventListener('DOMContentLoaded', () => {
-      const badge = document.getElementById('badge');
-      const record = () => {
-        if (window.badgeChanges.at(-1)?.state !== badge.dataset.state) window.badgeChanges.push({ state: badge.dataset.state, at: performance.now() });
-      };
-      record();
-      new MutationObserver(record).observe(badge, { attributes: true, attributeFilter: ['data-state'] });
-    });
-  `);
-  await page.goto(url);
-  return page;
-}
-
-function badgeChanges(page: Page): Promise<Array<{ state: string; at: number }>> {
-  return page.evaluate('window.badgeChanges');
-}
 
 /** The chart's axis labels as shown. */
 async function axisLabels(page: Page): Promise<{ prices: string[]; times: string[] }> {
@@ -64,17 +38,6 @@ async function axisLabels(page: Page): Promise<{ prices: string[]; times: string
 /** Nothing sticks out sideways: no horizontal scrolling on a phone. */
 function fitsWidth(page: Page): Promise<boolean> {
   return page.evaluate('document.documentElement.scrollWidth <= window.innerWidth');
-}
-
-/** Every stream of the page is open (the badge shows the worst of them). */
-async function waitForBadge(page: Page, state: string): Promise<void> {
-  try {
-    await page.waitForSelector(`#badge[data-state="${state}"]`);
-  } catch (err) {
-    // What the user saw meanwhile says which stream stalled and how (connecting, disconnected…).
-    const seen = (await badgeChanges(page).catch(() => [])).map((change) => `${change.state}@${Math.round(change.at)}`);
-    throw new Error(`the badge never said "${state}"; it said ${seen.join(' → ')}`, { cause: err });
-  }
 }
 
 function messageTexts(page: Page): Promise<string[]> {
@@ -133,12 +96,7 @@ if (noChromium !== false) {
   // Not a failure: `npm test` installs chromium where it can and says why it could not.
   t.test('the demo page in chromium', { skip: noChromium }, () => {});
 } else {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  t.teardown(() => browser.close());
+  const browser = await launchChromium(t);
 
   t.test('the page is served at / with its script and stylesheet', async (t) => {
     const gateway = await startGateway(t);
@@ -155,8 +113,8 @@ if (noChromium !== false) {
   t.test("two pages on two replicas of one Kafka see each other's messages", async (t) => {
     const [a, b] = await startReplicaPair(t);
     const query = `?room=${uniqueName('room')}&symbol=${uniqueName('SYM')}`;
-    const onA = await openPage(t, browser, `${a.url}/${query}`);
-    const onB = await openPage(t, browser, `${b.url}/${query}`);
+    const onA = await openPage(t, browser, `${a.url}/${query}`, { viewport: DESKTOP });
+    const onB = await openPage(t, browser, `${b.url}/${query}`, { viewport: DESKTOP });
     await onA.fill('#user', 'ann');
     await onB.fill('#user', 'bob');
     await waitForBadge(onA, 'live');
@@ -206,7 +164,7 @@ if (noChromium !== false) {
       'the gateway to have the history',
     );
 
-    const page = await openPage(t, browser, `${gateway.url}/?room=${uniqueName('room')}&symbol=${symbol}&window=5m`);
+    const page = await openPage(t, browser, `${gateway.url}/?room=${uniqueName('room')}&symbol=${symbol}&window=5m`, { viewport: DESKTOP });
     await page.waitForSelector('#chart[data-points="24"]');
     t.equal(await page.textContent('#currency'), 'USD');
     t.equal(await page.textContent('#last-price'), (100 + 10 * Math.sin(23 / 3)).toLocaleString('en-US', { maximumFractionDigits: 2 }));
@@ -266,7 +224,7 @@ if (noChromium !== false) {
     const deleted = await postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: 'oops' });
     t.equal((await fetch(`${gateway.url}/rooms/${room}/messages/${deleted.body.id}`, { method: 'DELETE' })).status, 202);
 
-    const page = await openPage(t, browser, `${gateway.url}/?room=${room}&symbol=${uniqueName('SYM')}`, PHONE);
+    const page = await openPage(t, browser, `${gateway.url}/?room=${room}&symbol=${uniqueName('SYM')}`, { viewport: PHONE });
     await waitForText(page, 'five');
     await page.waitForFunction(`window.badgeChanges.at(-1)?.state === 'live' && document.querySelectorAll('#messages li').length === 5`);
     t.same(await messageTexts(page), earlier, 'the history on load, in order, once, without the deleted message');
@@ -290,7 +248,7 @@ if (noChromium !== false) {
       const balancer = await startBalancer(t, [a, b]);
 
       const room = uniqueName('room');
-      const page = await openPage(t, browser, `${balancer.url}/?room=${room}&symbol=${uniqueName('SYM')}`);
+      const page = await openPage(t, browser, `${balancer.url}/?room=${room}&symbol=${uniqueName('SYM')}`, { viewport: DESKTOP });
       await waitForBadge(page, 'live');
       // `balance first` sends it to the first replica HAProxy saw healthy: usually A, B when A's
       // first check came late. The one serving the page is stopped; the other takes over.
@@ -308,7 +266,7 @@ if (noChromium !== false) {
       t.equal(await page.getAttribute('#badge', 'data-state'), 'reconnecting', 'all were published while the page was away');
       await servingClosed;
 
-      await page.waitForSelector('#badge[data-state="resumed"], #badge[data-state="live"]');
+      await waitForBadge(page, 'resumed', 'live');
       t.ok(other.app.openStreamCount() > 0, 'the page now streams from the other replica');
       await say(page, 'after');
       await waitForText(page, 'after');

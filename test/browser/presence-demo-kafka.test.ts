@@ -1,11 +1,11 @@
 import t from 'tap';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { launchChromium, openPage } from '../helpers/browser.ts';
 import { startReplicaPair, uniqueName } from '../helpers/gateway.ts';
 import { toolSkipReason } from '../../scripts/test-tools.ts';
 
 /** The demo page shows who is in the room (README, "Presence"), in chromium, across two replicas on Kafka. */
 
-const CHROMIUM = '/usr/bin/chromium';
 const noChromium = toolSkipReason('chromium');
 
 async function presence(page: Page): Promise<{ count: string; names: string[] }> {
@@ -15,20 +15,12 @@ async function presence(page: Page): Promise<{ count: string; names: string[] }>
 if (noChromium !== false) {
   t.test('the demo page shows presence', { skip: noChromium }, () => {});
 } else {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
-  t.teardown(() => browser.close());
+  const browser = await launchChromium(t);
 
   t.test('two pages on two replicas list each other as in the room, and a page that leaves drops off', async (t) => {
     const [a, b] = await startReplicaPair(t, { presence: { rooms: true, intervalMs: 100, restateMs: 1000, leaveGraceMs: 500, topic: null } });
     const room = uniqueName('room');
-    const open = async (url: string, user: string): Promise<Page> => {
-      const page = await browser.newPage();
-      t.teardown(() => page.close());
-      page.setDefaultTimeout(20_000);
-      await page.addInitScript(`localStorage.setItem('user', ${JSON.stringify(user)})`);
-      await page.goto(`${url}/?room=${room}`);
-      return page;
-    };
+    const open = (url: string, user: string): Promise<Page> => openPage(t, browser, `${url}/?room=${room}`, { beforeLoad: `localStorage.setItem('user', ${JSON.stringify(user)})` });
     const ann = await open(a.url, 'Ann');
     const bob = await open(b.url, 'Bob');
     for (const page of [ann, bob]) {

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { startGateway } from './helpers/gateway.ts';
-import { openStream } from './helpers/sse-client.ts';
+import { startGateway } from '../helpers/gateway.ts';
+import { openStream } from '../helpers/sse-client.ts';
 
 /** One request; the answer's status and JSON body. */
 async function send(url: string, init: RequestInit): Promise<{ status: number; message: string }> {

@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import t from 'tap';
-import { postJson, startGateway } from './helpers/gateway.ts';
-import { openStream, until } from './helpers/sse-client.ts';
+import { postJson, startGateway } from '../helpers/gateway.ts';
+import { openStream, until } from '../helpers/sse-client.ts';
 
 t.test('on the embedded bus, a posted message reaches a stream over real HTTP', async (t) => {
   const gateway = await startGateway(t);

@@ -1,11 +1,11 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import http from 'node:http';
-import { chatMessageRecord, priceUpdateRecord } from '../src/channels/contract.ts';
-import { SseParser, type SseMessage } from '../src/client/sse-parser.ts';
-import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
-import { MemoryBus } from '../src/bus/memory.ts';
-import { chatMessages, messageTexts, openStream, stalledClient, streamRequest, until, type TestStream } from './helpers/sse-client.ts';
+import { chatMessageRecord, priceUpdateRecord } from '../../src/channels/contract.ts';
+import { SseParser, type SseMessage } from '../../src/client/sse-parser.ts';
+import { postJson, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { MemoryBus } from '../../src/bus/memory.ts';
+import { chatMessages, messageTexts, openStream, stalledClient, streamRequest, until, type TestStream } from '../helpers/sse-client.ts';
 
 /** Reads everything a stalled socket received and parses its SSE events (after the HTTP head). */
 async function drain(socket: net.Socket, closed: Promise<void>): Promise<{ events: SseMessage[]; lastEventId: string; endedCleanly: boolean }> {

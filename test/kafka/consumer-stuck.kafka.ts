@@ -7,8 +7,8 @@
  */
 import t from 'tap';
 import { Kafka, logLevel } from 'kafkajs';
-import { kafkaTopics, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { until } from './helpers/sse-client.ts';
+import { kafkaTopics, requiredKafkaBrokers, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { until } from '../helpers/sse-client.ts';
 
 const brokers = requiredKafkaBrokers();
 

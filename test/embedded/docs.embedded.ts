@@ -2,11 +2,11 @@ import t from 'tap';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { FastifyInstance } from 'fastify';
-import { configWith } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import { chatKind, tickerKind } from '../src/channels/contract.ts';
-import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream, until } from './helpers/sse-client.ts';
+import { configWith } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import { chatKind, tickerKind } from '../../src/channels/contract.ts';
+import { startGateway, uniqueName } from '../helpers/gateway.ts';
+import { openStream, until } from '../helpers/sse-client.ts';
 
 /** Every `METHOD /path` the app serves, read from Fastify's route tree (it has no route list). */
 function servedRoutes(app: FastifyInstance): string[] {

@@ -1,11 +1,11 @@
 import t from 'tap';
-import { presenceTopic } from '../src/config.ts';
-import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { kafkaAdmin, rawProducer } from './helpers/kafka.ts';
-import { scrape, value, type Sample } from './helpers/metrics.ts';
-import { openStream, until } from './helpers/sse-client.ts';
+import { presenceTopic } from '../../src/config.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { kafkaAdmin, rawProducer } from '../helpers/kafka.ts';
+import { scrape, value, type Sample } from '../helpers/metrics.ts';
+import { openStream, until } from '../helpers/sse-client.ts';
 
-// Metrics that only a Kafka bus has (test/metrics.test.ts: the rest, on the embedded bus).
+// Metrics that only a Kafka bus has (test/embedded/metrics.embedded.ts: the rest, on the embedded bus).
 
 const brokers = requiredKafkaBrokers();
 t.test('on Kafka: every record consumed is counted, invalid ones as skipped, and consumer lag returns to zero', async (t) => {

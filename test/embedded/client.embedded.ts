@@ -1,11 +1,11 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { channelsUrl, roomUrl, subscribe, tickerUrl, type ChatMessageEvent, type PriceUpdateEvent } from '../src/client/index.ts';
-import { configWith } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
-import { until } from './helpers/sse-client.ts';
+import { channelsUrl, roomUrl, subscribe, tickerUrl, type ChatMessageEvent, type PriceUpdateEvent } from '../../src/client/index.ts';
+import { configWith } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import { postJson, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { until } from '../helpers/sse-client.ts';
 
 /** A scripted SSE server: answer `n` (0-based) is `script[n]`, and every request is recorded. */
 async function scriptedServer(script: ((response: http.ServerResponse) => void)[]) {

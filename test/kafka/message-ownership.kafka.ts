@@ -1,9 +1,9 @@
 import t from 'tap';
-import { configWith, type Config } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import { kafkaTopics, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { rawProducer } from './helpers/kafka.ts';
-import { openStream, until, type TestStream } from './helpers/sse-client.ts';
+import { configWith, type Config } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import { kafkaTopics, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName, type TestGateway } from '../helpers/gateway.ts';
+import { rawProducer } from '../helpers/kafka.ts';
+import { openStream, until, type TestStream } from '../helpers/sse-client.ts';
 
 /**
  * Issue 14, item 1: only a message's author, a moderator of its room or a service may delete

@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap';
-import { chatMessageRecord, priceUpdateRecord } from '../src/channels/contract.ts';
-import { SseParser } from '../src/client/sse-parser.ts';
-import { startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { stalledClient, streamRequest, until, type StalledClient } from './helpers/sse-client.ts';
+import { chatMessageRecord, priceUpdateRecord } from '../../src/channels/contract.ts';
+import { SseParser } from '../../src/client/sse-parser.ts';
+import { startGateway, uniqueName, type TestGateway } from '../helpers/gateway.ts';
+import { stalledClient, streamRequest, until, type StalledClient } from '../helpers/sse-client.ts';
 
 /**
  * STREAM_MAX_BUFFERED_BYTES must hold for every stream whichever way its bytes wait on the

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
-import { README, renderReadme } from '../scripts/docs-tables.ts';
-import { knownSettings, SETTING_DESCRIPTIONS } from '../src/config.ts';
-import { startGateway } from './helpers/gateway.ts';
+import { README, renderReadme } from '../../scripts/docs-tables.ts';
+import { knownSettings, SETTING_DESCRIPTIONS } from '../../src/config.ts';
+import { startGateway } from '../helpers/gateway.ts';
 
 t.test("README's configuration and metrics tables are what the code generates", async (t) => {
   const readme = await readFile(README, 'utf8');

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream } from './helpers/sse-client.ts';
-import { configWith, type Config } from '../src/config.ts';
+import { postJson, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { openStream } from '../helpers/sse-client.ts';
+import { configWith, type Config } from '../../src/config.ts';
 import Fastify, { type RouteOptions } from 'fastify';
-import statusRoutes, { redactSecrets } from '../routes/status.ts';
+import statusRoutes, { redactSecrets } from '../../routes/status.ts';
 
 // any: the test reads whatever JSON /status answers and asserts on it.
 async function status(url: string): Promise<{ status: number; body: any; text: string }> {

@@ -2,11 +2,11 @@ import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { configWith, type AuthConfig, type Config } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import { tempDir } from './helpers/fixture.ts';
-import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream } from './helpers/sse-client.ts';
+import { configWith, type AuthConfig, type Config } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import { tempDir } from '../helpers/fixture.ts';
+import { startGateway, uniqueName } from '../helpers/gateway.ts';
+import { openStream } from '../helpers/sse-client.ts';
 
 const SECRET = 'test-secret-of-at-least-32-characters!';
 const API_KEY = 'service-key-0123456789abcdef';

@@ -1,9 +1,9 @@
 import t from 'tap';
 import net from 'node:net';
-import { configWith } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream } from './helpers/sse-client.ts';
+import { configWith } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import { startGateway, uniqueName } from '../helpers/gateway.ts';
+import { openStream } from '../helpers/sse-client.ts';
 
 /**
  * Hostile input: a few thousand random and malformed requests over raw sockets to a gateway

@@ -1,8 +1,8 @@
 import t from 'tap';
 import { Kafka, logLevel, type Message } from 'kafkajs';
-import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { rawProducer } from './helpers/kafka.ts';
-import { until } from './helpers/sse-client.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { rawProducer } from '../helpers/kafka.ts';
+import { until } from '../helpers/sse-client.ts';
 
 type History = { symbol: string; window: string; bucketMs: number; currency: string | null; points: { ts: number; price: number }[]; backfilling: boolean };
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import net from 'node:net';
-import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream } from './helpers/sse-client.ts';
+import { startGateway, uniqueName } from '../helpers/gateway.ts';
+import { openStream } from '../helpers/sse-client.ts';
 
 /**
  * The request limits of the README's configuration table, held for every phase of a request:

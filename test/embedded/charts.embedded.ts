@@ -1,7 +1,7 @@
 import t from 'tap';
-import { HISTORY_WINDOWS, TickerHistory } from '../src/charts/chart-history.ts';
-import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
-import { until } from './helpers/sse-client.ts';
+import { HISTORY_WINDOWS, TickerHistory } from '../../src/charts/chart-history.ts';
+import { postJson, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { until } from '../helpers/sse-client.ts';
 
 t.test('keeps the last price per bucket, oldest first, for each window', async (t) => {
   const now = 1_800_000_000_000;

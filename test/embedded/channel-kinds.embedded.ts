@@ -1,10 +1,10 @@
 import t from 'tap';
-import { channelsUrl, streamUrl, subscribe, type ChannelEvent, type ChatMessageEvent } from '../src/client/index.ts';
-import type { ChannelKindDeclaration } from '../src/channels/kind.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import { configWith } from '../src/config.ts';
-import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream, until } from './helpers/sse-client.ts';
+import { channelsUrl, streamUrl, subscribe, type ChannelEvent, type ChatMessageEvent } from '../../src/client/index.ts';
+import type { ChannelKindDeclaration } from '../../src/channels/kind.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import { configWith } from '../../src/config.ts';
+import { postJson, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { openStream, until } from '../helpers/sse-client.ts';
 
 /**
  * A declared channel kind on the embedded bus (no broker): its routes, its auth rules, the

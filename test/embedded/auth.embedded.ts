@@ -1,10 +1,10 @@
 import t from 'tap';
-import { configWith, type AuthConfig, type Config } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import type { Channel } from '../src/auth/claims.ts';
-import type { Teardowns } from './helpers/fixture.ts';
-import { startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { openStream, until, type TestStream } from './helpers/sse-client.ts';
+import { configWith, type AuthConfig, type Config } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import type { Channel } from '../../src/auth/claims.ts';
+import type { Teardowns } from '../helpers/fixture.ts';
+import { startGateway, uniqueName, type TestGateway } from '../helpers/gateway.ts';
+import { openStream, until, type TestStream } from '../helpers/sse-client.ts';
 
 /**
  * Subscriber auth. The first group runs through a stream route defined here that does what

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
-import { messageTexts, openStream, until } from './helpers/sse-client.ts';
-import { messages, post, range } from './helpers/rooms.ts';
+import { postJson, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { messageTexts, openStream, until } from '../helpers/sse-client.ts';
+import { messages, post, range } from '../helpers/rooms.ts';
 
 
 t.test('embedded bus: a client that reconnects with its last id gets exactly what it missed', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { rawProducer } from './helpers/kafka.ts';
-import { openStream, until, type TestStream } from './helpers/sse-client.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName, type TestGateway } from '../helpers/gateway.ts';
+import { rawProducer } from '../helpers/kafka.ts';
+import { openStream, until, type TestStream } from '../helpers/sse-client.ts';
 
 const brokers = requiredKafkaBrokers();
 

@@ -1,11 +1,11 @@
 import t from 'tap';
-import { configWith, type Config } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import { roomUrl, subscribe, type ChatEditEvent, type ChatMessageEvent } from '../src/client/index.ts';
-import { kafkaTopics, requiredKafkaBrokers, startReplicaPair, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { rawProducer } from './helpers/kafka.ts';
-import { parseMetrics, value } from './helpers/metrics.ts';
-import { openStream, until, type TestStream } from './helpers/sse-client.ts';
+import { configWith, type Config } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import { roomUrl, subscribe, type ChatEditEvent, type ChatMessageEvent } from '../../src/client/index.ts';
+import { kafkaTopics, requiredKafkaBrokers, startReplicaPair, uniqueName, type TestGateway } from '../helpers/gateway.ts';
+import { rawProducer } from '../helpers/kafka.ts';
+import { parseMetrics, value } from '../helpers/metrics.ts';
+import { openStream, until, type TestStream } from '../helpers/sse-client.ts';
 
 /**
  * Issue 16, item 5: `PATCH /rooms/:room/messages/:id` publishes an `edit` event; only the

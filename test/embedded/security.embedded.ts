@@ -1,9 +1,9 @@
 import t from 'tap';
-import { configWith, type AuthConfig, type Config } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import { configRefusal } from './helpers/config.ts';
-import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream, until } from './helpers/sse-client.ts';
+import { configWith, type AuthConfig, type Config } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import { configRefusal } from '../helpers/config.ts';
+import { postJson, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { openStream, until } from '../helpers/sse-client.ts';
 
 /**
  * The security rules of the README's "Security" section that concern secrets, token lifetime,

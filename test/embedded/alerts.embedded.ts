@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
-import { postJson, startGateway } from './helpers/gateway.ts';
-import { parseMetrics } from './helpers/metrics.ts';
+import { postJson, startGateway } from '../helpers/gateway.ts';
+import { parseMetrics } from '../helpers/metrics.ts';
 
 /**
  * The shipped monitoring: deploy/prometheus.yml and its rule file deploy/alerts.yml, checked

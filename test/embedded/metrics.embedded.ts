@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
-import { postJson, startGateway, uniqueName } from './helpers/gateway.ts';
-import { scrape, total, value, type Sample } from './helpers/metrics.ts';
-import { openStream, until, type TestStream } from './helpers/sse-client.ts';
-import { BusUnavailableError, type BusClientStats, type EventBus, type PartitionPosition } from '../src/bus/types.ts';
+import { postJson, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { scrape, total, value, type Sample } from '../helpers/metrics.ts';
+import { openStream, until, type TestStream } from '../helpers/sse-client.ts';
+import { BusUnavailableError, type BusClientStats, type EventBus, type PartitionPosition } from '../../src/bus/types.ts';
 
 /** What the gateway itself wrote to a stream: all but the stream's opening `retry:` and `: connected` preamble. */
 function writtenFrames(stream: TestStream): { frames: number; bytes: number } {
@@ -107,7 +107,7 @@ t.test('every metric the Grafana dashboard queries is one the gateway exports', 
   t.equal((await postJson(`${gateway.url}/rooms/lobby/messages`, { user: 'ann', text: 'hi' })).status, 202);
   await until(async () => value((await scrape(gateway.url)).samples, 'sse_gateway_records_consumed_total') === 1);
   const exported = new Set((await scrape(gateway.url)).samples.map((sample) => sample.name));
-  const dashboard = await readFile(new URL('../deploy/grafana-dashboard.json', import.meta.url), 'utf8');
+  const dashboard = await readFile(new URL('../../deploy/grafana-dashboard.json', import.meta.url), 'utf8');
   const queried = new Set(dashboard.match(/\b(?:sse_gateway|nodejs|process)_[a-z0-9_]+/g));
   t.ok(queried.size >= 10, `the dashboard queries ${[...queried].join(', ')}`);
   for (const name of queried) t.ok(exported.has(name), `${name} is exported`);

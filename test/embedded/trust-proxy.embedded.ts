@@ -2,13 +2,13 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { ConfigError, loadConfig } from '../src/config.ts';
-import { configRefusal } from './helpers/config.ts';
-import type { Teardowns } from './helpers/fixture.ts';
-import { startHaproxy } from './helpers/haproxy.ts';
-import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { toolSkipReason } from '../scripts/test-tools.ts';
-import { freePort } from './helpers/server-process.ts';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { configRefusal } from '../helpers/config.ts';
+import type { Teardowns } from '../helpers/fixture.ts';
+import { startHaproxy } from '../helpers/haproxy.ts';
+import { startGateway, uniqueName } from '../helpers/gateway.ts';
+import { toolSkipReason } from '../../scripts/test-tools.ts';
+import { freePort } from '../helpers/server-process.ts';
 
 /**
  * TRUST_PROXY (issue 14): only the hops our own proxies add are believed. A client that writes
@@ -104,7 +104,7 @@ t.test(
   'behind the shipped HAProxy config with the compose file\'s TRUST_PROXY: limits apply per client, spoofing does not help',
   { skip: toolSkipReason('haproxy') },
   async (t) => {
-    const compose = readFileSync(fileURLToPath(new URL('../docker-compose.kafka.yml', import.meta.url)), 'utf8');
+    const compose = readFileSync(fileURLToPath(new URL('../../docker-compose.kafka.yml', import.meta.url)), 'utf8');
     const trust = /TRUST_PROXY: "?([^"\n]+)"?/.exec(compose)?.[1];
     t.ok(trust, 'the compose file sets TRUST_PROXY');
     const { url, logs } = await startGateway(t, { ...loadConfig({ TRUST_PROXY: trust!, PUBLISH_RATE_PER_IP: '1' }), port: 0, host: '127.0.0.1', logLevel: 'info' });
@@ -112,7 +112,7 @@ t.test(
 
     // The shipped config, with its listen port and replica addresses pointed at this machine.
     const port = await freePort();
-    const shipped = readFileSync(fileURLToPath(new URL('../deploy/haproxy.cfg', import.meta.url)), 'utf8');
+    const shipped = readFileSync(fileURLToPath(new URL('../../deploy/haproxy.cfg', import.meta.url)), 'utf8');
     const config = shipped.replace(/^(\s*bind\s+)\S+/m, `$1127.0.0.1:${port}`).replace(/^(\s*server\s+\S+\s+)\S+:3000/gm, `$1${gatewayAddress}`).replace(/^\s*maxconn\s+\d+/m, '  maxconn 1000');
     t.not(config, shipped);
     const { url: lb } = await startHaproxy(t, config, port);

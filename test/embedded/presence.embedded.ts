@@ -1,8 +1,8 @@
 import t from 'tap';
-import { configWith } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream, until, type TestStream } from './helpers/sse-client.ts';
+import { configWith } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import { startGateway, uniqueName } from '../helpers/gateway.ts';
+import { openStream, until, type TestStream } from '../helpers/sse-client.ts';
 
 /** Presence on one replica (the embedded bus): snapshot, deltas, the route, grace, identities. */
 

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { roomUrl, subscribe } from '../src/client/index.ts';
-import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { until } from './helpers/sse-client.ts';
+import { roomUrl, subscribe } from '../../src/client/index.ts';
+import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { until } from '../helpers/sse-client.ts';
 
-// The typed client against gateway replicas on Kafka (test/client.test.ts: everything else).
+// The typed client against gateway replicas on Kafka (test/embedded/client.embedded.ts: everything else).
 
 t.test('against the gateway: reconnects to a replica that restarts on the same port', async (t) => {
   // On Kafka: the restarted replica reads the same log, so the client's last id still means something there.

@@ -1,10 +1,10 @@
-import { chatMessageRecord } from '../src/channels/contract.ts';
+import { chatMessageRecord } from '../../src/channels/contract.ts';
 import t from 'tap';
-import { configWith, type Config } from '../src/config.ts';
-import { issueToken } from '../src/auth/issue.ts';
-import type { Teardowns } from './helpers/fixture.ts';
-import { startGateway, uniqueName } from './helpers/gateway.ts';
-import { openStream, stalledClient, streamRequest, until } from './helpers/sse-client.ts';
+import { configWith, type Config } from '../../src/config.ts';
+import { issueToken } from '../../src/auth/issue.ts';
+import type { Teardowns } from '../helpers/fixture.ts';
+import { startGateway, uniqueName } from '../helpers/gateway.ts';
+import { openStream, stalledClient, streamRequest, until } from '../helpers/sse-client.ts';
 
 const DEBUG = 20;
 const INFO = 30;
