@@ -1,4 +1,5 @@
 import t from 'tap';
+import { testsAtATime } from './helpers/one-process.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import type { Teardowns } from './helpers/fixture.ts';
 import { kafkaAdmin, rawProducer } from './helpers/kafka.ts';
@@ -6,6 +7,8 @@ import { openStream, until } from './helpers/sse-client.ts';
 
 const brokers = requiredKafkaBrokers();
 const kafkaGateway = (t: Teardowns, topics = kafkaTopics()) => startGateway(t, { kafkaBrokers: brokers, ...topics });
+
+testsAtATime(3);
 
 t.test('a record an upstream service produces reaches an SSE client, in order, with event and id', async (t) => {
   const topics = kafkaTopics();

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { testsAtATime } from './helpers/one-process.ts';
 import { startKafka } from '../scripts/kafka/kafka.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { scrape, value } from './helpers/metrics.ts';
@@ -9,6 +10,8 @@ const brokers = requiredKafkaBrokers();
 
 /** The replicas of one deployment share the secret their ids are sealed with. */
 const SHARED_CURSOR_SECRET = 'lifecycle-test-cursor-secret';
+
+testsAtATime(2);
 
 t.test('SIGTERM: not ready, streams drained over the window, exit 0; clients resume on another replica without loss', async (t) => {
   const topics = kafkaTopics();

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import t from 'tap';
+import { testsAtATime } from './helpers/one-process.ts';
 import { spawnServer } from './helpers/server-process.ts';
 import { effectiveListenBacklog, readSomaxconn } from '../src/listen-backlog.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
@@ -23,6 +24,8 @@ const haveSs = (() => {
     return false;
   }
 })();
+
+testsAtATime(3);
 
 t.test('LISTEN_BACKLOG reaches the listen socket', { skip: !haveSs || somaxconn === null ? 'needs ss and /proc/sys/net/core/somaxconn' : false }, async (t) => {
   const requested = Math.min(77, somaxconn!);

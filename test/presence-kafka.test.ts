@@ -1,4 +1,5 @@
 import t from 'tap';
+import { testsAtATime } from './helpers/one-process.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, startReplicaPair, type TestGateway } from './helpers/gateway.ts';
 import { spawnServer } from './helpers/server-process.ts';
 import { openStream, until, type TestStream } from './helpers/sse-client.ts';
@@ -51,6 +52,8 @@ function believed(stream: TestStream): string {
   }
   return [...members].sort().join(',');
 }
+
+testsAtATime(3);
 
 t.test('two replicas: joins and leaves on both, the route and the presence events agree; one identity on both is one member', async (t) => {
   const [a, b] = await startReplicaPair(t, { presence: FAST });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import t from 'tap';
+import { testsAtATime } from './helpers/one-process.ts';
 import { kafkaTopics, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
 import { openStream } from './helpers/sse-client.ts';
 
@@ -35,6 +36,8 @@ function run(script: string, args: string[], env: Record<string, string> = {}, t
 }
 
 const brokers = requiredKafkaBrokers().join(',');
+
+testsAtATime(3);
 
 t.test('the producers answer --help', async (t) => {
   const scripts = ['scripts/produce-chat.ts', 'scripts/produce-ticker.ts'];

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { testsAtATime } from './helpers/one-process.ts';
 import { kafkaTopics, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName } from './helpers/gateway.ts';
 import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 import { messages, post, range } from './helpers/rooms.ts';
@@ -7,6 +8,8 @@ import { messages, post, range } from './helpers/rooms.ts';
 // Resume across replicas and from Kafka (test/embedded/resume.embedded.ts: the same on the embedded bus).
 
 const brokers = requiredKafkaBrokers();
+
+testsAtATime(3);
 
 t.test('Kafka: cut off on replica A, resumed on replica B: exactly the missed events, then live', async (t) => {
   const [a, b] = await startReplicaPair(t);

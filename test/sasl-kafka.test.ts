@@ -1,4 +1,5 @@
 import t from 'tap';
+import { testsAtATime } from './helpers/one-process.ts';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { KafkaSecurityConfig } from '../src/config.ts';
@@ -48,6 +49,8 @@ function spawnServer(password: string) {
 }
 
 let cluster: KafkaCluster;
+testsAtATime(2);
+
 t.before(async () => {
   cluster = await startKafka({ sasl: { mechanism: 'SCRAM-SHA-256', username: USER, password: PASSWORD } });
 });

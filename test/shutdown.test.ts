@@ -1,4 +1,5 @@
 import t from 'tap';
+import { testsAtATime } from './helpers/one-process.ts';
 import net from 'node:net';
 import { startGateway } from './helpers/gateway.ts';
 import { openStream } from './helpers/sse-client.ts';
@@ -23,6 +24,8 @@ function rawConnection(port: number, send: string): Promise<net.Socket> {
     socket.once('error', reject);
   });
 }
+
+testsAtATime(3);
 
 t.test('SIGTERM: exit 0 soon after the drain, although clients hold idle, half-sent and unread connections', async (t) => {
   // The embedded bus: `npm test`'s KAFKA_BROKERS is not for this process.

@@ -4,6 +4,7 @@
  * a normal start out of warn and error.
  */
 import t from 'tap';
+import { testsAtATime } from './helpers/one-process.ts';
 import { createServer } from 'node:net';
 import type { Config } from '../src/config.ts';
 import type { Teardowns } from './helpers/fixture.ts';
@@ -29,6 +30,8 @@ async function closedPort(): Promise<number> {
 }
 
 const kafkaLines = (logs: LogLine[], level: number) => logs.filter((line) => line.level === level && line.component === 'kafka');
+
+testsAtATime(2);
 
 t.test('brokers refusing connections: /readyz gives the reason at once; one warn line, none at error, no stack', async (t) => {
   // At debug, to see each of the client's connection retries (logged there, not at warn).
