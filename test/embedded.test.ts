@@ -6,4 +6,4 @@ import { importEach } from './helpers/one-process.ts';
  * sockets. A new `*.embedded.ts` file is picked up by its name; a file that needs Kafka, spawns
  * servers or changes process-wide state runs in a process of its own as `test/*.test.ts`.
  */
-await importEach(new URL('./embedded/', import.meta.url), '.embedded.ts', 3);
+await importEach(new URL('./embedded/', import.meta.url), '.embedded.ts');

@@ -7,4 +7,4 @@ import { importEach } from './helpers/one-process.ts';
  * spawns servers, changes process-wide state or runs long (a minute or more: it would hold up
  * the others here) runs in a process of its own as `test/*-kafka.test.ts`.
  */
-await importEach(new URL('./kafka/', import.meta.url), '.kafka.ts', 3);
+await importEach(new URL('./kafka/', import.meta.url), '.kafka.ts');
