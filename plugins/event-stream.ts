@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { bodyFrame, commentFrame, retryFrame } from '../src/connection/sse-frame.ts';
 import { httpError } from './errors.ts';
+import { ReplaySlots } from '../src/connection/replay-turns.ts';
 import { replayTurnsOf, Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/connection/subscription.ts';
 import { SseConnection } from '../src/connection/sse-connection.ts';
 import type { PresenceIdentity } from '../src/presence/statement.ts';
@@ -152,6 +153,7 @@ export default fp(
       maxPendingEvents: config.streamMaxQueuedEvents,
       lagThresholdMs: config.lagThresholdMs,
       replayTurns: replayTurnsOf(config.replayLoopPercent / 100),
+      replaySlots: new ReplaySlots(config.replayMaxConcurrent),
     };
 
     const preamble = Buffer.concat([retryFrame(config.sseRetryMs), commentFrame('connected')]);

@@ -76,6 +76,8 @@ export interface Config {
   resumeMaxEvents: number;
   /** Most of each second (percent of wall-clock time) the replica's replays together may hold the event loop. */
   replayLoopPercent: number;
+  /** Most replays per replica reading Kafka past their first page at once; the others wait, oldest first. */
+  replayMaxConcurrent: number;
   /** Most ticker records read back from Kafka at startup for the chart history (0 = none). */
   tickerBackfillMaxRecords: number;
   /** Most rooms and tickers on one multi-channel stream (400 beyond). */
@@ -497,6 +499,7 @@ function readConfig(env: Env): Config {
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
     resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 2000, 1, 1000000),
     replayLoopPercent: integer(env, 'REPLAY_LOOP_PERCENT', 30, 1, 100),
+    replayMaxConcurrent: integer(env, 'REPLAY_MAX_CONCURRENT', 2, 1, 100000),
     tickerBackfillMaxRecords: integer(env, 'TICKER_BACKFILL_MAX_RECORDS', 200000, 0, 100000000),
     maxChannelsPerStream: integer(env, 'MAX_CHANNELS_PER_STREAM', 20, 1, 1000),
     lagThresholdMs: integer(env, 'LAG_THRESHOLD_MS', 5000, 0, 86400000),
@@ -683,6 +686,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   DEDUP_WINDOW_MS: 'a repeat of a published message id in its room within this is dropped ([idempotent publishing](#idempotent-publishing)); at most `HISTORY_MAX_AGE_MS`; `0` = off',
   HISTORY_MAX_TOTAL_EVENTS: 'events kept in all (the least recently active channels go first)',
   REPLAY_LOOP_PERCENT: 'most of each second (percent of wall-clock time) the replays of a replica, all together, may hold the event loop, so live streams stay on time while clients catch up on deep gaps; `100` = no limit but their 4 ms slices per turn of the loop',
+  REPLAY_MAX_CONCURRENT: 'most replays per replica reading Kafka past their first page (`RESUME_MAX_EVENTS`) at once; the others wait their turn, oldest first, their streams open (with heartbeats); a replay whose client stops reading gives its place up meanwhile',
   RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace)',
   TICKER_BACKFILL_MAX_RECORDS: 'most ticker records a replica reads back from Kafka at startup for the chart history (the most recent ones); `0` = none',
   MAX_CHANNELS_PER_STREAM: 'most rooms and tickers on one `/events?room=…` stream',

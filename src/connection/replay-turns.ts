@@ -171,3 +171,87 @@ export class ReplayTurns {
  * one slice per turn anyway).
  */
 const BURST_WINDOW_MS = 200;
+
+/** One replay's place with `ReplaySlots`: its age decides who goes first. */
+export interface ReplayTicket {
+  readonly age: number;
+}
+
+/**
+ * The deep replays of one replica (those that need more than one page from Kafka): at most
+ * `max` at once, the others wait, oldest first. A replay waiting here holds nothing: its stream
+ * stays open (the shared heartbeat timer writes comments to it), its live events wait in its
+ * bounded queue as during any replay, and it goes on where it stood once a slot is free.
+ *
+ * Why: ten replays at once each hold a page of records (and the fetched batches behind them)
+ * for as long as their turns take to write it; with a share of the clock, that is long enough
+ * for the pages to be promoted and collected in major garbage collections that hold live events
+ * (bench deep-resume 2026-12-01, run of 07:38: 160 ms of one). Fewer at once hold fewer pages,
+ * and the first of them are done sooner instead of all ten at the end.
+ *
+ * A replay whose client does not take its bytes gives its slot up while it waits for the client
+ * (`release`, then `acquire` again with the same ticket: ahead of younger ones), so clients that
+ * stop reading never hold the others up.
+ */
+export class ReplaySlots {
+  readonly #max: number;
+  #active = 0;
+  #nextAge = 0;
+  /** Waiting replays, oldest first. */
+  readonly #waiting: Array<{ age: number; resolve: (held: boolean) => void }> = [];
+
+  /** `max`: most deep replays at once (≥ 1). @throws RangeError otherwise. */
+  constructor(max: number) {
+    if (!(Number.isInteger(max) && max >= 1)) throw new RangeError(`max must be a whole number ≥ 1, got ${max}`);
+    this.#max = max;
+  }
+
+  /** Replays waiting for a slot. */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /** Replays holding a slot. */
+  get active(): number {
+    return this.#active;
+  }
+
+  /** A new replay's ticket: younger than every one issued before. */
+  ticket(): ReplayTicket {
+    return { age: this.#nextAge++ };
+  }
+
+  /**
+   * Resolves true once `ticket` holds a slot: at once when one is free and no older replay
+   * waits; false when it stopped waiting (`cancel`). Every true must be followed by one `release`.
+   */
+  acquire(ticket: ReplayTicket): Promise<boolean> {
+    if (this.#active < this.#max && (this.#waiting[0]?.age ?? Infinity) > ticket.age) {
+      this.#active += 1;
+      return Promise.resolve(true);
+    }
+    return new Promise<boolean>((resolve) => {
+      const at = this.#waiting.findIndex((entry) => entry.age > ticket.age);
+      const entry = { age: ticket.age, resolve };
+      if (at < 0) this.#waiting.push(entry);
+      else this.#waiting.splice(at, 0, entry);
+    });
+  }
+
+  /** Takes a waiting `ticket` out of the line (its stream closed): its `acquire` resolves false. */
+  cancel(ticket: ReplayTicket): void {
+    const at = this.#waiting.findIndex((entry) => entry.age === ticket.age);
+    if (at < 0) return;
+    const [entry] = this.#waiting.splice(at, 1);
+    entry!.resolve(false);
+  }
+
+  /** Gives a slot back: the oldest waiting replay gets it. */
+  release(): void {
+    this.#active -= 1;
+    while (this.#active < this.#max && this.#waiting.length > 0) {
+      this.#active += 1;
+      this.#waiting.shift()!.resolve(true);
+    }
+  }
+}

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ReplayTurns } from '../../src/connection/replay-turns.ts';
+import { ReplaySlots, ReplayTurns, type ReplayTicket } from '../../src/connection/replay-turns.ts';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 /** Lets resolved promises' continuations run (not a turn of the event loop). */
@@ -157,4 +157,55 @@ t.test('a share of 1 never makes a replay wait on the clock; the slices stay one
 t.test('a share outside (0, 1] is refused', async (t) => {
   t.throws(() => new ReplayTurns(4, undefined, 0), RangeError);
   t.throws(() => new ReplayTurns(4, undefined, 1.5), RangeError);
+});
+
+t.test('replay slots: at most `max` at once; the others wait and go on oldest first as slots come back', async (t) => {
+  const slots = new ReplaySlots(2);
+  const order: string[] = [];
+  const [a, b, c, d] = [slots.ticket(), slots.ticket(), slots.ticket(), slots.ticket()];
+  const take = (name: string, ticket: ReplayTicket) =>
+    void slots.acquire(ticket).then((held) => {
+      if (held) order.push(name);
+    });
+  take('a', a);
+  take('b', b);
+  take('d', d);
+  take('c', c);
+  await settle();
+  t.same(order, ['a', 'b'], 'two at once');
+  t.equal(slots.waiting, 2);
+  slots.release();
+  await settle();
+  t.same(order, ['a', 'b', 'c'], 'the oldest waiting goes first, whatever the order they asked in');
+  slots.release();
+  await settle();
+  t.same(order, ['a', 'b', 'c', 'd']);
+  t.equal(slots.active, 2);
+  slots.release();
+  slots.release();
+  t.equal(slots.active, 0);
+});
+
+t.test('replay slots: a replay that gave its slot up (its client stopped reading) gets it back ahead of younger ones; a cancelled wait resolves false and frees its place', async (t) => {
+  const slots = new ReplaySlots(1);
+  const old = slots.ticket();
+  const young = slots.ticket();
+  const younger = slots.ticket();
+  t.equal(await slots.acquire(old), true);
+  const got: string[] = [];
+  void slots.acquire(young).then((held) => got.push(`young ${held}`));
+  slots.release();
+  await settle();
+  t.same(got, ['young true'], 'the slot went on while the old one waited for its client');
+  void slots.acquire(younger).then((held) => got.push(`younger ${held}`));
+  void slots.acquire(old).then((held) => got.push(`old ${held}`));
+  slots.cancel(younger);
+  await settle();
+  t.same(got, ['young true', 'younger false'], 'the cancelled wait resolved false');
+  slots.release();
+  await settle();
+  t.same(got, ['young true', 'younger false', 'old true'], 'the old one is back');
+  t.equal(slots.waiting, 0);
+  slots.release();
+  t.throws(() => new ReplaySlots(0), RangeError);
 });
