@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { bodyFrame, commentFrame, retryFrame } from '../src/connection/sse-frame.ts';
 import { httpError } from './errors.ts';
 import { ReplaySlots } from '../src/connection/replay-turns.ts';
-import { replayTurnsOf, Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/connection/subscription.ts';
+import { Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/connection/subscription.ts';
 import { SseConnection } from '../src/connection/sse-connection.ts';
 import type { PresenceIdentity } from '../src/presence/statement.ts';
 
@@ -152,7 +152,6 @@ export default fp(
       maxReplayEvents: config.resumeMaxEvents,
       maxPendingEvents: config.streamMaxQueuedEvents,
       lagThresholdMs: config.lagThresholdMs,
-      replayTurns: replayTurnsOf(config.replayLoopPercent / 100),
       replaySlots: new ReplaySlots(config.replayMaxConcurrent),
     };
 

@@ -74,8 +74,6 @@ export interface Config {
   historyMaxTotalEvents: number;
   /** Most events of one page of a replay read from Kafka; pages follow one another on the same stream. */
   resumeMaxEvents: number;
-  /** Most of each second (percent of wall-clock time) the replica's replays together may hold the event loop. */
-  replayLoopPercent: number;
   /** Most replays per replica reading Kafka past their first page at once; the others wait, oldest first. */
   replayMaxConcurrent: number;
   /** Most ticker records read back from Kafka at startup for the chart history (0 = none). */
@@ -497,8 +495,7 @@ function readConfig(env: Env): Config {
     historyMaxAgeMs: integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000),
     dedupWindowMs: ((age) => integer(env, 'DEDUP_WINDOW_MS', Math.min(60000, age), 0, age))(integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000)),
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
-    resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 2000, 1, 1000000),
-    replayLoopPercent: integer(env, 'REPLAY_LOOP_PERCENT', 30, 1, 100),
+    resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 500, 1, 1000000),
     replayMaxConcurrent: integer(env, 'REPLAY_MAX_CONCURRENT', 2, 1, 100000),
     tickerBackfillMaxRecords: integer(env, 'TICKER_BACKFILL_MAX_RECORDS', 200000, 0, 100000000),
     maxChannelsPerStream: integer(env, 'MAX_CHANNELS_PER_STREAM', 20, 1, 1000),
@@ -685,9 +682,8 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   HISTORY_MAX_AGE_MS: 'how long they are kept; also how far back a fresh replica warms its history',
   DEDUP_WINDOW_MS: 'a repeat of a published message id in its room within this is dropped ([idempotent publishing](#idempotent-publishing)); at most `HISTORY_MAX_AGE_MS`; `0` = off',
   HISTORY_MAX_TOTAL_EVENTS: 'events kept in all (the least recently active channels go first)',
-  REPLAY_LOOP_PERCENT: 'most of each second (percent of wall-clock time) the replays of a replica, all together, may hold the event loop, so live streams stay on time while clients catch up on deep gaps; `100` = no limit but their 4 ms slices per turn of the loop',
   REPLAY_MAX_CONCURRENT: 'most replays per replica reading Kafka past their first page (`RESUME_MAX_EVENTS`) at once; the others wait their turn, oldest first, their streams open (with heartbeats); a replay whose client stops reading gives its place up meanwhile',
-  RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace)',
+  RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace); a page is what a replay holds in memory at a time',
   TICKER_BACKFILL_MAX_RECORDS: 'most ticker records a replica reads back from Kafka at startup for the chart history (the most recent ones); `0` = none',
   MAX_CHANNELS_PER_STREAM: 'most rooms and tickers on one `/events?room=…` stream',
   LAG_THRESHOLD_MS: 'a replay starting further back than this is framed by `lag` and `live` events',

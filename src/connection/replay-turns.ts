@@ -1,7 +1,6 @@
 /**
  * Turns on the event loop for the replays of one replica (one process): together they write for
- * at most `sliceMs` per turn of the event loop, one replay at a time, in the order they asked,
- * and for at most `share` of the wall-clock time in all.
+ * at most `sliceMs` per turn of the event loop, one replay at a time, in the order they asked.
  *
  * Why shared: each replay giving the loop back every few ms is not enough when ten replays run
  * at once: their slices ran one after the other in the same turn, and live events (the
@@ -10,58 +9,23 @@
  * waits for at most one slice, however many replays run; the replays share what is left of
  * the CPU, first come first served, each getting the turn back after the others (round robin).
  *
- * Why a share of the clock as well: a slice per turn still gives the replays nearly the whole
- * loop (and, through the broker and the clients they keep busy, most of a small machine) as long
- * as they have work: live events then wait behind a slice, a fetch's decoding or a garbage
- * collection in almost every turn (bench deep-resume 2026-12-01: the loop 97 % busy while ten
- * replays ran, live p99 4× the undisturbed one). The share is a token bucket filled by the clock:
- * the replays may hold the loop for `share` × the time elapsed, measured as the wall time they
- * actually held it, saved up to `share` × `BURST_WINDOW_MS`. When it is spent they wait on a
- * timer for the clock to earn the next slice. A timer that fires late (a starved machine) loses
- * nothing: the tokens are counted from the clock, not from the timer, so what a late timer held
- * back is spent in the next slices (one per turn, live events between them); this is what fixed
- * rests after every slice lacked (bench run 8: they stretched, and no replay of ten finished).
- * Charging wall time, not CPU time, is deliberate: on a starved machine a slice that was
- * descheduled costs more, and the replays slow down with the machine instead of the live stream.
- *
- * Work-conserving within the share: when no other replay waits, the holder keeps the turn for as
- * long as the slice lasts, and a replay that enters while the loop is otherwise idle starts at once.
+ * Work-conserving: when no other replay waits, the holder keeps the turn for as long as the
+ * budget lasts, and a replay that enters while the loop is otherwise idle starts at once.
  */
 export class ReplayTurns {
   readonly #sliceMs: number;
-  readonly #share: number;
-  readonly #capacityMs: number;
   readonly #now: () => number;
   readonly #waiting: Array<() => void> = [];
   /** A replay holds the turn: it may write until the slice is used. */
   #held = false;
-  /** When the current holder got the turn (ms on `now`): its hold is charged when it leaves. */
-  #heldSince = 0;
   /** When the current slice began (performance.now(), ms). */
   #sliceStart = -Infinity;
-  /** How long the current slice may last: `sliceMs`, or less when the bucket holds less. */
-  #sliceLimit = 0;
   #nextTurnScheduled = false;
-  /** The bucket: ms of loop time the replays may still hold (negative: a debt the clock repays first). */
-  #tokens: number;
-  #refilledAt: number;
 
-  /**
-   * `sliceMs`: the replays' budget per turn of the event loop (ms); `now`: the clock, in ms;
-   * `share`: the fraction of wall-clock time (0 < share ≤ 1) they may hold the loop in all,
-   * 1 = no limit but the slices.
-   * @throws RangeError for a share outside (0, 1] or a slice that is not positive.
-   */
-  constructor(sliceMs: number, now: () => number = () => performance.now(), share = 1) {
-    if (!(share > 0 && share <= 1)) throw new RangeError(`share must be in (0, 1], got ${share}`);
-    if (!(sliceMs > 0)) throw new RangeError(`sliceMs must be positive, got ${sliceMs}`);
+  /** `sliceMs`: the replays' budget per turn of the event loop; `now`: the clock, in ms. */
+  constructor(sliceMs: number, now: () => number = () => performance.now()) {
     this.#sliceMs = sliceMs;
-    this.#share = share;
     this.#now = now;
-    // At least one whole slice can be saved up, so a lone replay's slices are never cut short.
-    this.#capacityMs = Math.max(sliceMs, share * BURST_WINDOW_MS);
-    this.#tokens = this.#capacityMs;
-    this.#refilledAt = now();
   }
 
   /** Replays waiting for a turn (not counting the one holding it). */
@@ -71,7 +35,7 @@ export class ReplayTurns {
 
   /** Whether this turn's slice is used: the holder leaves (and enters again to go on). */
   get used(): boolean {
-    return this.#now() - this.#sliceStart > this.#sliceLimit;
+    return this.#now() - this.#sliceStart > this.#sliceMs;
   }
 
   /**
@@ -82,10 +46,10 @@ export class ReplayTurns {
    */
   enter(): Promise<void> {
     if (!this.#held && this.#waiting.length === 0) {
-      // No slice in this turn yet: one starts now, if the bucket allows.
+      // No slice in this turn yet: one starts now.
       if (!this.#nextTurnScheduled) this.#startSlice();
       if (!this.used) {
-        this.#hold();
+        this.#held = true;
         return Promise.resolve();
       }
     }
@@ -97,26 +61,8 @@ export class ReplayTurns {
 
   /** Gives the turn up (the holder waits for something else now, or is done): the next waiting replay goes on if this slice has budget left, else next turn. */
   leave(): void {
-    if (this.#held) this.#charge(this.#now() - this.#heldSince);
     this.#held = false;
     this.#handOn();
-  }
-
-  #hold(): void {
-    this.#held = true;
-    this.#heldSince = this.#now();
-  }
-
-  /** Takes `ms` of held time out of the bucket, after adding what the clock earned since the last refill. */
-  #charge(ms: number): void {
-    this.#refill();
-    this.#tokens -= ms;
-  }
-
-  #refill(): void {
-    const now = this.#now();
-    this.#tokens = Math.min(this.#capacityMs, this.#tokens + (now - this.#refilledAt) * this.#share);
-    this.#refilledAt = now;
   }
 
   #handOn(): void {
@@ -125,15 +71,12 @@ export class ReplayTurns {
       this.#scheduleNextTurn();
       return;
     }
-    this.#hold();
+    this.#held = true;
     this.#waiting.shift()!();
   }
 
-  /** Starts this turn's slice: as long as the bucket allows, up to `sliceMs`; an empty bucket makes an already used slice (the next turn waits on a timer). */
   #startSlice(): void {
-    this.#refill();
     this.#sliceStart = this.#now();
-    this.#sliceLimit = this.#tokens > 0 ? Math.min(this.#sliceMs, this.#tokens) : -1;
     // The slice ends with this turn: the next one starts after pending I/O (live events, new connections).
     this.#scheduleNextTurn();
   }
@@ -141,14 +84,7 @@ export class ReplayTurns {
   #scheduleNextTurn(): void {
     if (this.#nextTurnScheduled) return;
     this.#nextTurnScheduled = true;
-    this.#refill();
-    if (this.#tokens > 0) {
-      setImmediate(this.#onTurn);
-      return;
-    }
-    // Spent: the next slice comes when the clock has earned it (at least a millisecond's worth).
-    const waitMs = Math.max(1, Math.ceil((Math.min(1, this.#sliceMs) - this.#tokens) / this.#share));
-    setTimeout(this.#onTurn, waitMs);
+    setImmediate(this.#onTurn);
   }
 
   readonly #onTurn = (): void => {
@@ -156,21 +92,12 @@ export class ReplayTurns {
     if (this.#waiting.length === 0) {
       // Nobody waits: the next `enter` starts a fresh slice.
       this.#sliceStart = -Infinity;
-      this.#sliceLimit = 0;
       return;
     }
     this.#startSlice();
     this.#handOn();
   };
 }
-
-/**
- * How much of the replays' share may be saved up while they wait or are absent (ms of wall
- * time, times the share): enough that a timer firing late on a starved machine loses nothing,
- * small enough that the replays never take the loop for long at a stretch (they spend savings
- * one slice per turn anyway).
- */
-const BURST_WINDOW_MS = 200;
 
 /** One replay's place with `ReplaySlots`: its age decides who goes first. */
 export interface ReplayTicket {
@@ -183,11 +110,13 @@ export interface ReplayTicket {
  * stays open (the shared heartbeat timer writes comments to it), its live events wait in its
  * bounded queue as during any replay, and it goes on where it stood once a slot is free.
  *
- * Why: ten replays at once each hold a page of records (and the fetched batches behind them)
- * for as long as their turns take to write it; with a share of the clock, that is long enough
- * for the pages to be promoted and collected in major garbage collections that hold live events
- * (bench deep-resume 2026-12-01, run of 07:38: 160 ms of one). Fewer at once hold fewer pages,
- * and the first of them are done sooner instead of all ten at the end.
+ * Why: every replay under way holds a page of records (and the fetched batches behind them)
+ * while its turns write it out, round robin with the others; ten at once kept enough alive
+ * for long enough to be promoted, and the major garbage collections that followed held live
+ * events (bench deep-resume 2026-12-01, second section: live p99 24× the undisturbed one in
+ * the worst run). Two at a time, with pages of 500 events (RESUME_MAX_EVENTS), kept the live
+ * p99 within 1.9–2.2× of undisturbed; either alone did not. The first of them are also done
+ * sooner, instead of all ten at the end.
  *
  * A replay whose client does not take its bytes gives its slot up while it waits for the client
  * (`release`, then `acquire` again with the same ticket: ahead of younger ones), so clients that

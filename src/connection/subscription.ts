@@ -81,16 +81,7 @@ const REPLAY_STRIDE = 32;
  * back to back held live streams up for seconds (bench deep-resume).
  */
 const REPLAY_SLICE_MS = 4;
-/** The turns of a process that sets none (every subscription of the replica shares one). */
-const defaultReplayTurns = new ReplayTurns(REPLAY_SLICE_MS);
-
-/**
- * The replays' turns for one replica: slices of `REPLAY_SLICE_MS` per turn of the event loop,
- * and at most `share` (0 < share ≤ 1, REPLAY_LOOP_PERCENT / 100) of the wall-clock time in all.
- */
-export function replayTurnsOf(share: number): ReplayTurns {
-  return new ReplayTurns(REPLAY_SLICE_MS, undefined, share);
-}
+const replayTurns = new ReplayTurns(REPLAY_SLICE_MS);
 
 export interface SubscriptionContext {
   hub: Hub;
@@ -104,8 +95,6 @@ export interface SubscriptionContext {
   maxPendingEvents: number;
   /** A replay starting further back than this tells the client `lag`, then `live`. */
   lagThresholdMs: number;
-  /** The turns every replay of the replica shares (`replayTurnsOf`); default: slices only, no share of the clock. */
-  replayTurns?: ReplayTurns;
   /** How many replays of the replica may read Kafka past their first page at once (REPLAY_MAX_CONCURRENT); default: no limit. */
   replaySlots?: ReplaySlots;
   now?: () => number;
@@ -471,12 +460,11 @@ export class Subscription {
 
   /**
    * Writes replayed events at the client's pace, in turns with the replica's other replays
-   * (`replayTurns`: together at most `REPLAY_SLICE_MS` per turn of the event loop, and their share of the clock), a stride's
+   * (`replayTurns`: together at most `REPLAY_SLICE_MS` per turn of the event loop), a stride's
    * events in one write. `toEvent` makes an item's event (null: none), within the turn: decoding
    * a page of Kafka records is replay work too. False when the stream closed meanwhile.
    */
   async #emitPaced<T>(items: readonly T[], toEvent: (item: T) => StoredEvent | null, outcome: SubscriptionOutcome): Promise<boolean> {
-    const replayTurns = this.#context.replayTurns ?? defaultReplayTurns;
     let frames: Buffer[] = [];
     let key: string | undefined;
     const flush = (): void => {
