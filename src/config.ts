@@ -74,7 +74,7 @@ export interface Config {
   historyMaxTotalEvents: number;
   /** Most events of one page of a replay read from Kafka; pages follow one another on the same stream. */
   resumeMaxEvents: number;
-  /** Most replays per replica reading Kafka past their first page at once; the others wait, oldest first. */
+  /** Most partitions per replica that replays read from Kafka past their first page at once; the others wait, oldest first. */
   replayMaxConcurrent: number;
   /** Most ticker records read back from Kafka at startup for the chart history (0 = none). */
   tickerBackfillMaxRecords: number;
@@ -682,7 +682,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   HISTORY_MAX_AGE_MS: 'how long they are kept; also how far back a fresh replica warms its history',
   DEDUP_WINDOW_MS: 'a repeat of a published message id in its room within this is dropped ([idempotent publishing](#idempotent-publishing)); at most `HISTORY_MAX_AGE_MS`; `0` = off',
   HISTORY_MAX_TOTAL_EVENTS: 'events kept in all (the least recently active channels go first)',
-  REPLAY_MAX_CONCURRENT: 'most replays per replica reading Kafka past their first page (`RESUME_MAX_EVENTS`) at once; the others wait their turn, oldest first, their streams open (with heartbeats); a replay whose client stops reading gives its place up meanwhile',
+  REPLAY_MAX_CONCURRENT: 'most partitions per replica that replays read from Kafka past their first page (`RESUME_MAX_EVENTS`) at once (replays of a partition already being read go on with it: one read serves them); the others wait their turn, oldest first, their streams open (with heartbeats); a replay whose client stops reading gives its place up meanwhile',
   RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace); a page is what a replay holds in memory at a time',
   TICKER_BACKFILL_MAX_RECORDS: 'most ticker records a replica reads back from Kafka at startup for the chart history (the most recent ones); `0` = none',
   MAX_CHANNELS_PER_STREAM: 'most rooms and tickers on one `/events?room=…` stream',

@@ -147,6 +147,8 @@ export class Subscription {
   #ticket: ReplayTicket | undefined;
   /** Whether it holds one of the deep replays' slots, or waits for one. */
   #slot: 'none' | 'waiting' | 'held' = 'none';
+  /** The partition (topic:partition) its deep replay reads: what its slot is for. */
+  #slotPartition = '';
 
   constructor(context: SubscriptionContext, channels: readonly ChannelRef[], sink: SubscriptionSink) {
     this.#context = context;
@@ -395,7 +397,7 @@ export class Subscription {
     try {
       while (cursor < to) {
         // Past its first page a replay is deep: it waits for one of the replica's slots.
-        if (pages > 0 && !(await this.#holdSlot())) return true;
+        if (pages > 0 && !(await this.#holdSlot(`${topic}:${partition}`))) return true;
         pages += 1;
         let page: RangeResult;
         try {
@@ -430,15 +432,17 @@ export class Subscription {
   }
 
   /**
-   * Holds one of the replica's deep-replay slots (REPLAY_MAX_CONCURRENT), waiting for it behind
-   * older replays if need be. False when the stream closed meanwhile.
+   * Holds one of the replica's deep-replay slots (REPLAY_MAX_CONCURRENT) for `partition`
+   * (topic:partition), waiting for it behind older replays if need be. False when the stream
+   * closed meanwhile.
    */
-  async #holdSlot(): Promise<boolean> {
+  async #holdSlot(partition: string): Promise<boolean> {
     const slots = this.#context.replaySlots;
     if (slots === undefined || this.#slot === 'held') return !this.#closed;
     this.#ticket ??= slots.ticket();
     this.#slot = 'waiting';
-    const held = await slots.acquire(this.#ticket);
+    this.#slotPartition = partition;
+    const held = await slots.acquire(this.#ticket, partition);
     if (!held) return false;
     this.#slot = 'held';
     if (this.#closed) {
@@ -454,7 +458,7 @@ export class Subscription {
     const state = this.#slot;
     this.#slot = 'none';
     if (slots === undefined || this.#ticket === undefined) return;
-    if (state === 'held') slots.release();
+    if (state === 'held') slots.release(this.#slotPartition);
     else if (state === 'waiting') slots.cancel(this.#ticket);
   }
 
@@ -503,9 +507,10 @@ export class Subscription {
             if (this.#sink.whenWritable !== undefined) {
               // A client that does not take its bytes does not hold a deep replay's slot meanwhile.
               const givenUp = this.#slot === 'held' && this.#sink.backedUp?.() === true;
+              const partition = this.#slotPartition;
               if (givenUp) this.#releaseSlot();
               await this.#sink.whenWritable();
-              if (this.#closed || (givenUp && !(await this.#holdSlot()))) return false;
+              if (this.#closed || (givenUp && !(await this.#holdSlot(partition)))) return false;
             }
             if (this.#closed) return false;
             await replayTurns.enter();
