@@ -68,7 +68,7 @@ async function gapSetup(t: Teardowns, rooms: string[], gap: number, text: (index
   return { gateway, ids };
 }
 
-t.test('Kafka, REPLAY_MAX_CONCURRENT=1: deep replays go one at a time past their first page, and each delivers every event exactly once, in order, on one connection', async (t) => {
+t.test('Kafka, REPLAY_MAX_CONCURRENT=1: deep replays of three partitions take turns past their first page, and each delivers every event exactly once, in order, on one connection', async (t) => {
   const GAP = 1000;
   const PAGE = 100;
   // Three rooms on three partitions: without the limit their replays go side by side.
@@ -77,27 +77,11 @@ t.test('Kafka, REPLAY_MAX_CONCURRENT=1: deep replays go one at a time past their
 
   const streams = await Promise.all(rooms.map((room) => openStream(t, `${gateway.url}/events/${room}`, { 'last-event-id': ids.get(room)! })));
   t.teardown(() => streams.forEach((stream) => stream.close()));
-  // How far the others were whenever one of them was done.
+  // Which replay waits for which is timing here (the order is proven exactly, over a logging
+  // fake Kafka, in test/unit/replay-slots.unit.ts); what must hold whatever the timing: each
+  // stream, waiting or not, gets every event once, in order, on its one connection.
   const counts = () => streams.map((stream) => messageTexts(stream.events).length);
-  const seenWhenDone: number[][] = [];
-  await until(
-    () => {
-      const now = counts();
-      if (now.some((count) => count >= GAP) && seenWhenDone.length === 0) seenWhenDone.push(now);
-      return now.every((count) => count >= GAP);
-    },
-    60000,
-    () => `every replay (got ${counts().join(', ')} of ${GAP})`,
-  );
-  const [first] = seenWhenDone;
-  const behind = first!.filter((count) => count < GAP);
-  t.comment(`events of each stream when the first was done: ${first!.join(', ')}`);
-  // The others had their first page (and, at most, the start of the next one whose slot came as
-  // the first ended: its bytes may overtake the first's last ones on their way to this client).
-  t.ok(
-    behind.every((count) => count <= 2 * PAGE),
-    `the others waited after their first page while one replay went on (${behind.join(', ')} ≤ ${2 * PAGE})`,
-  );
+  await until(() => counts().every((count) => count >= GAP), 60000, () => `every replay (got ${counts().join(', ')} of ${GAP})`);
   const expected = Array.from({ length: GAP }, (_, index) => `g${index}`);
   streams.forEach((stream, index) => {
     t.same(messageTexts(stream.events), expected, `${rooms[index]}: every event once, in order`);
