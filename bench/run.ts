@@ -1505,7 +1505,9 @@ async function main(): Promise<void> {
     loadAverageAtEnd: loadavg().map((v) => round(v, 2)),
   };
   process.stdout.write(`${report(results)}\n\n`);
-  process.stdout.write(`${JSON.stringify({ startedAt: startedAt.toISOString(), machine, settings, results }, null, 2)}\n`);
+  // The gateway's own settings given through the environment (its defaults otherwise), and which tree ran.
+  const gatewayEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => /^(REPLAY_|RESUME_|HISTORY_|STREAM_|NODE_OPTIONS$)/.test(name)));
+  process.stdout.write(`${JSON.stringify({ startedAt: startedAt.toISOString(), machine, settings, gatewayDir: settings.gatewayDir, gatewayEnv, results }, null, 2)}\n`);
 }
 
 try {

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { bodyFrame, commentFrame, retryFrame } from '../src/connection/sse-frame.ts';
 import { httpError } from './errors.ts';
+import { ReplaySlots } from '../src/connection/replay-turns.ts';
 import { Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/connection/subscription.ts';
 import { SseConnection } from '../src/connection/sse-connection.ts';
 import type { PresenceIdentity } from '../src/presence/statement.ts';
@@ -151,6 +152,7 @@ export default fp(
       maxReplayEvents: config.resumeMaxEvents,
       maxPendingEvents: config.streamMaxQueuedEvents,
       lagThresholdMs: config.lagThresholdMs,
+      replaySlots: new ReplaySlots(config.replayMaxConcurrent),
     };
 
     const preamble = Buffer.concat([retryFrame(config.sseRetryMs), commentFrame('connected')]);

@@ -74,6 +74,8 @@ export interface Config {
   historyMaxTotalEvents: number;
   /** Most events of one page of a replay read from Kafka; pages follow one another on the same stream. */
   resumeMaxEvents: number;
+  /** Most partitions per replica that replays read from Kafka past their first page at once; the others wait, oldest first. */
+  replayMaxConcurrent: number;
   /** Most ticker records read back from Kafka at startup for the chart history (0 = none). */
   tickerBackfillMaxRecords: number;
   /** Most rooms and tickers on one multi-channel stream (400 beyond). */
@@ -493,7 +495,8 @@ function readConfig(env: Env): Config {
     historyMaxAgeMs: integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000),
     dedupWindowMs: ((age) => integer(env, 'DEDUP_WINDOW_MS', Math.min(60000, age), 0, age))(integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000)),
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
-    resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 2000, 1, 1000000),
+    resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 500, 1, 1000000),
+    replayMaxConcurrent: integer(env, 'REPLAY_MAX_CONCURRENT', 2, 1, 100000),
     tickerBackfillMaxRecords: integer(env, 'TICKER_BACKFILL_MAX_RECORDS', 200000, 0, 100000000),
     maxChannelsPerStream: integer(env, 'MAX_CHANNELS_PER_STREAM', 20, 1, 1000),
     lagThresholdMs: integer(env, 'LAG_THRESHOLD_MS', 5000, 0, 86400000),
@@ -679,7 +682,8 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   HISTORY_MAX_AGE_MS: 'how long they are kept; also how far back a fresh replica warms its history',
   DEDUP_WINDOW_MS: 'a repeat of a published message id in its room within this is dropped ([idempotent publishing](#idempotent-publishing)); at most `HISTORY_MAX_AGE_MS`; `0` = off',
   HISTORY_MAX_TOTAL_EVENTS: 'events kept in all (the least recently active channels go first)',
-  RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace)',
+  REPLAY_MAX_CONCURRENT: 'most partitions per replica that replays read from Kafka past their first page (`RESUME_MAX_EVENTS`) at once (replays of a partition already being read go on with it: one read serves them); the others wait their turn, oldest first, their streams open (with heartbeats); a replay whose client stops reading gives its place up meanwhile',
+  RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace); a page is what a replay holds in memory at a time',
   TICKER_BACKFILL_MAX_RECORDS: 'most ticker records a replica reads back from Kafka at startup for the chart history (the most recent ones); `0` = none',
   MAX_CHANNELS_PER_STREAM: 'most rooms and tickers on one `/events?room=…` stream',
   LAG_THRESHOLD_MS: 'a replay starting further back than this is framed by `lag` and `live` events',

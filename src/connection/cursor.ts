@@ -1,4 +1,4 @@
-import { createCipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual, type Cipher, type Hash } from 'node:crypto';
+import { createCipheriv, createHash, hkdfSync, randomFillSync, timingSafeEqual, type Cipher, type Hash } from 'node:crypto';
 import type { Topics } from '../channels/contract.ts';
 
 /**
@@ -50,15 +50,6 @@ const MAX_ENTRIES = 256;
 /** A cursor longer than this cannot come from us; refuse it before doing any work. */
 export const MAX_CURSOR_LENGTH = 4096;
 
-function writeVarint(bytes: number[], value: number): void {
-  let rest = value;
-  while (rest >= 0x80) {
-    bytes.push((rest % 0x80) | 0x80);
-    rest = Math.floor(rest / 0x80);
-  }
-  bytes.push(rest);
-}
-
 function readVarint(bytes: Buffer, start: number): [value: number, next: number] | null {
   let value = 0;
   let scale = 1;
@@ -71,18 +62,40 @@ function readVarint(bytes: Buffer, start: number): [value: number, next: number]
   return null;
 }
 
-function plaintextOf(entries: readonly CursorEntry[]): Buffer {
-  const bytes: number[] = [];
-  writeVarint(bytes, entries.length);
+function varintLength(value: number): number {
+  let length = 1;
+  for (let rest = value; rest >= 0x80; rest = Math.floor(rest / 0x80)) length++;
+  return length;
+}
+
+function writeVarintAt(out: Buffer, at: number, value: number): number {
+  let rest = value;
+  let position = at;
+  while (rest >= 0x80) {
+    out[position++] = (rest % 0x80) | 0x80;
+    rest = Math.floor(rest / 0x80);
+  }
+  out[position++] = rest;
+  return position;
+}
+
+/** Bytes of the plaintext of `entries` (see the layout above). */
+function plaintextLength(entries: readonly CursorEntry[]): number {
+  let length = varintLength(entries.length);
+  for (const entry of entries) length += varintLength(entry.slot) + varintLength(entry.partition) + OFFSET_BYTES;
+  return length;
+}
+
+/** Writes the plaintext of `entries` into `out` from `at` (exactly `plaintextLength` bytes). Throws RangeError for an offset beyond 2^48. */
+function writePlaintext(entries: readonly CursorEntry[], out: Buffer, at: number): void {
+  let position = writeVarintAt(out, at, entries.length);
   for (const entry of entries) {
     if (!Number.isSafeInteger(entry.next) || entry.next < 0 || entry.next > MAX_OFFSET) throw new RangeError(`offset ${entry.next} out of range`);
-    writeVarint(bytes, entry.slot);
-    writeVarint(bytes, entry.partition);
-    const offset = Buffer.alloc(OFFSET_BYTES);
-    offset.writeUIntBE(entry.next, 0, OFFSET_BYTES);
-    bytes.push(...offset);
+    position = writeVarintAt(out, position, entry.slot);
+    position = writeVarintAt(out, position, entry.partition);
+    out.writeUIntBE(entry.next, position, OFFSET_BYTES);
+    position += OFFSET_BYTES;
   }
-  return Buffer.from(bytes);
 }
 
 function entriesOf(plaintext: Buffer): CursorEntry[] | null {
@@ -124,9 +137,9 @@ export class CursorCodec {
     this.#blockCipher = createCipheriv('aes-256-ecb', keys.subarray(32), null).setAutoPadding(false);
   }
 
-  /** HMAC-SHA256(macKey, version || plaintext), cut to TAG_BYTES: byte for byte what createHmac gives, without its per-call key setup. */
-  #tag(version: number, plaintext: Buffer): Buffer {
-    const inner = this.#innerHash.copy().update(Buffer.of(version)).update(plaintext).digest();
+  /** HMAC-SHA256(macKey, version || plaintext), cut to TAG_BYTES: byte for byte what createHmac gives, without its per-call key setup. `signed` is version || plaintext. */
+  #tag(signed: Buffer): Buffer {
+    const inner = this.#innerHash.copy().update(signed).digest();
     return this.#outerHash.copy().update(inner).digest().subarray(0, TAG_BYTES);
   }
 
@@ -134,19 +147,19 @@ export class CursorCodec {
    * AES-256-CTR with the tag, zero-padded, as the initial counter block: the same tag always
    * gives the same keystream. Counter blocks are tag || big-endian block number (CTR increments
    * the whole block as one big-endian integer; with the last 4 bytes starting at zero and ids
-   * far below 2^32 blocks, that is the same), encrypted in one ECB call, XORed with the data.
+   * far below 2^32 blocks, that is the same), encrypted in one ECB call, XORed with the data:
+   * `data[start, end)` into `out` from `at` (which may be the same bytes: in place).
    */
-  #crypt(tag: Buffer, data: Buffer): Buffer {
-    const blocks = Math.ceil(data.length / 16);
+  #crypt(tag: Buffer, data: Buffer, start: number, end: number, out: Buffer, at: number): void {
+    const length = end - start;
+    const blocks = Math.ceil(length / 16);
     const counters = Buffer.alloc(blocks * 16);
     for (let block = 0; block < blocks; block++) {
       tag.copy(counters, block * 16);
       counters.writeUInt32BE(block, block * 16 + 12);
     }
     const keystream = this.#blockCipher.update(counters);
-    const out = Buffer.allocUnsafe(data.length);
-    for (let i = 0; i < data.length; i++) out[i] = data[i]! ^ keystream[i]!;
-    return out;
+    for (let i = 0; i < length; i++) out[at + i] = data[start + i]! ^ keystream[i]!;
   }
 
   /**
@@ -156,11 +169,19 @@ export class CursorCodec {
    * Throws RangeError for an offset beyond 2^48.
    */
   encode(entries: Iterable<CursorEntry>, fresh = false): string {
-    const version = fresh ? FRESH_VERSION : VERSION;
-    const body = plaintextOf([...entries]);
-    const plaintext = fresh ? Buffer.concat([randomBytes(NONCE_BYTES), body]) : body;
-    const tag = this.#tag(version, plaintext);
-    return Buffer.concat([Buffer.of(version), this.#crypt(tag, plaintext), tag]).toString('base64url');
+    const list = Array.isArray(entries) ? (entries as readonly CursorEntry[]) : [...entries];
+    // One buffer, written in place (a deep replay seals an id per event): version, then the
+    // plaintext (nonce first when fresh), sealed where it stands, then the tag.
+    const nonceBytes = fresh ? NONCE_BYTES : 0;
+    const end = 1 + nonceBytes + plaintextLength(list);
+    const out = Buffer.allocUnsafe(end + TAG_BYTES);
+    out[0] = fresh ? FRESH_VERSION : VERSION;
+    if (fresh) randomFillSync(out, 1, NONCE_BYTES);
+    writePlaintext(list, out, 1 + nonceBytes);
+    const tag = this.#tag(out.subarray(0, end));
+    this.#crypt(tag, out, 1, end, out, 1);
+    tag.copy(out, end);
+    return out.toString('base64url');
   }
 
   /** The entries of a cursor we issued, or null for anything else (edited, forged, foreign, older layout). */
@@ -170,8 +191,11 @@ export class CursorCodec {
     const version = raw[0];
     if (raw.length <= TAG_BYTES + 1 || (version !== VERSION && version !== FRESH_VERSION)) return null;
     const tag = raw.subarray(raw.length - TAG_BYTES);
-    const plaintext = this.#crypt(tag, raw.subarray(1, raw.length - TAG_BYTES));
-    if (!timingSafeEqual(tag, this.#tag(version, plaintext))) return null;
+    // version || plaintext, decrypted in place.
+    const signed = raw.subarray(0, raw.length - TAG_BYTES);
+    this.#crypt(tag, raw, 1, signed.length, raw, 1);
+    if (!timingSafeEqual(tag, this.#tag(signed))) return null;
+    const plaintext = signed.subarray(1);
     if (version === FRESH_VERSION) return plaintext.length < NONCE_BYTES ? null : entriesOf(plaintext.subarray(NONCE_BYTES));
     return entriesOf(plaintext);
   }

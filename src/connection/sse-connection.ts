@@ -177,6 +177,11 @@ export class SseConnection implements SubscriptionSink {
     for (const frame of frames) this.write(frame);
   }
 
+  /** Whether `whenWritable` would wait: the client has not taken what was written so far. */
+  backedUp(): boolean {
+    return !this.#ended && !this.#socket.destroyed && this.#needsDrain();
+  }
+
   /** Resolves once the client has taken what was written (or is gone): a replay goes at its pace. */
   whenWritable(): Promise<void> {
     const socket = this.#socket;

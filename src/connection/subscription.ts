@@ -1,5 +1,5 @@
 import type { BusRecord, RangeReader, RangeResult } from '../bus/types.ts';
-import { ReplayTurns } from './replay-turns.ts';
+import { ReplaySlots, ReplayTurns, type ReplayTicket } from './replay-turns.ts';
 import { positionKey, type CursorCodec, type CursorEntry, type TopicSlot } from './cursor.ts';
 import { channelKey } from '../channels/records.ts';
 import type { ChannelKind } from '../channels/kind.ts';
@@ -65,6 +65,8 @@ export interface SubscriptionSink {
   end(lastFrame?: Buffer, reason?: StreamEndReason): void;
   /** Resolves once the client has taken what was written: a replay goes at the client's pace. */
   whenWritable?(): Promise<void>;
+  /** Whether the client has not taken what was written so far (`whenWritable` would wait). */
+  backedUp?(): boolean;
 }
 
 /**
@@ -93,6 +95,8 @@ export interface SubscriptionContext {
   maxPendingEvents: number;
   /** A replay starting further back than this tells the client `lag`, then `live`. */
   lagThresholdMs: number;
+  /** How many replays of the replica may read Kafka past their first page at once (REPLAY_MAX_CONCURRENT); default: no limit. */
+  replaySlots?: ReplaySlots;
   now?: () => number;
 }
 
@@ -139,6 +143,12 @@ export class Subscription {
   readonly #resets = new Set<ResetReason>();
   /** Decided at the first replayed event: whether the replay is framed by `lag` and `live`. */
   #lagging: boolean | null = null;
+  /** This stream's place among the replica's deep replays (`replaySlots`), kept for its life: its age. */
+  #ticket: ReplayTicket | undefined;
+  /** Whether it holds one of the deep replays' slots, or waits for one. */
+  #slot: 'none' | 'waiting' | 'held' = 'none';
+  /** The partition (topic:partition) its deep replay reads: what its slot is for. */
+  #slotPartition = '';
 
   constructor(context: SubscriptionContext, channels: readonly ChannelRef[], sink: SubscriptionSink) {
     this.#context = context;
@@ -165,6 +175,7 @@ export class Subscription {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#releaseSlot();
     for (const unsubscribe of this.#unsubscribes) unsubscribe();
     this.#unsubscribes = [];
     this.#pending = null;
@@ -382,34 +393,73 @@ export class Subscription {
     const names = group.map((channel) => channel.name);
     const keys = new Set(group.map((channel) => channel.key));
     let cursor = Math.min(...group.map((channel) => startOf(channel.key)));
-    while (cursor < to) {
-      let page: RangeResult;
-      try {
-        page = await rangeReader.read(topic, partition, cursor, to, names.length === 1 ? names[0]! : names, maxReplayEvents);
-      } catch {
-        return false;
+    let pages = 0;
+    try {
+      while (cursor < to) {
+        // Past its first page a replay is deep: it waits for one of the replica's slots.
+        if (pages > 0 && !(await this.#holdSlot(`${topic}:${partition}`))) return true;
+        pages += 1;
+        let page: RangeResult;
+        try {
+          page = await rangeReader.read(topic, partition, cursor, to, names.length === 1 ? names[0]! : names, maxReplayEvents);
+        } catch {
+          return false;
+        }
+        if (this.#closed) return true;
+        if (page.expired) {
+          this.#reset('expired');
+          this.#advance(slot, partition, to);
+          return true;
+        }
+        const toEvent = (record: BusRecord): StoredEvent | null => {
+          const stored = dispatcher.toStored(record);
+          return stored !== null && keys.has(stored.channel) && stored.offset >= startOf(stored.channel) ? stored : null;
+        };
+        if (!(await this.#emitPaced(page.records, toEvent, outcome))) return true;
+        const last = page.records.at(-1);
+        const next = page.complete ? to : (page.next ?? (last === undefined ? cursor : Number(last.offset) + 1));
+        // A page that moved nothing forward would be asked for again and again.
+        if (next <= cursor) return false;
+        cursor = next;
+        this.#advance(slot, partition, next);
+        // The position moves on even through pages without an event of the stream: a reconnect continues from there.
+        if (cursor < to) this.#sink.write(positionFrame(this.#cursorId(true)));
       }
-      if (this.#closed) return true;
-      if (page.expired) {
-        this.#reset('expired');
-        this.#advance(slot, partition, to);
-        return true;
-      }
-      const toEvent = (record: BusRecord): StoredEvent | null => {
-        const stored = dispatcher.toStored(record);
-        return stored !== null && keys.has(stored.channel) && stored.offset >= startOf(stored.channel) ? stored : null;
-      };
-      if (!(await this.#emitPaced(page.records, toEvent, outcome))) return true;
-      const last = page.records.at(-1);
-      const next = page.complete ? to : (page.next ?? (last === undefined ? cursor : Number(last.offset) + 1));
-      // A page that moved nothing forward would be asked for again and again.
-      if (next <= cursor) return false;
-      cursor = next;
-      this.#advance(slot, partition, next);
-      // The position moves on even through pages without an event of the stream: a reconnect continues from there.
-      if (cursor < to) this.#sink.write(positionFrame(this.#cursorId(true)));
+    } finally {
+      this.#releaseSlot();
     }
     return true;
+  }
+
+  /**
+   * Holds one of the replica's deep-replay slots (REPLAY_MAX_CONCURRENT) for `partition`
+   * (topic:partition), waiting for it behind older replays if need be. False when the stream
+   * closed meanwhile.
+   */
+  async #holdSlot(partition: string): Promise<boolean> {
+    const slots = this.#context.replaySlots;
+    if (slots === undefined || this.#slot === 'held') return !this.#closed;
+    this.#ticket ??= slots.ticket();
+    this.#slot = 'waiting';
+    this.#slotPartition = partition;
+    const held = await slots.acquire(this.#ticket, partition);
+    if (!held) return false;
+    this.#slot = 'held';
+    if (this.#closed) {
+      this.#releaseSlot();
+      return false;
+    }
+    return true;
+  }
+
+  /** Gives the stream's slot back, or stops waiting for one. */
+  #releaseSlot(): void {
+    const slots = this.#context.replaySlots;
+    const state = this.#slot;
+    this.#slot = 'none';
+    if (slots === undefined || this.#ticket === undefined) return;
+    if (state === 'held') slots.release(this.#slotPartition);
+    else if (state === 'waiting') slots.cancel(this.#ticket);
   }
 
   /**
@@ -454,7 +504,14 @@ export class Subscription {
           if (this.#sink.whenWritable !== undefined || replayTurns.waiting > 0 || replayTurns.used) {
             replayTurns.leave();
             holding = false;
-            if (this.#sink.whenWritable !== undefined) await this.#sink.whenWritable();
+            if (this.#sink.whenWritable !== undefined) {
+              // A client that does not take its bytes does not hold a deep replay's slot meanwhile.
+              const givenUp = this.#slot === 'held' && this.#sink.backedUp?.() === true;
+              const partition = this.#slotPartition;
+              if (givenUp) this.#releaseSlot();
+              await this.#sink.whenWritable();
+              if (this.#closed || (givenUp && !(await this.#holdSlot(partition)))) return false;
+            }
             if (this.#closed) return false;
             await replayTurns.enter();
             holding = true;

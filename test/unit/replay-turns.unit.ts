@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ReplayTurns } from '../../src/connection/replay-turns.ts';
+import { ReplaySlots, ReplayTurns, type ReplayTicket } from '../../src/connection/replay-turns.ts';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 /** Lets resolved promises' continuations run (not a turn of the event loop). */
@@ -70,4 +70,77 @@ t.test('an idle replica lets a replay start at once', async (t) => {
   t.ok(entered);
   turns.leave();
   t.equal(turns.waiting, 0);
+});
+
+t.test('replay slots: deep replays read at most `max` partitions at once; the others wait and go on oldest first as slots come back', async (t) => {
+  const slots = new ReplaySlots(2);
+  const order: string[] = [];
+  const [a, b, c, d] = [slots.ticket(), slots.ticket(), slots.ticket(), slots.ticket()];
+  const take = (name: string, ticket: ReplayTicket, partition: string) =>
+    void slots.acquire(ticket, partition).then((held) => {
+      if (held) order.push(name);
+    });
+  take('a', a, 'p0');
+  take('b', b, 'p1');
+  take('d', d, 'p3');
+  take('c', c, 'p2');
+  await settle();
+  t.same(order, ['a', 'b'], 'two partitions at once');
+  t.equal(slots.waiting, 2);
+  slots.release('p0');
+  await settle();
+  t.same(order, ['a', 'b', 'c'], 'the oldest waiting goes first, whatever the order they asked in');
+  slots.release('p1');
+  await settle();
+  t.same(order, ['a', 'b', 'c', 'd']);
+  t.equal(slots.active, 2);
+  slots.release('p2');
+  slots.release('p3');
+  t.equal(slots.active, 0);
+});
+
+t.test('replay slots: replays of a partition being read go on at once (one read of Kafka serves them), and it stays taken until the last is done', async (t) => {
+  const slots = new ReplaySlots(1);
+  const order: string[] = [];
+  const take = (name: string, partition: string) =>
+    void slots.acquire(slots.ticket(), partition).then((held) => {
+      if (held) order.push(name);
+    });
+  take('a', 'p0');
+  take('b', 'p1');
+  take('c', 'p0');
+  await settle();
+  t.same(order, ['a', 'c'], 'c reads the partition a reads: no wait, although b is older');
+  slots.release('p0');
+  await settle();
+  t.same(order, ['a', 'c'], 'c still reads p0');
+  slots.release('p0');
+  await settle();
+  t.same(order, ['a', 'c', 'b'], 'p0 done: b gets the slot');
+  slots.release('p1');
+  t.equal(slots.active, 0);
+});
+
+t.test('replay slots: a replay that gave its slot up (its client stopped reading) gets it back ahead of younger ones; a cancelled wait resolves false and frees its place', async (t) => {
+  const slots = new ReplaySlots(1);
+  const old = slots.ticket();
+  const young = slots.ticket();
+  const younger = slots.ticket();
+  t.equal(await slots.acquire(old, 'p0'), true);
+  const got: string[] = [];
+  void slots.acquire(young, 'p1').then((held) => got.push(`young ${held}`));
+  slots.release('p0');
+  await settle();
+  t.same(got, ['young true'], 'the slot went on while the old one waited for its client');
+  void slots.acquire(younger, 'p2').then((held) => got.push(`younger ${held}`));
+  void slots.acquire(old, 'p0').then((held) => got.push(`old ${held}`));
+  slots.cancel(younger);
+  await settle();
+  t.same(got, ['young true', 'younger false'], 'the cancelled wait resolved false');
+  slots.release('p1');
+  await settle();
+  t.same(got, ['young true', 'younger false', 'old true'], 'the old one is back');
+  t.equal(slots.waiting, 0);
+  slots.release('p0');
+  t.throws(() => new ReplaySlots(0), RangeError);
 });
