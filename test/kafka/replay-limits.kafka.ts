@@ -1,15 +1,15 @@
 import http from 'node:http';
 import t from 'tap';
 import type { Message } from 'kafkajs';
-import type { KafkaBus } from '../src/bus/kafka.ts';
-import { partitionForKey } from '../src/bus/partitioner.ts';
-import type { Config } from '../src/config.ts';
-import { SseParser, type SseMessage } from '../src/client/sse-parser.ts';
-import { chatMessageRecord } from '../src/channels/contract.ts';
-import { kafkaTopics, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { rawProducer } from './helpers/kafka.ts';
-import type { Teardowns } from './helpers/fixture.ts';
-import { messageTexts, openStream, until } from './helpers/sse-client.ts';
+import type { KafkaBus } from '../../src/bus/kafka.ts';
+import { partitionForKey } from '../../src/bus/partitioner.ts';
+import type { Config } from '../../src/config.ts';
+import { SseParser, type SseMessage } from '../../src/client/sse-parser.ts';
+import { chatMessageRecord } from '../../src/channels/contract.ts';
+import { kafkaTopics, requiredKafkaBrokers, startGateway, uniqueName } from '../helpers/gateway.ts';
+import { rawProducer } from '../helpers/kafka.ts';
+import type { Teardowns } from '../helpers/fixture.ts';
+import { messageTexts, openStream, until } from '../helpers/sse-client.ts';
 
 /**
  * The replica's limit on deep replays (REPLAY_MAX_CONCURRENT) on a real broker: replays past
