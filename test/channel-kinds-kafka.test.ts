@@ -3,11 +3,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { tempDir } from './helpers/fixture.ts';
-import { Kafka, logLevel } from 'kafkajs';
 import { readChannelsFile } from '../src/channels/channels-file.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from './helpers/gateway.ts';
-import { rawProducer } from './helpers/kafka.ts';
+import { createTestTopics, rawProducer } from './helpers/kafka.ts';
 import { openStream, until } from './helpers/sse-client.ts';
 import { serverArgs, serverEnv } from './helpers/server-process.ts';
 
@@ -56,19 +55,9 @@ function declarationFile(t: { teardown(fn: () => unknown): void }, topic: string
   return file;
 }
 
-async function createTopic(topic: string): Promise<void> {
-  const admin = new Kafka({ clientId: 'test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }], waitForLeaders: true });
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 t.test('a declared kind streams only valid records, resumes on another replica, and mixes with rooms', async (t) => {
   const ordersTopic = uniqueName('orders');
-  await createTopic(ordersTopic);
+  await createTestTopics(t, [{ topic: ordersTopic, numPartitions: PARTITIONS, replicationFactor: 1 }]);
   const channelKinds = readChannelsFile(declarationFile(t, ordersTopic));
   const shared = { kafkaBrokers: brokers, ...kafkaTopics(), channelKinds, topicPartitions: PARTITIONS };
   const a = await startGateway(t, shared);

@@ -5,7 +5,7 @@ import t from 'tap';
 import { AssignerProtocol } from 'kafkajs';
 import type { Teardowns } from './helpers/fixture.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName, type TestGateway } from './helpers/gateway.ts';
-import { kafkaAdmin } from './helpers/kafka.ts';
+import { createTestTopics, kafkaAdmin } from './helpers/kafka.ts';
 import { messageTexts, openStream, until } from './helpers/sse-client.ts';
 import { freePort } from './helpers/server-process.ts';
 import { startHaproxy } from './helpers/haproxy.ts';
@@ -78,10 +78,10 @@ t.test('two shard groups behind HAProxy', async (t) => {
   const topics = kafkaTopics();
   const ordersTopic = uniqueName('orders');
   const admin = await kafkaAdmin(t);
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [topics.chatTopic, topics.tickerTopic, ordersTopic].map((topic) => ({ topic, numPartitions: PARTITIONS, replicationFactor: 1 })),
-  });
+  await createTestTopics(
+    t,
+    [topics.chatTopic, topics.tickerTopic, ordersTopic].map((topic) => ({ topic, numPartitions: PARTITIONS, replicationFactor: 1 })),
+  );
   // A declared kind too: its publishes with an id are guarded like the rooms'.
   const orders: ChannelKindDeclaration = {
     name: 'orders',
@@ -322,11 +322,10 @@ t.test('two shard groups behind HAProxy', async (t) => {
 
 t.test('SHARD_PARTITIONS naming a partition the topic lacks keeps the replica unready, saying why', async (t) => {
   const topics = kafkaTopics();
-  const admin = await kafkaAdmin(t);
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: 4, replicationFactor: 1 })),
-  });
+  await createTestTopics(
+    t,
+    [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: 4, replicationFactor: 1 })),
+  );
   const gateway = await startGateway(
     t,
     { kafkaBrokers: brokers, ...topics, cursorSecret: 'shard-test-cursor-secret', shardPartitions: [2, 3, 4, 5] },

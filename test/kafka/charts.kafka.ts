@@ -1,7 +1,7 @@
 import t from 'tap';
-import { Kafka, logLevel, type Message } from 'kafkajs';
+import type { Message } from 'kafkajs';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from '../helpers/gateway.ts';
-import { rawProducer } from '../helpers/kafka.ts';
+import { createTestTopics, rawProducer } from '../helpers/kafka.ts';
 import { until } from '../helpers/sse-client.ts';
 
 type History = { symbol: string; window: string; bucketMs: number; currency: string | null; points: { ts: number; price: number }[]; backfilling: boolean };
@@ -32,19 +32,9 @@ function price(symbol: string, value: number, timestamp: number): Message {
 
 const brokers = requiredKafkaBrokers();
 
-async function createTickerTopic(topic: string, partitions: number): Promise<void> {
-  const admin = new Kafka({ clientId: 'test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 t.test('a fresh replica charts the last 24 h read back from Kafka, then continues live', async (t) => {
   const topics = kafkaTopics();
-  await createTickerTopic(topics.tickerTopic, 3);
+  await createTestTopics(t, [{ topic: topics.tickerTopic, numPartitions: 3 }]);
   const symbols = [uniqueName('A'), uniqueName('B'), uniqueName('C')];
   const times = twentyHours();
   const producer = await rawProducer(t);
@@ -91,7 +81,7 @@ t.test('a fresh replica charts the last 24 h read back from Kafka, then continue
 
 t.test('TICKER_BACKFILL_MAX_RECORDS bounds the records read, keeping the most recent', async (t) => {
   const topics = kafkaTopics();
-  await createTickerTopic(topics.tickerTopic, 1);
+  await createTestTopics(t, [{ topic: topics.tickerTopic, numPartitions: 1 }]);
   const symbol = uniqueName('CAP');
   const times = twentyHours();
   const producer = await rawProducer(t);
@@ -108,7 +98,7 @@ t.test('TICKER_BACKFILL_MAX_RECORDS bounds the records read, keeping the most re
 
 t.test('TICKER_BACKFILL_MAX_RECORDS=0 turns the backfill off', async (t) => {
   const topics = kafkaTopics();
-  await createTickerTopic(topics.tickerTopic, 1);
+  await createTestTopics(t, [{ topic: topics.tickerTopic, numPartitions: 1 }]);
   const symbol = uniqueName('OFF');
   const producer = await rawProducer(t);
   await producer.send(topics.tickerTopic, twentyHours().map((time, i) => price(symbol, i + 1, time)));

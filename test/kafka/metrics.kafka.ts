@@ -1,7 +1,7 @@
 import t from 'tap';
 import { presenceTopic } from '../../src/config.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, uniqueName } from '../helpers/gateway.ts';
-import { kafkaAdmin, rawProducer } from '../helpers/kafka.ts';
+import { createTestTopics, rawProducer } from '../helpers/kafka.ts';
 import { scrape, value, type Sample } from '../helpers/metrics.ts';
 import { openStream, until } from '../helpers/sse-client.ts';
 
@@ -65,11 +65,7 @@ t.test('on Kafka: every record consumed is counted, invalid ones as skipped, and
 
 t.test('on Kafka: end-to-end latency counts only live records, not the warm-up read at startup', async (t) => {
   const topics = kafkaTopics();
-  const admin = await kafkaAdmin(t);
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: 2 })),
-  });
+  await createTestTopics(t, [topics.chatTopic, topics.tickerTopic].map((topic) => ({ topic, numPartitions: 2 })));
   const producer = await rawProducer(t);
   const room = uniqueName('room');
   const message = (text: string) => ({
