@@ -111,5 +111,11 @@ export async function postJson(url: string, body: unknown): Promise<{ status: nu
     headers: { 'content-type': 'application/json' },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
-  return { status: response.status, headers: response.headers, body: await response.json() };
+  const text = await response.text();
+  try {
+    return { status: response.status, headers: response.headers, body: JSON.parse(text) };
+  } catch {
+    // Not the gateway's JSON (e.g. a load balancer's own error page): say what came back.
+    throw new Error(`POST ${url} answered ${response.status} with a body that is not JSON: ${text.slice(0, 200)}`);
+  }
 }
