@@ -40,7 +40,7 @@ t.test('POST → Kafka → SSE round trip, and many concurrent posts arrive exac
   const posts = await Promise.all(
     Array.from({ length: 40 }, (_, i) => postJson(`${gateway.url}/rooms/${room}/messages`, { user: 'ann', text: `p${i}` })),
   );
-  t.same(posts.map((post) => post.status), Array(40).fill(202));
+  t.same(posts.map((post) => post.status), Array(40).fill(202), `every post accepted (refusals: ${JSON.stringify(posts.filter((post) => post.status !== 202).map((post) => post.body))})`);
   const events = await stream.waitForEvents(40);
   t.same(new Set(events.map((event) => JSON.parse(event.data).text)).size, 40, 'all 40, none twice');
   const offsets = events.map((event) => gateway.app.cursorCodec.decode(event.id ?? '')?.[0]?.next ?? -1);

@@ -13,7 +13,8 @@ import {
 } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import type { KafkaConnectionOptions } from './kafka-connection.ts';
-import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
+import { busRecordOf, offsetAtTime } from './kafka-range-reader.ts';
+import { RangeReaderThread, type RangeReaderThreadInit } from './range-reader-thread.ts';
 import { formatPartitionSet, ShardMap } from './shards.ts';
 import {
   BusUnavailableError,
@@ -215,7 +216,7 @@ export class KafkaBus implements EventBus {
   #warnedTrouble: string | null = null;
   /** Per partition, the end offset seen at startup: ready once the consumer has read up to it. */
   readonly #catchUpTargets = new Map<string, number>();
-  readonly rangeReader: KafkaRangeReader;
+  readonly rangeReader: RangeReaderThread;
   /** Sharded mode: the partitions this replica consumes; null = all. */
   readonly #shard: ShardMap | null;
   #pendingPublishes = 0;
@@ -251,28 +252,29 @@ export class KafkaBus implements EventBus {
     this.#logger = options.logger;
     this.#startTrouble = `connecting to ${options.brokers.join(',')}`;
     this.#shard = options.shardPartitions === undefined || options.shardPartitions === null ? null : new ShardMap(options.shardPartitions);
-    this.#kafka = new Kafka({
+    const client = {
       clientId: options.clientId,
       brokers: options.brokers,
-      logLevel: KafkaLogLevel.INFO,
-      logCreator: () => (entry) => this.#kafkajsLog(entry),
       connectionTimeout: 3000,
       requestTimeout: 10000,
       retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: 8 },
       ...options.connection,
-    });
+    };
+    this.#kafka = new Kafka({ ...client, logLevel: KafkaLogLevel.INFO, logCreator: () => (entry) => this.#kafkajsLog(entry) });
     this.#producer = this.#kafka.producer({
       idempotent: true,
       maxInFlightRequests: 5,
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
     });
-    this.rangeReader = new KafkaRangeReader({
-      kafka: this.#kafka,
-      admin: () => this.#admin,
+    // On a thread of its own, with its own client: decoding what deep resumes fetch never holds live streams.
+    this.rangeReader = new RangeReaderThread({
+      client: { ...client, ...(client.sasl === undefined ? {} : { sasl: { ...client.sasl } }) } as RangeReaderThreadInit['client'],
       groupId: `${options.groupId}-reader`,
       topics: options.topics.filter((topic) => options.sideTopics?.[topic] === undefined),
       logger: options.logger,
+      onKafkaLog: (entry) => this.#kafkajsLog(entry as LogEntry),
+      onRequestTimeout: () => this.#countError('request_timeout'),
     });
     const { CONNECT, DISCONNECT } = this.#producer.events;
     this.#producer.on(CONNECT, () => {
