@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { until } from './helpers/sse-client.ts';
+import { openStream, until } from './helpers/sse-client.ts';
 import type { Teardowns } from './helpers/fixture.ts';
-import { uniqueName } from './helpers/gateway.ts';
+import { postJson, uniqueName } from './helpers/gateway.ts';
 
 /**
  * What users and the Docker image get: the package as `npm pack` makes it (its `files` list is
@@ -52,10 +52,10 @@ t.test('the tarball holds the built server, its plugins and routes, the page, an
 });
 
 /** The installed server on the embedded bus, on a free port it reports in its first log lines. */
-async function startInstalledServer(t: Teardowns) {
+async function startInstalledServer(t: Teardowns, env: NodeJS.ProcessEnv = {}) {
   const child = spawn(process.execPath, [join(installed, 'dist', 'server.js')], {
     cwd: project,
-    env: { ...childEnv, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+    env: { ...childEnv, NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => {
@@ -107,6 +107,29 @@ clearTimeout(timer);
   );
   const result = await run(process.execPath, ['use-client.mjs', url, room], { cwd: project, env: childEnv, timeout: 30_000 });
   t.same(JSON.parse(result.stdout.trim()), { text: 'from a plain .mjs', user: 'ann', hasId: true }, 'the stream got the posted event');
+});
+
+t.test('installed from the tarball, on Kafka: a resume older than the in-memory history is read from Kafka (by the range reader thread, as built)', { skip: process.env.KAFKA_BROKERS ? false : 'KAFKA_BROKERS is not set' }, async (t) => {
+  const url = await startInstalledServer(t, {
+    KAFKA_BROKERS: process.env.KAFKA_BROKERS,
+    CHAT_TOPIC: uniqueName('chat'),
+    TICKER_TOPIC: uniqueName('ticker'),
+    TOPIC_PARTITIONS: '1',
+    HISTORY_MAX_EVENTS: '5',
+    CURSOR_SECRET: 'package-test-cursor-secret',
+  });
+  await until(async () => (await fetch(`${url}/readyz`)).status === 200, 60_000, '/readyz');
+  const room = uniqueName('room');
+  const live = await openStream(t, `${url}/events/${room}`);
+  for (let i = 0; i < 30; i++) {
+    const posted = await postJson(`${url}/rooms/${room}/messages`, { user: 'ann', text: `n${i}` });
+    t.equal(posted.status, 202, `post ${i} accepted`);
+  }
+  const first = (await live.waitForEvents(30))[0]!;
+  // 29 events after the first, of which the replica keeps the last 5: the rest come from Kafka.
+  const resumed = await openStream(t, `${url}/events/${room}`, { 'last-event-id': first.id ?? '' });
+  const events = await resumed.waitForEvents(29);
+  t.same(events.map((event) => JSON.parse(event.data).text), Array.from({ length: 29 }, (_, i) => `n${i + 1}`), 'every later event once, in order');
 });
 
 t.test("the client's types work from TypeScript without Node's types, and it bundles for the browser", async (t) => {

@@ -2,7 +2,6 @@ import { createRequire } from 'node:module';
 import {
   AssignerProtocol,
   Kafka,
-  Partitioners,
   logLevel as KafkaLogLevel,
   type Admin,
   type Consumer,
@@ -13,7 +12,8 @@ import {
 } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import type { KafkaConnectionOptions } from './kafka-connection.ts';
-import { busRecordOf, offsetAtTime } from './kafka-range-reader.ts';
+import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
+import { PublishQueue, recordingPartitioner } from './publish-queue.ts';
 import { RangeReaderThread, type RangeReaderThreadInit } from './range-reader-thread.ts';
 import { formatPartitionSet, ShardMap } from './shards.ts';
 import {
@@ -220,6 +220,7 @@ export class KafkaBus implements EventBus {
   /** Sharded mode: the partitions this replica consumes; null = all. */
   readonly #shard: ShardMap | null;
   #pendingPublishes = 0;
+  readonly #publishQueue: PublishQueue;
   /** Per partition, the next offset to hand on: where every (re)joined consumer starts. */
   readonly #positions = new Map<string, PartitionPosition>();
   #closed = false;
@@ -261,12 +262,15 @@ export class KafkaBus implements EventBus {
       ...options.connection,
     };
     this.#kafka = new Kafka({ ...client, logLevel: KafkaLogLevel.INFO, logCreator: () => (entry) => this.#kafkajsLog(entry) });
+    const partitioner = recordingPartitioner();
     this.#producer = this.#kafka.producer({
       idempotent: true,
       maxInFlightRequests: 5,
       allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: partitioner.createPartitioner,
     });
+    const producer = this.#producer;
+    this.#publishQueue = new PublishQueue((topicMessages) => producer.sendBatch({ acks: -1, topicMessages }), partitioner.partitionOf);
     // On a thread of its own, with its own client: decoding what deep resumes fetch never holds live streams.
     this.rangeReader = new RangeReaderThread({
       client: { ...client, ...(client.sasl === undefined ? {} : { sasl: { ...client.sasl } }) } as RangeReaderThreadInit['client'],
@@ -275,6 +279,8 @@ export class KafkaBus implements EventBus {
       logger: options.logger,
       onKafkaLog: (entry) => this.#kafkajsLog(entry as LogEntry),
       onRequestTimeout: () => this.#countError('request_timeout'),
+      // Offsets from the bus's own admin; this reader never fetches records (its consumer never starts).
+      offsets: new KafkaRangeReader({ kafka: this.#kafka, admin: () => this.#admin, groupId: `${options.groupId}-reader`, topics: [], logger: options.logger }),
     });
     const { CONNECT, DISCONNECT } = this.#producer.events;
     this.#producer.on(CONNECT, () => {
@@ -687,16 +693,13 @@ export class KafkaBus implements EventBus {
     }
     this.#pendingPublishes += 1;
     try {
-      const sent = this.#producer.send({
-        topic: record.topic,
-        acks: -1,
-        messages: [{ key: record.key, value: record.value, headers: record.headers }],
-      });
-      const [metadata] = await withTimeout(sent, this.#options.publishTimeoutMs, 'Kafka did not acknowledge in time');
-      if (metadata === undefined || metadata.baseOffset === undefined) {
-        throw new BusUnavailableError('Kafka returned no offset');
+      const sent = this.#publishQueue.enqueue(record);
+      try {
+        return await withTimeout(sent.position, this.#options.publishTimeoutMs, 'Kafka did not acknowledge in time');
+      } catch (error) {
+        sent.abandon();
+        throw error;
       }
-      return { topic: record.topic, partition: metadata.partition, offset: metadata.baseOffset };
     } catch (error) {
       this.#countError('publish_failed');
       if (error instanceof BusUnavailableError) throw error;

@@ -18,9 +18,7 @@ export interface RangeReaderThreadInit {
 /** A call of the thread's RangeReader, by method name and arguments. */
 export type RangeReaderCall =
   | { id: number; method: 'read'; args: Parameters<RangeReader['read']> }
-  | { id: number; method: 'readAll'; args: Parameters<RangeReader['readAll']> }
-  | { id: number; method: 'offsetForTime'; args: Parameters<RangeReader['offsetForTime']> }
-  | { id: number; method: 'endOffset'; args: [topic: string, partition: number, atLeast?: number] };
+  | { id: number; method: 'readAll'; args: Parameters<RangeReader['readAll']> };
 
 /** Fetch counts of the thread's reads (see KafkaRangeReader.stats). */
 export interface RangeReaderStats {
@@ -43,6 +41,12 @@ export interface RangeReaderThreadOptions extends RangeReaderThreadInit {
   onKafkaLog(entry: Pick<LogEntry, 'level' | 'namespace' | 'label' | 'log'>): void;
   /** A request of the thread's clients timed out (counted as the bus's own `request_timeout`). */
   onRequestTimeout(): void;
+  /**
+   * Answers the offset questions on the calling thread: they are one small admin request each,
+   * and a replica that only asks them (the chart backfill of an empty window, a resume within
+   * the in-memory history) never starts the thread (~0.2–0.6 CPU-s and a kafkajs client).
+   */
+  offsets: Pick<RangeReader, 'offsetForTime'> & { endOffset(topic: string, partition: number, atLeast?: number): Promise<number | null> };
 }
 
 /** How long `close()` waits for the thread to disconnect from Kafka before it is terminated. */
@@ -74,19 +78,21 @@ export class RangeReaderThread implements RangeReader {
   }
 
   read(topic: string, partition: number, from: number, to: number, key: string | readonly string[], limit: number): Promise<RangeResult> {
+    if (from >= to || limit <= 0) return Promise.resolve(nothingToRead(from, to));
     return this.#call<RangeResult>({ method: 'read', args: [topic, partition, from, to, key, limit] }).then(withBuffers);
   }
 
   readAll(topic: string, partition: number, from: number, to: number, limit: number): Promise<RangeResult> {
+    if (from >= to || limit <= 0) return Promise.resolve(nothingToRead(from, to));
     return this.#call<RangeResult>({ method: 'readAll', args: [topic, partition, from, to, limit] }).then(withBuffers);
   }
 
   offsetForTime(topic: string, partition: number, timestamp: number): Promise<number | null> {
-    return this.#call({ method: 'offsetForTime', args: [topic, partition, timestamp] });
+    return this.#options.offsets.offsetForTime(topic, partition, timestamp);
   }
 
   endOffset(topic: string, partition: number, atLeast?: number): Promise<number | null> {
-    return this.#call({ method: 'endOffset', args: [topic, partition, atLeast] });
+    return this.#options.offsets.endOffset(topic, partition, atLeast);
   }
 
   #call<T>(call: DistributiveOmit<RangeReaderCall, 'id'>): Promise<T> {
@@ -101,7 +107,7 @@ export class RangeReaderThread implements RangeReader {
 
   #start(): Worker {
     if (this.#worker !== null) return this.#worker;
-    const { logger, onKafkaLog, onRequestTimeout, ...init } = this.#options;
+    const { logger, onKafkaLog, onRequestTimeout, offsets, ...init } = this.#options;
     const [entry, options] = workerEntry();
     const worker = new Worker(entry, { ...options, workerData: init satisfies RangeReaderThreadInit });
     // The thread never keeps the process alive on its own: the bus closes it.
@@ -157,6 +163,11 @@ function workerEntry(): [string | URL, { eval?: true }] {
   const entry = new URL(`./range-reader-worker${extname(here)}`, import.meta.url);
   if (extname(here) !== '.ts') return [entry, {}];
   return [`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => tsx.register()).then(() => import(${JSON.stringify(entry.href)}))`, { eval: true }];
+}
+
+/** What KafkaRangeReader answers for an empty range or no room for records, without asking Kafka. */
+function nothingToRead(from: number, to: number): RangeResult {
+  return { expired: false, records: [], complete: from >= to, next: from };
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

@@ -74,10 +74,6 @@ async function answer(call: RangeReaderCall): Promise<unknown> {
       return reader.read(...call.args);
     case 'readAll':
       return reader.readAll(...call.args);
-    case 'offsetForTime':
-      return reader.offsetForTime(...call.args);
-    case 'endOffset':
-      return reader.endOffset(...call.args);
   }
 }
 
