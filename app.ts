@@ -84,7 +84,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
       headersTimeout: config.requestTimeoutMs,
       requestTimeout: config.requestTimeoutMs,
     },
-    keepAliveTimeout: 5000,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
     // Fastify bounds every plugin start and every close hook by this (10 s by default): the
     // drain alone takes up to DRAIN_WINDOW_MS (default 10 s), and a close cut short by it ends
     // in exit 1. Shutdown has its own bound, SHUTDOWN_TIMEOUT_MS (always above the window).

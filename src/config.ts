@@ -91,8 +91,16 @@ export interface Config {
   /** Concurrent streams per client IP (429 beyond). */
   maxStreamsPerIp: number;
   maxHeaderBytes: number;
-  /** How long a client may take to send a whole request; idle keep-alive sockets close too. */
+  /** How long a client may take to send a whole request (a connection that sends nothing is closed after it too). */
   requestTimeoutMs: number;
+  /**
+   * An idle keep-alive connection is closed after this (ms). Above the idle timeout of the load
+   * balancers and clients that reuse connections to the gateway (AWS ALB 60 s; nginx upstream
+   * keepalive 60 s), as Fastify's own default of 72 s is: a server that closes first races the
+   * reuse, and a request sent on the closing connection is reset (a 502 at the load balancer,
+   * a failed POST whose outcome the client cannot know).
+   */
+  keepAliveTimeoutMs: number;
   /** On shutdown, streams are ended spread over this window, with jittered `retry:`. */
   drainWindowMs: number;
   /**
@@ -506,6 +514,7 @@ function readConfig(env: Env): Config {
     maxStreamsPerIp: integer(env, 'MAX_STREAMS_PER_IP', 100, 1, 10000000),
     maxHeaderBytes: integer(env, 'MAX_HEADER_BYTES', 16384, 1024, 1048576),
     requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 10000, 100, 600000),
+    keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72000, 1000, 600000),
     drainWindowMs: integer(env, 'DRAIN_WINDOW_MS', 10000, 0, 600000),
     trustProxy: trustProxy(env),
     auth: authConfig(env),
@@ -692,7 +701,8 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   MAX_STREAMS: 'concurrent streams per instance; beyond, a stream request gets 200 with `event: unavailable` and a jittered `retry:` (EventSource gives up for good on a 503), then ends',
   MAX_STREAMS_PER_IP: 'concurrent streams per client IP; beyond: 429 with `Retry-After`',
   MAX_HEADER_BYTES: 'largest request head; beyond: 431',
-  REQUEST_TIMEOUT_MS: 'a client must send its whole request (head and body) within this, or gets 408 and is disconnected; a connection that sends nothing is closed after it too; idle keep-alive connections close after 5 s; streams themselves never time out',
+  REQUEST_TIMEOUT_MS: 'a client must send its whole request (head and body) within this, or gets 408 and is disconnected; a connection that sends nothing is closed after it too; streams themselves never time out',
+  KEEP_ALIVE_TIMEOUT_MS: 'an idle keep-alive connection is closed after this; keep it above the idle timeout of whatever reuses connections to the gateway (load balancers: AWS ALB 60 s, nginx 60 s), or a request sent as the gateway closes the connection is reset (a 502 at the load balancer)',
   DRAIN_WINDOW_MS: 'on shutdown, open streams are ended spread over this window, each with a jittered `retry:`',
   TRUST_PROXY: 'which `X-Forwarded-For` hops to believe: the number of your own proxies in front of the gateway (`1` behind one load balancer) or their addresses/CIDRs; `true` (every hop, so a client could name its own address) is refused',
   JWT_SECRET: 'HS256 secret that turns [auth](#security) on',

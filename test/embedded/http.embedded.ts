@@ -153,3 +153,24 @@ t.test('with Kafka unreachable, publishing answers 503 quickly and /readyz says 
   t.equal(ready.status, 503);
   t.match(await ready.json(), { status: 'not ready', reason: /Kafka/ });
 });
+
+t.test('idle keep-alive connections stay open for KEEP_ALIVE_TIMEOUT_MS (default 72 s, above load balancers\' 60 s), announced in Keep-Alive', async (t) => {
+  // Closing sooner than whatever reuses the connection races the reuse: a request sent as the
+  // server closes is reset (a POST's outcome then unknown; a 502 at a load balancer).
+  const byDefault = await startGateway(t);
+  t.equal((await fetch(`${byDefault.url}/healthz`)).headers.get('keep-alive'), 'timeout=72');
+  const short = await startGateway(t, { keepAliveTimeoutMs: 1000 });
+  const socket = connect(Number(new URL(short.url).port), '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  let answer = '';
+  let closedAt = 0;
+  socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+  socket.on('close', () => (closedAt = Date.now()));
+  socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+  await until(() => answer.includes('\r\n\r\n'), 5000, 'the answer');
+  const answeredAt = Date.now();
+  t.match(answer, /^HTTP\/1\.1 200 /);
+  t.match(answer, /\r\nkeep-alive: timeout=1\r\n/i);
+  await until(() => closedAt > 0, 10000, 'the idle connection closed');
+  t.ok(closedAt - answeredAt >= 900, `closed after the timeout (${closedAt - answeredAt} ms)`);
+});
