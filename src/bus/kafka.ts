@@ -3,6 +3,7 @@ import {
   AssignerProtocol,
   Kafka,
   logLevel as KafkaLogLevel,
+  Partitioners,
   type Admin,
   type Consumer,
   type EachBatchPayload,
@@ -13,7 +14,7 @@ import {
 import type { Logger } from '../logger.ts';
 import type { KafkaConnectionOptions } from './kafka-connection.ts';
 import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
-import { PublishQueue, recordingPartitioner } from './publish-queue.ts';
+import { PublishQueue } from './publish-queue.ts';
 import { RangeReaderThread, type RangeReaderThreadInit } from './range-reader-thread.ts';
 import { formatPartitionSet, ShardMap } from './shards.ts';
 import {
@@ -262,15 +263,14 @@ export class KafkaBus implements EventBus {
       ...options.connection,
     };
     this.#kafka = new Kafka({ ...client, logLevel: KafkaLogLevel.INFO, logCreator: () => (entry) => this.#kafkajsLog(entry) });
-    const partitioner = recordingPartitioner();
     this.#producer = this.#kafka.producer({
       idempotent: true,
       maxInFlightRequests: 5,
       allowAutoTopicCreation: false,
-      createPartitioner: partitioner.createPartitioner,
+      createPartitioner: Partitioners.DefaultPartitioner,
     });
     const producer = this.#producer;
-    this.#publishQueue = new PublishQueue((topicMessages) => producer.sendBatch({ acks: -1, topicMessages }), partitioner.partitionOf);
+    this.#publishQueue = new PublishQueue((topicMessages) => producer.sendBatch({ acks: -1, topicMessages }));
     // On a thread of its own, with its own client: decoding what deep resumes fetch never holds live streams.
     this.rangeReader = new RangeReaderThread({
       client: { ...client, ...(client.sasl === undefined ? {} : { sasl: { ...client.sasl } }) } as RangeReaderThreadInit['client'],

@@ -1,26 +1,26 @@
 import t from 'tap';
-import type { Message, RecordMetadata, TopicMessages } from 'kafkajs';
-import { PublishQueue, recordingPartitioner } from '../../src/bus/publish-queue.ts';
+import type { RecordMetadata, TopicMessages } from 'kafkajs';
+import { PublishQueue } from '../../src/bus/publish-queue.ts';
 import { partitionForKey } from '../../src/bus/partitioner.ts';
 import type { OutgoingRecord, Position } from '../../src/bus/types.ts';
 
 /**
- * PublishQueue: publishes that arrive while sends are under way go out together in the next
- * send, each answered with its own offset. Kafka is a fake that appends each send's records to
- * its partitions (with kafkajs's own DefaultPartitioner, through recordingPartitioner) and
- * answers when the test says so.
+ * PublishQueue: a room's publishes that arrive while its send is under way go out together in
+ * its next send, each answered with its own offset; rooms never share a send (one partition
+ * per produce request); a batch refused as too large is sent again record by record. Kafka is
+ * a fake that appends each send's records to their partitions (murmur2 of the key, as kafkajs's
+ * DefaultPartitioner) and answers when the test says so.
  */
 
 const PARTITIONS = 6;
 
 class FakeKafka {
   readonly sends: TopicMessages[][] = [];
-  readonly logs = new Map<string, Message[]>();
+  readonly logs = new Map<string, string[]>();
   readonly #waiting: Array<() => void> = [];
-  readonly #partitioner = recordingPartitioner();
-  readonly partitionOf = this.#partitioner.partitionOf;
-  readonly #choose = this.#partitioner.createPartitioner();
   failNext: Error | null = null;
+  /** A send whose values add up to more than this is refused whole, as a broker does past `max.message.bytes`. */
+  maxBatchBytes = Infinity;
 
   send = (topicMessages: TopicMessages[]): Promise<RecordMetadata[]> => {
     this.sends.push(topicMessages);
@@ -32,15 +32,20 @@ class FakeKafka {
           reject(error);
           return;
         }
+        const bytes = topicMessages.flatMap(({ messages }) => messages).reduce((sum, message) => sum + String(message.value).length, 0);
+        if (bytes > this.maxBatchBytes) {
+          reject(Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { type: 'MESSAGE_TOO_LARGE', retriable: false }));
+          return;
+        }
         const answers: RecordMetadata[] = [];
         for (const { topic, messages } of topicMessages) {
           const bases = new Map<number, number>();
           for (const message of messages) {
-            const partition = this.#choose({ topic, message, partitionMetadata: Array.from({ length: PARTITIONS }, (_, id) => ({ partitionId: id, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] })) });
+            const partition = partitionForKey(String(message.key), PARTITIONS);
             const log = this.logs.get(`${topic}:${partition}`) ?? [];
             this.logs.set(`${topic}:${partition}`, log);
             if (!bases.has(partition)) bases.set(partition, log.length);
-            log.push(message);
+            log.push(String(message.value));
           }
           for (const [partition, base] of bases) answers.push({ topicName: topic, partition, errorCode: 0, baseOffset: String(base) });
         }
@@ -54,17 +59,25 @@ class FakeKafka {
     this.#waiting.shift()?.();
   }
 
-  get waiting(): number {
-    return this.#waiting.length;
+  /** Answers every send, also those the answers set off, until none is under way. */
+  async answerAll(): Promise<void> {
+    do {
+      while (this.#waiting.length > 0) this.answer();
+      await new Promise((resolve) => setImmediate(resolve));
+    } while (this.#waiting.length > 0);
+  }
+
+  texts(send: number): string[] {
+    return this.sends[send]!.flatMap(({ messages }) => messages.map((message) => JSON.parse(String(message.value)).text as string));
   }
 }
 
 const record = (key: string, text: string, topic = 'chat'): OutgoingRecord => ({ topic, key, value: JSON.stringify({ text }), headers: {} });
 
-/** Where the fake wrote a record's value: its position. */
-function positionIn(kafka: FakeKafka, value: string): Position | undefined {
+/** Where the fake wrote a record: its position. */
+function positionIn(kafka: FakeKafka, text: string): Position | undefined {
   for (const [at, log] of kafka.logs) {
-    const offset = log.findIndex((message) => message.value === value);
+    const offset = log.indexOf(JSON.stringify({ text }));
     if (offset >= 0) {
       const [topic, partition] = at.split(':');
       return { topic: topic!, partition: Number(partition), offset: String(offset) };
@@ -73,53 +86,52 @@ function positionIn(kafka: FakeKafka, value: string): Position | undefined {
   return undefined;
 }
 
-t.test('a publish goes out at once; those arriving while sends are under way go together in the next one, each with its own position', async (t) => {
+t.test("a publish goes out at once; a room's publishes arriving while its send is under way go together in its next send; rooms never share one", async (t) => {
   const kafka = new FakeKafka();
-  const queue = new PublishQueue(kafka.send, kafka.partitionOf, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: 1 << 20 });
-  const first = queue.enqueue(record('room-a', 'first'));
+  const queue = new PublishQueue(kafka.send, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const first = queue.enqueue(record('room-a', 'a0'));
   t.equal(kafka.sends.length, 1, 'sent at once');
-  const rest = Array.from({ length: 40 }, (_, i) => queue.enqueue(record(`room-${i % 7}`, `r${i}`, i % 2 === 0 ? 'chat' : 'ticker')));
-  t.equal(kafka.sends.length, 1, 'nothing more while the first is under way');
-  kafka.answer();
+  const rest = [];
+  for (let i = 1; i <= 10; i++) for (const room of ['a', 'b', 'c']) rest.push(queue.enqueue(record(`room-${room}`, `${room}${i}`, room === 'c' ? 'ticker' : 'chat')));
+  t.same([kafka.texts(1), kafka.texts(2)], [['b1'], ['c1']], "other rooms' first publishes went at once, each in a send of its own");
+  t.equal(kafka.sends.length, 3, "room a's wait for its send");
+  await kafka.answerAll();
   await first.position;
-  t.equal(kafka.sends.length, 2, 'the 40 went out in one send');
-  t.same(kafka.sends[1]!.map(({ topic, messages }) => [topic, messages.length]), [['chat', 20], ['ticker', 20]]);
-  kafka.answer();
+  t.same(kafka.texts(3), Array.from({ length: 10 }, (_, i) => `a${i + 1}`), "room a's ten in one send");
+  t.same(kafka.texts(4), Array.from({ length: 9 }, (_, i) => `b${i + 2}`), "room b's nine in one send");
+  for (const send of kafka.sends) t.equal(new Set(send.flatMap(({ messages }) => messages.map((message) => String(message.key)))).size, 1, 'one key per send');
   const positions = await Promise.all(rest.map((sent) => sent.position));
-  for (const [i, position] of positions.entries()) {
-    t.same(position, positionIn(kafka, JSON.stringify({ text: `r${i}` })), `r${i}: the position Kafka wrote it at`);
+  for (const [index, position] of positions.entries()) {
+    const text = `${['a', 'b', 'c'][index % 3]}${Math.floor(index / 3) + 1}`;
+    t.same(position, positionIn(kafka, text), `${text}: the position Kafka wrote it at`);
   }
-  t.equal(positions[0]!.partition, partitionForKey('room-0', PARTITIONS), "kafkajs's DefaultPartitioner (murmur2) chose the partition");
 });
 
-t.test('sendsInFlight sends go out before any waits; limits on records and bytes split the rest', async (t) => {
+t.test('sendsInFlight bounds the sends under way; limits on records and bytes split a room\'s publishes', async (t) => {
   const kafka = new FakeKafka();
-  const queue = new PublishQueue(kafka.send, kafka.partitionOf, { sendsInFlight: 2, recordsPerSend: 3, bytesPerSend: 100 });
-  const sent = [queue.enqueue(record('k', 'a')), queue.enqueue(record('k', 'b'))];
-  t.equal(kafka.sends.length, 2, 'two sends under way');
-  for (let i = 0; i < 4; i++) sent.push(queue.enqueue(record('k', `c${i}`)));
+  const queue = new PublishQueue(kafka.send, { sendsInFlight: 2, recordsPerSend: 3, bytesPerSend: 100 });
+  const others = [queue.enqueue(record('x', 'x0')), queue.enqueue(record('y', 'y0')), queue.enqueue(record('z', 'z0'))];
+  t.equal(kafka.sends.length, 2, 'two sends under way; the third room waits');
+  const sent = [queue.enqueue(record('k', 'k0'))];
+  for (let i = 1; i <= 4; i++) sent.push(queue.enqueue(record('k', `c${i}`)));
   sent.push(queue.enqueue(record('k', 'x'.repeat(150))));
   sent.push(queue.enqueue(record('k', 'd')));
   kafka.answer();
-  await sent[0]!.position;
-  t.same(kafka.sends[2]!.flatMap(({ messages }) => messages.map((message) => JSON.parse(String(message.value)).text)), ['c0', 'c1', 'c2'], 'at most 3 records');
-  kafka.answer();
-  await sent[1]!.position;
-  t.same(kafka.sends[3]!.flatMap(({ messages }) => messages.map((message) => JSON.parse(String(message.value)).text)), ['c3'], 'a record that would pass 100 bytes waits for the next send');
-  // Answer everything until nothing more is sent.
-  do {
-    while (kafka.waiting > 0) kafka.answer();
-    await new Promise((resolve) => setImmediate(resolve));
-  } while (kafka.waiting > 0);
-  t.same(kafka.sends[4]!.flatMap(({ messages }) => messages.map((message) => String(message.value).length)), [150 + '{"text":""}'.length], 'a record larger than the limit goes alone');
-  t.equal(kafka.sends.length, 6, 'then the last one');
+  await others[0]!.position;
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(kafka.texts(2), ['z0'], 'the room that waited longest goes next');
+  await kafka.answerAll();
+  const texts = kafka.sends.slice(3).map((_, index) => kafka.texts(index + 3));
+  t.same(texts, [['k0', 'c1', 'c2'], ['c3', 'c4'], ['x'.repeat(150)], ['d']], 'at most 3 records; none past 100 bytes unless alone');
   const positions = await Promise.all(sent.map((entry) => entry.position));
-  t.same(positions.map((position) => position.offset), ['0', '1', '2', '3', '4', '5', '6', '7'], 'one partition, in the order published');
+  const first = Number(positions[0]!.offset);
+  t.same(positions.map((position) => Number(position.offset) - first), [0, 1, 2, 3, 4, 5, 6], "the room's partition, in the order published");
+  t.same(positions[3], positionIn(kafka, 'c3'), 'where Kafka wrote it');
 });
 
-t.test('a failed send fails each of its publishes; an abandoned publish that has not gone out never goes', async (t) => {
+t.test('a failed send fails its own publishes only; an abandoned publish that has not gone out never goes', async (t) => {
   const kafka = new FakeKafka();
-  const queue = new PublishQueue(kafka.send, kafka.partitionOf, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const queue = new PublishQueue(kafka.send, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
   const first = queue.enqueue(record('k', 'first'));
   const abandoned = queue.enqueue(record('k', 'abandoned'));
   const second = queue.enqueue(record('k', 'second'));
@@ -129,13 +141,34 @@ t.test('a failed send fails each of its publishes; an abandoned publish that has
   kafka.failNext = new Error('The producer is disconnected');
   kafka.answer();
   await t.rejects(first.position, /disconnected/, 'the failed send rejects its publish');
-  t.same(kafka.sends[1]!.flatMap(({ messages }) => messages.map((message) => JSON.parse(String(message.value)).text)), ['second', 'third'], 'the abandoned one was left out');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(kafka.texts(1), ['second', 'third'], 'the abandoned one was left out');
+  await t.rejects(abandoned.position, /abandoned before it was sent/);
+  const other = queue.enqueue(record('other', 'elsewhere'));
   kafka.failNext = new Error('Request timed out');
   kafka.answer();
   await t.rejects(second.position, /timed out/);
   await t.rejects(third.position, /timed out/, 'every publish of the send');
-  t.equal(kafka.waiting, 0);
+  kafka.answer();
+  t.same(await other.position, { topic: 'chat', partition: partitionForKey('other', PARTITIONS), offset: '0' }, "another room's send is its own");
   const later = queue.enqueue(record('k', 'later'));
   kafka.answer();
   t.same(await later.position, { topic: 'chat', partition: partitionForKey('k', PARTITIONS), offset: '0' }, 'the queue goes on after failures');
+});
+
+t.test('a batch refused as too large is sent again record by record: each record gets its own answer', async (t) => {
+  const kafka = new FakeKafka();
+  kafka.maxBatchBytes = 100;
+  const queue = new PublishQueue(kafka.send, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const first = queue.enqueue(record('k', 'first'));
+  const batch = [queue.enqueue(record('k', 'y'.repeat(40))), queue.enqueue(record('k', 'z'.repeat(40))), queue.enqueue(record('k', 'w'.repeat(120))), queue.enqueue(record('k', 'v'))];
+  // As PublishBus.publish does, every publisher is waiting from the start.
+  for (const entry of batch) entry.position.catch(() => undefined);
+  await kafka.answerAll();
+  await first.position;
+  t.same(kafka.sends.slice(1).map((send) => send[0]!.messages.length), [4, 1, 1, 1, 1], 'the four together, refused; then one by one');
+  t.same((await batch[0]!.position).offset, '1');
+  t.same((await batch[1]!.position).offset, '2');
+  await t.rejects(batch[2]!.position, /larger than the max message size/, 'the one too large alone is refused alone');
+  t.same((await batch[3]!.position).offset, '3', 'and the next still goes, in order');
 });
