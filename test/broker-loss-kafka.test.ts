@@ -203,6 +203,8 @@ t.test('partition leader and group coordinator killed (-9) and restarted: every 
   t.comment(`killing node ${coordinator}, the group coordinator`);
   await killAndRestart(coordinator, watched, 4000);
   await sleep(1500);
+  // Enough traffic to judge by, however slowly a loaded machine published during the faults.
+  await until(() => attempts > 150, 60000, 'more than 150 publish attempts');
   publishing = false;
   await publisher;
   t.comment(`faults over at ${elapsed()}`);

@@ -688,7 +688,8 @@ export class KafkaBus implements EventBus {
   async publish(record: OutgoingRecord): Promise<Position> {
     if (this.#closed) throw new BusUnavailableError('the gateway is shutting down');
     if (!this.#producerConnected) throw new BusUnavailableError('Kafka is not connected');
-    if (this.#pendingPublishes >= (this.#options.maxPendingPublishes ?? 10000)) {
+    // Abandoned publishes (503 already answered) stay queued until their room's turn: bound those too.
+    if (Math.max(this.#pendingPublishes, this.#publishQueue.size) >= (this.#options.maxPendingPublishes ?? 10000)) {
       throw new BusUnavailableError('too many publishes waiting for Kafka');
     }
     this.#pendingPublishes += 1;

@@ -18,7 +18,12 @@ export interface PublishQueueLimits {
   bytesPerSend: number;
 }
 
-export const DEFAULT_PUBLISH_QUEUE_LIMITS: PublishQueueLimits = { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 512 * 1024 };
+/**
+ * Sends under way: 64, far more than brokers (kafkajs queues a broker's behind its lock, as it
+ * did one send per publish), so that rooms whose partition leader is unreachable hold a few
+ * slots while the others go on.
+ */
+export const DEFAULT_PUBLISH_QUEUE_LIMITS: PublishQueueLimits = { sendsInFlight: 64, recordsPerSend: 500, bytesPerSend: 512 * 1024 };
 
 interface Queued {
   record: OutgoingRecord;
@@ -48,8 +53,8 @@ const BATCH_TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
  * sendMessages.js), also of partitions the broker had written; later sends to those then carry
  * stale numbers, which the broker refuses for good ("out of order sequence number"): a room
  * answering 503 until a restart. With one partition per request the partition wound back is
- * the one refused. A batch refused as too large is sent again record by record, so that one
- * record's refusal is its own.
+ * the one refused. A batch refused as too large is sent again in halves, so that one record's
+ * refusal ends as its own.
  */
 export class PublishQueue {
   readonly #send: SendBatch;
@@ -58,10 +63,23 @@ export class PublishQueue {
   readonly #waiting = new Map<string, Queued[]>();
   /** Keys with a send under way. */
   readonly #sending = new Set<string>();
+  /** Records waiting (abandoned ones included, until dropped) or being sent. */
+  #size = 0;
+  /** Per topic, bytes a send may carry after the topic refused a batch as too large (half the refused one). */
+  readonly #topicBytes = new Map<string, number>();
 
   constructor(send: SendBatch, limits: PublishQueueLimits = DEFAULT_PUBLISH_QUEUE_LIMITS) {
     this.#send = send;
     this.#limits = limits;
+  }
+
+  /**
+   * Publishes queued and not yet answered, abandoned ones included until they are dropped:
+   * what a caller bounds (KafkaBus: `maxPendingPublishes`), since an abandoned publish is
+   * dropped only when its key's turn comes.
+   */
+  get size(): number {
+    return this.#size;
   }
 
   /**
@@ -75,6 +93,11 @@ export class PublishQueue {
     const position = new Promise<Position>((resolve, reject) => {
       entry = { record, bytes: Buffer.byteLength(record.key) + Buffer.byteLength(record.value), abandoned: false, resolve, reject };
     });
+    this.#size += 1;
+    void position.then(
+      () => (this.#size -= 1),
+      () => (this.#size -= 1),
+    );
     const key = keyOf(record);
     const waiting = this.#waiting.get(key);
     if (waiting === undefined) this.#waiting.set(key, [entry]);
@@ -98,6 +121,7 @@ export class PublishQueue {
       if (this.#sending.has(key)) continue;
       const batch: Queued[] = [];
       let bytes = 0;
+      const maxBytes = this.#topicBytes.get(waiting[0]?.record.topic ?? '') ?? this.#limits.bytesPerSend;
       while (waiting.length > 0 && batch.length < this.#limits.recordsPerSend) {
         const next = waiting[0]!;
         if (next.abandoned) {
@@ -105,7 +129,7 @@ export class PublishQueue {
           next.reject(new Error('abandoned before it was sent'));
           continue;
         }
-        if (batch.length > 0 && bytes + next.bytes > this.#limits.bytesPerSend) break;
+        if (batch.length > 0 && bytes + next.bytes > maxBytes) break;
         batch.push(waiting.shift()!);
         bytes += next.bytes;
       }
@@ -119,16 +143,38 @@ export class PublishQueue {
 
   async #sendBatch(key: string, batch: Queued[]): Promise<void> {
     try {
-      await this.#sendRecords(batch).catch(async (error: unknown) => {
-        if (batch.length === 1 || !BATCH_TOO_LARGE.has((error as { type?: unknown } | null)?.type as string)) throw error;
-        // Refused whole (nothing written): each record on its own, in order.
-        for (const entry of batch) await this.#sendRecords([entry]).catch((single: unknown) => entry.reject(single));
-      });
-    } catch (error) {
-      for (const entry of batch) entry.reject(error);
+      await this.#sendSplitting(batch);
     } finally {
       this.#sending.delete(key);
       this.#pump();
+    }
+  }
+
+  /**
+   * Sends `batch` (one key's records, in order) and answers each record. A batch the topic
+   * refuses as too large wrote nothing: its halves go in turn (each split again if refused),
+   * leaving out publishes abandoned meanwhile, and the topic's later batches stay under half
+   * the refused size. Any other failure fails the batch's publishes (outcome unknown).
+   */
+  async #sendSplitting(batch: Queued[]): Promise<void> {
+    try {
+      await this.#sendRecords(batch);
+    } catch (error) {
+      if (batch.length === 1 || !BATCH_TOO_LARGE.has((error as { type?: unknown } | null)?.type as string)) {
+        for (const entry of batch) entry.reject(error);
+        return;
+      }
+      const { topic } = batch[0]!.record;
+      const refused = batch.reduce((sum, entry) => sum + entry.bytes, 0);
+      this.#topicBytes.set(topic, Math.min(this.#topicBytes.get(topic) ?? Infinity, Math.max(1, Math.floor(refused / 2))));
+      const left: Queued[] = [];
+      for (const entry of batch) {
+        if (entry.abandoned) entry.reject(new Error('abandoned before it was sent'));
+        else left.push(entry);
+      }
+      const half = Math.ceil(left.length / 2);
+      if (half > 0) await this.#sendSplitting(left.slice(0, half));
+      if (left.length > half) await this.#sendSplitting(left.slice(half));
     }
   }
 

@@ -156,19 +156,86 @@ t.test('a failed send fails its own publishes only; an abandoned publish that ha
   t.same(await later.position, { topic: 'chat', partition: partitionForKey('k', PARTITIONS), offset: '0' }, 'the queue goes on after failures');
 });
 
-t.test('a batch refused as too large is sent again record by record: each record gets its own answer', async (t) => {
+t.test('a batch refused as too large goes again in halves, leaving out publishes abandoned meanwhile; a record too large alone is refused once, alone', async (t) => {
   const kafka = new FakeKafka();
   kafka.maxBatchBytes = 100;
   const queue = new PublishQueue(kafka.send, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
   const first = queue.enqueue(record('k', 'first'));
-  const batch = [queue.enqueue(record('k', 'y'.repeat(40))), queue.enqueue(record('k', 'z'.repeat(40))), queue.enqueue(record('k', 'w'.repeat(120))), queue.enqueue(record('k', 'v'))];
-  // As PublishBus.publish does, every publisher is waiting from the start.
-  for (const entry of batch) entry.position.catch(() => undefined);
-  await kafka.answerAll();
+  // Values of 51, 51, 131 and 12 bytes ({"text":"…"}), and one to be abandoned.
+  const y = queue.enqueue(record('k', 'y'.repeat(40)));
+  const gone = queue.enqueue(record('k', 'gone'));
+  const z = queue.enqueue(record('k', 'z'.repeat(40)));
+  const w = queue.enqueue(record('k', 'w'.repeat(120)));
+  const v = queue.enqueue(record('k', 'v'));
+  kafka.answer();
   await first.position;
-  t.same(kafka.sends.slice(1).map((send) => send[0]!.messages.length), [4, 1, 1, 1, 1], 'the four together, refused; then one by one');
-  t.same((await batch[0]!.position).offset, '1');
-  t.same((await batch[1]!.position).offset, '2');
-  await t.rejects(batch[2]!.position, /larger than the max message size/, 'the one too large alone is refused alone');
-  t.same((await batch[3]!.position).offset, '3', 'and the next still goes, in order');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(kafka.texts(1).map((text) => text[0]), ['y', 'g', 'z', 'w', 'v'], 'the five together');
+  gone.abandon();
+  await kafka.answerAll();
+  t.same(kafka.sends.slice(2).map((_, index) => kafka.texts(index + 2).map((text) => text[0])), [['y', 'z'], ['y'], ['z'], ['w', 'v'], ['w'], ['v']], 'refused: halves, without the abandoned one, until each fits or is alone');
+  await t.rejects(gone.position, /abandoned before it was sent/, 'the abandoned one is never sent');
+  t.same([(await y.position).offset, (await z.position).offset], ['1', '2']);
+  await t.rejects(w.position, /larger than the max message size/, 'the one too large alone is refused alone, once');
+  t.equal(kafka.sends.filter((send) => send[0]!.messages.length === 1 && String(send[0]!.messages[0]!.value).includes('www')).length, 1);
+  t.same((await v.position).offset, '3', 'and the next still goes, in order');
+  const later = [queue.enqueue(record('k', 'a'.repeat(30))), queue.enqueue(record('k', 'b'.repeat(30))), queue.enqueue(record('k', 'c'.repeat(30)))];
+  await kafka.answerAll();
+  await Promise.all(later.map((entry) => entry.position));
+  t.ok(kafka.sends.slice(-3).every((send) => send[0]!.messages.length === 1), "the topic's later batches stay under half the refused size");
+});
+
+t.test('one key in two topics: two keys, never one send', async (t) => {
+  const kafka = new FakeKafka();
+  const queue = new PublishQueue(kafka.send, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const blocker = queue.enqueue(record('other', 'blocker'));
+  const chat = queue.enqueue(record('room', 'to chat', 'chat'));
+  const presence = queue.enqueue(record('room', 'to presence', 'chat.presence'));
+  await kafka.answerAll();
+  await blocker.position;
+  t.same((await chat.position).topic, 'chat');
+  t.same((await presence.position).topic, 'chat.presence');
+  t.same(kafka.sends.map((send) => send.map(({ topic, messages }) => [topic, messages.length])), [[['chat', 1]], [['chat', 1]], [['chat.presence', 1]]]);
+  t.same(positionIn(kafka, 'to presence')?.topic, 'chat.presence', 'written to its own topic');
+});
+
+t.test("a busy key goes to the back of the line: the others' turns come first", async (t) => {
+  const kafka = new FakeKafka();
+  const queue = new PublishQueue(kafka.send, { sendsInFlight: 1, recordsPerSend: 2, bytesPerSend: 1 << 20 });
+  const all = [queue.enqueue(record('hot', 'h0'))];
+  for (let i = 1; i <= 6; i++) all.push(queue.enqueue(record('hot', `h${i}`)));
+  all.push(queue.enqueue(record('quiet-1', 'q1')), queue.enqueue(record('quiet-2', 'q2')));
+  await kafka.answerAll();
+  await Promise.all(all.map((entry) => entry.position));
+  t.same(kafka.sends.map((_, index) => kafka.texts(index)), [['h0'], ['h1', 'h2'], ['q1'], ['q2'], ['h3', 'h4'], ['h5', 'h6']]);
+});
+
+t.test('limits: a batch may reach bytesPerSend exactly; an answer for other than one partition fails the send', async (t) => {
+  const kafka = new FakeKafka();
+  const size = (text: string) => 'k'.length + JSON.stringify({ text }).length;
+  const queue = new PublishQueue(kafka.send, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: size('aa') + size('bb') });
+  const sent = [queue.enqueue(record('k', 'x')), queue.enqueue(record('k', 'aa')), queue.enqueue(record('k', 'bb')), queue.enqueue(record('k', 'c'))];
+  await kafka.answerAll();
+  await Promise.all(sent.map((entry) => entry.position));
+  t.same(kafka.sends.map((_, index) => kafka.texts(index)), [['x'], ['aa', 'bb'], ['c']]);
+  const odd = new PublishQueue(async () => [
+    { topicName: 'chat', partition: 0, errorCode: 0, baseOffset: '0' },
+    { topicName: 'chat', partition: 1, errorCode: 0, baseOffset: '0' },
+  ]);
+  await t.rejects(odd.enqueue(record('k', 'x')).position, /no offset/);
+});
+
+t.test('size counts publishes until answered, abandoned ones until dropped', async (t) => {
+  const kafka = new FakeKafka();
+  const queue = new PublishQueue(kafka.send, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const first = queue.enqueue(record('k', 'first'));
+  const waiting = Array.from({ length: 10 }, (_, i) => queue.enqueue(record('k', `w${i}`)));
+  for (const entry of waiting) entry.abandon();
+  t.equal(queue.size, 11, 'abandoned, still queued');
+  kafka.answer();
+  await first.position;
+  await Promise.allSettled(waiting.map((entry) => entry.position));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(queue.size, 0, 'dropped at their turn');
+  t.equal(kafka.sends.length, 1, 'none of them sent');
 });
