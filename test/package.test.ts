@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { messageTexts, openStream, until } from './helpers/sse-client.ts';
+import { chatMessages, messageTexts, openStream, until } from './helpers/sse-client.ts';
 import type { Teardowns } from './helpers/fixture.ts';
 import { postJson, uniqueName } from './helpers/gateway.ts';
 
@@ -126,7 +126,7 @@ t.test('installed from the tarball, on Kafka: a resume older than the in-memory 
     t.equal(posted.status, 202, `post ${i} accepted`);
   }
   await until(() => messageTexts(live.events).length >= 30, 30_000, '30 messages');
-  const first = live.events.find((event) => event.event === 'message')!;
+  const first = chatMessages(live.events)[0]!;
   // 29 events after the first, of which the replica keeps the last 5: the rest come from Kafka.
   const resumed = await openStream(t, `${url}/events/${room}`, { 'last-event-id': first.id ?? '' });
   // The stream's other events (a presence snapshot on Kafka) aside: its messages.

@@ -92,6 +92,16 @@ const MAX_PARTITIONS_FETCHED = 1;
 const MAX_BYTES_PER_FETCH = MAX_BYTES_PER_PARTITION * MAX_PARTITIONS_FETCHED;
 
 /**
+ * The answer to a read that needs no fetch: an empty range (`from >= to`, complete) or no room
+ * for records (`limit <= 0`, not complete unless the range is empty); null when there is
+ * something to read. One rule for the reader and for RangeReaderThread, which answers these
+ * without starting its thread.
+ */
+export function nothingToRead(from: number, to: number, limit: number): RangeResult | null {
+  return from >= to || limit <= 0 ? { expired: false, records: [], complete: from >= to, next: from } : null;
+}
+
+/**
  * Reads past ranges of partitions: for resumes older than the in-memory history, and the chart
  * history's backfill at startup. One consumer shared by every read of the replica (kafkajs has
  * no group-less fetch): its partitions stay paused, and a read seeks one partition, resumes it,
@@ -159,7 +169,8 @@ export class KafkaRangeReader implements RangeReader {
   }
 
   async #read(topic: string, partition: number, from: number, to: number, keys: ReadonlySet<string> | null, limit: number): Promise<RangeResult> {
-    if (from >= to || limit <= 0) return { expired: false, records: [], complete: from >= to, next: from };
+    const empty = nothingToRead(from, to, limit);
+    if (empty !== null) return empty;
     let offsets = await this.#partitionOffsets(topic, partition, false);
     if (from < (offsets?.low ?? 0)) return { expired: true };
     if (offsets !== null && offsets.high < to) offsets = await this.#partitionOffsets(topic, partition, true);

@@ -41,7 +41,7 @@ export interface KafkaBusOptions {
   partitions: number;
   replicationFactor: number;
   publishTimeoutMs: number;
-  /** Publishes waiting for an acknowledgement beyond this answer 503 at once. */
+  /** Publishes queued for Kafka (abandoned ones until dropped) beyond this answer 503 at once. */
   maxPendingPublishes?: number;
   /** At startup the consumer starts this far back in time, to fill the history. */
   warmUpMs: number;
@@ -220,7 +220,6 @@ export class KafkaBus implements EventBus {
   readonly rangeReader: RangeReaderThread;
   /** Sharded mode: the partitions this replica consumes; null = all. */
   readonly #shard: ShardMap | null;
-  #pendingPublishes = 0;
   readonly #publishQueue: PublishQueue;
   /** Per partition, the next offset to hand on: where every (re)joined consumer starts. */
   readonly #positions = new Map<string, PartitionPosition>();
@@ -269,8 +268,7 @@ export class KafkaBus implements EventBus {
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
     });
-    const producer = this.#producer;
-    this.#publishQueue = new PublishQueue((topicMessages) => producer.sendBatch({ acks: -1, topicMessages }));
+    this.#publishQueue = new PublishQueue((topicMessages) => this.#producer.sendBatch({ acks: -1, topicMessages }));
     // On a thread of its own, with its own client: decoding what deep resumes fetch never holds live streams.
     this.rangeReader = new RangeReaderThread({
       client: { ...client, ...(client.sasl === undefined ? {} : { sasl: { ...client.sasl } }) } as RangeReaderThreadInit['client'],
@@ -688,11 +686,10 @@ export class KafkaBus implements EventBus {
   async publish(record: OutgoingRecord): Promise<Position> {
     if (this.#closed) throw new BusUnavailableError('the gateway is shutting down');
     if (!this.#producerConnected) throw new BusUnavailableError('Kafka is not connected');
-    // Abandoned publishes (503 already answered) stay queued until their room's turn: bound those too.
-    if (Math.max(this.#pendingPublishes, this.#publishQueue.size) >= (this.#options.maxPendingPublishes ?? 10000)) {
+    // The queue's size counts abandoned publishes (503 already answered) too, until their room's turn.
+    if (this.#publishQueue.size >= (this.#options.maxPendingPublishes ?? 10000)) {
       throw new BusUnavailableError('too many publishes waiting for Kafka');
     }
-    this.#pendingPublishes += 1;
     try {
       const sent = this.#publishQueue.enqueue(record);
       try {
@@ -705,8 +702,6 @@ export class KafkaBus implements EventBus {
       this.#countError('publish_failed');
       if (error instanceof BusUnavailableError) throw error;
       throw new BusUnavailableError('Kafka rejected the record', { cause: error });
-    } finally {
-      this.#pendingPublishes -= 1;
     }
   }
 

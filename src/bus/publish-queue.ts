@@ -12,8 +12,8 @@ export interface PublishQueueLimits {
   /**
    * Bytes of keys and values in one send, at most (a record larger than this goes alone). Under
    * the broker's default `message.max.bytes` (1 MiB), which bounds a partition's record batch;
-   * a topic configured lower refuses a batch as too large, and its records are then sent one
-   * by one (see PublishQueue).
+   * a topic configured lower refuses a batch as too large, which then goes again in halves
+   * (see PublishQueue).
    */
   bytesPerSend: number;
 }
@@ -126,7 +126,7 @@ export class PublishQueue {
         const next = waiting[0]!;
         if (next.abandoned) {
           waiting.shift();
-          next.reject(new Error('abandoned before it was sent'));
+          dropAbandoned(next);
           continue;
         }
         if (batch.length > 0 && bytes + next.bytes > maxBytes) break;
@@ -169,7 +169,7 @@ export class PublishQueue {
       this.#topicBytes.set(topic, Math.min(this.#topicBytes.get(topic) ?? Infinity, Math.max(1, Math.floor(refused / 2))));
       const left: Queued[] = [];
       for (const entry of batch) {
-        if (entry.abandoned) entry.reject(new Error('abandoned before it was sent'));
+        if (entry.abandoned) dropAbandoned(entry);
         else left.push(entry);
       }
       const half = Math.ceil(left.length / 2);
@@ -187,6 +187,11 @@ export class PublishQueue {
     const base = BigInt(answer.baseOffset);
     for (const [index, entry] of batch.entries()) entry.resolve({ topic, partition: answer.partition, offset: String(base + BigInt(index)) });
   }
+}
+
+/** A publish whose publisher stopped waiting, left out before it was sent. */
+function dropAbandoned(entry: Queued): void {
+  entry.reject(new Error('abandoned before it was sent'));
 }
 
 function keyOf(record: OutgoingRecord): string {

@@ -3,6 +3,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KafkaConfig, LogEntry } from 'kafkajs';
 import type { Logger } from '../logger.ts';
+import { nothingToRead } from './kafka-range-reader.ts';
 import type { RangeReader, RangeResult } from './types.ts';
 
 /**
@@ -46,7 +47,7 @@ export interface RangeReaderThreadOptions extends RangeReaderThreadInit {
    * and a replica that only asks them (the chart backfill of an empty window, a resume within
    * the in-memory history) never starts the thread (~0.2–0.6 CPU-s and a kafkajs client).
    */
-  offsets: Pick<RangeReader, 'offsetForTime'> & { endOffset(topic: string, partition: number, atLeast?: number): Promise<number | null> };
+  offsets: Required<Pick<RangeReader, 'offsetForTime' | 'endOffset'>>;
 }
 
 /** How long `close()` waits for the thread to disconnect from Kafka before it is terminated. */
@@ -78,12 +79,14 @@ export class RangeReaderThread implements RangeReader {
   }
 
   read(topic: string, partition: number, from: number, to: number, key: string | readonly string[], limit: number): Promise<RangeResult> {
-    if (from >= to || limit <= 0) return Promise.resolve(nothingToRead(from, to));
+    const empty = nothingToRead(from, to, limit);
+    if (empty !== null) return Promise.resolve(empty);
     return this.#call<RangeResult>({ method: 'read', args: [topic, partition, from, to, key, limit] }).then(withBuffers);
   }
 
   readAll(topic: string, partition: number, from: number, to: number, limit: number): Promise<RangeResult> {
-    if (from >= to || limit <= 0) return Promise.resolve(nothingToRead(from, to));
+    const empty = nothingToRead(from, to, limit);
+    if (empty !== null) return Promise.resolve(empty);
     return this.#call<RangeResult>({ method: 'readAll', args: [topic, partition, from, to, limit] }).then(withBuffers);
   }
 
@@ -163,11 +166,6 @@ function workerEntry(): [string | URL, { eval?: true }] {
   const entry = new URL(`./range-reader-worker${extname(here)}`, import.meta.url);
   if (extname(here) !== '.ts') return [entry, {}];
   return [`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => tsx.register()).then(() => import(${JSON.stringify(entry.href)}))`, { eval: true }];
-}
-
-/** What KafkaRangeReader answers for an empty range or no room for records, without asking Kafka. */
-function nothingToRead(from: number, to: number): RangeResult {
-  return { expired: false, records: [], complete: from >= to, next: from };
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
