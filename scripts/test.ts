@@ -8,8 +8,9 @@
  * set, uses it and starts nothing. Exits with tap's exit code.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { constants } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startKafka, type KafkaCluster } from './kafka/kafka.ts'
 import { ensureTestTools, MISSING_TOOLS_ENV, realMachine, TEST_BUILD_DIR, TEST_SERVER_ENTRY_ENV, TEST_TOOLS } from './test-tools.ts'
@@ -47,6 +48,8 @@ function onSignal(signal: NodeJS.Signals): void {
     process.exit(128 + (constants.signals[signal] ?? 2))
   }
   signalled = signal
+  // Said on stderr so that a run stopped from outside (a CI runner's limit, Ctrl-C) reads as such in its log.
+  process.stderr.write(`npm test: received ${signal}; stopping tap and Kafka\n`)
   if (tap?.pid !== undefined && tap.exitCode === null && tap.signalCode === null) {
     // tap waits for its test processes, so signal its whole process group (tap is detached,
     // so a terminal Ctrl-C reaches only us), and insist if it has not exited after 20 s.
@@ -82,6 +85,52 @@ function buildServerForTests(): Promise<string | null> {
       resolve(null)
     })
   })
+}
+
+/**
+ * Without a terminal, tap's reporter prints nothing until the whole run ends (its progress
+ * display redraws a terminal; in a log it would be noise), so a CI log stays silent for the
+ * run's length (8–9 minutes here) — which reads as a hang to people and to CI runners that stop
+ * jobs silent for too long. So, without a terminal, say once a minute on stderr how far the run
+ * is: the test files whose results tap has written in full since it started (`.tap/test-results/`,
+ * each file's results ending with its `# time=` line). With a terminal, tap's display says it.
+ * Returns the timer (unref'd) so the caller can stop it when tap exits.
+ */
+function reportProgressWithoutTerminal(startedAt: number): NodeJS.Timeout | undefined {
+  if (process.stdout.isTTY) return undefined
+  const resultsDir = join(root, '.tap', 'test-results')
+  const timer = setInterval(() => {
+    const done = finishedTestFiles(resultsDir, startedAt)
+    const minutes = ((Date.now() - startedAt) / 60_000).toFixed(0)
+    process.stderr.write(`npm test: ${minutes} min in, ${done.length} test files done${done.length > 0 ? ` (latest: ${done.at(-1)})` : ''}\n`)
+  }, 60_000)
+  timer.unref()
+  return timer
+}
+
+/** Test files (paths relative to the project) whose tap results were completed after `since` (ms since the epoch), oldest first. */
+function finishedTestFiles(resultsDir: string, since: number): string[] {
+  const finished: Array<{ file: string; at: number }> = []
+  const walk = (dir: string): void => {
+    let entries
+    try {
+      entries = readdirSync(dir, { withFileTypes: true })
+    } catch {
+      return // not written yet
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name)
+      if (entry.isDirectory()) walk(path)
+      else if (entry.name.endsWith('.tap')) {
+        const at = statSync(path).mtimeMs
+        if (at >= since && /\n# time=[\d.]+ms\n*$/.test(readFileSync(path, 'utf8').slice(-200))) {
+          finished.push({ file: relative(resultsDir, path).replace(/\.tap$/, ''), at })
+        }
+      }
+    }
+  }
+  walk(resultsDir)
+  return finished.sort((a, b) => a.at - b.at).map((entry) => entry.file)
 }
 
 function killTapGroup(signal: NodeJS.Signals): void {
@@ -120,7 +169,9 @@ if (!env.KAFKA_BROKERS) {
 const serverEntry = await serverBuilt
 if (serverEntry !== null) env[TEST_SERVER_ENTRY_ENV] = serverEntry
 
+const tapStartedAt = Date.now()
 tap = spawn(tapBin, process.argv.slice(2), { stdio: 'inherit', env, cwd: root, detached: true })
+const progress = reportProgressWithoutTerminal(tapStartedAt)
 // If we die without waiting for tap, don't leave its test processes running.
 process.on('exit', () => {
   if (tap && tap.exitCode === null && tap.signalCode === null) killTapGroup('SIGKILL')
@@ -130,5 +181,7 @@ tap.on('error', (err) => {
   void finish(1)
 })
 tap.on('exit', (code, signal) => {
+  clearInterval(progress)
+  if (signal) process.stderr.write(`tap ended by ${signal}\n`)
   void finish(code ?? 128 + (signal ? (constants.signals[signal] ?? 1) : 1))
 })
