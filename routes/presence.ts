@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { ChannelName } from '../src/channels/contract.ts';
 import type { ChannelKind } from '../src/channels/kind.ts';
 import { authReplies, internalError, streamSecurity } from './schemas.ts';
