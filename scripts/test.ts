@@ -89,28 +89,48 @@ function buildServerForTests(): Promise<string | null> {
 
 /**
  * Without a terminal, tap's reporter prints nothing until the whole run ends (its progress
- * display redraws a terminal; in a log it would be noise), so a CI log stays silent for the
- * run's length (8–9 minutes here) — which reads as a hang to people and to CI runners that stop
- * jobs silent for too long. So, without a terminal, say once a minute on stderr how far the run
- * is: the test files whose results tap has written in full since it started (`.tap/test-results/`,
- * each file's results ending with its `# time=` line). With a terminal, tap's display says it.
+ * display redraws a terminal; in a log it would be noise), so a CI log stayed silent for the
+ * run's length (8–9 minutes here), and a run that ended without tap's summary said nothing of
+ * what had passed. So, without a terminal, each test file's outcome is printed on stderr as tap
+ * completes its results (`.tap/test-results/<file>.tap`, complete once it ends with its
+ * `# time=` line): the file, its tests passed and failed, and how long it took; and a line
+ * once a minute when no file finished. With a terminal, tap's display says it.
  * Returns the timer (unref'd) so the caller can stop it when tap exits.
  */
 function reportProgressWithoutTerminal(startedAt: number): NodeJS.Timeout | undefined {
   if (process.stdout.isTTY) return undefined
   const resultsDir = join(root, '.tap', 'test-results')
+  const reported = new Set<string>()
+  let lastLine = startedAt
   const timer = setInterval(() => {
-    const done = finishedTestFiles(resultsDir, startedAt)
-    const minutes = ((Date.now() - startedAt) / 60_000).toFixed(0)
-    process.stderr.write(`npm test: ${minutes} min in, ${done.length} test files done${done.length > 0 ? ` (latest: ${done.at(-1)})` : ''}\n`)
-  }, 60_000)
+    const now = Date.now()
+    for (const result of finishedTestFiles(resultsDir, startedAt)) {
+      if (reported.has(result.file)) continue
+      reported.add(result.file)
+      lastLine = now
+      const outcome = result.failed > 0 ? `${result.failed} FAILED, ${result.passed} passed` : `${result.passed} passed`
+      process.stderr.write(`npm test: ${result.file}: ${outcome} in ${(result.ms / 1000).toFixed(0)} s (${reported.size} files done)\n`)
+    }
+    if (now - lastLine >= 60_000) {
+      lastLine = now
+      process.stderr.write(`npm test: ${((now - startedAt) / 60_000).toFixed(0)} min in, ${reported.size} test files done\n`)
+    }
+  }, 5_000)
   timer.unref()
   return timer
 }
 
-/** Test files (paths relative to the project) whose tap results were completed after `since` (ms since the epoch), oldest first. */
-function finishedTestFiles(resultsDir: string, since: number): string[] {
-  const finished: Array<{ file: string; at: number }> = []
+/** A test file's results as tap wrote them: its top-level tests passed and failed, and its time. */
+interface FileResult {
+  file: string
+  passed: number
+  failed: number
+  ms: number
+}
+
+/** Test files (paths relative to the project) whose tap results were completed after `since` (ms since the epoch). */
+function finishedTestFiles(resultsDir: string, since: number): FileResult[] {
+  const finished: FileResult[] = []
   const walk = (dir: string): void => {
     let entries
     try {
@@ -121,16 +141,21 @@ function finishedTestFiles(resultsDir: string, since: number): string[] {
     for (const entry of entries) {
       const path = join(dir, entry.name)
       if (entry.isDirectory()) walk(path)
-      else if (entry.name.endsWith('.tap')) {
-        const at = statSync(path).mtimeMs
-        if (at >= since && /\n# time=[\d.]+ms\n*$/.test(readFileSync(path, 'utf8').slice(-200))) {
-          finished.push({ file: relative(resultsDir, path).replace(/\.tap$/, ''), at })
-        }
+      else if (entry.name.endsWith('.tap') && statSync(path).mtimeMs >= since) {
+        const text = readFileSync(path, 'utf8')
+        const time = /\n# time=([\d.]+)ms\n*$/.exec(text.slice(-200))
+        if (time === null) continue // still running
+        finished.push({
+          file: relative(resultsDir, path).replace(/\.tap$/, ''),
+          passed: text.match(/^ok \d+/gm)?.length ?? 0,
+          failed: text.match(/^not ok \d+/gm)?.length ?? 0,
+          ms: Number(time[1]),
+        })
       }
     }
   }
   walk(resultsDir)
-  return finished.sort((a, b) => a.at - b.at).map((entry) => entry.file)
+  return finished
 }
 
 function killTapGroup(signal: NodeJS.Signals): void {
