@@ -4,7 +4,7 @@ import { loadConfig, type Config } from './src/config.ts';
 import type { EventBus } from './src/bus/types.ts';
 import gateway from './plugins/gateway.ts';
 import errors from './plugins/errors.ts';
-import validation, { formatSchemaErrors, validatorFactory } from './plugins/validation.ts';
+import validation, { formatSchemaErrors, serializerFactory, validatorFactory } from './plugins/validation.ts';
 import cors from './plugins/cors.ts';
 import eventStream from './plugins/event-stream.ts';
 import presence from './plugins/presence.ts';
@@ -90,7 +90,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
     // in exit 1. Shutdown has its own bound, SHUTDOWN_TIMEOUT_MS (always above the window).
     pluginTimeout: Math.max(10_000, config.shutdownTimeoutMs),
     // JSON bodies are validated as sent (no coercion, no silent removal); errors name the field.
-    schemaController: { compilersFactory: { buildValidator: validatorFactory() } },
+    // Route schemas compile once per process, not once per app (plugins/validation.ts).
+    schemaController: { compilersFactory: { buildValidator: validatorFactory(), buildSerializer: serializerFactory() } },
     schemaErrorFormatter: formatSchemaErrors,
     // Fastify's own answers to a malformed URL quote the whole URL, `?token=` included.
     frameworkErrors: (error, _request, reply) => {
