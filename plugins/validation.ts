@@ -17,11 +17,51 @@ type Serializer = (payload: unknown) => string;
 const JSON_BODY_AJV_OPTIONS = { coerceTypes: false, removeAdditional: false } as const;
 
 /**
- * One pool of Ajv instances for the whole process, not one per app: the pool keeps one Ajv per
- * set of options and shared schemas (as Fastify's own does per app), and Ajv keeps what it
- * compiled per schema object, so an app built again in the same process (the tests build
- * hundreds) reuses the validators of the routes' schemas instead of compiling them again.
+ * Route schemas compile once per process, not once per app. Fastify compiles every route's
+ * schemas (Ajv validators, fast-json-stringify serializers) each time an app is built, and the
+ * route plugins build their schema objects per app (they follow the configured channel kinds),
+ * so neither Fastify's per-app pools nor a cache by schema object spare an app built again the
+ * work. Compiled functions are kept here by what their compiler sees: its options and shared
+ * schemas, the request part, and the schema's JSON (equal JSON compiles to the same function;
+ * as within one app's Ajv, one `$id` names one schema). Holds one entry per distinct schema
+ * (a few dozen for a deployment's kinds), however many apps are built. Measured on
+ * test/embedded.test.ts (hundreds of apps in one process): 64 CPU-s before, 38 after.
  */
+const compiledSchemas = new Map<string, unknown>();
+
+/**
+ * The function compiled for `key` in this process, compiled by `compile` the first time; `key`
+ * null (a schema JSON cannot say, see schemaJson) compiles every time, as Fastify would.
+ */
+function compiledOnce<T>(key: string | null, compile: () => T): T {
+  if (key === null) return compile();
+  if (compiledSchemas.has(key)) return compiledSchemas.get(key) as T;
+  const compiled = compile();
+  compiledSchemas.set(key, compiled);
+  return compiled;
+}
+
+/** A schema's JSON for compiledSchemas' keys, or null for a schema JSON cannot carry whole (a cycle, a function: never so in this app's routes). */
+function schemaJson(schema: unknown): string | null {
+  let functions = false;
+  try {
+    const json = JSON.stringify(schema, (_key, value: unknown) => {
+      if (typeof value === 'function') functions = true;
+      return value;
+    });
+    return functions || json === undefined ? null : json;
+  } catch {
+    return null;
+  }
+}
+
+/** The compiledSchemas key of `schema` for a compiler, or null (see schemaJson). */
+function schemaKey(compilerKey: string, schema: unknown): string | null {
+  const json = schemaJson(schema);
+  return json === null ? null : `${compilerKey}\0${json}`;
+}
+
+/** One pool of Ajv instances for the process (one per set of options and shared schemas), which compiles what compiledSchemas does not hold yet. */
 const processValidatorPool: ValidatorPool = AjvCompiler();
 
 /**
@@ -30,7 +70,8 @@ const processValidatorPool: ValidatorPool = AjvCompiler();
  * strings, parameters and headers with Fastify's defaults, except that no part has unknown
  * properties removed silently: a schema with `additionalProperties: false` refuses them (400).
  * Both Ajv instances come from @fastify/ajv-compiler, Fastify's own compiler, so formats,
- * shared schemas (`$id`) and the server's `ajv.customOptions` apply as usual.
+ * shared schemas (`$id`) and the server's `ajv.customOptions` apply as usual. Validators are
+ * compiled once per process (compiledSchemas).
  */
 export function validatorFactory(): BuildValidator {
   const pool = processValidatorPool;
@@ -38,38 +79,23 @@ export function validatorFactory(): BuildValidator {
     const base = { ...ajvOptions, customOptions: { ...ajvOptions.customOptions, removeAdditional: false } };
     const strict = { ...ajvOptions, customOptions: { ...ajvOptions.customOptions, ...JSON_BODY_AJV_OPTIONS } };
     // The pool's own typing admits any options object; the casts only restate Fastify's.
-    const forText = (pool as (schemas: unknown, options: unknown) => (route: { httpPart?: string }) => unknown)(externalSchemas, base);
-    const forBody = (pool as (schemas: unknown, options: unknown) => (route: { httpPart?: string }) => unknown)(externalSchemas, strict);
-    return (route: { httpPart?: string }) => (route.httpPart === 'body' ? forBody(route) : forText(route));
+    const forText = (pool as (schemas: unknown, options: unknown) => (route: { schema: unknown; httpPart?: string }) => unknown)(externalSchemas, base);
+    const forBody = (pool as (schemas: unknown, options: unknown) => (route: { schema: unknown; httpPart?: string }) => unknown)(externalSchemas, strict);
+    const compilerKey = `validator\0${JSON.stringify(externalSchemas ?? {})}\0${JSON.stringify(ajvOptions.customOptions ?? {})}`;
+    return (route: { schema: unknown; httpPart?: string }) => {
+      const body = route.httpPart === 'body';
+      return compiledOnce(schemaKey(`${compilerKey}\0${body ? 'body' : 'text'}`, route.schema), () => (body ? forBody(route) : forText(route)));
+    };
   }) as unknown as BuildValidator;
 }
 
-/**
- * Response serializers compiled by fast-json-stringify (Fastify's own serializer compiler), kept
- * for the whole process per set of serializer options and shared schemas, then per schema
- * object: an app built again in the same process reuses the serializer of a response schema it
- * has already seen. A WeakMap, so schemas built per app (a declared kind's) are not held once
- * their app is gone. Measured on test/embedded.test.ts (hundreds of apps in one process):
- * 64 CPU-s with schemas compiled per app, 55 with validators shared, 47 with serializers too.
- */
-const processSerializers = new Map<string, WeakMap<object, Serializer>>();
-
-/** Fastify's serializer factory (`schemaController.compilersFactory.buildSerializer`): fast-json-stringify, compiled once per schema per process (see processSerializers). */
+/** Fastify's serializer factory (`schemaController.compilersFactory.buildSerializer`): fast-json-stringify, Fastify's own, with serializers compiled once per process (compiledSchemas). */
 export function serializerFactory(): BuildSerializer {
   const select = SerializerSelector();
   return ((externalSchemas: unknown, options: Parameters<ReturnType<typeof SerializerSelector>>[1]) => {
     const compile = select(externalSchemas, options);
-    const key = JSON.stringify(externalSchemas ?? {}) + JSON.stringify(options ?? {});
-    let bySchema = processSerializers.get(key);
-    if (bySchema === undefined) processSerializers.set(key, (bySchema = new WeakMap()));
-    const cache = bySchema;
-    return (route: Parameters<ReturnType<typeof select>>[0]) => {
-      const schema = route.schema;
-      if (typeof schema !== 'object' || schema === null) return compile(route);
-      let serializer = cache.get(schema);
-      if (serializer === undefined) cache.set(schema, (serializer = compile(route)));
-      return serializer;
-    };
+    const compilerKey = `serializer\0${JSON.stringify(externalSchemas ?? {})}\0${JSON.stringify(options ?? {})}`;
+    return (route: Parameters<typeof compile>[0]) => compiledOnce<Serializer>(schemaKey(compilerKey, route.schema), () => compile(route));
   }) as unknown as BuildSerializer;
 }
 

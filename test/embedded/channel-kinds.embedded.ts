@@ -94,3 +94,22 @@ t.test('a declared kind is read with its own claim and public patterns, and publ
   t.equal(await post(token({ publish: ['nosuchkind:x'] })), 401, 'a grant naming no kind makes the token malformed');
 });
 
+
+t.test('two gateways in one process, one kind declared with different schemas: each validates with its own (compiled schemas are shared by content only)', async (t) => {
+  const textAmounts: ChannelKindDeclaration = {
+    ...ORDERS,
+    eventTypes: { created: { schema: { type: 'object', required: ['orderId', 'amount'], properties: { orderId: { type: 'string' }, amount: { type: 'string' } } } } },
+  };
+  const numeric = await startGateway(t, { channelKinds: [ORDERS] });
+  const textual = await startGateway(t, { channelKinds: [textAmounts] });
+  const channel = uniqueName('demo-');
+  const post = (url: string, amount: unknown) => postJson(`${url}/streams/orders/${channel}/created`, { orderId: 'a1', amount });
+  t.equal((await post(numeric.url, 5)).status, 202, 'a number where its schema says number');
+  t.equal((await post(textual.url, '5')).status, 202, 'a string where its schema says string');
+  const refusedByNumeric = await post(numeric.url, '5');
+  t.equal(refusedByNumeric.status, 400, 'a string where the first says number');
+  t.match(refusedByNumeric.body, { message: /amount must be number/ });
+  const refusedByTextual = await post(textual.url, 5);
+  t.equal(refusedByTextual.status, 400, 'a number where the second says string');
+  t.match(refusedByTextual.body, { message: /amount must be string/ });
+});
