@@ -95,14 +95,14 @@ function buildServerForTests(): Promise<string | null> {
  * completes its results (`.tap/test-results/<file>.tap`, complete once it ends with its
  * `# time=` line): the file, its tests passed and failed, and how long it took; and a line
  * once a minute when no file finished. With a terminal, tap's display says it.
- * Returns the timer (unref'd) so the caller can stop it when tap exits.
+ * Returns the function that stops it when tap exits (after reporting what finished last).
  */
-function reportProgressWithoutTerminal(startedAt: number): NodeJS.Timeout | undefined {
+function reportProgressWithoutTerminal(startedAt: number): (() => void) | undefined {
   if (process.stdout.isTTY) return undefined
   const resultsDir = join(root, '.tap', 'test-results')
   const reported = new Set<string>()
   let lastLine = startedAt
-  const timer = setInterval(() => {
+  const report = (): void => {
     const now = Date.now()
     for (const result of finishedTestFiles(resultsDir, startedAt)) {
       if (reported.has(result.file)) continue
@@ -115,9 +115,13 @@ function reportProgressWithoutTerminal(startedAt: number): NodeJS.Timeout | unde
       lastLine = now
       process.stderr.write(`npm test: ${((now - startedAt) / 60_000).toFixed(0)} min in, ${reported.size} test files done\n`)
     }
-  }, 5_000)
+  }
+  const timer = setInterval(report, 5_000)
   timer.unref()
-  return timer
+  return () => {
+    clearInterval(timer)
+    report() // the files that finished since the last look
+  }
 }
 
 /** A test file's results as tap wrote them: its top-level tests passed and failed, and its time. */
@@ -196,7 +200,7 @@ if (serverEntry !== null) env[TEST_SERVER_ENTRY_ENV] = serverEntry
 
 const tapStartedAt = Date.now()
 tap = spawn(tapBin, process.argv.slice(2), { stdio: 'inherit', env, cwd: root, detached: true })
-const progress = reportProgressWithoutTerminal(tapStartedAt)
+const stopProgress = reportProgressWithoutTerminal(tapStartedAt)
 // If we die without waiting for tap, don't leave its test processes running.
 process.on('exit', () => {
   if (tap && tap.exitCode === null && tap.signalCode === null) killTapGroup('SIGKILL')
@@ -206,7 +210,7 @@ tap.on('error', (err) => {
   void finish(1)
 })
 tap.on('exit', (code, signal) => {
-  clearInterval(progress)
+  stopProgress?.()
   if (signal) process.stderr.write(`tap ended by ${signal}\n`)
   void finish(code ?? 128 + (signal ? (constants.signals[signal] ?? 1) : 1))
 })

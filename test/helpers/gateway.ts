@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Writable } from 'node:stream';
-import { buildApp, loggerOptions } from '../../app.ts';
 import { configWith, type Config } from '../../src/config.ts';
 import type { EventBus } from '../../src/bus/types.ts';
 import type { Teardowns } from './fixture.ts';
@@ -76,6 +75,9 @@ export async function startGateway(
       done();
     },
   });
+  // Imported here, not at the top: files that use only this module's small helpers (uniqueName,
+  // postJson) then do not load the whole gateway (~2 CPU-s a process under tsx's loader).
+  const { buildApp, loggerOptions } = await import('../../app.ts');
   const logger = { ...(loggerOptions(config) as object), stream: sink };
   const app = await buildApp({ config, logger, ...(options.bus ? { bus: options.bus } : {}) });
   let closing: Promise<void> | undefined;
