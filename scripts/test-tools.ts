@@ -28,10 +28,18 @@ export const TEST_TOOLS: readonly TestTool[] = [
 export const MISSING_TOOLS_ENV = 'TEST_TOOLS_MISSING';
 
 /**
- * Where `npm test` compiles the server for the tests' spawned servers (one level below the
- * project root, as dist/ is, so the built static plugin finds public/ the same way).
+ * Where `npm test` copies the project and compiles it, to run the tests and the servers they
+ * spawn as JavaScript (scripts/test.ts; one level below the project root, as dist/ is, so the
+ * built static plugin finds public/ the same way).
  */
 export const TEST_BUILD_DIR = '.test-build';
+
+/**
+ * The environment variable through which `npm test` names the project's own root: the tests run
+ * in a copy (TEST_BUILD_DIR), and what they write for users to look at (screenshots in
+ * test-artifacts/, docs/screenshot.png) belongs in the project, not in the copy.
+ */
+export const PROJECT_ROOT_ENV = 'TEST_PROJECT_ROOT';
 
 /** The environment variable through which `npm test` names the compiled server's entry point (absent: run the sources). */
 export const TEST_SERVER_ENTRY_ENV = 'TEST_SERVER_ENTRY';

@@ -5,15 +5,17 @@
  * tests needing them skip with the reason, and the reasons are repeated after tap's summary.
  * If KAFKA_BROKERS is unset, starts one single-node cluster (scripts/kafka/kafka.ts), passes
  * its address to tap through KAFKA_BROKERS, and stops it when tap exits. If KAFKA_BROKERS is
- * set, uses it and starts nothing. Exits with tap's exit code.
+ * set, uses it and starts nothing. Meanwhile it copies the project into TEST_BUILD_DIR and
+ * compiles it there (buildProjectForTests), and tap runs the compiled tests in that copy; if that
+ * fails, tap runs the sources through tsx. Exits with tap's exit code.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { constants } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startKafka, type KafkaCluster } from './kafka/kafka.ts'
-import { ensureTestTools, MISSING_TOOLS_ENV, realMachine, TEST_BUILD_DIR, TEST_SERVER_ENTRY_ENV, TEST_TOOLS } from './test-tools.ts'
+import { ensureTestTools, MISSING_TOOLS_ENV, PROJECT_ROOT_ENV, realMachine, TEST_BUILD_DIR, TEST_SERVER_ENTRY_ENV, TEST_TOOLS } from './test-tools.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const tapBin = join(root, 'node_modules', '.bin', 'tap')
@@ -61,29 +63,68 @@ function onSignal(signal: NodeJS.Signals): void {
 }
 
 /**
- * The server compiled to JavaScript in TEST_BUILD_DIR (tsc, types unchecked: `npm run typecheck`
- * checks them): the tests' spawned servers start from it with plain Node, as `npm start` runs
- * `dist/server.js`, instead of compiling TypeScript through a loader in every one (~2.5
- * CPU-seconds each on these machines). Not dist/ itself: test/package.test.ts rebuilds dist/
- * while other files run. Resolves with the entry point, or null (with the reason on stderr)
- * when the build fails: the servers then run from the sources.
+ * The project as the tests run it: a copy in TEST_BUILD_DIR with every TypeScript file compiled
+ * beside its source (tsc with types unchecked: `npm run typecheck` checks them), so tap's test
+ * processes and the servers they spawn run JavaScript with plain Node, as `npm start` runs
+ * dist/server.js, instead of through tsx's module hooks. Those cost ~2.7 ms per module loaded
+ * (Node 20 sends each to the hooks' thread and back; TypeBox alone is ~370 modules), 3–5 CPU-s
+ * per test process, on a run that is CPU-bound. A copy, not an output folder: what tests read
+ * beside their code (README, deploy/, public/, the .ts sources that `npm pack` builds and that
+ * tests run through tsx as users do) is where they expect it. node_modules is linked, not copied.
+ * Resolves with the copy's root, or null (with the reason on stderr) when the build fails: the
+ * tests then run from the sources through tsx.
  */
-function buildServerForTests(): Promise<string | null> {
-  const outDir = join(root, TEST_BUILD_DIR)
+function buildProjectForTests(): Promise<string | null> {
+  const tree = join(root, TEST_BUILD_DIR)
+  try {
+    rmSync(tree, { recursive: true, force: true })
+    const skipped = new Set(['node_modules', '.git', '.tap', 'dist', TEST_BUILD_DIR, 'test-artifacts', 'coverage', '.kafka'])
+    for (const entry of readdirSync(root)) {
+      if (!skipped.has(entry)) cpSync(join(root, entry), join(tree, entry), { recursive: true })
+    }
+    symlinkSync(join(root, 'node_modules'), join(tree, 'node_modules'), 'dir')
+  } catch (err) {
+    process.stderr.write(`copying the project for the tests failed (${err instanceof Error ? err.message : String(err)}); tests run from the sources\n`)
+    return Promise.resolve(null)
+  }
   return new Promise((resolve) => {
-    const tsc = spawn(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--noCheck', '--declaration', 'false', '--sourceMap', 'false', '--outDir', outDir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    const tsc = spawn(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--noCheck', '--noEmit', 'false', '--declaration', 'false', '--sourceMap', 'true', '--outDir', tree], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     tsc.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
     tsc.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
     tsc.on('error', (err) => {
-      process.stderr.write(`building the server for the tests failed (${err.message}); spawned servers run from the sources\n`)
+      process.stderr.write(`compiling the project for the tests failed (${err.message}); tests run from the sources\n`)
       resolve(null)
     })
     tsc.on('close', (code) => {
-      if (code === 0) return resolve(join(outDir, 'server.js'))
-      process.stderr.write(`building the server for the tests failed; spawned servers run from the sources:\n${output}\n`)
+      if (code === 0) return resolve(tree)
+      process.stderr.write(`compiling the project for the tests failed; tests run from the sources:\n${output}\n`)
       resolve(null)
     })
+  })
+}
+
+/**
+ * tap's configuration for a run in the compiled copy: the project's .taprc with the compiled
+ * test files, and instead of tsx's hooks Node's source maps, so that a failure names the line
+ * of the TypeScript source (the maps point at the project's own files; ~0.4 CPU-s a process),
+ * written into the copy (tap reads it through TAP_RCFILE).
+ */
+function compiledTapConfig(tree: string): string {
+  const rc = readFileSync(join(root, '.taprc'), 'utf8')
+    .replace('test/**/*.test.ts', 'test/**/*.test.js')
+    .replace(/^node-arg:\n(?:\s+- .*\n)+/m, 'node-arg:\n  - --enable-source-maps\n')
+  const file = join(tree, '.taprc.compiled')
+  writeFileSync(file, rc)
+  return file
+}
+
+/** `npm test -- <args>` for the compiled copy: a test file named by its .ts path is run as its .js. */
+function compiledTapArgs(args: string[], tree: string): string[] {
+  return args.map((arg) => {
+    if (!arg.endsWith('.ts') || arg.startsWith('-')) return arg
+    const compiled = relative(root, join(root, arg)).replace(/\.ts$/, '.js')
+    return existsSync(join(tree, compiled)) ? compiled : arg
   })
 }
 
@@ -97,9 +138,9 @@ function buildServerForTests(): Promise<string | null> {
  * once a minute when no file finished. With a terminal, tap's display says it.
  * Returns the function that stops it when tap exits (after reporting what finished last).
  */
-function reportProgressWithoutTerminal(startedAt: number): (() => void) | undefined {
+function reportProgressWithoutTerminal(startedAt: number, tapCwd: string): (() => void) | undefined {
   if (process.stdout.isTTY) return undefined
-  const resultsDir = join(root, '.tap', 'test-results')
+  const resultsDir = join(tapCwd, '.tap', 'test-results')
   const reported = new Set<string>()
   let lastLine = startedAt
   const report = (): void => {
@@ -177,8 +218,8 @@ const env = { ...process.env }
 missingTools = ensureTestTools(realMachine())
 env[MISSING_TOOLS_ENV] = JSON.stringify(Object.fromEntries(missingTools))
 reportMissingTools()
-// Built while Kafka starts; tests then spawn the server as `npm start` runs it (test/helpers/server-process.ts).
-const serverBuilt = buildServerForTests()
+// Built while Kafka starts; tests then run compiled, and spawn the server as `npm start` runs it (test/helpers/server-process.ts).
+const projectBuilt = buildProjectForTests()
 if (!env.KAFKA_BROKERS) {
   const t0 = Date.now()
   process.stderr.write('starting a single-node Kafka for the tests…\n')
@@ -195,12 +236,20 @@ if (!env.KAFKA_BROKERS) {
   process.stderr.write(`using KAFKA_BROKERS=${env.KAFKA_BROKERS}\n`)
 }
 
-const serverEntry = await serverBuilt
-if (serverEntry !== null) env[TEST_SERVER_ENTRY_ENV] = serverEntry
+const compiledTree = await projectBuilt
+let tapCwd = root
+let tapArgs = process.argv.slice(2)
+if (compiledTree !== null) {
+  env[TEST_SERVER_ENTRY_ENV] = join(compiledTree, 'server.js')
+  env[PROJECT_ROOT_ENV] = root
+  env.TAP_RCFILE = compiledTapConfig(compiledTree)
+  tapCwd = compiledTree
+  tapArgs = compiledTapArgs(tapArgs, compiledTree)
+}
 
 const tapStartedAt = Date.now()
-tap = spawn(tapBin, process.argv.slice(2), { stdio: 'inherit', env, cwd: root, detached: true })
-const stopProgress = reportProgressWithoutTerminal(tapStartedAt)
+tap = spawn(tapBin, tapArgs, { stdio: 'inherit', env, cwd: tapCwd, detached: true })
+const stopProgress = reportProgressWithoutTerminal(tapStartedAt, tapCwd)
 // If we die without waiting for tap, don't leave its test processes running.
 process.on('exit', () => {
   if (tap && tap.exitCode === null && tap.signalCode === null) killTapGroup('SIGKILL')

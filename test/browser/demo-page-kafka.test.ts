@@ -8,7 +8,7 @@ import type { Teardowns } from '../helpers/fixture.ts';
 import { kafkaTopics, postJson, requiredKafkaBrokers, startGateway, startReplicaPair, uniqueName, type TestGateway } from '../helpers/gateway.ts';
 import { rawProducer } from '../helpers/kafka.ts';
 import { until } from '../helpers/sse-client.ts';
-import { toolSkipReason } from '../../scripts/test-tools.ts';
+import { PROJECT_ROOT_ENV, toolSkipReason } from '../../scripts/test-tools.ts';
 import { freePort } from '../helpers/server-process.ts';
 import { startHaproxy } from '../helpers/haproxy.ts';
 
@@ -17,7 +17,9 @@ import { startHaproxy } from '../helpers/haproxy.ts';
  * gateway replicas on a real Kafka. Each test leaves a screenshot in test-artifacts/.
  */
 
-const artifacts = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
+// Written into the project itself, also when npm test runs this file from its compiled copy.
+const projectRoot = process.env[PROJECT_ROOT_ENV] ?? fileURLToPath(new URL('../../', import.meta.url));
+const artifacts = join(projectRoot, 'test-artifacts');
 
 async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(artifacts, { recursive: true });
@@ -212,7 +214,7 @@ if (noChromium !== false) {
     }
     await screenshot(page, 'overview');
     // The README's picture, refreshed on request: UPDATE_SCREENSHOT=1 npm test -- test/browser/demo-page-kafka.test.ts
-    if (process.env.UPDATE_SCREENSHOT === '1') await page.screenshot({ path: fileURLToPath(new URL('../../docs/screenshot.png', import.meta.url)) });
+    if (process.env.UPDATE_SCREENSHOT === '1') await page.screenshot({ path: join(projectRoot, 'docs', 'screenshot.png') });
   });
 
   t.test('a page opened on a room shows its recent history, then stays live', async (t) => {

@@ -20,7 +20,9 @@ import t from 'tap';
  * every four files it holds: a file normally takes well under a quarter of it.
  */
 export async function importEach(folder: URL, suffix: string, concurrency = 1): Promise<void> {
-  const files = readdirSync(fileURLToPath(folder)).filter((entry) => entry.endsWith(suffix)).sort();
+  // Compiled (`npm test` runs the tests as JavaScript, scripts/test.ts), the files are .js too.
+  const compiled = import.meta.url.endsWith('.js') ? suffix.replace(/\.ts$/, '.js') : suffix;
+  const files = readdirSync(fileURLToPath(folder)).filter((entry) => entry.endsWith(compiled)).sort();
   const perProcessMs = Number(process.env.TAP_TIMEOUT ?? '30') * 1000;
   t.setTimeout(perProcessMs * Math.max(1, Math.ceil(files.length / 4)));
   testsAtATime(concurrency);
