@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { constants } from 'node:os'
-import { join, relative } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startKafka, type KafkaCluster } from './kafka/kafka.ts'
 import { ensureTestTools, MISSING_TOOLS_ENV, PROJECT_ROOT_ENV, realMachine, TEST_BUILD_DIR, TEST_SERVER_ENTRY_ENV, TEST_TOOLS } from './test-tools.ts'
@@ -123,7 +123,7 @@ function compiledTapConfig(tree: string): string {
 function compiledTapArgs(args: string[], tree: string): string[] {
   return args.map((arg) => {
     if (!arg.endsWith('.ts') || arg.startsWith('-')) return arg
-    const compiled = relative(root, join(root, arg)).replace(/\.ts$/, '.js')
+    const compiled = relative(root, resolve(root, arg)).replace(/\.ts$/, '.js')
     return existsSync(join(tree, compiled)) ? compiled : arg
   })
 }
