@@ -23,7 +23,8 @@ const JSON_BODY_AJV_OPTIONS = { coerceTypes: false, removeAdditional: false } as
  * so neither Fastify's per-app pools nor a cache by schema object spare an app built again the
  * work. Compiled functions are kept here by what their compiler sees: its options and shared
  * schemas, the request part, and the schema's JSON (equal JSON compiles to the same function;
- * as within one app's Ajv, one `$id` names one schema). Holds one entry per distinct schema
+ * as within one app's Ajv, one `$id` names one schema); what JSON cannot say whole is compiled
+ * per app as before (plainJson). Holds one entry per distinct schema
  * (a few dozen for a deployment's kinds), however many apps are built. Measured on
  * test/embedded.test.ts (hundreds of apps in one process): 64 CPU-s before, 38 after.
  */
@@ -31,7 +32,7 @@ const compiledSchemas = new Map<string, unknown>();
 
 /**
  * The function compiled for `key` in this process, compiled by `compile` the first time; `key`
- * null (a schema JSON cannot say, see schemaJson) compiles every time, as Fastify would.
+ * null (something JSON cannot say, see plainJson) compiles every time, as Fastify would.
  */
 function compiledOnce<T>(key: string | null, compile: () => T): T {
   if (key === null) return compile();
@@ -41,27 +42,54 @@ function compiledOnce<T>(key: string | null, compile: () => T): T {
   return compiled;
 }
 
-/** A schema's JSON for compiledSchemas' keys, or null for a schema JSON cannot carry whole (a cycle, a function: never so in this app's routes). */
-function schemaJson(schema: unknown): string | null {
-  let functions = false;
-  try {
-    const json = JSON.stringify(schema, (_key, value: unknown) => {
-      if (typeof value === 'function') functions = true;
-      return value;
-    });
-    return functions || json === undefined ? null : json;
-  } catch {
-    return null;
-  }
+/**
+ * `value`'s JSON when JSON says all that a compiler can see of it, else null: plain objects and
+ * arrays of strings, finite numbers, booleans and null. Null for a function, a RegExp or any
+ * other class instance, `undefined`, a non-finite number, a cycle, a `toJSON`, or a
+ * non-enumerable property (compilers read `schema.required` whether it is enumerable or not),
+ * except arrays' `length` and TypeBox's own `~` markers, which no compiler reads. Symbol keys
+ * are ignored, as the compilers ignore them.
+ */
+function plainJson(value: unknown): string | null {
+  const ancestors = new Set<object>();
+  const plain = (node: unknown): boolean => {
+    if (node === null || typeof node === 'string' || typeof node === 'boolean') return true;
+    if (typeof node === 'number') return Number.isFinite(node);
+    if (typeof node !== 'object') return false;
+    const prototype = Object.getPrototypeOf(node) as unknown;
+    const array = Array.isArray(node);
+    if (!array && prototype !== Object.prototype && prototype !== null) return false;
+    if (ancestors.has(node)) return false;
+    const keys = Object.keys(node);
+    const hidden = Object.getOwnPropertyNames(node).filter((name) => !keys.includes(name) && !(array && name === 'length') && !name.startsWith('~'));
+    if (hidden.length > 0 || 'toJSON' in node) return false;
+    ancestors.add(node);
+    const ok = keys.every((key) => plain((node as Record<string, unknown>)[key]));
+    ancestors.delete(node);
+    return ok;
+  };
+  return plain(value) ? JSON.stringify(value) : null;
 }
 
-/** The compiledSchemas key of `schema` for a compiler, or null (see schemaJson). */
-function schemaKey(compilerKey: string, schema: unknown): string | null {
-  const json = schemaJson(schema);
+/** The compiledSchemas key of `schema` for a compiler (`compilerKey` null: a compiler that is not cached), or null. */
+function schemaKey(compilerKey: string | null, schema: unknown): string | null {
+  if (compilerKey === null) return null;
+  const json = plainJson(schema);
   return json === null ? null : `${compilerKey}\0${json}`;
 }
 
-/** One pool of Ajv instances for the process (one per set of options and shared schemas), which compiles what compiledSchemas does not hold yet. */
+/** The key of a compiler by its shared schemas and options, or null when JSON cannot say them (a custom format's RegExp, an Ajv plugin): such a compiler is not cached. */
+function compilerKeyOf(kind: string, externalSchemas: unknown, options: unknown): string | null {
+  const externals = plainJson(externalSchemas ?? {});
+  const settings = plainJson(options ?? {});
+  return externals === null || settings === null ? null : `${kind}\0${externals}\0${settings}`;
+}
+
+/**
+ * One pool of Ajv instances for the process (one per set of options and shared schemas, by their
+ * JSON), which compiles what compiledSchemas does not hold yet. Options JSON cannot say get a
+ * pool of the app's own, as Fastify gives every app.
+ */
 const processValidatorPool: ValidatorPool = AjvCompiler();
 
 /**
@@ -71,30 +99,30 @@ const processValidatorPool: ValidatorPool = AjvCompiler();
  * properties removed silently: a schema with `additionalProperties: false` refuses them (400).
  * Both Ajv instances come from @fastify/ajv-compiler, Fastify's own compiler, so formats,
  * shared schemas (`$id`) and the server's `ajv.customOptions` apply as usual. Validators are
- * compiled once per process (compiledSchemas).
+ * compiled once per process (compiledSchemas) when their options are plain JSON.
  */
 export function validatorFactory(): BuildValidator {
-  const pool = processValidatorPool;
   return ((externalSchemas: unknown, ajvOptions: { customOptions?: Record<string, unknown>; plugins?: unknown[] } = {}) => {
     const base = { ...ajvOptions, customOptions: { ...ajvOptions.customOptions, removeAdditional: false } };
     const strict = { ...ajvOptions, customOptions: { ...ajvOptions.customOptions, ...JSON_BODY_AJV_OPTIONS } };
+    const compilerKey = compilerKeyOf('validator', externalSchemas, { customOptions: ajvOptions.customOptions ?? {}, plugins: ajvOptions.plugins ?? [] });
+    const pool = compilerKey === null ? AjvCompiler() : processValidatorPool;
     // The pool's own typing admits any options object; the casts only restate Fastify's.
     const forText = (pool as (schemas: unknown, options: unknown) => (route: { schema: unknown; httpPart?: string }) => unknown)(externalSchemas, base);
     const forBody = (pool as (schemas: unknown, options: unknown) => (route: { schema: unknown; httpPart?: string }) => unknown)(externalSchemas, strict);
-    const compilerKey = `validator\0${JSON.stringify(externalSchemas ?? {})}\0${JSON.stringify(ajvOptions.customOptions ?? {})}`;
     return (route: { schema: unknown; httpPart?: string }) => {
       const body = route.httpPart === 'body';
-      return compiledOnce(schemaKey(`${compilerKey}\0${body ? 'body' : 'text'}`, route.schema), () => (body ? forBody(route) : forText(route)));
+      return compiledOnce(schemaKey(compilerKey === null ? null : `${compilerKey}\0${body ? 'body' : 'text'}`, route.schema), () => (body ? forBody(route) : forText(route)));
     };
   }) as unknown as BuildValidator;
 }
 
-/** Fastify's serializer factory (`schemaController.compilersFactory.buildSerializer`): fast-json-stringify, Fastify's own, with serializers compiled once per process (compiledSchemas). */
+/** Fastify's serializer factory (`schemaController.compilersFactory.buildSerializer`): fast-json-stringify, Fastify's own, with serializers compiled once per process (compiledSchemas) when their options are plain JSON. */
 export function serializerFactory(): BuildSerializer {
   const select = SerializerSelector();
   return ((externalSchemas: unknown, options: Parameters<ReturnType<typeof SerializerSelector>>[1]) => {
     const compile = select(externalSchemas, options);
-    const compilerKey = `serializer\0${JSON.stringify(externalSchemas ?? {})}\0${JSON.stringify(options ?? {})}`;
+    const compilerKey = compilerKeyOf('serializer', externalSchemas, options);
     return (route: Parameters<typeof compile>[0]) => compiledOnce<Serializer>(schemaKey(compilerKey, route.schema), () => compile(route));
   }) as unknown as BuildSerializer;
 }

@@ -1,4 +1,6 @@
 import t from 'tap';
+import Fastify from 'fastify';
+import { validatorFactory } from '../../plugins/validation.ts';
 import { startGateway } from '../helpers/gateway.ts';
 import { openStream } from '../helpers/sse-client.ts';
 
@@ -66,4 +68,17 @@ t.test('query strings and parameters keep the coercion they need, and errors nam
   t.equal((await send(`${gateway.url}/rooms/lobby/messages`, json({ user: 'ann', text: 'one room' }))).status, 202);
   await stream.waitForEvents(1, 5000);
   t.equal(JSON.parse(stream.events[0]?.data ?? '{}').text, 'one room');
+});
+
+t.test('validators compiled once per process stay per app where JSON cannot tell two apps apart: a custom format given as a RegExp', async (t) => {
+  const schema = () => ({ type: 'object', properties: { code: { type: 'string', format: 'code' } } });
+  const statuses: number[] = [];
+  for (const pattern of [/^abc$/, /^xyz$/]) {
+    // any: Fastify's options type does not know this Ajv option's shape.
+    const app = Fastify({ ajv: { customOptions: { formats: { code: pattern } } }, schemaController: { compilersFactory: { buildValidator: validatorFactory() } } } as any);
+    t.teardown(() => app.close());
+    app.post('/x', { schema: { body: schema() } }, async () => 'ok');
+    statuses.push((await app.inject({ method: 'POST', url: '/x', payload: { code: 'abc' } })).statusCode);
+  }
+  t.same(statuses, [200, 400], "each app checks the format with its own pattern");
 });
