@@ -29,8 +29,8 @@ export const MISSING_TOOLS_ENV = 'TEST_TOOLS_MISSING';
 
 /**
  * Where `npm test` copies the project and compiles it, to run the tests and the servers they
- * spawn as JavaScript (scripts/test.ts; one level below the project root, as dist/ is, so the
- * built static plugin finds public/ the same way).
+ * spawn as JavaScript: `<this>/run-<pid of npm test>/`, one copy per run, removed when the run
+ * ends (scripts/test.ts). The copy holds public/, which the built static plugin finds beside it.
  */
 export const TEST_BUILD_DIR = '.test-build';
 

@@ -14,7 +14,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, symlin
 import { constants } from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startKafka, type KafkaCluster } from './kafka/kafka.ts'
+import { pidAlive, startKafka, type KafkaCluster } from './kafka/kafka.ts'
 import { ensureTestTools, MISSING_TOOLS_ENV, PROJECT_ROOT_ENV, realMachine, TEST_BUILD_DIR, TEST_SERVER_ENTRY_ENV, TEST_TOOLS } from './test-tools.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -34,6 +34,7 @@ function reportMissingTools(): void {
 
 async function finish(code: number): Promise<never> {
   reportMissingTools()
+  removeCompiledTree()
   if (cluster) {
     const c = cluster
     cluster = undefined
@@ -75,15 +76,22 @@ function onSignal(signal: NodeJS.Signals): void {
  * tests then run from the sources through tsx.
  */
 function buildProjectForTests(): Promise<string | null> {
-  const tree = join(root, TEST_BUILD_DIR)
+  const builds = join(root, TEST_BUILD_DIR)
+  // One copy per run (a run from another terminal must not pull the tree from under this one),
+  // removed when the run ends; copies left by runs that died are removed here.
+  const tree = join(builds, `run-${process.pid}`)
   try {
-    rmSync(tree, { recursive: true, force: true })
+    for (const entry of existsSync(builds) ? readdirSync(builds) : []) {
+      const owner = /^run-(\d+)$/.exec(entry)?.[1]
+      if (owner === undefined || !pidAlive(Number(owner)) || Number(owner) === process.pid) rmSync(join(builds, entry), { recursive: true, force: true })
+    }
     const skipped = new Set(['node_modules', '.git', '.tap', 'dist', TEST_BUILD_DIR, 'test-artifacts', 'coverage', '.kafka'])
     for (const entry of readdirSync(root)) {
       if (!skipped.has(entry)) cpSync(join(root, entry), join(tree, entry), { recursive: true })
     }
     symlinkSync(join(root, 'node_modules'), join(tree, 'node_modules'), 'dir')
   } catch (err) {
+    rmSync(tree, { recursive: true, force: true })
     process.stderr.write(`copying the project for the tests failed (${err instanceof Error ? err.message : String(err)}); tests run from the sources\n`)
     return Promise.resolve(null)
   }
@@ -98,6 +106,7 @@ function buildProjectForTests(): Promise<string | null> {
     })
     tsc.on('close', (code) => {
       if (code === 0) return resolve(tree)
+      rmSync(tree, { recursive: true, force: true })
       process.stderr.write(`compiling the project for the tests failed; tests run from the sources:\n${output}\n`)
       resolve(null)
     })
@@ -119,14 +128,31 @@ function compiledTapConfig(tree: string): string {
   return file
 }
 
-/** `npm test -- <args>` for the compiled copy: a test file named by its .ts path is run as its .js. */
+/**
+ * `npm test -- <args>` for the compiled copy: a test file named by its .ts path (also as a
+ * glob, or as an option's value: `--before=test/x.ts`) is run as its .js.
+ */
 function compiledTapArgs(args: string[], tree: string): string[] {
+  const compiledPath = (path: string): string | null => {
+    if (!path.endsWith('.ts')) return null
+    const compiled = relative(root, resolve(root, path)).replace(/\.ts$/, '.js')
+    return existsSync(join(tree, compiled)) || /[*?[\]{}]/.test(path) ? compiled : null
+  }
   return args.map((arg) => {
-    if (!arg.endsWith('.ts') || arg.startsWith('-')) return arg
-    const compiled = relative(root, resolve(root, arg)).replace(/\.ts$/, '.js')
-    return existsSync(join(tree, compiled)) ? compiled : arg
+    const equals = arg.startsWith('--') ? arg.indexOf('=') : -1
+    if (equals > 0) {
+      const value = compiledPath(arg.slice(equals + 1))
+      return value === null ? arg : `${arg.slice(0, equals + 1)}${value}`
+    }
+    return arg.startsWith('-') ? arg : (compiledPath(arg) ?? arg)
   })
 }
+
+/** Removes this run's compiled copy (buildProjectForTests), if it made one. */
+function removeCompiledTree(): void {
+  if (compiledTreeMade !== null) rmSync(compiledTreeMade, { recursive: true, force: true })
+}
+let compiledTreeMade: string | null = null
 
 /**
  * Without a terminal, tap's reporter prints nothing until the whole run ends (its progress
@@ -237,6 +263,7 @@ if (!env.KAFKA_BROKERS) {
 }
 
 const compiledTree = await projectBuilt
+compiledTreeMade = compiledTree
 let tapCwd = root
 let tapArgs = process.argv.slice(2)
 if (compiledTree !== null) {
