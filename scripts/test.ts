@@ -217,7 +217,8 @@ function finishedTestFiles(resultsDir: string, since: number): FileResult[] {
         const time = /\n# time=([\d.]+)ms\n*$/.exec(text.slice(-200))
         if (time === null) continue // still running
         finished.push({
-          file: relative(resultsDir, path).replace(/\.tap$/, ''),
+          // Named as in the project (the compiled copy runs test/x.test.js for test/x.test.ts).
+          file: relative(resultsDir, path).replace(/\.tap$/, '').replace(/\.js$/, '.ts'),
           passed: text.match(/^ok \d+/gm)?.length ?? 0,
           failed: text.match(/^not ok \d+/gm)?.length ?? 0,
           ms: Number(time[1]),

@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes, createHash } from 'node:crypto'
 import { existsSync, openSync, closeSync, readFileSync, rmSync, statSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile, open } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile, open } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { freePort } from '../ports.ts'
 import { homedir, tmpdir } from 'node:os'
@@ -699,7 +699,8 @@ let classSharingPromise: Promise<ClassSharing> | undefined
  * The archive is made once per jar cache and JDK (its name carries a hash of `java -version`, and
  * it lives inside the libs folder, which a new jar set replaces): a one-node broker started with
  * `-XX:ArchiveClassesAtExit`, stopped once it serves clients (~10 s, said on stderr), then
- * checked by starting a JVM that must use it (`-Xshare:on`). Sharing is an optimisation only:
+ * checked by starting a JVM that must use it (`-Xshare:on`), as it is again by every process that
+ * starts brokers (an unusable one is made again). Sharing is an optimisation only:
  * if making or checking the archive fails, brokers start without one, the reason is printed once
  * and kept beside the jars, and it is not tried again for a day. A JVM that later
  * finds the archive unusable runs without it (the default `-Xshare:auto`) and says so in its log.
@@ -720,14 +721,19 @@ async function ensureClassArchive(libs: string): Promise<string | undefined> {
   const jdk = await javaVersion()
   const archive = join(libs, `broker-classes-${createHash('sha256').update(jdk).digest('hex').slice(0, 12)}.jsa`)
   const failed = `${archive}.failed`
-  if (existsSync(archive)) return archive
+  if (existsSync(archive) && (await archiveUsable(libs, archive))) return archive
   if (recentFailure(failed)) return undefined
   const lock = `${archive}.lock`
   await acquireLock(lock)
   try {
-    if (existsSync(archive)) return archive // another process made it while we waited
+    // Made by another process while we waited, or there but unusable (jars copied with new
+    // times, a truncated file: a JVM can even crash on one), then made again.
+    if (existsSync(archive) && (await archiveUsable(libs, archive))) return archive
     if (recentFailure(failed)) return undefined
     process.stderr.write('making the brokers\' class-sharing archive (once per jar cache)…\n')
+    for (const old of await readdir(libs)) {
+      if (/^broker-classes-.*\.jsa$/.test(old)) await rm(join(libs, old), { force: true }) // another JDK's, or this one unusable
+    }
     const tmp = `${archive}.tmp-${process.pid}`
     try {
       const training = await startCluster({ nodes: 1 }, libs, { broker: [`-XX:ArchiveClassesAtExit=${tmp}`], tools: [] })
@@ -737,9 +743,9 @@ async function ensureClassArchive(libs: string): Promise<string | undefined> {
       await rename(tmp, archive)
       return archive
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err)
+      const reason = `making it failed: ${err instanceof Error ? err.message : String(err)}`
       await writeFile(failed, `${reason}\n`).catch(() => undefined)
-      throw new Error(`${reason} (kept in ${failed}; tried again after a day, or once it is deleted)`)
+      throw new Error(`${reason.split('\n')[0]} (all of it in ${failed}; tried again after a day, or once it is deleted)`)
     } finally {
       await rm(tmp, { force: true })
       await rm(`${tmp}.check.log`, { force: true })
@@ -747,6 +753,25 @@ async function ensureClassArchive(libs: string): Promise<string | undefined> {
   } finally {
     await rm(lock, { recursive: true, force: true })
   }
+}
+
+/**
+ * Whether a JVM accepts `archive` with these jars: `-Xshare:on` makes it refuse to start instead
+ * of running without (~0.3 CPU-s, once per process that starts brokers). A JVM that crashes on a
+ * damaged archive counts as refusing; its crash report goes to the temp folder.
+ */
+function archiveUsable(libs: string, archive: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn(javaBin(), [...jvmArgs(libs, ['-Xmx64m'], [`-XX:SharedArchiveFile=${archive}`, '-Xshare:on', `-XX:ErrorFile=${join(tmpdir(), 'kafka-sse-cds-check-%p.log')}`]), '-version'], { stdio: 'ignore' })
+    child.on('error', () => resolve(false))
+    child.on('close', (code) => resolve(code === 0))
+  })
+}
+
+/** The archive brokers start from in this process (see classSharingFor), or undefined when they start without one. */
+export async function brokerClassArchive(): Promise<string | undefined> {
+  const sharing = await classSharingFor(await ensureKafkaJars())
+  return sharing.broker[0]?.slice('-XX:SharedArchiveFile='.length)
 }
 
 /** True if making an archive failed less than a day ago (its reason is in `failedFile`). */
