@@ -110,10 +110,10 @@ export function validatorFactory(): BuildValidator {
     // The pool's own typing admits any options object; the casts only restate Fastify's.
     const forText = (pool as (schemas: unknown, options: unknown) => (route: { schema: unknown; httpPart?: string }) => unknown)(externalSchemas, base);
     const forBody = (pool as (schemas: unknown, options: unknown) => (route: { schema: unknown; httpPart?: string }) => unknown)(externalSchemas, strict);
-    return (route: { schema: unknown; httpPart?: string }) => {
-      const body = route.httpPart === 'body';
-      return compiledOnce(schemaKey(compilerKey === null ? null : `${compilerKey}\0${body ? 'body' : 'text'}`, route.schema), () => (body ? forBody(route) : forText(route)));
-    };
+    const bodyKey = compilerKey === null ? null : `${compilerKey}\0body`;
+    const textKey = compilerKey === null ? null : `${compilerKey}\0text`;
+    return (route: { schema: unknown; httpPart?: string }) =>
+      route.httpPart === 'body' ? compiledOnce(schemaKey(bodyKey, route.schema), () => forBody(route)) : compiledOnce(schemaKey(textKey, route.schema), () => forText(route));
   }) as unknown as BuildValidator;
 }
 

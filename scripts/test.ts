@@ -77,9 +77,7 @@ function onSignal(signal: NodeJS.Signals): void {
  */
 function buildProjectForTests(): Promise<string | null> {
   const builds = join(root, TEST_BUILD_DIR)
-  // One copy per run (a run from another terminal must not pull the tree from under this one),
-  // removed when the run ends; copies left by runs that died are removed here.
-  const tree = join(builds, `run-${process.pid}`)
+  const tree = compiledTree
   try {
     for (const entry of existsSync(builds) ? readdirSync(builds) : []) {
       const owner = /^run-(\d+)$/.exec(entry)?.[1]
@@ -148,11 +146,17 @@ function compiledTapArgs(args: string[], tree: string): string[] {
   })
 }
 
-/** Removes this run's compiled copy (buildProjectForTests), if it made one. */
+/**
+ * This run's compiled copy (buildProjectForTests): one per run, so that a run from another
+ * terminal does not pull the tree from under this one; removed when the run ends (also when it
+ * is stopped while the copy is being made), and copies left by runs that died are removed when
+ * the next one starts.
+ */
+const compiledTree = join(root, TEST_BUILD_DIR, `run-${process.pid}`)
+
 function removeCompiledTree(): void {
-  if (compiledTreeMade !== null) rmSync(compiledTreeMade, { recursive: true, force: true })
+  rmSync(compiledTree, { recursive: true, force: true })
 }
-let compiledTreeMade: string | null = null
 
 /**
  * Without a terminal, tap's reporter prints nothing until the whole run ends (its progress
@@ -171,8 +175,7 @@ function reportProgressWithoutTerminal(startedAt: number, tapCwd: string): (() =
   let lastLine = startedAt
   const report = (): void => {
     const now = Date.now()
-    for (const result of finishedTestFiles(resultsDir, startedAt)) {
-      if (reported.has(result.file)) continue
+    for (const result of finishedTestFiles(resultsDir, startedAt, reported)) {
       reported.add(result.file)
       lastLine = now
       const outcome = result.failed > 0 ? `${result.failed} FAILED, ${result.passed} passed` : `${result.passed} passed`
@@ -199,8 +202,8 @@ interface FileResult {
   ms: number
 }
 
-/** Test files (paths relative to the project) whose tap results were completed after `since` (ms since the epoch). */
-function finishedTestFiles(resultsDir: string, since: number): FileResult[] {
+/** Test files (paths relative to the project) whose tap results were completed after `since` (ms since the epoch), but for those in `known`, which are not read again. */
+function finishedTestFiles(resultsDir: string, since: number, known: ReadonlySet<string>): FileResult[] {
   const finished: FileResult[] = []
   const walk = (dir: string): void => {
     let entries
@@ -212,13 +215,15 @@ function finishedTestFiles(resultsDir: string, since: number): FileResult[] {
     for (const entry of entries) {
       const path = join(dir, entry.name)
       if (entry.isDirectory()) walk(path)
-      else if (entry.name.endsWith('.tap') && statSync(path).mtimeMs >= since) {
+      else if (entry.name.endsWith('.tap')) {
+        // Named as in the project (the compiled copy runs test/x.test.js for test/x.test.ts).
+        const file = relative(resultsDir, path).replace(/\.tap$/, '').replace(/\.js$/, '.ts')
+        if (known.has(file) || statSync(path).mtimeMs < since) continue
         const text = readFileSync(path, 'utf8')
         const time = /\n# time=([\d.]+)ms\n*$/.exec(text.slice(-200))
         if (time === null) continue // still running
         finished.push({
-          // Named as in the project (the compiled copy runs test/x.test.js for test/x.test.ts).
-          file: relative(resultsDir, path).replace(/\.tap$/, '').replace(/\.js$/, '.ts'),
+          file,
           passed: text.match(/^ok \d+/gm)?.length ?? 0,
           failed: text.match(/^not ok \d+/gm)?.length ?? 0,
           ms: Number(time[1]),
@@ -263,16 +268,15 @@ if (!env.KAFKA_BROKERS) {
   process.stderr.write(`using KAFKA_BROKERS=${env.KAFKA_BROKERS}\n`)
 }
 
-const compiledTree = await projectBuilt
-compiledTreeMade = compiledTree
+const compiled = await projectBuilt
 let tapCwd = root
 let tapArgs = process.argv.slice(2)
-if (compiledTree !== null) {
-  env[TEST_SERVER_ENTRY_ENV] = join(compiledTree, 'server.js')
+if (compiled !== null) {
+  env[TEST_SERVER_ENTRY_ENV] = join(compiled, 'server.js')
   env[PROJECT_ROOT_ENV] = root
-  env.TAP_RCFILE = compiledTapConfig(compiledTree)
-  tapCwd = compiledTree
-  tapArgs = compiledTapArgs(tapArgs, compiledTree)
+  env.TAP_RCFILE = compiledTapConfig(compiled)
+  tapCwd = compiled
+  tapArgs = compiledTapArgs(tapArgs, compiled)
 }
 
 const tapStartedAt = Date.now()

@@ -687,8 +687,13 @@ interface ClassSharing {
   tools: string[]
 }
 
-const NO_CLASS_SHARING: ClassSharing = { broker: [], tools: [] }
-let classSharingPromise: Promise<ClassSharing> | undefined
+/** Both kinds of JVM started from `archive`, or with no sharing option when there is none. */
+function sharingFrom(archive: string | undefined): ClassSharing {
+  const options = archive === undefined ? [] : [`-XX:SharedArchiveFile=${archive}`]
+  return { broker: options, tools: options }
+}
+
+let classArchivePromise: Promise<string | undefined> | undefined
 
 /**
  * Options that start brokers from a class-data-sharing archive: the classes a broker loads while
@@ -700,20 +705,21 @@ let classSharingPromise: Promise<ClassSharing> | undefined
  * it lives inside the libs folder, which a new jar set replaces): a one-node broker started with
  * `-XX:ArchiveClassesAtExit`, stopped once it serves clients (~10 s, said on stderr), then
  * checked by starting a JVM that must use it (`-Xshare:on`), as it is again by every process that
- * starts brokers (an unusable one is made again). Sharing is an optimisation only:
- * if making or checking the archive fails, brokers start without one, the reason is printed once
- * and kept beside the jars, and it is not tried again for a day. A JVM that later
- * finds the archive unusable runs without it (the default `-Xshare:auto`) and says so in its log.
+ * starts brokers (one a JVM refuses is made again). Sharing is an optimisation only: if making
+ * the archive fails, brokers start without one, the reason is printed once and kept beside the
+ * jars, and making it is not tried again for a day.
  */
 function classSharingFor(libs: string): Promise<ClassSharing> {
-  classSharingPromise ??= ensureClassArchive(libs).then(
-    (archive) => (archive ? { broker: [`-XX:SharedArchiveFile=${archive}`], tools: [`-XX:SharedArchiveFile=${archive}`] } : NO_CLASS_SHARING),
-    (err: unknown) => {
-      process.stderr.write(`brokers start without a class-sharing archive: ${err instanceof Error ? err.message : String(err)}\n`)
-      return NO_CLASS_SHARING
-    },
-  )
-  return classSharingPromise
+  return classArchiveFor(libs).then(sharingFrom)
+}
+
+/** The archive brokers start from in this process (made or checked once), or undefined when they start without one. */
+function classArchiveFor(libs: string): Promise<string | undefined> {
+  classArchivePromise ??= ensureClassArchive(libs).catch((err: unknown) => {
+    process.stderr.write(`brokers start without a class-sharing archive: ${err instanceof Error ? err.message : String(err)}\n`)
+    return undefined
+  })
+  return classArchivePromise
 }
 
 /** Path of a usable archive for `libs` and this JDK, made first if missing; undefined if it cannot be made. */
@@ -739,7 +745,7 @@ async function ensureClassArchive(libs: string): Promise<string | undefined> {
       const training = await startCluster({ nodes: 1 }, libs, { broker: [`-XX:ArchiveClassesAtExit=${tmp}`], tools: [] })
       await training.stop() // the JVM writes the archive as it exits
       if (!existsSync(tmp)) throw new Error('the broker exited without writing it')
-      await runJava([...jvmArgs(libs, ['-Xmx64m'], [`-XX:SharedArchiveFile=${tmp}`, '-Xshare:on']), 'kafka.tools.StorageTool', 'random-uuid'], `${tmp}.check.log`)
+      if (!(await archiveUsable(libs, tmp))) throw new Error('a JVM refuses the archive the broker wrote (-Xshare:on)')
       await rename(tmp, archive)
       return archive
     } catch (err) {
@@ -748,7 +754,6 @@ async function ensureClassArchive(libs: string): Promise<string | undefined> {
       throw new Error(`${reason.split('\n')[0]} (all of it in ${failed}; tried again after a day, or once it is deleted)`)
     } finally {
       await rm(tmp, { force: true })
-      await rm(`${tmp}.check.log`, { force: true })
     }
   } finally {
     await rm(lock, { recursive: true, force: true })
@@ -770,8 +775,7 @@ function archiveUsable(libs: string, archive: string): Promise<boolean> {
 
 /** The archive brokers start from in this process (see classSharingFor), or undefined when they start without one. */
 export async function brokerClassArchive(): Promise<string | undefined> {
-  const sharing = await classSharingFor(await ensureKafkaJars())
-  return sharing.broker[0]?.slice('-XX:SharedArchiveFile='.length)
+  return classArchiveFor(await ensureKafkaJars())
 }
 
 /** True if making an archive failed less than a day ago (its reason is in `failedFile`). */
