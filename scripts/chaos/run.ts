@@ -104,6 +104,8 @@ const report = {
   setupS: 0,
 };
 const acknowledged = new Set<number>();
+/** How each acknowledged publish went (`kafka` or `http` + the replica's status line), for the summary's samples of acknowledged publishes missing from Kafka. */
+const acknowledgedHow = new Map<number, string>();
 let nextSeq = 0;
 
 // ---------------------------------------------------------------------------------------------
@@ -329,6 +331,7 @@ class Publishers {
         });
         stats.acknowledged += 1;
         acknowledged.add(seq);
+        acknowledgedHow.set(seq, `kafka to ${room} at ${elapsedS()} s`);
       } catch (error) {
         stats.failed += 1;
         bump(stats.errors, error instanceof Error ? error.name : 'error');
@@ -381,6 +384,7 @@ class Publishers {
         if (status === 202) {
           stats.acknowledged += 1;
           acknowledged.add(seq);
+          acknowledgedHow.set(seq, `http to ${room}, attempt ${attempt}, at ${elapsedS()} s`);
           break;
         }
         const retryable = status === 0 || status === 429 || status === 502 || status === 503 || status === 504;
@@ -736,6 +740,7 @@ function summarise(truth: Truth | undefined, foreign: number, aborted: string | 
         repeatedIds: truth.repeatedIds,
         repeatedIdSamples: truth.repeatedIdSamples,
         acknowledgedButMissing: ackedMissing.length,
+        acknowledgedButMissingSamples: ackedMissing.slice(0, 10).map((seq) => `${seq}: ${acknowledgedHow.get(seq) ?? 'at setup'}`),
         foreignRecords: foreign,
       }
     : {};
