@@ -6,11 +6,17 @@
  * are killed with SIGKILL and restarted. Every record Kafka holds at the end (read back)
  * arrives at every subscriber exactly once, in order; /readyz of both replicas answers 200
  * throughout; no error-level log line at startup (a first start on a fresh cluster).
+ *
+ * Then a produce request that times out while the broker writes it (a follower stopped with
+ * SIGSTOP): every publish the bus acknowledged is in Kafka exactly once, at its offset.
  */
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { pino } from 'pino';
 import { startKafka } from '../scripts/kafka/kafka.ts';
+import { KafkaBus } from '../src/bus/kafka.ts';
+import { partitionForKey } from '../src/bus/partitioner.ts';
 import type { Teardowns } from './helpers/fixture.ts';
 import { kafkaTopics, startGateway, uniqueName, type LogLine, type TestGateway } from './helpers/gateway.ts';
 import { messageTexts, openStream, until, type TestStream } from './helpers/sse-client.ts';
@@ -106,9 +112,14 @@ function reconnectingSubscriber(t: Teardowns, urls: string[], path: string, star
 
 /** Every record of `key` in the partition, in offset order: the truth. */
 async function readBack(topic: string, partition: number, key: string): Promise<string[]> {
+  return (await partitionRecords(topic, partition)).filter((record) => record.key === key).map((record) => record.text);
+}
+
+/** Every record of the partition (its value's `text`), in offset order. */
+async function partitionRecords(topic: string, partition: number): Promise<Array<{ offset: number; key: string; text: string }>> {
   const high = (await admin.fetchTopicOffsets(topic)).find((p) => p.partition === partition)!.high;
   const consumer = kafka.consumer({ groupId: uniqueName('read-back') });
-  const texts = new Map<number, string>();
+  const records = new Map<number, { offset: number; key: string; text: string }>();
   let next = 0;
   await consumer.connect();
   try {
@@ -116,15 +127,16 @@ async function readBack(topic: string, partition: number, key: string): Promise<
     await consumer.run({
       eachMessage: async ({ partition: p, message }) => {
         if (p !== partition) return;
-        next = Math.max(next, Number(message.offset) + 1);
-        if (message.key?.toString() === key) texts.set(Number(message.offset), (JSON.parse(message.value!.toString()) as { text: string }).text);
+        const offset = Number(message.offset);
+        next = Math.max(next, offset + 1);
+        records.set(offset, { offset, key: message.key?.toString() ?? '', text: (JSON.parse(message.value!.toString()) as { text: string }).text });
       },
     });
     await until(() => next >= Number(high), 30000, 'read back to the end offset');
   } finally {
     await consumer.disconnect();
   }
-  return [...texts.entries()].sort(([a], [b]) => a - b).map(([, text]) => text);
+  return [...records.values()].sort((a, b) => a.offset - b.offset);
 }
 
 t.setTimeout(300000);
@@ -229,4 +241,73 @@ t.test('partition leader and group coordinator killed (-9) and restarted: every 
   t.same(notReady, [], '/readyz answered 200 on both replicas throughout');
   const errors = [...a.logs, ...b.logs].filter((line) => line.level >= 50).map((line) => line.msg);
   t.comment(`error-level lines during the faults: ${JSON.stringify(errors)}`);
+});
+
+t.test('a produce request that times out while the broker writes it: every acknowledged publish is in Kafka once, at the offset it was acknowledged with', async (t) => {
+  // A follower of the partition stopped (SIGSTOP) holds every acks=all write in the leader's
+  // log, unanswered, past the bus's 2 s request timeout; kafkajs then retries. Chaos run 16
+  // (docs/CHAOS.md) lost an acknowledged publish this way: a second send to the partition went
+  // out with the first one's wound-back sequence numbers and Kafka took it for a repeat.
+  const topic = uniqueName('produce-timeout');
+  const bus = new KafkaBus({
+    brokers: cluster.brokers,
+    clientId: 'test-produce-timeout',
+    groupId: uniqueName('produce-timeout'),
+    topics: [topic],
+    partitions: 3,
+    replicationFactor: 3,
+    publishTimeoutMs: 60000,
+    warmUpMs: 0,
+    logger: pino({ level: 'silent' }),
+    timings: { requestTimeout: 2000, retry: { initialRetryTime: 300, maxRetryTime: 1000, retries: 1 } },
+  });
+  t.teardown(() => bus.close());
+  await bus.start({ onPartitionsStart: () => undefined, onRecords: () => undefined });
+  const keys = Array.from({ length: 40 }, (_, i) => `k${i}`).filter((key) => partitionForKey(key, 3) === 0);
+  const record = (key: string, text: string) => ({ topic, key, value: JSON.stringify({ text }), headers: {} });
+  await bus.publish(record(keys[0]!, 'warm'));
+  const { topics: [meta] } = await admin.fetchTopicMetadata({ topics: [topic] });
+  const { leader, replicas } = meta!.partitions.find((p) => p.partitionId === 0)!;
+  const follower = replicas.find((node) => node !== leader)!;
+  const pid = cluster.jvmPids()[follower]!;
+  const stopFollower = () => process.kill(pid, 'SIGSTOP');
+  const continueFollower = () => process.kill(pid, 'SIGCONT');
+  t.teardown(() => void continueFollower());
+
+  /** Every record of the partition by text, with its offsets: the truth. */
+  const partitionContents = async (): Promise<Map<string, string[]>> => {
+    const texts = new Map<string, string[]>();
+    for (const { offset, text } of await partitionRecords(topic, 0)) texts.set(text, [...(texts.get(text) ?? []), String(offset)]);
+    return texts;
+  };
+
+  // 1. Two keys of the partition published together while the first send's request times out
+  //    and kafkajs retries it.
+  stopFollower();
+  const stoppedAt = Date.now();
+  const a = bus.publish(record(keys[1]!, 'a'));
+  await sleep(100);
+  const b = bus.publish(record(keys[2]!, 'b'));
+  // Between the first request's timeout (2 s) and the second's: the follower catches up.
+  await sleep(3000 - (Date.now() - stoppedAt));
+  continueFollower();
+  const [atA, atB] = await Promise.all([a, b]);
+  t.comment(`a and b acknowledged after ${Date.now() - stoppedAt} ms`);
+
+  // 2. A send that kafkajs gave up on (two timeouts) although Kafka wrote it, then the next one.
+  stopFollower();
+  const c = await bus.publish(record(keys[3]!, 'c')).then(
+    () => 'acknowledged',
+    (error: Error) => `failed: ${error.message}`,
+  );
+  continueFollower();
+  t.match(c, /^failed/, 'the send given up on answers 503 (outcome unknown)');
+  const d = await bus.publish(record(keys[3]!, 'd'));
+  t.comment(`c answered and d acknowledged after ${Date.now() - stoppedAt} ms`);
+
+  const contents = await partitionContents();
+  t.same(contents.get('a'), [atA.offset], 'a: once, where it was acknowledged');
+  t.same(contents.get('b'), [atB.offset], 'b, sent while a was retried: once, where it was acknowledged');
+  t.same(contents.get('d'), [d.offset], 'd, the next send after a send given up on: once, where it was acknowledged');
+  t.ok((contents.get('c') ?? []).length <= 1, 'c, given up on: at most once');
 });

@@ -9,12 +9,14 @@ import {
   type EachBatchPayload,
   type LogEntry,
   type PartitionAssigner,
-  type Producer,
+  type KafkaConfig,
 } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import type { KafkaConnectionOptions } from './kafka-connection.ts';
 import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
 import { PublishQueue } from './publish-queue.ts';
+import { ReplaceableProducer } from './kafka-producer.ts';
+import { partitionForKey } from './partitioner.ts';
 import { RangeReaderThread, type RangeReaderThreadInit } from './range-reader-thread.ts';
 import { formatPartitionSet, ShardMap } from './shards.ts';
 import {
@@ -53,6 +55,11 @@ export interface KafkaBusOptions {
   consumerStuckMs?: number;
   /** TLS and SASL (src/bus/kafka-connection.ts). */
   connection?: KafkaConnectionOptions;
+  /**
+   * kafkajs's request timeout (ms, default 10000) and retries (default 8, from 300 ms up to
+   * 5 s apart) for every client of the bus. Tests shorten them to provoke timeouts.
+   */
+  timings?: Pick<KafkaConfig, 'requestTimeout' | 'retry'>;
   /**
    * Sharded mode (src/bus/shards.ts): consume only these partitions of every topic (SHARD_PARTITIONS).
    * Absent or null: every partition.
@@ -194,10 +201,9 @@ export class KafkaBus implements EventBus {
   readonly #options: KafkaBusOptions;
   readonly #logger: Logger;
   readonly #kafka: Kafka;
-  readonly #producer: Producer;
+  readonly #producer: ReplaceableProducer;
   #consumer: Consumer | null = null;
   #admin: Admin | null = null;
-  #producerConnected = false;
   #consumerJoined = false;
   /** True once the bus has started (its first consumer joined): from then on it only degrades. */
   #started = false;
@@ -221,6 +227,8 @@ export class KafkaBus implements EventBus {
   /** Sharded mode: the partitions this replica consumes; null = all. */
   readonly #shard: ShardMap | null;
   readonly #publishQueue: PublishQueue;
+  /** Partitions per topic, seen at startup: where the default partitioner puts a key (publishes name it). */
+  readonly #partitionCounts = new Map<string, number>();
   /** Per partition, the next offset to hand on: where every (re)joined consumer starts. */
   readonly #positions = new Map<string, PartitionPosition>();
   #closed = false;
@@ -259,16 +267,31 @@ export class KafkaBus implements EventBus {
       connectionTimeout: 3000,
       requestTimeout: 10000,
       retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: 8 },
+      ...options.timings,
       ...options.connection,
     };
     this.#kafka = new Kafka({ ...client, logLevel: KafkaLogLevel.INFO, logCreator: () => (entry) => this.#kafkajsLog(entry) });
-    this.#producer = this.#kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 5,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
-    this.#publishQueue = new PublishQueue((topicMessages) => this.#producer.sendBatch({ acks: -1, topicMessages }));
+    this.#producer = new ReplaceableProducer(
+      () =>
+        this.#kafka.producer({
+          idempotent: true,
+          maxInFlightRequests: 5,
+          allowAutoTopicCreation: false,
+          createPartitioner: Partitioners.DefaultPartitioner,
+        }),
+      {
+        onConnect: () => {
+          if (this.#producerLost === true) this.#stats.reconnects += 1;
+          this.#producerLost = false;
+        },
+        onDisconnect: () => {
+          if (this.#producerLost === false && !this.#closed) this.#producerLost = true;
+        },
+        onRequestTimeout: () => this.#countError('request_timeout'),
+      },
+      this.#logger,
+    );
+    this.#publishQueue = new PublishQueue((topicMessages) => this.#producer.sendBatch(topicMessages), (record) => this.#partitionOf(record));
     // On a thread of its own, with its own client: decoding what deep resumes fetch never holds live streams.
     this.rangeReader = new RangeReaderThread({
       client: { ...client, ...(client.sasl === undefined ? {} : { sasl: { ...client.sasl } }) } as RangeReaderThreadInit['client'],
@@ -280,17 +303,13 @@ export class KafkaBus implements EventBus {
       // Offsets from the bus's own admin; this reader never fetches records (its consumer never starts).
       offsets: new KafkaRangeReader({ kafka: this.#kafka, admin: () => this.#admin, groupId: `${options.groupId}-reader`, topics: [], logger: options.logger }),
     });
-    const { CONNECT, DISCONNECT } = this.#producer.events;
-    this.#producer.on(CONNECT, () => {
-      this.#producerConnected = true;
-      if (this.#producerLost === true) this.#stats.reconnects += 1;
-      this.#producerLost = false;
-    });
-    this.#producer.on(DISCONNECT, () => {
-      this.#producerConnected = false;
-      if (this.#producerLost === false && !this.#closed) this.#producerLost = true;
-    });
-    this.#producer.on(this.#producer.events.REQUEST_TIMEOUT, () => this.#countError('request_timeout'));
+  }
+
+  /** The partition Kafka's default partitioner gives the record's key (murmur2, as kafkajs's and Java's). */
+  #partitionOf(record: OutgoingRecord): number {
+    const count = this.#partitionCounts.get(record.topic);
+    if (count === undefined) throw new BusUnavailableError(`the partitions of topic ${record.topic} are not known yet`);
+    return partitionForKey(record.key, count);
   }
 
   /** Client errors and reconnects since startup (read at scrape time by /metrics, and by /status). */
@@ -414,6 +433,7 @@ export class KafkaBus implements EventBus {
         if (problem !== null) throw new ShardLayoutError(problem);
       }
       busConsumer.onTopicPartitions?.(topic, ends.length);
+      this.#partitionCounts.set(topic, ends.length);
       for (const { partition, high } of ends) {
         // Sharded: positions, catch-up targets (readiness) and lag only for the partitions consumed.
         if (!this.#consumes(topic, partition)) continue;
@@ -428,7 +448,7 @@ export class KafkaBus implements EventBus {
     }
     busConsumer.onPartitionsStart(starts);
     await this.#producer.connect();
-    this.#producerConnected = true;
+    this.#producerLost = false;
     await this.#runConsumer(busConsumer);
   }
 
@@ -685,7 +705,7 @@ export class KafkaBus implements EventBus {
 
   async publish(record: OutgoingRecord): Promise<Position> {
     if (this.#closed) throw new BusUnavailableError('the gateway is shutting down');
-    if (!this.#producerConnected) throw new BusUnavailableError('Kafka is not connected');
+    if (!this.#producer.connected) throw new BusUnavailableError('Kafka is not connected');
     // The queue's size counts abandoned publishes (503 already answered) too, until their room's turn.
     if (this.#publishQueue.size >= (this.#options.maxPendingPublishes ?? 10000)) {
       throw new BusUnavailableError('too many publishes waiting for Kafka');
@@ -729,7 +749,7 @@ export class KafkaBus implements EventBus {
       const seconds = trouble === null ? 0 : Math.round((Date.now() - trouble.since) / 1000);
       return `degraded: the Kafka consumer is rejoining its group (${seconds} s${trouble === null ? '' : `: ${trouble.message}`}); streams stay open and continue where they were`;
     }
-    if (!this.#producerConnected) return 'degraded: the Kafka producer is disconnected; publishing answers 503';
+    if (!this.#producer.connected) return 'degraded: the Kafka producer is disconnected; publishing answers 503';
     const error = this.#lastClientError;
     if (error !== null && Date.now() - error.at < RECENT_ERROR_MS) return `degraded: Kafka client error ${Math.round((Date.now() - error.at) / 1000)} s ago: ${error.message}`;
     return null;

@@ -4,8 +4,14 @@ import type { OutgoingRecord, Position } from './types.ts';
 /** How a PublishQueue sends: kafkajs's `producer.sendBatch`, with `acks: -1`. */
 export type SendBatch = (topicMessages: TopicMessages[]) => Promise<RecordMetadata[]>;
 
+/**
+ * The partition Kafka's default partitioner gives `record` (murmur2 of its key over the topic's
+ * partition count: src/bus/partitioner.ts). Throws when the topic's partition count is unknown.
+ */
+export type PartitionOf = (record: OutgoingRecord) => number;
+
 export interface PublishQueueLimits {
-  /** Sends under way at once, each of one key (kafkajs's per-broker lock serialises those to the same broker). */
+  /** Sends under way at once, each to one partition (kafkajs's per-broker lock serialises those to the same broker). */
   sendsInFlight: number;
   /** Records in one send, at most. */
   recordsPerSend: number;
@@ -20,13 +26,14 @@ export interface PublishQueueLimits {
 
 /**
  * Sends under way: 64, far more than brokers (kafkajs queues a broker's behind its lock, as it
- * did one send per publish), so that rooms whose partition leader is unreachable hold a few
+ * did one send per publish), so that partitions whose leader is unreachable hold a few
  * slots while the others go on.
  */
 export const DEFAULT_PUBLISH_QUEUE_LIMITS: PublishQueueLimits = { sendsInFlight: 64, recordsPerSend: 500, bytesPerSend: 512 * 1024 };
 
 interface Queued {
   record: OutgoingRecord;
+  partition: number;
   bytes: number;
   abandoned: boolean;
   resolve(position: Position): void;
@@ -34,42 +41,53 @@ interface Queued {
 }
 
 /** Kafka's refusals of a record batch for its size (protocol error codes 10 and 18): nothing of it was written. */
-const BATCH_TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
+export const BATCH_TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
 
 /**
- * The replica's publishes, sent to Kafka in as few produce requests as the producer allows.
+ * The replica's publishes, sent to Kafka in as few produce requests as the producer allows, and
+ * never two at once to one partition.
  *
- * Why: kafkajs's idempotent producer sends one request per broker at a time (a lock per broker
- * keeps its sequence numbers in order: kafkajs/src/producer/eosManager), so publishes sent one
- * by one wait a round trip each behind each other: 40 concurrent POSTs to a room took 40 round
- * trips, and on a loaded machine the last ones waited past PUBLISH_TIMEOUT_MS (503). Here a
- * publish goes out at once while its key (its room) has no send under way and fewer than
- * `sendsInFlight` sends are under way; the key's publishes that arrive meanwhile go together in
- * its next send, as the Java producer's accumulator does (a linger without a timer: an idle
- * replica adds no delay). Order per key is the order of `enqueue` calls.
+ * Why batches: kafkajs's idempotent producer sends one request per broker at a time (a lock per
+ * broker keeps its sequence numbers in order: kafkajs/src/producer/eosManager), so publishes
+ * sent one by one wait a round trip each behind each other: 40 concurrent POSTs to a room took
+ * 40 round trips, and on a loaded machine the last ones waited past PUBLISH_TIMEOUT_MS (503).
+ * Here a publish goes out at once while its partition has no send under way and fewer than
+ * `sendsInFlight` sends are under way; the partition's publishes that arrive meanwhile go
+ * together in its next send, as the Java producer's accumulator does (a linger without a timer:
+ * an idle replica adds no delay). Order per partition, so per key, is the order of `enqueue` calls.
  *
- * One key per send, so one partition per produce request: when a request fails, kafkajs winds
- * back the producer's sequence numbers of every partition in it (kafkajs/src/producer/
- * sendMessages.js), also of partitions the broker had written; later sends to those then carry
- * stale numbers, which the broker refuses for good ("out of order sequence number"): a room
- * answering 503 until a restart. With one partition per request the partition wound back is
- * the one refused. A batch refused as too large is sent again in halves, so that one record's
- * refusal ends as its own.
+ * Why one send per partition at a time: when a produce request fails (a timeout included, when
+ * the broker may well have written it), kafkajs winds the partition's sequence number back and
+ * releases the broker's lock before it retries (kafkajs/src/producer/sendMessages.js). A second
+ * send to the same partition waiting on that lock then goes out with the first one's sequence
+ * number; the broker takes it for a retry of the first (same producer id, same sequence numbers)
+ * and acknowledges it with the first one's offset without writing it, and the first one's retry
+ * is written as new: one acknowledged publish missing from Kafka, another written twice (chaos
+ * run 16, docs/CHAOS.md). With one send per partition nothing else uses the partition's sequence
+ * numbers while kafkajs retries; after a send that failed for good the caller must not send to
+ * Kafka with that producer again (KafkaBus replaces it), since its numbers may now repeat
+ * written ones.
+ *
+ * One partition per send, so per produce request: when a request fails, kafkajs winds back the
+ * sequence numbers of every partition in it, also of partitions the broker had written. A batch
+ * refused as too large is sent again in halves, so that one record's refusal ends as its own.
  */
 export class PublishQueue {
   readonly #send: SendBatch;
   readonly #limits: PublishQueueLimits;
-  /** Waiting publishes per topic and key, keys in the order they began waiting. */
+  readonly #partitionOf: PartitionOf;
+  /** Waiting publishes per topic and partition, in the order they began waiting. */
   readonly #waiting = new Map<string, Queued[]>();
-  /** Keys with a send under way. */
+  /** Topic partitions with a send under way. */
   readonly #sending = new Set<string>();
   /** Records waiting (abandoned ones included, until dropped) or being sent. */
   #size = 0;
   /** Per topic, bytes a send may carry after the topic refused a batch as too large (half the refused one). */
   readonly #topicBytes = new Map<string, number>();
 
-  constructor(send: SendBatch, limits: PublishQueueLimits = DEFAULT_PUBLISH_QUEUE_LIMITS) {
+  constructor(send: SendBatch, partitionOf: PartitionOf, limits: PublishQueueLimits = DEFAULT_PUBLISH_QUEUE_LIMITS) {
     this.#send = send;
+    this.#partitionOf = partitionOf;
     this.#limits = limits;
   }
 
@@ -83,22 +101,23 @@ export class PublishQueue {
   }
 
   /**
-   * Queues `record` for its key's next send. `position` resolves with where Kafka wrote it, or
-   * rejects with the send's error (outcome unknown: kafkajs retried, then gave up).
+   * Queues `record` for its partition's next send. `position` resolves with where Kafka wrote
+   * it, or rejects with the send's error (outcome unknown: kafkajs retried, then gave up).
    * `abandon()` (the publisher stopped waiting) keeps a record that has not gone out yet from
-   * going out at all; its `position` then rejects.
+   * going out at all; its `position` then rejects. Throws what `partitionOf` throws.
    */
   enqueue(record: OutgoingRecord): { position: Promise<Position>; abandon(): void } {
+    const partition = this.#partitionOf(record);
     let entry!: Queued;
     const position = new Promise<Position>((resolve, reject) => {
-      entry = { record, bytes: Buffer.byteLength(record.key) + Buffer.byteLength(record.value), abandoned: false, resolve, reject };
+      entry = { record, partition, bytes: Buffer.byteLength(record.key) + Buffer.byteLength(record.value), abandoned: false, resolve, reject };
     });
     this.#size += 1;
     void position.then(
       () => (this.#size -= 1),
       () => (this.#size -= 1),
     );
-    const key = keyOf(record);
+    const key = `${record.topic}\0${partition}`;
     const waiting = this.#waiting.get(key);
     if (waiting === undefined) this.#waiting.set(key, [entry]);
     else waiting.push(entry);
@@ -115,7 +134,7 @@ export class PublishQueue {
     }
   }
 
-  /** The next send: the longest-waiting key without a send under way, its records within the limits. */
+  /** The next send: the longest-waiting partition without a send under way, its records within the limits. */
   #take(): { key: string; batch: Queued[] } | null {
     for (const [key, waiting] of this.#waiting) {
       if (this.#sending.has(key)) continue;
@@ -151,7 +170,7 @@ export class PublishQueue {
   }
 
   /**
-   * Sends `batch` (one key's records, in order) and answers each record. A batch the topic
+   * Sends `batch` (one partition's records, in order) and answers each record. A batch the topic
    * refuses as too large wrote nothing: its halves go in turn (each split again if refused),
    * leaving out publishes abandoned meanwhile, and the topic's later batches stay under half
    * the refused size. Any other failure fails the batch's publishes (outcome unknown).
@@ -178,11 +197,15 @@ export class PublishQueue {
     }
   }
 
-  /** Sends records of one key, then answers each with its offset: the partition's base offset plus its place. */
+  /**
+   * Sends records of one partition (named in each message, so that kafkajs's partitioner cannot
+   * place them elsewhere), then answers each with its offset: the partition's base offset plus its place.
+   */
   async #sendRecords(batch: Queued[]): Promise<void> {
     const { topic } = batch[0]!.record;
-    const answers = await this.#send([{ topic, messages: batch.map(({ record }) => ({ key: record.key, value: record.value, headers: record.headers })) }]);
-    const answer = answers.find((candidate) => candidate.topicName === topic);
+    const { partition } = batch[0]!;
+    const answers = await this.#send([{ topic, messages: batch.map(({ record }) => ({ key: record.key, value: record.value, headers: record.headers, partition })) }]);
+    const answer = answers.find((candidate) => candidate.topicName === topic && candidate.partition === partition);
     if (answers.length !== 1 || answer?.baseOffset === undefined) throw new Error('Kafka returned no offset for the records');
     const base = BigInt(answer.baseOffset);
     for (const [index, entry] of batch.entries()) entry.resolve({ topic, partition: answer.partition, offset: String(base + BigInt(index)) });
@@ -192,8 +215,4 @@ export class PublishQueue {
 /** A publish whose publisher stopped waiting, left out before it was sent. */
 function dropAbandoned(entry: Queued): void {
   entry.reject(new Error('abandoned before it was sent'));
-}
-
-function keyOf(record: OutgoingRecord): string {
-  return `${record.topic}\0${record.key}`;
 }

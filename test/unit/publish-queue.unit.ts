@@ -5,14 +5,15 @@ import { partitionForKey } from '../../src/bus/partitioner.ts';
 import type { OutgoingRecord, Position } from '../../src/bus/types.ts';
 
 /**
- * PublishQueue: a room's publishes that arrive while its send is under way go out together in
- * its next send, each answered with its own offset; rooms never share a send (one partition
- * per produce request); a batch refused as too large is sent again record by record. Kafka is
- * a fake that appends each send's records to their partitions (murmur2 of the key, as kafkajs's
- * DefaultPartitioner) and answers when the test says so.
+ * PublishQueue: a partition's publishes that arrive while its send is under way go out together
+ * in its next send, each answered with its own offset; partitions never share a send (one
+ * partition per produce request) and never have two sends under way at once; a batch refused
+ * as too large is sent again record by record. Kafka is a fake that appends each send's records
+ * to the partition each message names and answers when the test says so.
  */
 
 const PARTITIONS = 6;
+const partitionOf = (record: OutgoingRecord) => partitionForKey(record.key, PARTITIONS);
 
 class FakeKafka {
   readonly sends: TopicMessages[][] = [];
@@ -41,7 +42,7 @@ class FakeKafka {
         for (const { topic, messages } of topicMessages) {
           const bases = new Map<number, number>();
           for (const message of messages) {
-            const partition = partitionForKey(String(message.key), PARTITIONS);
+            const partition = message.partition ?? partitionForKey(String(message.key), PARTITIONS);
             const log = this.logs.get(`${topic}:${partition}`) ?? [];
             this.logs.set(`${topic}:${partition}`, log);
             if (!bases.has(partition)) bases.set(partition, log.length);
@@ -86,9 +87,9 @@ function positionIn(kafka: FakeKafka, text: string): Position | undefined {
   return undefined;
 }
 
-t.test("a publish goes out at once; a room's publishes arriving while its send is under way go together in its next send; rooms never share one", async (t) => {
+t.test("a publish goes out at once; a partition's publishes arriving while its send is under way go together in its next send; partitions never share one", async (t) => {
   const kafka = new FakeKafka();
-  const queue = new PublishQueue(kafka.send, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const queue = new PublishQueue(kafka.send, partitionOf, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
   const first = queue.enqueue(record('room-a', 'a0'));
   t.equal(kafka.sends.length, 1, 'sent at once');
   const rest = [];
@@ -99,7 +100,8 @@ t.test("a publish goes out at once; a room's publishes arriving while its send i
   await first.position;
   t.same(kafka.texts(3), Array.from({ length: 10 }, (_, i) => `a${i + 1}`), "room a's ten in one send");
   t.same(kafka.texts(4), Array.from({ length: 9 }, (_, i) => `b${i + 2}`), "room b's nine in one send");
-  for (const send of kafka.sends) t.equal(new Set(send.flatMap(({ messages }) => messages.map((message) => String(message.key)))).size, 1, 'one key per send');
+  for (const send of kafka.sends) t.equal(new Set(send.flatMap(({ messages }) => messages.map((message) => message.partition))).size, 1, 'one partition per send');
+  t.ok(kafka.sends.flat().flatMap(({ messages }) => messages).every((message) => message.partition === partitionForKey(String(message.key), PARTITIONS)), "each message names its key's partition");
   const positions = await Promise.all(rest.map((sent) => sent.position));
   for (const [index, position] of positions.entries()) {
     const text = `${['a', 'b', 'c'][index % 3]}${Math.floor(index / 3) + 1}`;
@@ -109,8 +111,9 @@ t.test("a publish goes out at once; a room's publishes arriving while its send i
 
 t.test('sendsInFlight bounds the sends under way; limits on records and bytes split a room\'s publishes', async (t) => {
   const kafka = new FakeKafka();
-  const queue = new PublishQueue(kafka.send, { sendsInFlight: 2, recordsPerSend: 3, bytesPerSend: 100 });
-  const others = [queue.enqueue(record('x', 'x0')), queue.enqueue(record('y', 'y0')), queue.enqueue(record('z', 'z0'))];
+  const queue = new PublishQueue(kafka.send, partitionOf, { sendsInFlight: 2, recordsPerSend: 3, bytesPerSend: 100 });
+  // Partitions 4, 0 and 3; 'k' is on 2.
+  const others = [queue.enqueue(record('x', 'x0')), queue.enqueue(record('y', 'y0')), queue.enqueue(record('z1', 'z0'))];
   t.equal(kafka.sends.length, 2, 'two sends under way; the third room waits');
   const sent = [queue.enqueue(record('k', 'k0'))];
   for (let i = 1; i <= 4; i++) sent.push(queue.enqueue(record('k', `c${i}`)));
@@ -131,7 +134,7 @@ t.test('sendsInFlight bounds the sends under way; limits on records and bytes sp
 
 t.test('a failed send fails its own publishes only; an abandoned publish that has not gone out never goes', async (t) => {
   const kafka = new FakeKafka();
-  const queue = new PublishQueue(kafka.send, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const queue = new PublishQueue(kafka.send, partitionOf, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
   const first = queue.enqueue(record('k', 'first'));
   const abandoned = queue.enqueue(record('k', 'abandoned'));
   const second = queue.enqueue(record('k', 'second'));
@@ -159,7 +162,7 @@ t.test('a failed send fails its own publishes only; an abandoned publish that ha
 t.test('a batch refused as too large goes again in halves, leaving out publishes abandoned meanwhile; a record too large alone is refused once, alone', async (t) => {
   const kafka = new FakeKafka();
   kafka.maxBatchBytes = 100;
-  const queue = new PublishQueue(kafka.send, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const queue = new PublishQueue(kafka.send, partitionOf, { sendsInFlight: 5, recordsPerSend: 500, bytesPerSend: 1 << 20 });
   const first = queue.enqueue(record('k', 'first'));
   // Values of 51, 51, 131 and 12 bytes ({"text":"…"}), and one to be abandoned.
   const y = queue.enqueue(record('k', 'y'.repeat(40)));
@@ -187,7 +190,7 @@ t.test('a batch refused as too large goes again in halves, leaving out publishes
 
 t.test('one key in two topics: two keys, never one send', async (t) => {
   const kafka = new FakeKafka();
-  const queue = new PublishQueue(kafka.send, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const queue = new PublishQueue(kafka.send, partitionOf, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: 1 << 20 });
   const blocker = queue.enqueue(record('other', 'blocker'));
   const chat = queue.enqueue(record('room', 'to chat', 'chat'));
   const presence = queue.enqueue(record('room', 'to presence', 'chat.presence'));
@@ -201,10 +204,11 @@ t.test('one key in two topics: two keys, never one send', async (t) => {
 
 t.test("a busy key goes to the back of the line: the others' turns come first", async (t) => {
   const kafka = new FakeKafka();
-  const queue = new PublishQueue(kafka.send, { sendsInFlight: 1, recordsPerSend: 2, bytesPerSend: 1 << 20 });
+  const queue = new PublishQueue(kafka.send, partitionOf, { sendsInFlight: 1, recordsPerSend: 2, bytesPerSend: 1 << 20 });
   const all = [queue.enqueue(record('hot', 'h0'))];
   for (let i = 1; i <= 6; i++) all.push(queue.enqueue(record('hot', `h${i}`)));
-  all.push(queue.enqueue(record('quiet-1', 'q1')), queue.enqueue(record('quiet-2', 'q2')));
+  // Partitions 0 (hot), 1 and 3.
+  all.push(queue.enqueue(record('quiet-1', 'q1')), queue.enqueue(record('quiet-3', 'q2')));
   await kafka.answerAll();
   await Promise.all(all.map((entry) => entry.position));
   t.same(kafka.sends.map((_, index) => kafka.texts(index)), [['h0'], ['h1', 'h2'], ['q1'], ['q2'], ['h3', 'h4'], ['h5', 'h6']]);
@@ -213,7 +217,7 @@ t.test("a busy key goes to the back of the line: the others' turns come first", 
 t.test('limits: a batch may reach bytesPerSend exactly; an answer for other than one partition fails the send', async (t) => {
   const kafka = new FakeKafka();
   const size = (text: string) => 'k'.length + JSON.stringify({ text }).length;
-  const queue = new PublishQueue(kafka.send, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: size('aa') + size('bb') });
+  const queue = new PublishQueue(kafka.send, partitionOf, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: size('aa') + size('bb') });
   const sent = [queue.enqueue(record('k', 'x')), queue.enqueue(record('k', 'aa')), queue.enqueue(record('k', 'bb')), queue.enqueue(record('k', 'c'))];
   await kafka.answerAll();
   await Promise.all(sent.map((entry) => entry.position));
@@ -221,13 +225,13 @@ t.test('limits: a batch may reach bytesPerSend exactly; an answer for other than
   const odd = new PublishQueue(async () => [
     { topicName: 'chat', partition: 0, errorCode: 0, baseOffset: '0' },
     { topicName: 'chat', partition: 1, errorCode: 0, baseOffset: '0' },
-  ]);
+  ], partitionOf);
   await t.rejects(odd.enqueue(record('k', 'x')).position, /no offset/);
 });
 
 t.test('size counts publishes until answered, abandoned ones until dropped', async (t) => {
   const kafka = new FakeKafka();
-  const queue = new PublishQueue(kafka.send, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  const queue = new PublishQueue(kafka.send, partitionOf, { sendsInFlight: 1, recordsPerSend: 500, bytesPerSend: 1 << 20 });
   const first = queue.enqueue(record('k', 'first'));
   const waiting = Array.from({ length: 10 }, (_, i) => queue.enqueue(record('k', `w${i}`)));
   for (const entry of waiting) entry.abandon();
@@ -238,4 +242,23 @@ t.test('size counts publishes until answered, abandoned ones until dropped', asy
   await new Promise((resolve) => setImmediate(resolve));
   t.equal(queue.size, 0, 'dropped at their turn');
   t.equal(kafka.sends.length, 1, 'none of them sent');
+});
+
+t.test('two keys on one partition: the second waits for the first send and never goes out beside it (kafkajs would hand it the first one\'s sequence numbers if that failed)', async (t) => {
+  const kafka = new FakeKafka();
+  const queue = new PublishQueue(kafka.send, partitionOf, { sendsInFlight: 8, recordsPerSend: 500, bytesPerSend: 1 << 20 });
+  // 'room-a', 'k' and 'z' are all on partition 2; 'other' is on 4.
+  const first = queue.enqueue(record('room-a', 'a0'));
+  const sameKeyLater = [queue.enqueue(record('k', 'k0')), queue.enqueue(record('z', 'z0')), queue.enqueue(record('room-a', 'a1'))];
+  const elsewhere = queue.enqueue(record('other', 'o0'));
+  t.same(kafka.sends.map((_, index) => kafka.texts(index)), [['a0'], ['o0']], 'only the other partition went beside the first send');
+  kafka.failNext = new Error('Request timed out');
+  kafka.answer();
+  await t.rejects(first.position, /timed out/);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(kafka.texts(2), ['k0', 'z0', 'a1'], "the partition's three keys together, after the failed send answered");
+  await kafka.answerAll();
+  const positions = await Promise.all(sameKeyLater.map((entry) => entry.position));
+  t.same(positions.map((position) => [position.partition, position.offset]), [[2, '0'], [2, '1'], [2, '2']], 'each its own offset, in order');
+  t.same((await elsewhere.position).partition, 4);
 });

@@ -1,0 +1,171 @@
+import type { Producer, RecordMetadata, TopicMessages } from 'kafkajs';
+import type { Logger } from '../logger.ts';
+import { BATCH_TOO_LARGE } from './publish-queue.ts';
+
+/** Whether a failed send certainly wrote nothing and left the producer's sequence numbers as they were. */
+function nothingWritten(error: unknown): boolean {
+  return BATCH_TOO_LARGE.has((error as { type?: unknown } | null)?.type as string);
+}
+
+export interface ProducerEvents {
+  /** The current producer connected (its first connect, or a replacement's). */
+  onConnect(): void;
+  /** The current producer lost its connection to the brokers. */
+  onDisconnect(): void;
+  /** A request of the current producer was not answered in time. */
+  onRequestTimeout(): void;
+}
+
+/** Milliseconds between attempts to connect a replacement producer while Kafka does not answer. */
+const REPLACE_RETRY_MS = 1000;
+
+/**
+ * kafkajs's idempotent producer, replaced by a fresh one (a new producer id from Kafka, its
+ * sequence numbers from 0) after any send that failed with an unknown outcome.
+ *
+ * Why: a failed produce request may have been written (a timeout while the broker waited for
+ * its replicas), yet kafkajs winds the partition's sequence number back (kafkajs/src/producer/
+ * sendMessages.js). The next, different batch to that partition then carries the written
+ * batch's sequence numbers, and the broker answers it as a duplicate of that batch, with its
+ * offset, without writing it: an acknowledged publish missing from Kafka. The Java producer
+ * avoids this by bumping its epoch after such a failure (KIP-360); kafkajs does not, so the
+ * producer is replaced. Sends already under way on the old producer finish there (their own
+ * retries repeat their own sequence numbers, which is what idempotence is for); the old
+ * producer is disconnected once they have. Sends started during the replacement wait for the
+ * new producer, and a failed send answers only once the replacement is in place, so that the
+ * caller's next send to the failed partition (PublishQueue sends one at a time per partition)
+ * goes out with fresh numbers.
+ */
+export class ReplaceableProducer {
+  readonly #create: () => Producer;
+  readonly #events: ProducerEvents;
+  readonly #logger: Logger;
+  #current: Producer;
+  #connected = false;
+  #closed = false;
+  /** The replacement under way, if any: sends wait for it. */
+  #replacing: Promise<void> | null = null;
+  /** Sends under way per producer: a replaced one is disconnected when its count reaches 0. */
+  readonly #inFlight = new Map<Producer, number>();
+  /** Replaced producers not yet disconnected. */
+  readonly #retired = new Set<Producer>();
+  #replacements = 0;
+
+  /** `create` makes an idempotent kafkajs producer (not connected). */
+  constructor(create: () => Producer, events: ProducerEvents, logger: Logger) {
+    this.#create = create;
+    this.#events = events;
+    this.#logger = logger;
+    this.#current = this.#wire(create());
+  }
+
+  /** Whether the current producer is connected: publishing answers 503 at once when not. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** Producers replaced since startup after a send with an unknown outcome. */
+  get replacements(): number {
+    return this.#replacements;
+  }
+
+  /** Connects the first producer (kafkajs retries; throws what its connect throws). */
+  async connect(): Promise<void> {
+    await this.#current.connect();
+    this.#connected = true;
+  }
+
+  /**
+   * kafkajs `sendBatch` with `acks: -1` (every in-sync replica) on the current producer.
+   * Rejects with kafkajs's error when it gave up; the producer has then been replaced, except
+   * after a refusal for size (which wrote nothing).
+   */
+  async sendBatch(topicMessages: TopicMessages[]): Promise<RecordMetadata[]> {
+    while (this.#replacing !== null) await this.#replacing;
+    if (this.#closed) throw new Error('the Kafka producer is closed');
+    const producer = this.#current;
+    this.#inFlight.set(producer, (this.#inFlight.get(producer) ?? 0) + 1);
+    try {
+      return await producer.sendBatch({ acks: -1, topicMessages });
+    } catch (error) {
+      if (!nothingWritten(error)) {
+        if (producer === this.#current && !this.#closed) this.#replacing ??= this.#replace(producer, error);
+        while (this.#replacing !== null) await this.#replacing;
+      }
+      throw error;
+    } finally {
+      const left = this.#inFlight.get(producer)! - 1;
+      if (left > 0) this.#inFlight.set(producer, left);
+      else {
+        this.#inFlight.delete(producer);
+        if (this.#retired.has(producer)) this.#retire(producer);
+      }
+    }
+  }
+
+  /** Disconnects every producer, bounded by the caller; sends waiting for a replacement reject. */
+  async disconnect(): Promise<void> {
+    this.#closed = true;
+    this.#connected = false;
+    await Promise.all([this.#current, ...this.#retired].map((producer) => producer.disconnect()));
+  }
+
+  /** Never rejects: retries until a fresh producer connects or the producer is closed. */
+  async #replace(failed: Producer, cause: unknown): Promise<void> {
+    this.#replacements += 1;
+    this.#logger.warn(
+      { err: cause },
+      'Kafka producer replaced: a send failed with an unknown outcome, and its sequence numbers may repeat a written batch',
+    );
+    this.#retired.add(failed);
+    if (!this.#inFlight.has(failed)) this.#retire(failed);
+    try {
+      while (!this.#closed) {
+        // Not the current one until connected: its events count from then on.
+        const fresh = this.#wire(this.#create());
+        try {
+          await fresh.connect();
+          this.#current = fresh;
+          this.#connected = true;
+          this.#events.onConnect();
+          return;
+        } catch (error) {
+          if (this.#connected) {
+            this.#connected = false;
+            this.#events.onDisconnect();
+          }
+          this.#logger.warn({ err: error }, 'Kafka producer could not connect; retrying');
+          void fresh.disconnect().catch(() => undefined);
+          await new Promise((resolve) => setTimeout(resolve, REPLACE_RETRY_MS));
+        }
+      }
+    } finally {
+      this.#replacing = null;
+    }
+  }
+
+  /** Disconnects a replaced producer whose sends are all done. */
+  #retire(producer: Producer): void {
+    this.#retired.delete(producer);
+    void producer.disconnect().catch((error: unknown) => this.#logger.debug({ err: error }, 'ignored error while disconnecting a replaced Kafka producer'));
+  }
+
+  /** Passes on the producer's events while it is the current one. */
+  #wire(producer: Producer): Producer {
+    const { CONNECT, DISCONNECT, REQUEST_TIMEOUT } = producer.events;
+    producer.on(CONNECT, () => {
+      if (producer !== this.#current) return;
+      this.#connected = true;
+      this.#events.onConnect();
+    });
+    producer.on(DISCONNECT, () => {
+      if (producer !== this.#current || this.#closed) return;
+      this.#connected = false;
+      this.#events.onDisconnect();
+    });
+    producer.on(REQUEST_TIMEOUT, () => {
+      if (producer === this.#current) this.#events.onRequestTimeout();
+    });
+    return producer;
+  }
+}

@@ -1,0 +1,136 @@
+import t from 'tap';
+import type { Producer, RecordMetadata, TopicMessages } from 'kafkajs';
+import { ReplaceableProducer } from '../../src/bus/kafka-producer.ts';
+
+/**
+ * ReplaceableProducer: after a send fails with an unknown outcome, no later send goes out on
+ * that producer (whose sequence numbers kafkajs wound back may repeat a written batch); the
+ * failed send answers only once a fresh producer is connected; sends under way on the old one
+ * finish there before it is disconnected; a refusal for size (nothing written) keeps it.
+ * kafkajs's producer is a stand-in that records what each instance was asked to do; the real
+ * one, against a three-node Kafka, is in test/broker-loss-kafka.test.ts.
+ */
+
+interface Call {
+  resolve(value: RecordMetadata[]): void;
+  reject(error: unknown): void;
+}
+
+class StandIn {
+  static made: StandIn[] = [];
+  readonly events = { CONNECT: 'connect', DISCONNECT: 'disconnect', REQUEST_TIMEOUT: 'request-timeout' } as const;
+  readonly sends: Call[] = [];
+  connected = false;
+  disconnected = false;
+  readonly #listeners = new Map<string, Array<() => void>>();
+  readonly id = StandIn.made.length;
+  constructor() {
+    StandIn.made.push(this);
+  }
+  on(event: string, listener: () => void): void {
+    this.#listeners.set(event, [...(this.#listeners.get(event) ?? []), listener]);
+  }
+  emit(event: string): void {
+    for (const listener of this.#listeners.get(event) ?? []) listener();
+  }
+  async connect(): Promise<void> {
+    if (StandIn.failConnects > 0) {
+      StandIn.failConnects -= 1;
+      throw new Error('Connection error: connect ECONNREFUSED');
+    }
+    this.connected = true;
+    this.emit('connect');
+  }
+  async disconnect(): Promise<void> {
+    this.disconnected = true;
+    this.emit('disconnect');
+  }
+  sendBatch(_batch: { acks: number; topicMessages: TopicMessages[] }): Promise<RecordMetadata[]> {
+    return new Promise((resolve, reject) => this.sends.push({ resolve, reject }));
+  }
+  static failConnects = 0;
+}
+
+const logger = { warn: () => undefined, debug: () => undefined, info: () => undefined, error: () => undefined } as never;
+const batch: TopicMessages[] = [{ topic: 'chat', messages: [{ key: 'room', value: '{}', partition: 0 }] }];
+const answer = (offset: string): RecordMetadata[] => [{ topicName: 'chat', partition: 0, errorCode: 0, baseOffset: offset }];
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+function setUp() {
+  StandIn.made = [];
+  StandIn.failConnects = 0;
+  const events = { connects: 0, disconnects: 0, timeouts: 0 };
+  const producer = new ReplaceableProducer(
+    // A stand-in for kafkajs's Producer: only what ReplaceableProducer calls.
+    () => new StandIn() as unknown as Producer,
+    { onConnect: () => (events.connects += 1), onDisconnect: () => (events.disconnects += 1), onRequestTimeout: () => (events.timeouts += 1) },
+    logger,
+  );
+  return { producer, events };
+}
+
+t.test('a send that failed with an unknown outcome answers once a fresh producer is connected; later sends go on the fresh one', async (t) => {
+  const { producer, events } = setUp();
+  await producer.connect();
+  const failing = producer.sendBatch(batch);
+  const besides = producer.sendBatch(batch);
+  const old = StandIn.made[0]!;
+  t.equal(old.sends.length, 2);
+  let answered = false;
+  failing.catch(() => (answered = true));
+  StandIn.failConnects = 2;
+  old.sends[0]!.reject(Object.assign(new Error('Request Produce(key: 0, version: 7) timed out'), { name: 'KafkaJSRequestTimeoutError' }));
+  await turn();
+  t.notOk(answered, 'not answered while no fresh producer is connected');
+  t.notOk(producer.connected, 'a replacement that cannot connect: publishing answers 503 at once');
+  const later = producer.sendBatch(batch);
+  await t.rejects(failing, /timed out/, "kafkajs's error, once a fresh producer connected");
+  t.ok(producer.connected);
+  t.equal(StandIn.made.length, 4, 'two replacements failed to connect, the third connected');
+  t.ok(StandIn.made[1]!.disconnected && StandIn.made[2]!.disconnected, 'the ones that failed to connect are let go');
+  const fresh = StandIn.made[3]!;
+  await turn();
+  t.equal(fresh.sends.length, 1, 'the send made during the replacement went on the fresh producer');
+  t.equal(old.sends.length, 2, 'and nothing more on the old one');
+  t.notOk(old.disconnected, 'the old one still has a send under way');
+  old.sends[1]!.resolve(answer('7'));
+  t.same(await besides, answer('7'), 'a send under way on the old producer finishes there');
+  await turn();
+  t.ok(old.disconnected, 'then the old one is disconnected');
+  fresh.sends[0]!.resolve(answer('8'));
+  t.same(await later, answer('8'));
+  t.equal(producer.replacements, 1);
+  t.equal(events.disconnects, 1, "one outage, while no replacement could connect; a replaced producer's disconnect is none");
+  t.equal(events.connects, 2, 'the first connect and the fresh one');
+  old.emit('request-timeout');
+  fresh.emit('request-timeout');
+  t.equal(events.timeouts, 1, 'events of the current producer only');
+});
+
+t.test('a refusal for size wrote nothing: the producer stays', async (t) => {
+  const { producer } = setUp();
+  await producer.connect();
+  const refused = producer.sendBatch(batch);
+  StandIn.made[0]!.sends[0]!.reject(Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { type: 'MESSAGE_TOO_LARGE' }));
+  await t.rejects(refused, /larger than/);
+  const next = producer.sendBatch(batch);
+  StandIn.made[0]!.sends[1]!.resolve(answer('1'));
+  t.same(await next, answer('1'));
+  t.equal(StandIn.made.length, 1);
+  t.equal(producer.replacements, 0);
+});
+
+t.test('two sends failing together replace the producer once; disconnect ends a replacement that cannot connect', async (t) => {
+  const { producer } = setUp();
+  await producer.connect();
+  const sends = [producer.sendBatch(batch), producer.sendBatch(batch)];
+  const old = StandIn.made[0]!;
+  StandIn.failConnects = 1000;
+  for (const call of old.sends) call.reject(new Error('Connection error: read ECONNRESET'));
+  await turn();
+  await producer.disconnect();
+  await t.rejects(sends[0]!, /ECONNRESET/);
+  await t.rejects(sends[1]!, /ECONNRESET/);
+  t.equal(producer.replacements, 1, 'one replacement for both');
+  await t.rejects(producer.sendBatch(batch), /closed/, 'nothing is sent once disconnected');
+});
