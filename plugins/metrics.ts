@@ -1,3 +1,4 @@
+import { readdir, stat } from 'node:fs/promises';
 import fp from 'fastify-plugin';
 import type { onResponseHookHandler } from 'fastify';
 import { Type } from 'typebox';
@@ -25,6 +26,32 @@ function isPublishRoute(route: { schema?: { tags?: readonly string[] } }): boole
 
 /** Statuses that mean the request reached the bus: 202 acknowledged, 503 not (in time). */
 const BUS_OUTCOME_STATUSES = new Set([202, 503]);
+
+/**
+ * prom-client default collectors whose every scrape walks every handle of the process (each
+ * socket of each stream): `nodejs_active_handles*` (`process._getActiveHandles()`, grouped by
+ * class name) and `nodejs_active_resources*` (a string per handle, timer and request). At
+ * 11,000 streams a scrape held the event loop ~40 ms with these and `process_open_fds` (a
+ * `readdirSync` of /proc/self/fd): docs/BENCHMARKS.md, "a /metrics scrape holds the event loop
+ * in proportion to the number of streams". Left out: `sse_gateway_open_streams` counts streams
+ * (what nearly all those handles are), `process_open_fds` (kept, read below) every socket.
+ */
+const HANDLE_WALKING_DEFAULTS = ['nodejs_active_handles', 'nodejs_active_handles_total', 'nodejs_active_resources', 'nodejs_active_resources_total'];
+
+/**
+ * Open file descriptors without listing them: Linux (6.2 and later) reports their count as the
+ * size of /proc/self/fd; older kernels report 0, and then the directory is listed, off the event
+ * loop (the listing's fd itself not counted, as prom-client does). Null where there is no /proc.
+ */
+async function openFileDescriptors(): Promise<number | null> {
+  try {
+    const { size } = await stat('/proc/self/fd');
+    if (size > 0) return size;
+    return (await readdir('/proc/self/fd')).length - 1;
+  } catch {
+    return null;
+  }
+}
 
 /** From "instantly" to just past the longest PUBLISH_TIMEOUT_MS one would configure. */
 const PUBLISH_BUCKETS = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -103,6 +130,20 @@ export default fp(
     const registry = new Registry();
     app.decorate('metrics', registry);
     collectDefaultMetrics({ register: registry });
+    for (const name of HANDLE_WALKING_DEFAULTS) registry.removeSingleMetric(name);
+    // prom-client's own lists the directory on the event loop (readdirSync) at every scrape.
+    registry.removeSingleMetric('process_open_fds');
+    if (process.platform === 'linux') {
+      new Gauge({
+        name: 'process_open_fds',
+        help: 'Number of open file descriptors.',
+        registers: [registry],
+        async collect() {
+          const count = await openFileDescriptors();
+          if (count !== null) this.set(count);
+        },
+      });
+    }
 
     const { dispatcher, bus, hub } = app;
     const registers = [registry];

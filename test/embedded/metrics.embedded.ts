@@ -189,3 +189,16 @@ t.test('each app has its own registry: two gateways in one process count separat
   t.equal(value((await scrape(a.url)).samples, 'sse_gateway_publish_requests_total', route), 1);
   t.equal(value((await scrape(b.url)).samples, 'sse_gateway_publish_requests_total', route), undefined);
 });
+
+t.test('a scrape walks no handle list: no nodejs_active_handles or _resources; process_open_fds still counts every open socket', async (t) => {
+  const gateway = await startGateway(t);
+  const before = value((await scrape(gateway.url)).samples, 'process_open_fds');
+  t.ok(before !== undefined && before > 0, `process_open_fds reported (${before})`);
+  const streams = await Promise.all(Array.from({ length: 40 }, () => openStream(t, `${gateway.url}/events/${uniqueName('room')}`)));
+  const { samples } = await scrape(gateway.url);
+  // Each stream is a socket on both ends, both in this process.
+  t.ok(value(samples, 'process_open_fds')! >= before! + 2 * streams.length, `40 more streams: ${before} → ${value(samples, 'process_open_fds')} fds`);
+  const walking = samples.filter((sample) => /^nodejs_active_(handles|resources)/.test(sample.name)).map((sample) => sample.name);
+  t.same([...new Set(walking)], [], 'the collectors that list every handle at each scrape are left out');
+  t.ok(samples.some((sample) => sample.name === 'nodejs_active_requests_total'), 'the other default process metrics stay');
+});
