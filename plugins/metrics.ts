@@ -36,14 +36,14 @@ const BUS_OUTCOME_STATUSES = new Set([202, 503]);
  * in proportion to the number of streams". Left out: `sse_gateway_open_streams` counts streams
  * (what nearly all those handles are), `process_open_fds` (kept, read below) every socket.
  */
-const HANDLE_WALKING_DEFAULTS = ['nodejs_active_handles', 'nodejs_active_handles_total', 'nodejs_active_resources', 'nodejs_active_resources_total'];
+export const HANDLE_WALKING_DEFAULTS = ['nodejs_active_handles', 'nodejs_active_handles_total', 'nodejs_active_resources', 'nodejs_active_resources_total'];
 
 /**
  * Open file descriptors without listing them: Linux (6.2 and later) reports their count as the
  * size of /proc/self/fd; older kernels report 0, and then the directory is listed, off the event
  * loop (the listing's fd itself not counted, as prom-client does). Null where there is no /proc.
  */
-async function openFileDescriptors(): Promise<number | null> {
+export async function openFileDescriptors(): Promise<number | null> {
   try {
     const { size } = await stat('/proc/self/fd');
     if (size > 0) return size;
