@@ -125,6 +125,11 @@ export class ReplaceableProducer {
         const fresh = this.#wire(this.#create());
         try {
           await fresh.connect();
+          if (this.#closed) {
+            // Closed while it connected: not left connected behind the bus's back.
+            void fresh.disconnect().catch(() => undefined);
+            return;
+          }
           this.#current = fresh;
           this.#connected = true;
           this.#events.onConnect();

@@ -134,3 +134,27 @@ t.test('two sends failing together replace the producer once; disconnect ends a 
   t.equal(producer.replacements, 1, 'one replacement for both');
   await t.rejects(producer.sendBatch(batch), /closed/, 'nothing is sent once disconnected');
 });
+
+t.test('closed while a replacement connects: the fresh producer is let go, not left connected', async (t) => {
+  const { producer } = setUp();
+  await producer.connect();
+  const send = producer.sendBatch(batch);
+  const old = StandIn.made[0]!;
+  let release!: () => void;
+  const connecting = new Promise<void>((resolve) => (release = resolve));
+  const originalConnect = StandIn.prototype.connect;
+  StandIn.prototype.connect = async function (this: StandIn) {
+    await connecting;
+    return originalConnect.call(this);
+  };
+  t.teardown(() => void (StandIn.prototype.connect = originalConnect));
+  old.sends[0]!.reject(new Error('Request timed out'));
+  await turn();
+  await producer.disconnect();
+  release();
+  await t.rejects(send, /timed out/);
+  await turn();
+  t.equal(StandIn.made.length, 2);
+  t.ok(StandIn.made[1]!.disconnected, 'the producer that connected after the close is disconnected');
+  t.notOk(producer.connected);
+});
