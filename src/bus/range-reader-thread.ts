@@ -5,6 +5,7 @@ import type { KafkaConfig, LogEntry } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import { nothingToRead } from './kafka-range-reader.ts';
 import type { RangeReader, RangeResult } from './types.ts';
+import { PackedRecordPage, type PackedRecords } from './record-page.ts';
 
 /**
  * What the range reader's thread is started with: plain data only (it crosses to a worker
@@ -14,6 +15,13 @@ export interface RangeReaderThreadInit {
   client: Omit<KafkaConfig, 'logCreator' | 'logLevel' | 'socketFactory' | 'sasl'> & { sasl?: { mechanism: string; username: string; password: string } };
   groupId: string;
   topics: string[];
+}
+
+/** A `read` page asked for `paged`, as the thread answers it: its records packed (src/bus/record-page.ts). */
+export interface PackedResult {
+  packed: PackedRecords;
+  complete: boolean;
+  next?: number;
 }
 
 /** A call of the thread's RangeReader, by method name and arguments. */
@@ -78,10 +86,12 @@ export class RangeReaderThread implements RangeReader {
     this.#options = options;
   }
 
-  read(topic: string, partition: number, from: number, to: number, key: string | readonly string[], limit: number): Promise<RangeResult> {
+  read(topic: string, partition: number, from: number, to: number, key: string | readonly string[], limit: number, paged = false): Promise<RangeResult> {
     const empty = nothingToRead(from, to, limit);
     if (empty !== null) return Promise.resolve(empty);
-    return this.#call<RangeResult>({ method: 'read', args: [topic, partition, from, to, key, limit] }).then(withBuffers);
+    return this.#call<RangeResult | PackedResult>({ method: 'read', args: [topic, partition, from, to, key, limit, paged] }).then((result) =>
+      'packed' in result ? { expired: false, records: [], page: new PackedRecordPage(result.packed), complete: result.complete, ...(result.next === undefined ? {} : { next: result.next }) } : withBuffers(result),
+    );
   }
 
   readAll(topic: string, partition: number, from: number, to: number, limit: number): Promise<RangeResult> {

@@ -9,13 +9,14 @@ import { Kafka, logLevel as KafkaLogLevel, type Admin } from 'kafkajs';
 import type { LogFn } from 'pino';
 import type { Logger } from '../logger.ts';
 import { KafkaRangeReader } from './kafka-range-reader.ts';
-import type { RangeReaderCall, RangeReaderThreadInit, RangeReaderThreadMessage } from './range-reader-thread.ts';
+import type { PackedResult, RangeReaderCall, RangeReaderThreadInit, RangeReaderThreadMessage } from './range-reader-thread.ts';
+import { packRecords } from './record-page.ts';
 import { withTimeout } from './types.ts';
 
 const port = parentPort;
 if (port === null) throw new Error('src/bus/range-reader-worker.ts runs as a worker thread (RangeReaderThread starts it)');
 const init = workerData as RangeReaderThreadInit;
-const post = (message: RangeReaderThreadMessage): void => port.postMessage(message);
+const post = (message: RangeReaderThreadMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
 
 /** Log lines of the thread as pino's `(fields, message)` calls, handed to the main thread's logger. */
 function logFn(level: 'error' | 'warn' | 'info' | 'debug'): LogFn {
@@ -67,13 +68,25 @@ function connectedAdmin(): Promise<Admin> {
 
 const reader = new KafkaRangeReader({ kafka, admin: () => admin, groupId: init.groupId, topics: init.topics, logger });
 
-async function answer(call: RangeReaderCall): Promise<unknown> {
+/** An answer, and the buffers it hands over (not copied) with it. */
+interface Answer {
+  value: unknown;
+  transfer?: ArrayBuffer[];
+}
+
+async function answer(call: RangeReaderCall): Promise<Answer> {
   await connectedAdmin();
   switch (call.method) {
-    case 'read':
-      return reader.read(...call.args);
+    case 'read': {
+      const [topic, partition, from, to, key, limit, paged] = call.args;
+      const page = await reader.read(topic, partition, from, to, key, limit);
+      if (paged !== true || page.expired) return { value: page };
+      const { packed, transfer } = packRecords(topic, partition, page.records);
+      const result: PackedResult = { packed, complete: page.complete, ...(page.next === undefined ? {} : { next: page.next }) };
+      return { value: result, transfer };
+    }
     case 'readAll':
-      return reader.readAll(...call.args);
+      return { value: await reader.readAll(...call.args) };
   }
 }
 
@@ -88,7 +101,7 @@ port.on('message', (message: RangeReaderCall | { close: true }) => {
     return;
   }
   answer(message).then(
-    (value) => post({ id: message.id, ok: true, value, stats: { ...reader.stats } }),
+    ({ value, transfer }) => post({ id: message.id, ok: true, value, stats: { ...reader.stats } }, transfer),
     (error: unknown) => post({ id: message.id, ok: false, message: error instanceof Error ? error.message : String(error), stats: { ...reader.stats } }),
   );
 });

@@ -59,16 +59,30 @@ export interface BusConsumer {
  * One page of a range read. `next`: where the next page starts (every record below it was
  * looked at; with a key filter it can be past the last record returned); `to` once complete.
  */
-export type RangeResult = { expired: true } | { expired: false; records: BusRecord[]; complete: boolean; next?: number };
+export type RangeResult = { expired: true } | { expired: false; records: BusRecord[]; page?: RecordPage; complete: boolean; next?: number };
+
+/**
+ * A page of records made one at a time when asked for (src/bus/record-page.ts): a page from the
+ * range reader's thread arrives as a few typed arrays whatever its length, so that it does not
+ * hold thousands of objects while a replay writes it.
+ */
+export interface RecordPage {
+  readonly length: number;
+  /** The offset of record `index` (0 ≤ index < length), without making the record. */
+  offsetAt(index: number): number;
+  /** Record `index`, made now: its key, value and header values are views of the page's bytes. */
+  record(index: number): BusRecord;
+}
 
 /** Reads past ranges of a partition for resumes older than the in-memory history. */
 export interface RangeReader {
   /**
    * Records of `partition` with `from <= offset < to` whose key is `key` (or one of `key`), at
    * most `limit` of them (`complete: false` when there were more). `expired` when `from` is
-   * older than the partition's retention.
+   * older than the partition's retention. `paged`: the caller reads `page` when there is one
+   * (the range reader's thread answers so), and `records` is then empty.
    */
-  read(topic: string, partition: number, from: number, to: number, key: string | readonly string[], limit: number): Promise<RangeResult>;
+  read(topic: string, partition: number, from: number, to: number, key: string | readonly string[], limit: number, paged?: boolean): Promise<RangeResult>;
   /** The same for every key: one page of a bulk read (the chart history's backfill). */
   readAll(topic: string, partition: number, from: number, to: number, limit: number): Promise<RangeResult>;
   /** The first offset at or after `timestamp`, null when the bus cannot tell. */

@@ -1,4 +1,5 @@
-import type { BusRecord, RangeReader, RangeResult } from '../bus/types.ts';
+import type { RangeReader, RangeResult } from '../bus/types.ts';
+import { ArrayRecordPage } from '../bus/record-page.ts';
 import { ReplaySlots, ReplayTurns, type ReplayTicket } from './replay-turns.ts';
 import { positionKey, type CursorCodec, type CursorEntry, type TopicSlot } from './cursor.ts';
 import { channelKey } from '../channels/records.ts';
@@ -379,7 +380,7 @@ export class Subscription {
     if (inMemory) {
       if (outcome.resumedFrom === 'live') outcome.resumedFrom = 'memory';
       if (group.length > 1) remembered.sort((a, b) => a.offset - b.offset);
-      if (await this.#emitPaced(remembered, (event) => event, outcome)) this.#advance(slot, partition, to);
+      if (await this.#emitPaced(remembered.length, (index) => remembered[index]!, outcome)) this.#advance(slot, partition, to);
       return true;
     }
     if (rangeReader === undefined) {
@@ -401,7 +402,7 @@ export class Subscription {
         pages += 1;
         let page: RangeResult;
         try {
-          page = await rangeReader.read(topic, partition, cursor, to, names.length === 1 ? names[0]! : names, maxReplayEvents);
+          page = await rangeReader.read(topic, partition, cursor, to, names.length === 1 ? names[0]! : names, maxReplayEvents, true);
         } catch {
           return false;
         }
@@ -411,13 +412,14 @@ export class Subscription {
           this.#advance(slot, partition, to);
           return true;
         }
-        const toEvent = (record: BusRecord): StoredEvent | null => {
-          const stored = dispatcher.toStored(record);
+        // Records are made one at a time from the page as their turn comes (src/bus/record-page.ts).
+        const records = page.page ?? new ArrayRecordPage(page.records);
+        const eventAt = (index: number): StoredEvent | null => {
+          const stored = dispatcher.toStored(records.record(index));
           return stored !== null && keys.has(stored.channel) && stored.offset >= startOf(stored.channel) ? stored : null;
         };
-        if (!(await this.#emitPaced(page.records, toEvent, outcome))) return true;
-        const last = page.records.at(-1);
-        const next = page.complete ? to : (page.next ?? (last === undefined ? cursor : Number(last.offset) + 1));
+        if (!(await this.#emitPaced(records.length, eventAt, outcome))) return true;
+        const next = page.complete ? to : (page.next ?? (records.length === 0 ? cursor : records.offsetAt(records.length - 1) + 1));
         // A page that moved nothing forward would be asked for again and again.
         if (next <= cursor) return false;
         cursor = next;
@@ -465,10 +467,11 @@ export class Subscription {
   /**
    * Writes replayed events at the client's pace, in turns with the replica's other replays
    * (`replayTurns`: together at most `REPLAY_SLICE_MS` per turn of the event loop), a stride's
-   * events in one write. `toEvent` makes an item's event (null: none), within the turn: decoding
-   * a page of Kafka records is replay work too. False when the stream closed meanwhile.
+   * events in one write. `eventAt(index)` (0 ≤ index < count) makes an item's event (null:
+   * none), within the turn: decoding a page of Kafka records is replay work too. False when the
+   * stream closed meanwhile.
    */
-  async #emitPaced<T>(items: readonly T[], toEvent: (item: T) => StoredEvent | null, outcome: SubscriptionOutcome): Promise<boolean> {
+  async #emitPaced(count: number, eventAt: (index: number) => StoredEvent | null, outcome: SubscriptionOutcome): Promise<boolean> {
     let frames: Buffer[] = [];
     let key: string | undefined;
     const flush = (): void => {
@@ -479,9 +482,9 @@ export class Subscription {
     await replayTurns.enter();
     let holding = true;
     try {
-      for (let index = 0; index < items.length; index++) {
+      for (let index = 0; index < count; index++) {
         if (this.#closed) return false;
-        const event = toEvent(items[index]!);
+        const event = eventAt(index);
         if (event !== null) {
           if (this.#lagging === null) {
             const behindMs = (this.#context.now?.() ?? Date.now()) - event.timestamp;
