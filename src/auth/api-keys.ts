@@ -1,4 +1,5 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { sha256 } from '../sha256.ts';
 
 /**
  * Service API keys, compared in constant time: each configured key is hashed once and the
@@ -28,5 +29,5 @@ export class ApiKeys {
 }
 
 function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
+  return sha256(value);
 }

@@ -1,4 +1,5 @@
-import { createCipheriv, createHash, hkdfSync, randomFillSync, timingSafeEqual, type Cipher, type Hash } from 'node:crypto';
+import { createCipheriv, hkdfSync, randomFillSync, timingSafeEqual, type Cipher } from 'node:crypto';
+import { sha256 } from '../sha256.ts';
 import type { Topics } from '../channels/contract.ts';
 
 /**
@@ -115,9 +116,9 @@ function entriesOf(plaintext: Buffer): CursorEntry[] | null {
 }
 
 export class CursorCodec {
-  /** SHA-256 after the HMAC key's inner and outer pads (RFC 2104): copied per tag instead of redone. */
-  readonly #innerHash: Hash;
-  readonly #outerHash: Hash;
+  /** The HMAC key XORed with its inner and outer pads (RFC 2104). */
+  readonly #innerPad: Buffer;
+  readonly #outerPad: Buffer;
   /** AES-256 in ECB mode, kept open: it encrypts CTR's counter blocks, and ECB keeps no state between calls. */
   readonly #blockCipher: Cipher;
 
@@ -131,16 +132,20 @@ export class CursorCodec {
     const keys = Buffer.from(hkdfSync('sha256', secret, 'kafka-sse-gateway', context, 64));
     const macKey = keys.subarray(0, 32);
     // HMAC-SHA256 (RFC 2104): H((K ^ opad) || H((K ^ ipad) || m)), K zero-padded to the 64-byte block.
-    const pad = (byte: number) => Buffer.alloc(64, byte).map((value, index) => value ^ (macKey[index] ?? 0));
-    this.#innerHash = createHash('sha256').update(pad(0x36));
-    this.#outerHash = createHash('sha256').update(pad(0x5c));
+    const pad = (byte: number) => Buffer.from(Buffer.alloc(64, byte).map((value, index) => value ^ (macKey[index] ?? 0)));
+    this.#innerPad = pad(0x36);
+    this.#outerPad = pad(0x5c);
     this.#blockCipher = createCipheriv('aes-256-ecb', keys.subarray(32), null).setAutoPadding(false);
   }
 
-  /** HMAC-SHA256(macKey, version || plaintext), cut to TAG_BYTES: byte for byte what createHmac gives, without its per-call key setup. `signed` is version || plaintext. */
+  /**
+   * HMAC-SHA256(macKey, version || plaintext), cut to TAG_BYTES: byte for byte what createHmac
+   * gives, as two digests over the pre-padded key (src/sha256.ts: no native object per tag).
+   * `signed` is version || plaintext.
+   */
   #tag(signed: Buffer): Buffer {
-    const inner = this.#innerHash.copy().update(signed).digest();
-    return this.#outerHash.copy().update(inner).digest().subarray(0, TAG_BYTES);
+    const inner = sha256(Buffer.concat([this.#innerPad, signed]));
+    return sha256(Buffer.concat([this.#outerPad, inner])).subarray(0, TAG_BYTES);
   }
 
   /**
