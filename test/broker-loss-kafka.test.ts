@@ -16,6 +16,7 @@ import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { pino } from 'pino';
 import { startKafka } from '../scripts/kafka/kafka.ts';
 import { KafkaBus } from '../src/bus/kafka.ts';
+import { BusUnavailableError, type Position } from '../src/bus/types.ts';
 import { partitionForKey } from '../src/bus/partitioner.ts';
 import type { Teardowns } from './helpers/fixture.ts';
 import { kafkaTopics, startGateway, uniqueName, type LogLine, type TestGateway } from './helpers/gateway.ts';
@@ -302,7 +303,15 @@ t.test('a produce request that times out while the broker writes it: every ackno
   );
   continueFollower();
   t.match(c, /^failed/, 'the send given up on answers 503 (outcome unknown)');
-  const d = await bus.publish(record(keys[3]!, 'd'));
+  // Published as a publisher retries a 503: until the bus has its fresh producer.
+  let d: Position | undefined;
+  const retryUntil = Date.now() + 60000;
+  while (d === undefined) {
+    d = await bus.publish(record(keys[3]!, 'd')).catch((error: unknown) => {
+      if (!(error instanceof BusUnavailableError) || Date.now() > retryUntil) throw error;
+      return sleep(200).then(() => undefined);
+    });
+  }
   t.comment(`c answered and d acknowledged after ${Date.now() - stoppedAt} ms`);
 
   const contents = await partitionContents();

@@ -31,10 +31,10 @@ const REPLACE_RETRY_MS = 1000;
  * avoids this by bumping its epoch after such a failure (KIP-360); kafkajs does not, so the
  * producer is replaced. Sends already under way on the old producer finish there (their own
  * retries repeat their own sequence numbers, which is what idempotence is for); the old
- * producer is disconnected once they have. Sends started during the replacement wait for the
- * new producer, and a failed send answers only once the replacement is in place, so that the
- * caller's next send to the failed partition (PublishQueue sends one at a time per partition)
- * goes out with fresh numbers.
+ * producer is disconnected once they have. The failed send answers at once; every send
+ * started from then on, the failed partition's next one included (PublishQueue sends one at a
+ * time per partition, so it starts after the failed one answered), waits for the new producer.
+ * While no new producer can connect, `connected` is false: publishing answers 503 at once.
  */
 export class ReplaceableProducer {
   readonly #create: () => Producer;
@@ -77,8 +77,8 @@ export class ReplaceableProducer {
 
   /**
    * kafkajs `sendBatch` with `acks: -1` (every in-sync replica) on the current producer.
-   * Rejects with kafkajs's error when it gave up; the producer has then been replaced, except
-   * after a refusal for size (which wrote nothing).
+   * Rejects with kafkajs's error when it gave up; the producer is then being replaced (sends
+   * wait for it), except after a refusal for size (which wrote nothing).
    */
   async sendBatch(topicMessages: TopicMessages[]): Promise<RecordMetadata[]> {
     while (this.#replacing !== null) await this.#replacing;
@@ -88,10 +88,9 @@ export class ReplaceableProducer {
     try {
       return await producer.sendBatch({ acks: -1, topicMessages });
     } catch (error) {
-      if (!nothingWritten(error)) {
-        if (producer === this.#current && !this.#closed) this.#replacing ??= this.#replace(producer, error);
-        while (this.#replacing !== null) await this.#replacing;
-      }
+      // Replaced before anything else is sent: every send, the partition's next one included,
+      // waits at its start for the replacement under way. This one answers at once (outcome unknown).
+      if (!nothingWritten(error) && producer === this.#current && !this.#closed) this.#replacing ??= this.#replace(producer, error);
       throw error;
     } finally {
       const left = this.#inFlight.get(producer)! - 1;
