@@ -578,7 +578,17 @@ async function waitReady(
 /** Start a throwaway KRaft cluster on 127.0.0.1. Call stop() when done. */
 export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaCluster> {
   const libs = await ensureKafkaJars()
-  return startCluster(opts, libs, await classSharingFor(libs))
+  const classSharing = await classSharingFor(libs)
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startCluster(opts, libs, classSharing)
+    } catch (err) {
+      // A port free when probed can still be taken by another process before the broker binds
+      // it: start again on other ports (never with fixed ones, which the caller chose).
+      if (opts.port !== undefined || attempt >= 3 || !/Address already in use/.test(String(err))) throw err
+      process.stderr.write(`kafka: a port was taken before a broker could bind it; starting again on other ports\n`)
+    }
+  }
 }
 
 async function startCluster(opts: StartKafkaOptions, libs: string, classSharing: ClassSharing): Promise<KafkaCluster> {

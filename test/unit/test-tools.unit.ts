@@ -1,5 +1,8 @@
 import t from 'tap';
 import { ensureTestTools, type Machine, type TestTool } from '../../scripts/test-tools.ts';
+import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { freePort } from '../../scripts/ports.ts';
 
 const tools: TestTool[] = [
   { name: 'chromium', path: '/usr/bin/chromium', debianPackage: 'chromium', neededBy: 'browser tests' },
@@ -68,4 +71,14 @@ t.test('apt-get failing: the reason carries its message, and install is not trie
   t.same(update.commands, ['/usr/bin/apt-get update -qq']);
   const install = machine({ present: ['/usr/bin/apt-get'], isRoot: true, failInstall: true });
   t.match(ensureTestTools(install.fake, tools).get('chromium'), /apt-get install chromium failed \(E: unable to locate package\)/);
+});
+
+t.test('freePort hands out ports below the kernel\'s ephemeral range, where outgoing connections never take one, free to listen on', async (t) => {
+  const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+  t.ok(ports.every((port) => port >= 10000 && port < low!), `all in [10000, ${low}): ${ports.join(' ')}`);
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(ports[0], '127.0.0.1', resolve));
+  t.equal((server.address() as AddressInfo).port, ports[0], 'and one can listen there');
+  await new Promise((resolve) => server.close(resolve));
 });
