@@ -12,7 +12,7 @@ const LOWEST = 10000;
 function ephemeralStart(): number {
   try {
     const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    return Number.isInteger(low) && low > LOWEST + 1000 ? low : 32768;
+    return Number.isInteger(low) ? low : 32768;
   } catch {
     return 32768;
   }
@@ -51,7 +51,8 @@ function kernelPick(): Promise<number> {
  */
 export async function freePort(): Promise<number> {
   const end = ephemeralStart();
-  for (let attempt = 0; attempt < 50; attempt++) {
+  // An ephemeral range reaching down to LOWEST leaves no room below it: the kernel's pick then.
+  for (let attempt = 0; end > LOWEST + 1000 && attempt < 50; attempt++) {
     const port = LOWEST + Math.floor(Math.random() * (end - LOWEST));
     if (await canListen(port)) return port;
   }

@@ -543,7 +543,9 @@ async function waitReady(
   while (Date.now() < deadline) {
     for (const n of nodes) {
       if (!n.running) {
-        throw new Error(`kafka node ${n.index} exited during startup. Log tail (${n.logFile}):\n${tail(n.logFile)}`)
+        // Said first, whatever the tail shows: startKafka starts again on other ports for it.
+        const portTaken = readFileSync(n.logFile, 'utf8').includes('Address already in use') ? ' (Address already in use)' : ''
+        throw new Error(`kafka node ${n.index} exited during startup${portTaken}. Log tail (${n.logFile}):\n${tail(n.logFile)}`)
       }
     }
     const kafka = new Kafka({

@@ -49,7 +49,12 @@ export class ReplaceableProducer {
   readonly #inFlight = new Map<Producer, number>();
   /** Replaced producers not yet disconnected. */
   readonly #retired = new Set<Producer>();
+  /** Producers this one disconnected (replaced, or fresh ones that failed to connect): their events are no outage. */
+  readonly #letGo = new WeakSet<Producer>();
   #replacements = 0;
+  /** Resolves when `disconnect` is called: sends waiting for a replacement stop waiting. */
+  readonly #whenClosed: Promise<void>;
+  #markClosed!: () => void;
 
   /** `create` makes an idempotent kafkajs producer (not connected). */
   constructor(create: () => Producer, events: ProducerEvents, logger: Logger) {
@@ -57,6 +62,7 @@ export class ReplaceableProducer {
     this.#events = events;
     this.#logger = logger;
     this.#current = this.#wire(create());
+    this.#whenClosed = new Promise<void>((resolve) => (this.#markClosed = resolve));
   }
 
   /** Whether the current producer is connected: publishing answers 503 at once when not. */
@@ -81,7 +87,7 @@ export class ReplaceableProducer {
    * wait for it), except after a refusal for size (which wrote nothing).
    */
   async sendBatch(topicMessages: TopicMessages[]): Promise<RecordMetadata[]> {
-    while (this.#replacing !== null) await this.#replacing;
+    while (this.#replacing !== null && !this.#closed) await Promise.race([this.#replacing, this.#whenClosed]);
     if (this.#closed) throw new Error('the Kafka producer is closed');
     const producer = this.#current;
     this.#inFlight.set(producer, (this.#inFlight.get(producer) ?? 0) + 1);
@@ -106,7 +112,9 @@ export class ReplaceableProducer {
   async disconnect(): Promise<void> {
     this.#closed = true;
     this.#connected = false;
-    await Promise.all([this.#current, ...this.#retired].map((producer) => producer.disconnect()));
+    this.#markClosed();
+    const left = new Set([this.#current, ...this.#retired].filter((producer) => !this.#letGo.has(producer)));
+    await Promise.all([...left].map((producer) => producer.disconnect()));
   }
 
   /** Never rejects: retries until a fresh producer connects or the producer is closed. */
@@ -126,6 +134,7 @@ export class ReplaceableProducer {
           await fresh.connect();
           if (this.#closed) {
             // Closed while it connected: not left connected behind the bus's back.
+            this.#letGo.add(fresh);
             void fresh.disconnect().catch(() => undefined);
             return;
           }
@@ -139,8 +148,11 @@ export class ReplaceableProducer {
             this.#events.onDisconnect();
           }
           this.#logger.warn({ err: error }, 'Kafka producer could not connect; retrying');
+          this.#letGo.add(fresh);
           void fresh.disconnect().catch(() => undefined);
-          await new Promise((resolve) => setTimeout(resolve, REPLACE_RETRY_MS));
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, REPLACE_RETRY_MS))), this.#whenClosed]);
+          clearTimeout(timer);
         }
       }
     } finally {
@@ -151,24 +163,27 @@ export class ReplaceableProducer {
   /** Disconnects a replaced producer whose sends are all done. */
   #retire(producer: Producer): void {
     this.#retired.delete(producer);
+    // Possibly still the current one, while its replacement connects: its disconnect is no outage.
+    this.#letGo.add(producer);
     void producer.disconnect().catch((error: unknown) => this.#logger.debug({ err: error }, 'ignored error while disconnecting a replaced Kafka producer'));
   }
 
-  /** Passes on the producer's events while it is the current one. */
+  /** Passes on the producer's events while it is the current one and not let go. */
   #wire(producer: Producer): Producer {
     const { CONNECT, DISCONNECT, REQUEST_TIMEOUT } = producer.events;
+    const current = () => producer === this.#current && !this.#letGo.has(producer);
     producer.on(CONNECT, () => {
-      if (producer !== this.#current) return;
+      if (!current()) return;
       this.#connected = true;
       this.#events.onConnect();
     });
     producer.on(DISCONNECT, () => {
-      if (producer !== this.#current || this.#closed) return;
+      if (!current() || this.#closed) return;
       this.#connected = false;
       this.#events.onDisconnect();
     });
     producer.on(REQUEST_TIMEOUT, () => {
-      if (producer === this.#current) this.#events.onRequestTimeout();
+      if (current()) this.#events.onRequestTimeout();
     });
     return producer;
   }

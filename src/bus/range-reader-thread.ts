@@ -189,7 +189,10 @@ function withBuffers(result: RangeResult): RangeResult {
   for (const record of result.records) {
     record.key = asBuffer(record.key);
     record.value = asBuffer(record.value);
-    for (const name of Object.keys(record.headers)) record.headers[name] = asBuffer(record.headers[name]);
+    for (const name of Object.keys(record.headers)) {
+      const value = record.headers[name];
+      record.headers[name] = Array.isArray(value) ? value.map(asBuffer) : asBuffer(value);
+    }
   }
   return result;
 }

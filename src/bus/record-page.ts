@@ -1,4 +1,4 @@
-import type { BusRecord, RecordPage } from './types.ts';
+import type { BusRecord, HeaderValue, RecordPage } from './types.ts';
 
 /**
  * A page of records as plain data of a few typed arrays, whatever its length: what the range
@@ -23,10 +23,16 @@ export interface PackedRecords {
   bytes: Uint8Array;
 }
 
-/** Header value kinds in a packed page. */
+/**
+ * Header value kinds in a packed page: kafkajs hands a header over as bytes, as null (a null
+ * value) or, for a name the record repeats, as an array of them; a string where a caller made one.
+ */
 const ABSENT = 0;
 const BYTES = 1;
 const TEXT = 2;
+const NULL = 3;
+const LIST = 4;
+
 
 /** The records (all of `topic` and `partition`) packed; `transfer`: the buffers to hand over with them. */
 export function packRecords(topic: string, partition: number, records: readonly BusRecord[]): { packed: PackedRecords; transfer: ArrayBuffer[] } {
@@ -54,17 +60,32 @@ export function packRecords(topic: string, partition: number, records: readonly 
   return { packed: { topic, partition, offsets, timestamps, spans, bytes }, transfer: [bytes.buffer, offsets.buffer, timestamps.buffer, spans.buffer] as ArrayBuffer[] };
 }
 
-/** Headers as bytes: per header its kind (absent, bytes, text), name length (u16), name, value length (u32), value. */
+/**
+ * Headers as bytes: per header its name length (u32) and name, then its value: a kind byte
+ * (absent, null, bytes, text, or a list: a u32 count of values that follow) and, for bytes and
+ * text, a u32 length and the bytes.
+ */
 function packHeaders(headers: BusRecord['headers']): Buffer {
   const parts: Buffer[] = [];
+  const u32 = (value: number) => {
+    const bytes = Buffer.alloc(4);
+    bytes.writeUInt32BE(value);
+    return bytes;
+  };
+  const packValue = (value: HeaderValue): void => {
+    if (Array.isArray(value)) {
+      parts.push(Buffer.of(LIST), u32(value.length));
+      for (const item of value) packValue(item);
+    } else if (value === undefined || value === null) parts.push(Buffer.of(value === null ? NULL : ABSENT));
+    else {
+      const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : (value as Buffer);
+      parts.push(Buffer.of(typeof value === 'string' ? TEXT : BYTES), u32(bytes.length), bytes);
+    }
+  };
   for (const [name, value] of Object.entries(headers)) {
     const nameBytes = Buffer.from(name, 'utf8');
-    const valueBytes = value === undefined ? Buffer.alloc(0) : typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
-    const head = Buffer.alloc(7);
-    head.writeUInt8(value === undefined ? ABSENT : typeof value === 'string' ? TEXT : BYTES, 0);
-    head.writeUInt16BE(nameBytes.length, 1);
-    head.writeUInt32BE(valueBytes.length, 3);
-    parts.push(head.subarray(0, 3), nameBytes, head.subarray(3), valueBytes);
+    parts.push(u32(nameBytes.length), nameBytes);
+    packValue(value);
   }
   return Buffer.concat(parts);
 }
@@ -110,15 +131,27 @@ export class PackedRecordPage implements RecordPage {
     const headers: BusRecord['headers'] = {};
     const bytes = this.#bytes;
     let at = from;
-    while (at < to) {
+    const readValue = (): HeaderValue => {
       const kind = bytes.readUInt8(at);
-      const nameLength = bytes.readUInt16BE(at + 1);
-      const name = bytes.toString('utf8', at + 3, at + 3 + nameLength);
-      const valueLength = bytes.readUInt32BE(at + 3 + nameLength);
-      const valueStart = at + 7 + nameLength;
-      const value = bytes.subarray(valueStart, valueStart + valueLength);
-      headers[name] = kind === ABSENT ? undefined : kind === TEXT ? value.toString('utf8') : value;
-      at = valueStart + valueLength;
+      at += 1;
+      if (kind === ABSENT) return undefined;
+      if (kind === NULL) return null;
+      if (kind === LIST) {
+        const count = bytes.readUInt32BE(at);
+        at += 4;
+        return Array.from({ length: count }, () => readValue() as Buffer | string);
+      }
+      const length = bytes.readUInt32BE(at);
+      const value = bytes.subarray(at + 4, at + 4 + length);
+      at += 4 + length;
+      return kind === TEXT ? value.toString('utf8') : value;
+    };
+    while (at < to) {
+      const nameLength = bytes.readUInt32BE(at);
+      const name = bytes.toString('utf8', at + 4, at + 4 + nameLength);
+      at += 4 + nameLength;
+      // Defined, not assigned: a header named `__proto__` stays a header.
+      Object.defineProperty(headers, name, { value: readValue(), enumerable: true, writable: true, configurable: true });
     }
     return headers;
   }

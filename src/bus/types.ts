@@ -12,10 +12,17 @@ export interface Position {
   offset: string;
 }
 
+/**
+ * A record header's value as kafkajs hands it over: bytes (a string where the gateway made the
+ * record itself), null for a header Kafka holds with a null value, and an array for a name the
+ * record repeats (Kafka allows both; the Java producer writes them).
+ */
+export type HeaderValue = Buffer | string | null | undefined | Array<Buffer | string>;
+
 export interface BusRecord extends Position {
   key: Buffer | null;
   value: Buffer | null;
-  headers: Record<string, Buffer | string | undefined>;
+  headers: Record<string, HeaderValue>;
   /** Milliseconds since the epoch (the Kafka record timestamp). */
   timestamp: number;
 }

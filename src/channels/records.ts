@@ -1,4 +1,4 @@
-import type { BusRecord } from '../bus/types.ts';
+import type { BusRecord, HeaderValue } from '../bus/types.ts';
 import { TIMESTAMP_FIELD, type ChannelKind, type ChannelRegistry, type EventType } from './kind.ts';
 
 /**
@@ -62,8 +62,13 @@ export interface DecodedEvent {
 
 export type DecodeResult = { ok: true; event: DecodedEvent } | { ok: false; reason: string };
 
-function headerText(value: Buffer | string | undefined): string | undefined {
-  return value === undefined ? undefined : value.toString();
+/**
+ * A header's text: of a repeated header the last value (as Kafka's Java client's `lastHeader`),
+ * none for a null value (Kafka allows both; kafkajs hands them over as an array and as null).
+ */
+function headerText(value: HeaderValue): string | undefined {
+  const last = Array.isArray(value) ? value.at(-1) : value;
+  return last === undefined || last === null ? undefined : last.toString();
 }
 
 /**

@@ -61,3 +61,16 @@ t.test('a window of 0 delivers every record', async (t) => {
   dispatcher.onRecords(log);
   t.same(delivered, [0, 1, 2, 3, 4]);
 });
+
+t.test('headers Kafka allows but few producers write: a null event type is a counted skip, a repeated one counts by its last value; neither throws', async (t) => {
+  const { dispatcher, delivered } = replica(60_000);
+  const base = message('h', 0, T0);
+  const records: BusRecord[] = [
+    { ...base, offset: '0', headers: { 'event-type': null } },
+    { ...base, offset: '1', headers: { 'event-type': [Buffer.from('delete'), Buffer.from('message')] } },
+    { ...base, offset: '2', headers: { 'event-type': Buffer.from('message'), author: [null as unknown as Buffer] } },
+  ];
+  t.doesNotThrow(() => dispatcher.onRecords(records), 'consumed without throwing (a throw would stop the consumer on this record for good)');
+  t.same(delivered, [1], 'the null type skipped; the repeated header taken by its last value; the third a repeat of message id h');
+  t.equal(dispatcher.stats.recordsSkipped, 1, 'the null type counted as a skip');
+});

@@ -164,3 +164,44 @@ t.test('closed while a replacement connects: the fresh producer is let go, not l
   t.ok(StandIn.made[1]!.disconnected, 'the producer that connected after the close is disconnected');
   t.notOk(producer.connected);
 });
+
+t.test('a failed send alone on its producer: the producer is let go at once, while the fresh one connects, and that is no outage', async (t) => {
+  const { producer, events } = setUp();
+  await producer.connect();
+  let release!: () => void;
+  const connecting = new Promise<void>((resolve) => (release = resolve));
+  const originalConnect = StandIn.prototype.connect;
+  t.teardown(() => void (StandIn.prototype.connect = originalConnect));
+  const failing = producer.sendBatch(batch);
+  const old = StandIn.made[0]!;
+  StandIn.prototype.connect = async function (this: StandIn) {
+    await connecting;
+    return originalConnect.call(this);
+  };
+  old.sends[0]!.reject(new Error('Request timed out'));
+  await t.rejects(failing, /timed out/);
+  await turn();
+  t.ok(old.disconnected, 'the failed producer, with no send left, is disconnected');
+  t.ok(producer.connected, 'still connected: publishes wait for the fresh producer instead of answering 503');
+  t.equal(events.disconnects, 0, 'no outage');
+  const waiting = producer.sendBatch(batch);
+  release();
+  await until(() => StandIn.made[1]?.sends.length === 1);
+  StandIn.made[1]!.sends[0]!.resolve(answer('3'));
+  t.same(await waiting, answer('3'), 'the waiting send went on the fresh producer');
+});
+
+t.test('disconnected during a replacement that cannot connect: waiting sends are refused at once', async (t) => {
+  const { producer } = setUp();
+  await producer.connect();
+  const failing = producer.sendBatch(batch);
+  StandIn.failConnects = 1000;
+  StandIn.made[0]!.sends[0]!.reject(new Error('Connection error: read ECONNRESET'));
+  await t.rejects(failing, /ECONNRESET/);
+  const waiting = producer.sendBatch(batch);
+  await turn();
+  const attempts = StandIn.made.length;
+  await producer.disconnect();
+  await t.rejects(waiting, /closed/);
+  t.equal(StandIn.made.length, attempts, "refused before the replacement's next attempt to connect");
+});
