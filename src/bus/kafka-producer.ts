@@ -1,11 +1,6 @@
 import type { Producer, RecordMetadata, TopicMessages } from 'kafkajs';
 import type { Logger } from '../logger.ts';
-import { BATCH_TOO_LARGE } from './publish-queue.ts';
-
-/** Whether a failed send certainly wrote nothing and left the producer's sequence numbers as they were. */
-function nothingWritten(error: unknown): boolean {
-  return BATCH_TOO_LARGE.has((error as { type?: unknown } | null)?.type as string);
-}
+import { refusedForSize } from './publish-queue.ts';
 
 export interface ProducerEvents {
   /** The current producer connected (its first connect, or a replacement's). */
@@ -96,7 +91,7 @@ export class ReplaceableProducer {
     } catch (error) {
       // Replaced before anything else is sent: every send, the partition's next one included,
       // waits at its start for the replacement under way. This one answers at once (outcome unknown).
-      if (!nothingWritten(error) && producer === this.#current && !this.#closed) this.#replacing ??= this.#replace(producer, error);
+      if (!refusedForSize(error) && producer === this.#current && !this.#closed) this.#replacing ??= this.#replace(producer, error);
       throw error;
     } finally {
       const left = this.#inFlight.get(producer)! - 1;

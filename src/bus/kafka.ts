@@ -448,7 +448,6 @@ export class KafkaBus implements EventBus {
     }
     busConsumer.onPartitionsStart(starts);
     await this.#producer.connect();
-    this.#producerLost = false;
     await this.#runConsumer(busConsumer);
   }
 

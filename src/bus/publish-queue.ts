@@ -41,7 +41,12 @@ interface Queued {
 }
 
 /** Kafka's refusals of a record batch for its size (protocol error codes 10 and 18): nothing of it was written. */
-export const BATCH_TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
+const BATCH_TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
+
+/** Whether a send failed as a refusal for size: nothing of it was written, and the producer's sequence numbers stand. */
+export function refusedForSize(error: unknown): boolean {
+  return BATCH_TOO_LARGE.has((error as { type?: unknown } | null)?.type as string);
+}
 
 /**
  * The replica's publishes, sent to Kafka in as few produce requests as the producer allows, and
@@ -179,7 +184,7 @@ export class PublishQueue {
     try {
       await this.#sendRecords(batch);
     } catch (error) {
-      if (batch.length === 1 || !BATCH_TOO_LARGE.has((error as { type?: unknown } | null)?.type as string)) {
+      if (batch.length === 1 || !refusedForSize(error)) {
         for (const entry of batch) entry.reject(error);
         return;
       }

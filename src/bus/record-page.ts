@@ -33,7 +33,6 @@ const TEXT = 2;
 const NULL = 3;
 const LIST = 4;
 
-
 /** The records (all of `topic` and `partition`) packed; `transfer`: the buffers to hand over with them. */
 export function packRecords(topic: string, partition: number, records: readonly BusRecord[]): { packed: PackedRecords; transfer: ArrayBuffer[] } {
   const headerBlocks = records.map((record) => packHeaders(record.headers));
