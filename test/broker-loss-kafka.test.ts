@@ -296,12 +296,23 @@ t.test('a produce request that times out while the broker writes it: every ackno
   t.comment(`a and b acknowledged after ${Date.now() - stoppedAt} ms`);
 
   // 2. A send that kafkajs gave up on (two timeouts) although Kafka wrote it, then the next one.
-  stopFollower();
-  const c = await bus.publish(record(keys[3]!, 'c')).then(
-    () => 'acknowledged',
-    (error: Error) => `failed: ${error.message}`,
-  );
-  continueFollower();
+  //    On a loaded machine the controller may fence the stopped follower first (its heartbeats
+  //    stop too), and the write is then acknowledged without it: the fault is set up again,
+  //    with the next text, up to three times. Every acknowledged one must be in Kafka once.
+  const acknowledgedC = new Map<string, Position>();
+  let c = '';
+  for (let attempt = 0; attempt < 3 && !c.startsWith('failed'); attempt++) {
+    const text = attempt === 0 ? 'c' : `c${attempt}`;
+    stopFollower();
+    c = await bus.publish(record(keys[3]!, text)).then(
+      (position) => {
+        acknowledgedC.set(text, position);
+        return 'acknowledged';
+      },
+      (error: Error) => `failed: ${error.message}`,
+    );
+    continueFollower();
+  }
   t.match(c, /^failed/, 'the send given up on answers 503 (outcome unknown)');
   // Published as a publisher retries a 503: until the bus has its fresh producer.
   let d: Position | undefined;
@@ -318,5 +329,6 @@ t.test('a produce request that times out while the broker writes it: every ackno
   t.same(contents.get('a'), [atA.offset], 'a: once, where it was acknowledged');
   t.same(contents.get('b'), [atB.offset], 'b, sent while a was retried: once, where it was acknowledged');
   t.same(contents.get('d'), [d.offset], 'd, the next send after a send given up on: once, where it was acknowledged');
-  t.ok((contents.get('c') ?? []).length <= 1, 'c, given up on: at most once');
+  for (const [text, position] of acknowledgedC) t.same(contents.get(text), [position.offset], `${text}, acknowledged (the fault not set up in time): once, where it was acknowledged`);
+  t.ok(['c', 'c1', 'c2'].filter((text) => !acknowledgedC.has(text)).every((text) => (contents.get(text) ?? []).length <= 1), 'the one given up on: at most once');
 });

@@ -30,6 +30,9 @@ class LoggingKafka implements RangeReader {
 
   async read(topic: string, partition: number, from: number, to: number, key: string | readonly string[], limit: number): Promise<RangeResult> {
     this.reads.push({ partition, from });
+    // An answer a turn of the event loop later, as a read of Kafka (I/O) is: a replay cannot
+    // run through every page of its gap within one turn, which the tests below watch turn by turn.
+    await new Promise((resolve) => setImmediate(resolve));
     const keys = new Set(typeof key === 'string' ? [key] : key);
     const records: BusRecord[] = [];
     let next = from;
