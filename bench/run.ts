@@ -22,6 +22,11 @@
  *               streams, without and then with one room of BENCH_BIG_ROOM_SUBSCRIBERS, events on
  *               every room at a fixed rate: the small rooms' latency, the big room's deliveries
  *               per CPU-second, the gateway's event-loop delay from /metrics.
+ *   many-rooms  (not in the default list) BENCH_MANY_ROOMS rooms of BENCH_MANY_ROOM_SUBSCRIBERS
+ *               streams, BENCH_MANY_ROOM_RATE events/s on every room (straight to Kafka for
+ *               gateway-kafka, over HTTP otherwise), each room at most BENCH_WINDOW events ahead
+ *               of its slowest subscriber: deliveries per CPU-second beside Nchan's, events
+ *               taken in per CPU-second.
  * Servers (BENCH_SERVERS): gateway-memory, gateway-kafka, talk, nchan.
  * `--quick` (or BENCH_QUICK=1) shrinks everything to a smoke run of well under a minute per server.
  *
@@ -93,6 +98,14 @@ const settings = {
   smallRoomSubscribers: envNumber('BENCH_SMALL_ROOM_SUBSCRIBERS', 10, 10),
   smallRoomRate: envNumber('BENCH_SMALL_ROOM_RATE', 5, 5),
   bigRoomRepeats: envNumber('BENCH_BIG_ROOM_REPEATS', 1, 1),
+  // many-rooms
+  manyRooms: envNumber('BENCH_MANY_ROOMS', 2_000, 200),
+  manyRoomSubscribers: envNumber('BENCH_MANY_ROOM_SUBSCRIBERS', 2, 2),
+  // Events/s per room, the same offered load for every server. 4 × 2,000 rooms = 8,000 HTTP
+  // publishes/s, which the bench's Node HTTP publisher sustains on a shared 2-core machine
+  // (~9,800/s was its most, at ~0.9 cores), so Nchan's figure is not capped by its feed; a rate
+  // nobody keeps up with (say 1000) makes it a saturation run, bounded by BENCH_WINDOW.
+  manyRoomRate: envNumber('BENCH_MANY_ROOM_RATE', 4, 4),
 };
 
 const log = (message: string): void => {
@@ -831,11 +844,17 @@ async function ingest(): Promise<Record<string, unknown>> {
  * gateway-kafka (every 10 ms tick, the events due go out as one produce request, `acks: -1`,
  * requests one after the other so each room's order holds), over HTTP otherwise (one ordered
  * chain per room). `published[i]` is the last acknowledged sequence number of room i.
+ *
+ * With `bound`, a room's next event is held back while the room is `bound.window` events ahead
+ * of its slowest subscriber in `bound.client` (rooms in the same order): a server that cannot
+ * keep up runs as fast as it delivers instead of letting queues (produce requests, HTTP chains)
+ * grow without limit; the schedule is kept, so a room that catches up sends what was held back.
  */
 function startRatePublisher(
   server: RunningServer,
   rooms: string[],
   ratePerRoom: number[],
+  bound?: { client: LoadClient; window: number },
 ): { published: number[]; errors: () => number; ackMs: () => { p50: number; p99: number; max: number } | null; stop: () => Promise<void> } {
   const published = rooms.map(() => 0);
   // How long each produce request (or HTTP publish) took to be acknowledged: the publisher's part of the latency.
@@ -856,7 +875,8 @@ function startRatePublisher(
       rooms.forEach((_, index) => {
         const rate = ratePerRoom[index]!;
         const target = Math.floor(elapsedS * rate + index / rooms.length);
-        while (queued[index]! < target) {
+        const limit = bound ? Math.min(target, bound.client.minLast(index) + bound.window) : target;
+        while (queued[index]! < limit) {
           queued[index]! += 1;
           due.push({ index, seq: queued[index]! });
         }
@@ -1334,6 +1354,113 @@ async function bigRoom(name: ServerName): Promise<Record<string, unknown>> {
   return { server: name, bigRoomSubscribers: settings.bigRoomSubscribers, bigRoomRate: settings.bigRoomRate, smallRoomSubscribers: settings.smallRoomSubscribers, smallRoomRate: settings.smallRoomRate, runs, pairs, profiled };
 }
 
+// ---------------------------------------------------------------------------------------------
+// many-rooms: thousands of small rooms, events taken in and handed out at a high rate
+
+/** A counter of the gateway's /metrics (mirrored counters are set on scrape), or null (not a gateway, or unreachable). */
+async function scrapeCounter(server: RunningServer, name: string): Promise<{ value: number; atMs: number } | null> {
+  if (!server.name.startsWith('gateway')) return null;
+  try {
+    const response = await fetch(`http://127.0.0.1:${server.port}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const text = await response.text();
+    const atMs = performance.now();
+    const value = Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    return Number.isFinite(value) ? { value, atMs } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * BENCH_MANY_ROOMS rooms × BENCH_MANY_ROOM_SUBSCRIBERS streams, BENCH_MANY_ROOM_RATE events/s
+ * on every room (startRatePublisher: straight to Kafka for gateway-kafka, the events due every
+ * 10 ms in one produce request, `acks: -1`; over HTTP otherwise), bounded by BENCH_WINDOW per
+ * room. The same offered load for every server, so deliveries per CPU-second compare the cost of
+ * the same work; a server that cannot keep up shows it as deliveries/s under the target.
+ */
+async function manyRooms(name: ServerName): Promise<Record<string, unknown>> {
+  const server = await startServer(name);
+  let client: LoadClient | undefined;
+  let publisher: ReturnType<typeof startRatePublisher> | undefined;
+  try {
+    await sleep(500);
+    const tag = Date.now().toString(36);
+    const rooms = Array.from({ length: settings.manyRooms }, (_, i) => `many-${tag}-${i}`);
+    const streams = rooms.length * settings.manyRoomSubscribers;
+    // Stream i watches room i mod rooms (sse-load.c): every room gets the same number of streams.
+    client = new LoadClient(loadClientBinary(), server.port, rooms, streams, { srcBase: 2 });
+    const connect = await client.connected();
+    log(`${name} many-rooms: ${connect.established}/${streams} streams over ${rooms.length} rooms in ${connect.ms.toFixed(0)} ms (${connect.failed} failed)`);
+    publisher = startRatePublisher(server, rooms, rooms.map(() => settings.manyRoomRate), { client, window: settings.window });
+    await sleep(settings.warmupS * 1000);
+    // The gateway's own count of records read from Kafka, scraped outside the CPU window (a
+    // scrape costs the gateway CPU of its own).
+    const consumedStart = await scrapeCounter(server, 'sse_gateway_records_consumed_total');
+    const startMark = await client.mark();
+    const serverStart = server.sample();
+    const clientCpuStart = client.cpuSeconds();
+    const publisherCpuStart = process.cpuUsage();
+    publisher.ackMs();
+    await sleep(settings.durationS * 1000);
+    const publisherCpu = process.cpuUsage(publisherCpuStart);
+    const endMark = await client.mark();
+    const serverEnd = server.sample();
+    const clientCpuEnd = client.cpuSeconds();
+    const publishAckMs = publisher.ackMs();
+    const consumedEnd = await scrapeCounter(server, 'sse_gateway_records_consumed_total');
+    await publisher.stop();
+    const drained = await drain(client, publisher.published, 30_000);
+    const final = await client.mark();
+    const seconds = (endMark.tUs - startMark.tUs) / 1e6;
+    const deliveriesPerSecond = (endMark.events - startMark.events) / seconds;
+    const serverCores = (serverEnd.cpuSeconds - serverStart.cpuSeconds) / seconds;
+    // Events that reached the room's first subscriber in the window: what the server took in
+    // and dispatched (the highest sequence number seen in each room, start to end).
+    const eventsIn = endMark.rooms.reduce((sum, room, index) => sum + Math.max(0, room.maxLast) - Math.max(0, startMark.rooms[index]!.maxLast), 0);
+    const eventsInPerSecond = eventsIn / seconds;
+    const recordsConsumedPerSecond =
+      consumedStart && consumedEnd ? (consumedEnd.value - consumedStart.value) / ((consumedEnd.atMs - consumedStart.atMs) / 1000) : null;
+    const target = rooms.length * settings.manyRoomRate * settings.manyRoomSubscribers;
+    const result = {
+      server: name,
+      publishedVia: name === 'gateway-kafka' ? 'kafka' : 'http',
+      rooms: rooms.length,
+      streams: connect.established,
+      connectFailed: connect.failed,
+      seconds: round(seconds, 2),
+      eventsPerSecondPerRoom: settings.manyRoomRate,
+      targetDeliveriesPerSecond: target,
+      deliveriesPerSecond: Math.round(deliveriesPerSecond),
+      // Under ~0.97 the server did not keep up with the offered load (the window held the publisher back).
+      deliveredOverTarget: round(deliveriesPerSecond / target, 3),
+      serverCpuCores: round(serverCores, 3),
+      deliveriesPerServerCpuSecond: Math.round(deliveriesPerSecond / Math.max(serverCores, 0.01)),
+      eventsInPerSecond: Math.round(eventsInPerSecond),
+      eventsInPerServerCpuSecond: Math.round(eventsInPerSecond / Math.max(serverCores, 0.01)),
+      // gateway only: records read from Kafka (or the embedded bus) per second, from its /metrics, and per gateway CPU-second.
+      recordsConsumedPerSecond: recordsConsumedPerSecond === null ? null : Math.round(recordsConsumedPerSecond),
+      recordsConsumedPerServerCpuSecond: recordsConsumedPerSecond === null ? null : Math.round(recordsConsumedPerSecond / Math.max(serverCores, 0.01)),
+      serverRssMB: round(serverEnd.rssBytes / 2 ** 20, 1),
+      clientCpuCores: round((clientCpuEnd - clientCpuStart) / seconds, 3),
+      publisherCpuCores: round((publisherCpu.user + publisherCpu.system) / 1e6 / seconds, 3),
+      latencyMs: percentiles(endMark.hist),
+      publishAckMs,
+      loadAverage: loadavg().map((v) => round(v, 2)),
+      published: publisher.published.reduce((a, b) => a + b, 0),
+      publishErrors: publisher.errors(),
+      streamsClosedByServer: final.closed,
+      drained,
+      ...lossAndDuplicates(final, publisher.published),
+    };
+    log(`${name} many-rooms: ${result.deliveriesPerSecond} deliveries/s (target ${target}) at ${result.serverCpuCores} cores = ${result.deliveriesPerServerCpuSecond}/CPU-s; ${result.eventsInPerServerCpuSecond} events in/CPU-s; lost ${result.lost}, dup ${result.duplicated}`);
+    return result;
+  } finally {
+    await publisher?.stop().catch(() => undefined);
+    await client?.stop();
+    await server.stop();
+  }
+}
+
 function round(value: number, digits: number): number {
   const factor = 10 ** digits;
   return Math.round(value * factor) / factor;
@@ -1412,6 +1539,17 @@ function report(results: Record<string, any[]>): string {
     );
     out.push(`  ${r.pairs.map((p: any) => `small p99 with ÷ without ${p.smallP99Ratio}, big room ${p.bigRoomDeliveriesPerExtraCpuSecond} deliveries per extra CPU-second`).join('; ')}`, '');
   }
+  const many = results['many-rooms'] ?? [];
+  if (many.length) {
+    out.push(`many rooms: ${settings.manyRooms} rooms × ${settings.manyRoomSubscribers} subscribers, ${settings.manyRoomRate} events/s per room (${settings.manyRooms * settings.manyRoomRate * settings.manyRoomSubscribers} deliveries/s offered), window ${settings.window}, ${settings.durationS} s`);
+    out.push(
+      table([
+        ['server', 'via', 'streams', 'deliveries/s', 'of target', 'server cores', 'deliveries/CPU-s', 'this ÷ nchan', 'events in/s', 'events in/CPU-s', 'records consumed/CPU-s', 'p50 ms', 'p99 ms', 'lost', 'dup', 'closed', 'client cores', 'publisher cores'],
+        ...many.map((r) => [r.server, r.publishedVia, r.streams, r.deliveriesPerSecond, r.deliveredOverTarget, r.serverCpuCores, r.deliveriesPerServerCpuSecond, r.deliveriesPerCpuSecondOverNchan === null ? '-' : `${r.deliveriesPerCpuSecondOverNchan}x`, r.eventsInPerSecond, r.eventsInPerServerCpuSecond, r.recordsConsumedPerServerCpuSecond ?? '-', r.latencyMs?.p50 ?? '-', r.latencyMs?.p99 ?? '-', r.lost, r.duplicated, r.streamsClosedByServer, r.clientCpuCores, r.publisherCpuCores]),
+      ]),
+    );
+    out.push('');
+  }
   if (results.profile?.length) {
     out.push('', 'gateway-memory CPU profile during saturation (top self time):');
     for (const entry of results.profile) out.push(`  ${entry.selfPercent.toFixed(1).padStart(5)}%  ${entry.function}  ${entry.location}`);
@@ -1470,8 +1608,12 @@ async function main(): Promise<void> {
       else if (scenario === 'latency') await attempt(scenario, () => latency(server));
       else if (scenario === 'ingest') await attempt(scenario, () => ingest());
       else if (scenario === 'big-room') await attempt(scenario, () => bigRoom(server));
+      else if (scenario === 'many-rooms') await attempt(scenario, () => manyRooms(server));
     }
   }
+  // Each server's deliveries per CPU-second against Nchan's in this run (the issue's yardstick).
+  const nchanMany = results['many-rooms']?.find((r) => r.server === 'nchan')?.deliveriesPerServerCpuSecond as number | undefined;
+  for (const r of results['many-rooms'] ?? []) r.deliveriesPerCpuSecondOverNchan = nchanMany ? round(r.deliveriesPerServerCpuSecond / nchanMany, 2) : null;
   if (profile && settings.scenarios.includes('saturation')) {
     const dir = mkdtempSync(join(tmpdir(), 'bench-cpuprof-'));
     log(`profiling gateway-memory under saturation into ${dir}`);
