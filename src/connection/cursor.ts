@@ -43,6 +43,22 @@ const VERSION = 2;
  */
 const FRESH_VERSION = 3;
 const NONCE_BYTES = 8;
+/**
+ * Nonces are drawn from the CSPRNG in blocks: one `randomFillSync` per 512 fresh ids instead of
+ * one per id (a call cost ~8 µs, ~5 % of opening a stream: bench idle profile, 2026-12-02).
+ * Each byte is handed out once.
+ */
+const noncePool = Buffer.alloc(NONCE_BYTES * 512);
+let noncePoolAt = noncePool.length;
+
+function writeNonce(out: Buffer, at: number): void {
+  if (noncePoolAt === noncePool.length) {
+    randomFillSync(noncePool);
+    noncePoolAt = 0;
+  }
+  noncePool.copy(out, at, noncePoolAt, noncePoolAt + NONCE_BYTES);
+  noncePoolAt += NONCE_BYTES;
+}
 const TAG_BYTES = 12;
 const OFFSET_BYTES = 6;
 /** Offsets are written in 6 bytes: 2^48 records per partition is beyond any real topic. */
@@ -181,7 +197,7 @@ export class CursorCodec {
     const end = 1 + nonceBytes + plaintextLength(list);
     const out = Buffer.allocUnsafe(end + TAG_BYTES);
     out[0] = fresh ? FRESH_VERSION : VERSION;
-    if (fresh) randomFillSync(out, 1, NONCE_BYTES);
+    if (fresh) writeNonce(out, 1);
     writePlaintext(list, out, 1 + nonceBytes);
     const tag = this.#tag(out.subarray(0, end));
     this.#crypt(tag, out, 1, end, out, 1);

@@ -89,6 +89,22 @@ t.test('a fresh id of a position is new every time, and resumes like the determi
   t.equal(codec.decode(raw.toString('base64url')), null, 'and it is authenticated');
 });
 
+t.test('fresh ids stay distinct however many are made (nonces are drawn in blocks)', async (t) => {
+  const codec = new CursorCodec('shared-secret-0123456789', topics);
+  const entries = [{ slot: 0 as const, partition: 0, next: 1 }];
+  const ids = new Set<string>();
+  const nonces = new Set<string>();
+  // Several blocks of nonces: every id new, every one decoding to the position.
+  for (let index = 0; index < 3000; index++) {
+    const id = codec.encode(entries, true);
+    ids.add(id);
+    nonces.add(Buffer.from(id, 'base64url').subarray(1, 9).toString('hex'));
+    if (index % 500 === 0) t.same(codec.decode(id), entries);
+  }
+  t.equal(ids.size, 3000, 'no id repeats');
+  t.equal(nonces.size, 3000, 'no nonce repeats');
+});
+
 t.test('ids are byte for byte the SIV construction with node:crypto\'s HMAC and AES-CTR, so ids already issued keep resuming', async (t) => {
   const secret = 'shared-secret-0123456789';
   // The construction as written in the codec's docstring, with the library primitives.
