@@ -1379,7 +1379,9 @@ async function scrapeCounter(server: RunningServer, name: string): Promise<{ val
  * the same work; a server that cannot keep up shows it as deliveries/s under the target.
  */
 async function manyRooms(name: ServerName): Promise<Record<string, unknown>> {
-  const server = await startServer(name);
+  // Profiled (`--cpu-prof`): the gateway runs under the profiler; the report names the file.
+  const cpuProfileDir = profile && name.startsWith('gateway') ? mkdtempSync(join(tmpdir(), 'bench-cpuprof-many-')) : undefined;
+  const server = await startServer(name, cpuProfileDir === undefined ? {} : { cpuProfileDir });
   let client: LoadClient | undefined;
   let publisher: ReturnType<typeof startRatePublisher> | undefined;
   try {
@@ -1451,6 +1453,7 @@ async function manyRooms(name: ServerName): Promise<Record<string, unknown>> {
       streamsClosedByServer: final.closed,
       drained,
       ...lossAndDuplicates(final, publisher.published),
+      cpuProfileDir: cpuProfileDir ?? null,
     };
     log(`${name} many-rooms: ${result.deliveriesPerSecond} deliveries/s (target ${target}) at ${result.serverCpuCores} cores = ${result.deliveriesPerServerCpuSecond}/CPU-s; ${result.eventsInPerServerCpuSecond} events in/CPU-s; lost ${result.lost}, dup ${result.duplicated}`);
     return result;

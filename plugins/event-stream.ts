@@ -173,16 +173,17 @@ export default fp(
     // It ticks HEARTBEAT_TICKS times per period, so a stream is pinged after between ¾ and all
     // of HEARTBEAT_MS of silence (one tick per period would let it stay silent for up to two).
     const heartbeat = commentFrame();
-    const heartbeatTimer = setInterval(() => {
-      for (const { connection } of openStreams) {
-        connection.idleTicks += 1;
-        if (connection.idleTicks >= HEARTBEAT_TICKS) {
-          // The write starts the connection's idle count again.
-          connection.write(heartbeat);
-          stats.heartbeats += 1;
-        }
+    // In the hub's slices: streams opened together fall silent together, and twenty thousand
+    // heartbeat writes in one stretch would hold every live event up for a third of a second.
+    const pingSilent = ({ connection }: OpenStream): void => {
+      connection.idleTicks += 1;
+      if (connection.idleTicks >= HEARTBEAT_TICKS) {
+        // The write starts the connection's idle count again.
+        connection.write(heartbeat);
+        stats.heartbeats += 1;
       }
-    }, Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_TICKS)));
+    };
+    const heartbeatTimer = setInterval(() => app.hub.sliced(openStreams, pingSilent), Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_TICKS)));
     heartbeatTimer.unref();
 
     /** Sockets corked in this turn, uncorked together once its promise jobs have run. */

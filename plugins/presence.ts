@@ -35,6 +35,8 @@ export default fp(
       leaveGraceMs: config.presence.leaveGraceMs,
       publish: (record) => app.bus.publish(record),
       logger: app.log.child({ component: 'presence' }),
+      // Deltas to a crowded room go out in the hub's slices, never in one stretch of the loop.
+      forEachSink: (sinks, each) => app.hub.sliced(sinks, each),
     });
     app.dispatcher.sideTopic(topic, presence.onRecords);
     app.decorate('presence', presence);

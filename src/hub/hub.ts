@@ -57,14 +57,14 @@ interface ChannelSubscribers {
   size: number;
 }
 
-/** One batch on its way to the streams of its channel: how far the fan-out has come. */
-interface FanOut {
-  batch: HubBatch;
-  /**
-   * A live iterator over the channel's set: a stream that leaves is skipped, one that joins
-   * meanwhile may still get this batch, which its subscription filters by offset.
-   */
-  remaining: Iterator<BatchSubscriber>;
+/**
+ * Work over many streams under way, done a step at a time: a batch's fan-out to its channel's
+ * streams, or a frame every stream of a set is sent (`sliced`). `step` does the next item's part
+ * and returns false when none is left; `finished` runs once after that.
+ */
+interface SlicedJob {
+  step: () => boolean;
+  finished?: () => void;
 }
 
 export interface HubOptions {
@@ -86,8 +86,8 @@ const CLOCK_STRIDE = 32;
 export class Hub {
   readonly #channels = new Map<string, ChannelSubscribers>();
   #batches = new Map<string, HubBatch>();
-  /** Fan-outs under way, served round robin. */
-  readonly #fanOuts: FanOut[] = [];
+  /** Fan-outs and other per-stream work under way, served round robin within one budget per turn. */
+  readonly #jobs: SlicedJob[] = [];
   /** Per channel with a fan-out under way: its later batches, which wait so each stream gets its batches in order. */
   readonly #waiting = new Map<string, HubBatch[]>();
   readonly #sliceMs: number;
@@ -171,32 +171,63 @@ export class Hub {
     this.#fanOut();
   }
 
+  /**
+   * Runs `each` for every item of `items` within the hub's budget: in this turn as far as the
+   * slice allows, the rest on later turns, round robin with the fan-outs (one budget for all).
+   * For per-stream work that is not a channel's events (presence deltas, heartbeats): a room of
+   * ten thousand streams must not hold the event loop for its whole length, whatever is sent.
+   * `items` is iterated lazily: a Set's members removed meanwhile are skipped, added ones may
+   * be reached. `each` must not throw.
+   */
+  sliced<T>(items: Iterable<T>, each: (item: T) => void): void {
+    const remaining = items[Symbol.iterator]();
+    this.#jobs.push({
+      step: () => {
+        const next = remaining.next();
+        if (next.done === true) return false;
+        each(next.value);
+        return true;
+      },
+    });
+    this.#fanOut();
+  }
+
   /** False when nobody watches the channel any more: nothing to do. */
   #startFanOut(batch: HubBatch): boolean {
     const subscribers = this.#channels.get(batch.channel);
     if (subscribers === undefined || subscribers.batched.size === 0) return false;
-    this.#fanOuts.push({ batch, remaining: subscribers.batched.values() });
+    // A live iterator over the channel's set: a stream that leaves is skipped, one that joins
+    // meanwhile may still get this batch, which its subscription filters by offset.
+    const remaining = subscribers.batched.values();
+    this.#jobs.push({
+      step: () => {
+        const next = remaining.next();
+        if (next.done === true) return false;
+        next.value.deliverBatch(batch);
+        return true;
+      },
+      finished: () => this.#finish(batch.channel),
+    });
     return true;
   }
 
   #fanOut(): void {
+    if (this.#continueScheduled) return; // a slice is due on a later turn: work joins the queue
     const deadline = this.#now() + this.#sliceMs;
     let delivered = 0;
-    while (this.#fanOuts.length > 0) {
-      const fanOut = this.#fanOuts.shift()!;
+    while (this.#jobs.length > 0) {
+      const job = this.#jobs.shift()!;
       let finished = false;
       for (let turn = 0; turn < this.#perChannelTurn; turn++) {
-        const next = fanOut.remaining.next();
-        if (next.done === true) {
+        if (!job.step()) {
           finished = true;
           break;
         }
-        next.value.deliverBatch(fanOut.batch);
         delivered += 1;
       }
-      if (finished) this.#finish(fanOut.batch.channel);
-      else this.#fanOuts.push(fanOut);
-      if (delivered >= CLOCK_STRIDE && this.#fanOuts.length > 0 && this.#now() >= deadline) {
+      if (finished) job.finished?.();
+      else this.#jobs.push(job);
+      if (delivered >= CLOCK_STRIDE && this.#jobs.length > 0 && this.#now() >= deadline) {
         this.#scheduleContinue();
         return;
       }
@@ -227,8 +258,13 @@ export class Hub {
 
   /** Resolves once every batch flushed so far has reached its streams (tests, shutdown). */
   settled(): Promise<void> {
-    if (this.#fanOuts.length === 0) return Promise.resolve();
+    if (this.#jobs.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.#settledWaiters.push(resolve));
+  }
+
+  /** Whether a fan-out is under way (continuing on a later turn). */
+  get busy(): boolean {
+    return this.#jobs.length > 0;
   }
 
   get channelCount(): number {

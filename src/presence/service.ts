@@ -68,6 +68,12 @@ export interface PresenceServiceOptions {
   publish: (record: OutgoingRecord) => Promise<unknown>;
   logger: Logger;
   now?: () => number;
+  /**
+   * Runs `each` over a channel's streams for a delta: by default all at once; the gateway passes
+   * the hub's `sliced` (src/hub/hub.ts), so a delta to a crowded room is written in slices with
+   * the fan-outs instead of holding the event loop for the whole room.
+   */
+  forEachSink?: (sinks: Iterable<PresenceSink>, each: (sink: PresenceSink) => void) => void;
 }
 
 export interface PresenceStats {
@@ -304,7 +310,9 @@ export class PresenceService {
       anonymous: after.anonymous,
     });
     // One frame for the channel, shared by its streams: per stream, one write.
-    for (const sink of sinks) this.#write(sink, frame);
+    const each = (sink: PresenceSink): void => this.#write(sink, frame);
+    if (this.#options.forEachSink === undefined) for (const sink of sinks) each(sink);
+    else this.#options.forEachSink(sinks, each);
   }
 
   /** The replica's statement of the channel; `until`: its last one, its members listed until then at most (see stop). */

@@ -156,3 +156,24 @@ t.test('a stream that leaves during a sliced fan-out gets nothing more', async (
   t.equal(subscribers[last]!.received.length, 0, 'and never after leaving');
   t.equal(subscribers[0]!.received.length, 1);
 });
+
+t.test('other per-stream work (`sliced`) shares the fan-outs\' budget: a big set is done in slices, a room flushed meanwhile is not held behind it', async (t) => {
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 100, now: steppingClock() });
+  const streams = Array.from({ length: 1000 }, () => ({ pinged: 0 }));
+  hub.sliced(streams, (stream) => {
+    stream.pinged += 1;
+  });
+  const pingedAtOnce = streams.filter((stream) => stream.pinged === 1).length;
+  t.ok(pingedAtOnce < streams.length, `it returned before every stream was done (${pingedAtOnce} of ${streams.length})`);
+  const small = batchRecorder();
+  hub.subscribe('room:small', small);
+  hub.publish(event('room:small', 1));
+  hub.flush();
+  t.ok(hub.busy, 'work is under way');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(small.received.length, 1, 'the room flushed meanwhile got its batch in the next slice');
+  t.ok(streams.some((stream) => stream.pinged === 0), 'while the big set was still under way');
+  await hub.settled();
+  t.ok(streams.every((stream) => stream.pinged === 1), 'every stream done, once');
+  t.notOk(hub.busy);
+});

@@ -4,6 +4,7 @@ import { diffViews, mergeView, RemoteStatements } from '../../src/presence/clust
 import { decodeStatement, encodeStatement, isPresentableName, MAX_MEMBERS_PER_STATEMENT, type PresenceStatement } from '../../src/presence/statement.ts';
 import { MAX_SNAPSHOT_MEMBERS, PresenceService } from '../../src/presence/service.ts';
 import type { BusRecord, OutgoingRecord } from '../../src/bus/types.ts';
+import { Hub } from '../../src/hub/hub.ts';
 
 const ann = { sub: 'u-ann', name: 'Ann', verified: true };
 const annSelfNamed = { sub: null, name: 'u-ann', verified: false };
@@ -204,5 +205,33 @@ t.test('a member who moves to another replica keeps when it joined (`since`)', a
   now = 10_000;
   service.tick(now);
   t.same(service.summary({ kind: 'room', name: 'r' }).members.map((member) => member.since), [1_000], 'since kept after the hand-over ended');
+  await service.stop(10);
+});
+
+t.test("a delta to a crowded room is written in the hub's slices, never in one stretch of the event loop", async (t) => {
+  let clock = 0;
+  // Every reading of the hub's clock is a millisecond later: a slice of 2 ms holds a few dozen writes.
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 50, now: () => (clock += 1) });
+  const service = new PresenceService({
+    topic: 'p',
+    replicaId: 'me',
+    intervalMs: 100,
+    restateMs: 1000,
+    leaveGraceMs: 10,
+    publish: async () => undefined,
+    logger: silent,
+    now: () => 1_000_000,
+    forEachSink: (sinks, each) => hub.sliced(sinks, each),
+  });
+  const written = Array.from({ length: 2000 }, () => [] as Buffer[]);
+  for (const frames of written) service.join([{ kind: 'room', name: 'big' }], null, { write: (frame) => frames.push(frame) });
+  t.ok(written.every((frames) => frames.length === 1), 'every stream got its snapshot at once');
+  service.tick(1_000_000);
+  const atOnce = written.filter((frames) => frames.length === 2).length;
+  t.ok(atOnce < written.length, `the tick returned before the whole room had its delta (${atOnce} of ${written.length})`);
+  await hub.settled();
+  t.ok(written.every((frames) => frames.length === 2), 'then every stream had it, once');
+  t.match(JSON.parse(written[0]![1]!.toString().split('data: ')[1]!), { room: 'big', count: 0, anonymous: 2000 });
+  t.equal(written[0]![1], written[1999]![1], 'one frame, shared');
   await service.stop(10);
 });
