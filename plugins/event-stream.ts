@@ -3,8 +3,8 @@ import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { bodyFrame, commentFrame, retryFrame } from '../src/connection/sse-frame.ts';
 import { httpError } from './errors.ts';
-import { ReplaySlots } from '../src/connection/replay-turns.ts';
-import { Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/connection/subscription.ts';
+import { ReplaySlots, ReplayTurns } from '../src/connection/replay-turns.ts';
+import { REPLAY_SLICE_MS, Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/connection/subscription.ts';
 import { SseConnection } from '../src/connection/sse-connection.ts';
 import type { PresenceIdentity } from '../src/presence/statement.ts';
 
@@ -153,6 +153,7 @@ export default fp(
       maxPendingEvents: config.streamMaxQueuedEvents,
       lagThresholdMs: config.lagThresholdMs,
       replaySlots: new ReplaySlots(config.replayMaxConcurrent),
+      replayTurns: new ReplayTurns(REPLAY_SLICE_MS, undefined, config.replaySharePercent / 100),
     };
 
     const preamble = Buffer.concat([retryFrame(config.sseRetryMs), commentFrame('connected')]);

@@ -76,6 +76,8 @@ export interface Config {
   resumeMaxEvents: number;
   /** Most partitions per replica that replays read from Kafka past their first page at once; the others wait, oldest first. */
   replayMaxConcurrent: number;
+  /** Most share of the event loop's time (percent) that replays take, all together; the live streams keep the rest. */
+  replaySharePercent: number;
   /** Most ticker records read back from Kafka at startup for the chart history (0 = none). */
   tickerBackfillMaxRecords: number;
   /** Most rooms and tickers on one multi-channel stream (400 beyond). */
@@ -212,6 +214,14 @@ function declare(name: string, fallback: string, allowed: string): void {
   if (!SETTINGS.has(name)) SETTINGS.set(name, { name, default: fallback, allowed });
 }
 
+/**
+ * Replays' share of the event loop by default. Ten deep replays at once beside 1,000 live streams
+ * (bench deep-resume, quiet machine, docs/BENCHMARKS.md fifth round): the live p99 went from a
+ * median 2.2× to 1.75× of the undisturbed run, one client's 20,000-event gap still took 1.1–2.3 s,
+ * and the ten replays together took 8–11 s instead of 4–5.5 s. 20 % was no better for live and
+ * slowed a single replay to 2–3 s.
+ */
+const DEFAULT_REPLAY_SHARE_PERCENT = 30;
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
 const HOST_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$/;
 
@@ -505,6 +515,7 @@ function readConfig(env: Env): Config {
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
     resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 500, 1, 1000000),
     replayMaxConcurrent: integer(env, 'REPLAY_MAX_CONCURRENT', 2, 1, 100000),
+    replaySharePercent: integer(env, 'REPLAY_SHARE_PERCENT', DEFAULT_REPLAY_SHARE_PERCENT, 1, 100),
     tickerBackfillMaxRecords: integer(env, 'TICKER_BACKFILL_MAX_RECORDS', 200000, 0, 100000000),
     maxChannelsPerStream: integer(env, 'MAX_CHANNELS_PER_STREAM', 20, 1, 1000),
     lagThresholdMs: integer(env, 'LAG_THRESHOLD_MS', 5000, 0, 86400000),
@@ -692,6 +703,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   DEDUP_WINDOW_MS: 'a repeat of a published message id in its room within this is dropped ([idempotent publishing](#idempotent-publishing)); at most `HISTORY_MAX_AGE_MS`; `0` = off',
   HISTORY_MAX_TOTAL_EVENTS: 'events kept in all (the least recently active channels go first)',
   REPLAY_MAX_CONCURRENT: 'most partitions per replica that replays read from Kafka past their first page (`RESUME_MAX_EVENTS`) at once (replays of a partition already being read go on with it: one read serves them); the others wait their turn, oldest first, their streams open (with heartbeats); a replay whose client stops reading gives its place up meanwhile',
+  REPLAY_SHARE_PERCENT: 'most share of the event loop\'s time that replays (resumes) take, all together, in slices of a few ms: after a slice of t ms the next waits t × (100 − share) / share ms, so live events never queue behind replays for long; `100` = replays take every turn they can',
   RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace); a page is what a replay holds in memory at a time',
   TICKER_BACKFILL_MAX_RECORDS: 'most ticker records a replica reads back from Kafka at startup for the chart history (the most recent ones); `0` = none',
   MAX_CHANNELS_PER_STREAM: 'most rooms and tickers on one `/events?room=…` stream',

@@ -11,6 +11,12 @@
  *
  * Work-conserving: when no other replay waits, the holder keeps the turn for as long as the
  * budget lasts, and a replay that enters while the loop is otherwise idle starts at once.
+ *
+ * With a `share` below 1 (REPLAY_SHARE_PERCENT), the replays also leave the loop to the live
+ * streams for a while after each slice, so that together they take at most that share of its
+ * time. Why: on a busy machine a slice every turn meant the replays' work (and the garbage and
+ * the bytes it makes for the kernel and the clients) ran back to back with the live fan-outs,
+ * and live events arriving meanwhile waited behind it (bench deep-resume, ten replays at once).
  */
 export class ReplayTurns {
   readonly #sliceMs: number;
@@ -21,11 +27,24 @@ export class ReplayTurns {
   /** When the current slice began (performance.now(), ms). */
   #sliceStart = -Infinity;
   #nextTurnScheduled = false;
+  /** The replays' most share of the event loop's time, 0 < share ≤ 1 (1: every turn has a slice). */
+  readonly #share: number;
+  /** When the holder last gave the turn up (ms): the end of the replays' work in this slice. */
+  #lastLeave = -Infinity;
+  /** Before this (ms), no new slice starts: the replays' share is used (share < 1 only). */
+  #earliest = -Infinity;
 
-  /** `sliceMs`: the replays' budget per turn of the event loop; `now`: the clock, in ms. */
-  constructor(sliceMs: number, now: () => number = () => performance.now()) {
+  /**
+   * `sliceMs`: the replays' budget per turn of the event loop; `now`: the clock, in ms;
+   * `share`: the replays' most share of the loop's time (0 < share ≤ 1): after a slice that wrote
+   * for t ms, the next starts no sooner than t × (1 − share) / share ms later.
+   * @throws RangeError for a share outside (0, 1].
+   */
+  constructor(sliceMs: number, now: () => number = () => performance.now(), share = 1) {
+    if (!(share > 0 && share <= 1)) throw new RangeError(`share must be in (0, 1], got ${share}`);
     this.#sliceMs = sliceMs;
     this.#now = now;
+    this.#share = share;
   }
 
   /** Replays waiting for a turn (not counting the one holding it). */
@@ -47,7 +66,7 @@ export class ReplayTurns {
   enter(): Promise<void> {
     if (!this.#held && this.#waiting.length === 0) {
       // No slice in this turn yet: one starts now.
-      if (!this.#nextTurnScheduled) this.#startSlice();
+      if (!this.#nextTurnScheduled && this.#now() >= this.#earliest) this.#startSlice();
       if (!this.used) {
         this.#held = true;
         return Promise.resolve();
@@ -62,6 +81,7 @@ export class ReplayTurns {
   /** Gives the turn up (the holder waits for something else now, or is done): the next waiting replay goes on if this slice has budget left, else next turn. */
   leave(): void {
     this.#held = false;
+    this.#lastLeave = this.#now();
     this.#handOn();
   }
 
@@ -89,9 +109,21 @@ export class ReplayTurns {
 
   readonly #onTurn = (): void => {
     this.#nextTurnScheduled = false;
+    if (this.#share < 1 && this.#sliceStart !== -Infinity) {
+      const wrote = Math.max(0, this.#lastLeave - this.#sliceStart);
+      this.#earliest = Math.max(this.#earliest, this.#lastLeave + (wrote * (1 - this.#share)) / this.#share);
+    }
     if (this.#waiting.length === 0) {
       // Nobody waits: the next `enter` starts a fresh slice.
       this.#sliceStart = -Infinity;
+      return;
+    }
+    const wait = this.#earliest - this.#now();
+    if (wait >= 1) {
+      // The share is used: the loop is the live streams' until then.
+      this.#sliceStart = -Infinity;
+      this.#nextTurnScheduled = true;
+      setTimeout(this.#onTurn, wait);
       return;
     }
     this.#startSlice();

@@ -81,8 +81,9 @@ const REPLAY_STRIDE = 32;
  * back: a client that keeps up never makes `whenWritable` wait, and ten deep replays written
  * back to back held live streams up for seconds (bench deep-resume).
  */
-const REPLAY_SLICE_MS = 4;
-const replayTurns = new ReplayTurns(REPLAY_SLICE_MS);
+export const REPLAY_SLICE_MS = 4;
+/** The turns of streams whose context brings none (tests): one process-wide budget, every turn. */
+const defaultReplayTurns = new ReplayTurns(REPLAY_SLICE_MS);
 
 export interface SubscriptionContext {
   hub: Hub;
@@ -98,6 +99,11 @@ export interface SubscriptionContext {
   lagThresholdMs: number;
   /** How many replays of the replica may read Kafka past their first page at once (REPLAY_MAX_CONCURRENT); default: no limit. */
   replaySlots?: ReplaySlots;
+  /**
+   * The replica's replays' turns on the event loop, shared by all its streams (slices of
+   * REPLAY_SLICE_MS, REPLAY_SHARE_PERCENT of the loop at most); default: a turn of their own.
+   */
+  replayTurns?: ReplayTurns;
   now?: () => number;
 }
 
@@ -150,9 +156,12 @@ export class Subscription {
   #slot: 'none' | 'waiting' | 'held' = 'none';
   /** The partition (topic:partition) its deep replay reads: what its slot is for. */
   #slotPartition = '';
+  /** The replica's replays' turns on the event loop (`SubscriptionContext.replayTurns`). */
+  readonly #turns: ReplayTurns;
 
   constructor(context: SubscriptionContext, channels: readonly ChannelRef[], sink: SubscriptionSink) {
     this.#context = context;
+    this.#turns = context.replayTurns ?? defaultReplayTurns;
     this.#sink = sink;
     const { dispatcher } = context;
     this.#tracks = channels.flatMap(({ kind: kindName, name }) => {
@@ -466,7 +475,7 @@ export class Subscription {
 
   /**
    * Writes replayed events at the client's pace, in turns with the replica's other replays
-   * (`replayTurns`: together at most `REPLAY_SLICE_MS` per turn of the event loop), a stride's
+   * (`replayTurns`: together at most `REPLAY_SLICE_MS` per turn of the event loop, and their share of it), a stride's
    * events in one write. `eventAt(index)` (0 ≤ index < count) makes an item's event (null:
    * none), within the turn: decoding a page of Kafka records is replay work too. False when the
    * stream closed meanwhile.
@@ -479,7 +488,7 @@ export class Subscription {
       this.#sink.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames), frames.length, key, frames.at(-1));
       frames = [];
     };
-    await replayTurns.enter();
+    await this.#turns.enter();
     let holding = true;
     try {
       for (let index = 0; index < count; index++) {
@@ -504,8 +513,8 @@ export class Subscription {
         if (index % REPLAY_STRIDE === REPLAY_STRIDE - 1) {
           flush();
           // Out of turn while waiting for the client, and the next waiting replay goes first.
-          if (this.#sink.whenWritable !== undefined || replayTurns.waiting > 0 || replayTurns.used) {
-            replayTurns.leave();
+          if (this.#sink.whenWritable !== undefined || this.#turns.waiting > 0 || this.#turns.used) {
+            this.#turns.leave();
             holding = false;
             if (this.#sink.whenWritable !== undefined) {
               // A client that does not take its bytes does not hold a deep replay's slot meanwhile.
@@ -516,14 +525,14 @@ export class Subscription {
               if (this.#closed || (givenUp && !(await this.#holdSlot(partition)))) return false;
             }
             if (this.#closed) return false;
-            await replayTurns.enter();
+            await this.#turns.enter();
             holding = true;
           }
         }
       }
       flush();
     } finally {
-      if (holding) replayTurns.leave();
+      if (holding) this.#turns.leave();
     }
     return !this.#closed;
   }

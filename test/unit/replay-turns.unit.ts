@@ -144,3 +144,48 @@ t.test('replay slots: a replay that gave its slot up (its client stopped reading
   slots.release('p0');
   t.throws(() => new ReplaySlots(0), RangeError);
 });
+
+t.test('with a share below 1, the replays leave the loop alone after a slice: t ms of work, then t × (1 − share) / share ms without', async (t) => {
+  let now = 0;
+  const turns = new ReplayTurns(4, () => now, 0.25);
+  await turns.enter();
+  now = 6; // the slice wrote for 6 ms: used
+  t.ok(turns.used);
+  let second = false;
+  void turns.enter().then(() => {
+    second = true;
+  });
+  turns.leave();
+  // The next slice may start at 6 + 6 × 3 = 24 ms.
+  for (let turn = 0; turn < 5; turn++) {
+    await nextTurn();
+    await settle();
+  }
+  t.notOk(second, 'no slice while the live streams have the loop (several turns later)');
+  now = 24;
+  // The turns wait on a timer for the rest: poll until it fires (bounded).
+  for (let polls = 0; polls < 200 && !second; polls++) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.ok(second, 'the next slice once the share allows it');
+  turns.leave();
+});
+
+t.test('with the whole share (1), a replay gets a slice every turn, as before', async (t) => {
+  let now = 0;
+  const turns = new ReplayTurns(4, () => now, 1);
+  await turns.enter();
+  now = 6;
+  let second = false;
+  void turns.enter().then(() => {
+    second = true;
+  });
+  turns.leave();
+  await nextTurn();
+  await settle();
+  t.ok(second, 'the next turn');
+  turns.leave();
+});
+
+t.test('a share outside (0, 1] is refused', async (t) => {
+  t.throws(() => new ReplayTurns(4, () => 0, 0), RangeError);
+  t.throws(() => new ReplayTurns(4, () => 0, 1.5), RangeError);
+});
