@@ -170,10 +170,27 @@ t.test('other per-stream work (`sliced`) shares the fan-outs\' budget: a big set
   hub.publish(event('room:small', 1));
   hub.flush();
   t.ok(hub.busy, 'work is under way');
-  await new Promise((resolve) => setImmediate(resolve));
+  for (let turn = 0; turn < 10 && small.received.length === 0; turn++) await new Promise((resolve) => setImmediate(resolve));
   t.equal(small.received.length, 1, 'the room flushed meanwhile got its batch in the next slice');
   t.ok(streams.some((stream) => stream.pinged === 0), 'while the big set was still under way');
   await hub.settled();
   t.ok(streams.every((stream) => stream.pinged === 1), 'every stream done, once');
   t.notOk(hub.busy);
+});
+
+t.test('one slice per turn of the event loop: a flush\'s slice is not followed at once by the next one in the same turn', async (t) => {
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 100, now: steppingClock() });
+  const big = Array.from({ length: 1000 }, () => batchRecorder());
+  for (const subscriber of big) hub.subscribe('room:big', subscriber);
+  hub.publish(event('room:big', 1));
+  hub.flush();
+  const reached = () => big.filter((subscriber) => subscriber.received.length === 1).length;
+  const afterFlush = reached();
+  t.ok(afterFlush < big.length, 'the flush ran one slice');
+  // Scheduled after the flush: runs in this turn's check phase, where a continuation scheduled
+  // by the flush would have run first.
+  const inThisTurn = await new Promise<number>((resolve) => setImmediate(() => resolve(reached())));
+  t.equal(inThisTurn, afterFlush, 'nothing more in the same turn: timers and I/O come first');
+  await hub.settled();
+  t.equal(reached(), big.length, 'then the rest, every stream once');
 });
