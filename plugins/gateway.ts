@@ -57,7 +57,7 @@ export default fp<GatewayPluginOptions>(
     // The presence topic is read besides the kinds' topics when some kind tracks presence (plugins/presence.ts).
     const sideTopics = channels.kinds.some((kind) => kind.presence) ? presenceSideTopic(presenceTopic(config), config.presence.restateMs) : {};
     const bus = givenBus ?? createBus(config, channels.topics, app.log, sideTopics);
-    const hub = new Hub();
+    const hub = new Hub({ onError: (error) => app.log.error({ err: error }, 'a delivery to one stream failed; the others went on') });
     const history = new RecentEvents({
       maxEventsPerChannel: config.historyMaxEventsPerChannel,
       maxAgeMs: config.historyMaxAgeMs,

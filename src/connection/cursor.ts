@@ -45,7 +45,7 @@ const FRESH_VERSION = 3;
 const NONCE_BYTES = 8;
 /**
  * Nonces are drawn from the CSPRNG in blocks: one `randomFillSync` per 512 fresh ids instead of
- * one per id (a call cost ~8 µs, ~5 % of opening a stream: bench idle profile, 2026-12-02).
+ * one per id (a call cost ~8 µs, ~3 % of opening a stream: reconnect-storm profile, 2026-12-02).
  * Each byte is handed out once.
  */
 const noncePool = Buffer.alloc(NONCE_BYTES * 512);

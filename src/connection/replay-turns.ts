@@ -9,14 +9,18 @@
  * waits for at most one slice, however many replays run; the replays share what is left of
  * the CPU, first come first served, each getting the turn back after the others (round robin).
  *
- * Work-conserving: when no other replay waits, the holder keeps the turn for as long as the
- * budget lasts, and a replay that enters while the loop is otherwise idle starts at once.
+ * Work-conserving (at a share of 1): when no other replay waits, the holder keeps the turn for
+ * as long as the budget lasts, and a replay that enters while the loop is otherwise idle starts
+ * at once.
  *
  * With a `share` below 1 (REPLAY_SHARE_PERCENT), the replays also leave the loop to the live
  * streams for a while after each slice, so that together they take at most that share of its
  * time. Why: on a busy machine a slice every turn meant the replays' work (and the garbage and
  * the bytes it makes for the kernel and the clients) ran back to back with the live fan-outs,
  * and live events arriving meanwhile waited behind it (bench deep-resume, ten replays at once).
+ * The pause follows the slice's wall time, which may include other work of the same turn: under
+ * load the replays take somewhat less than their share, never more. A pause holds even on an
+ * idle replica: catching up is never faster than the share allows.
  */
 export class ReplayTurns {
   readonly #sliceMs: number;
@@ -123,7 +127,8 @@ export class ReplayTurns {
       // The share is used: the loop is the live streams' until then.
       this.#sliceStart = -Infinity;
       this.#nextTurnScheduled = true;
-      setTimeout(this.#onTurn, wait);
+      // Never what keeps a process alive: a replay waiting here belongs to a stream, which does.
+      setTimeout(this.#onTurn, wait).unref();
       return;
     }
     this.#startSlice();

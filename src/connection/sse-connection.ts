@@ -58,8 +58,9 @@ const CRLF = Buffer.from('\r\n');
 
 /**
  * The HTTP/1.1 chunk (size line, frame, CRLF) of the frame written last. One entry is enough:
- * a shared frame is written to all its subscribers one after the other (a hub flush, the
- * heartbeat loop), and keeping no more means frames kept in the history carry no copy.
+ * a shared frame is written to its subscribers one after the other (a hub flush, the heartbeat
+ * loop: runs of up to 256 streams in the hub's slices), and keeping no more means frames kept in
+ * the history carry no copy.
  */
 let lastFrame: Buffer | undefined;
 let lastChunk: Buffer = Buffer.alloc(0);

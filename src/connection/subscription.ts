@@ -101,7 +101,8 @@ export interface SubscriptionContext {
   replaySlots?: ReplaySlots;
   /**
    * The replica's replays' turns on the event loop, shared by all its streams (slices of
-   * REPLAY_SLICE_MS, REPLAY_SHARE_PERCENT of the loop at most); default: a turn of their own.
+   * REPLAY_SLICE_MS, REPLAY_SHARE_PERCENT of the loop at most); default: one process-wide set of
+   * turns with the whole share (tests).
    */
   replayTurns?: ReplayTurns;
   now?: () => number;

@@ -279,8 +279,9 @@ export class Dispatcher implements BusConsumer {
       }
     }
     if (side !== undefined) for (const [handler, batch] of side) handler(batch);
-    // Subscribers get the batch's events of their channel in one go (one write each). Still
-    // the same turn: a stream subscribing now cannot fall between position and delivery.
+    // Subscribers get the batch's events of their channel in one go (one write each), now or in
+    // the hub's next slices; a stream subscribing meanwhile is handed them too and keeps those
+    // past its position, so none falls between position and delivery.
     this.hub.flush();
     for (const waiter of this.#waiters) {
       if ((this.#next.get(waiter.key) ?? 0) > waiter.offset) waiter.resolve(true);

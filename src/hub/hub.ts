@@ -78,6 +78,11 @@ export interface HubOptions {
   deliveriesPerChannelTurn?: number;
   /** The clock (tests). */
   now?: () => number;
+  /**
+   * Told of an error thrown by one delivery (a subscriber's or a `sliced` job's): that item is
+   * skipped, the rest of the work goes on. Default: none (the error is dropped).
+   */
+  onError?: (error: unknown) => void;
 }
 
 /** The clock is read once per this many deliveries: reading it costs more than a delivery. */
@@ -97,11 +102,13 @@ export class Hub {
   /** Whether the slice under way is a continuation (runs in a check phase of the event loop). */
   #inContinuation = false;
   #settledWaiters: Array<() => void> = [];
+  readonly #onError: (error: unknown) => void;
 
   constructor(options: HubOptions = {}) {
     this.#sliceMs = options.sliceMs ?? 8;
     this.#perChannelTurn = options.deliveriesPerChannelTurn ?? 256;
     this.#now = options.now ?? (() => performance.now());
+    this.#onError = options.onError ?? (() => undefined);
   }
 
   /** Returns the function that removes this subscription (idempotent). */
@@ -156,10 +163,11 @@ export class Hub {
   }
 
   /**
-   * Hands every queued batch to the subscribers of its channel: at once when that fits in
-   * `sliceMs`, else the rest of the fan-out continues on later turns, channels taking turns, so
-   * one big room never holds the event loop for long. Each stream still gets its channel's
-   * batches in order (a channel's next batch waits for its previous fan-out to finish).
+   * Hands every queued batch to the subscribers of its channel: in a slice of at most `sliceMs`
+   * now (or, when a slice is already due on a later turn, in that one), the rest on later turns,
+   * channels taking turns, so one big room never holds the event loop for long. Each stream
+   * still gets its channel's batches in order (a channel's next batch waits for its previous
+   * fan-out to finish).
    */
   flush(): void {
     if (this.#batches.size === 0) return;
@@ -179,7 +187,8 @@ export class Hub {
    * For per-stream work that is not a channel's events (presence deltas, heartbeats): a room of
    * ten thousand streams must not hold the event loop for its whole length, whatever is sent.
    * `items` is iterated lazily: a Set's members removed meanwhile are skipped, added ones may
-   * be reached. `each` must not throw.
+   * be reached (pass a copy when later members must not be). An error thrown by `each` goes to
+   * `onError` and that item is skipped.
    */
   sliced<T>(items: Iterable<T>, each: (item: T) => void): void {
     const remaining = items[Symbol.iterator]();
@@ -221,7 +230,15 @@ export class Hub {
       const job = this.#jobs.shift()!;
       let finished = false;
       for (let turn = 0; turn < this.#perChannelTurn; turn++) {
-        if (!job.step()) {
+        let more: boolean;
+        try {
+          more = job.step();
+        } catch (error) {
+          // One stream's failure is that stream's: the others still get theirs, the queue goes on.
+          this.#onError(error);
+          more = true;
+        }
+        if (!more) {
           finished = true;
           break;
         }
@@ -271,13 +288,13 @@ export class Hub {
     }
   };
 
-  /** Resolves once every batch flushed so far has reached its streams (tests, shutdown). */
+  /** Resolves once every batch flushed and every `sliced` job queued so far is done (tests). */
   settled(): Promise<void> {
     if (this.#jobs.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.#settledWaiters.push(resolve));
   }
 
-  /** Whether a fan-out is under way (continuing on a later turn). */
+  /** Whether a fan-out or a `sliced` job is under way (continuing on a later turn). */
   get busy(): boolean {
     return this.#jobs.length > 0;
   }

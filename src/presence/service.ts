@@ -312,7 +312,9 @@ export class PresenceService {
     // One frame for the channel, shared by its streams: per stream, one write.
     const each = (sink: PresenceSink): void => this.#write(sink, frame);
     if (this.#options.forEachSink === undefined) for (const sink of sinks) each(sink);
-    else this.#options.forEachSink(sinks, each);
+    // The streams here now: one opening while the delta is still being written got a newer
+    // snapshot, which this delta must not follow (closed ones ignore the write).
+    else this.#options.forEachSink([...sinks], each);
   }
 
   /** The replica's statement of the channel; `until`: its last one, its members listed until then at most (see stop). */

@@ -29,6 +29,8 @@ t.test('a bad value is refused with the variable named', async (t) => {
     [{ TOPIC_PARTITIONS: '0' }, 'TOPIC_PARTITIONS'],
     [{ CHAT_TOPIC: 'bad topic' }, 'CHAT_TOPIC'],
     [{ CORS_ORIGINS: 'not an origin' }, 'CORS_ORIGINS'],
+    [{ REPLAY_SHARE_PERCENT: '0' }, 'REPLAY_SHARE_PERCENT'],
+    [{ REPLAY_SHARE_PERCENT: '101' }, 'REPLAY_SHARE_PERCENT'],
   ];
   for (const [env, variable] of bad) {
     const thrown = configRefusal(env);
@@ -84,4 +86,9 @@ t.test('a variable one edit away from a known one is reported as likely mistyped
     ],
   );
   t.same(likelyMistypedSettings({ KAFKA_SASL_PASSWORD: 'x', KAFKA_SSL_KEY_FILE: '/k', CURSOR_SECRET: 'x' }), [], 'variables read only in some branches are known too');
+});
+
+t.test('the replays\' share of the event loop: 30 % unless set', async (t) => {
+  t.equal(loadConfig({}).replaySharePercent, 30);
+  t.equal(loadConfig({ REPLAY_SHARE_PERCENT: '100' }).replaySharePercent, 100);
 });

@@ -194,3 +194,41 @@ t.test('one slice per turn of the event loop: a flush\'s slice is not followed a
   await hub.settled();
   t.equal(reached(), big.length, 'then the rest, every stream once');
 });
+
+t.test('a flush while a slice is due on a later turn delivers nothing at once: its batch joins that slice', async (t) => {
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 100, now: steppingClock() });
+  const big = Array.from({ length: 1000 }, () => batchRecorder());
+  for (const subscriber of big) hub.subscribe('room:big', subscriber);
+  hub.publish(event('room:big', 1));
+  hub.flush();
+  t.ok(hub.busy);
+  const small = batchRecorder();
+  hub.subscribe('room:small', small);
+  hub.publish(event('room:small', 2));
+  hub.flush();
+  t.equal(small.received.length, 0, 'no second slice in the same turn');
+  await hub.settled();
+  t.equal(small.received.length, 1, 'delivered with the continuation');
+});
+
+t.test('a delivery that throws is that stream\'s alone: the others get theirs, the channel\'s next batch still goes out, the error is reported', async (t) => {
+  const errors: unknown[] = [];
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 10, now: steppingClock(), onError: (error) => errors.push(error) });
+  const good = Array.from({ length: 100 }, () => batchRecorder());
+  hub.subscribe('room:a', good[0]!);
+  hub.subscribe('room:a', { deliverBatch: () => { throw new Error('boom'); } });
+  for (const subscriber of good.slice(1)) hub.subscribe('room:a', subscriber);
+  const pinged: number[] = [];
+  hub.sliced([1, 2, 3], (item) => {
+    if (item === 2) throw new Error('bad item');
+    pinged.push(item);
+  });
+  hub.publish(event('room:a', 1));
+  hub.flush();
+  hub.publish(event('room:a', 2));
+  hub.flush();
+  await hub.settled();
+  t.same(pinged, [1, 3], 'the sliced job went on past the failing item');
+  t.ok(good.every((subscriber) => subscriber.received.map((batch) => batch.first.offset).join() === '1,2'), 'every other stream got both batches, in order');
+  t.equal(errors.length, 3, 'each failure reported');
+});

@@ -235,3 +235,30 @@ t.test("a delta to a crowded room is written in the hub's slices, never in one s
   t.equal(written[0]![1], written[1999]![1], 'one frame, shared');
   await service.stop(10);
 });
+
+t.test('a stream that opens while a delta is still being written gets its snapshot only, never that older delta after it', async (t) => {
+  let clock = 0;
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 50, now: () => (clock += 1) });
+  const service = new PresenceService({
+    topic: 'p',
+    replicaId: 'me',
+    intervalMs: 100,
+    restateMs: 1000,
+    leaveGraceMs: 10,
+    publish: async () => undefined,
+    logger: silent,
+    now: () => 1_000_000,
+    forEachSink: (sinks, each) => hub.sliced(sinks, each),
+  });
+  for (let index = 0; index < 2000; index++) service.join([{ kind: 'room', name: 'big' }], null, { write: () => undefined });
+  service.tick(1_000_000);
+  service.join([{ kind: 'room', name: 'big' }], ann, { write: () => undefined });
+  service.tick(1_000_000);
+  t.ok(hub.busy, 'the delta (Ann joined) is still being written');
+  const late: Buffer[] = [];
+  service.join([{ kind: 'room', name: 'big' }], null, { write: (frame) => late.push(frame) });
+  await hub.settled();
+  t.equal(late.length, 1, 'only its snapshot');
+  t.match(JSON.parse(late[0]!.toString().split('data: ')[1]!), { snapshot: true, count: 1, anonymous: 2001 });
+  await service.stop(10);
+});
