@@ -208,9 +208,12 @@ t.test('a member who moves to another replica keeps when it joined (`since`)', a
   await service.stop(10);
 });
 
-t.test("a delta to a crowded room is written in the hub's slices, never in one stretch of the event loop", async (t) => {
+/**
+ * A presence service whose deltas go out in a hub's slices, as the gateway wires them; every
+ * reading of the hub's clock is a millisecond later, so a slice of 2 ms holds a few writes.
+ */
+function slicedPresence(): { hub: Hub; service: PresenceService } {
   let clock = 0;
-  // Every reading of the hub's clock is a millisecond later: a slice of 2 ms holds a few dozen writes.
   const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 50, now: () => (clock += 1) });
   const service = new PresenceService({
     topic: 'p',
@@ -223,6 +226,11 @@ t.test("a delta to a crowded room is written in the hub's slices, never in one s
     now: () => 1_000_000,
     forEachSink: (sinks, each) => hub.sliced(sinks, each),
   });
+  return { hub, service };
+}
+
+t.test("a delta to a crowded room is written in the hub's slices, never in one stretch of the event loop", async (t) => {
+  const { hub, service } = slicedPresence();
   const written = Array.from({ length: 2000 }, () => [] as Buffer[]);
   for (const frames of written) service.join([{ kind: 'room', name: 'big' }], null, { write: (frame) => frames.push(frame) });
   t.ok(written.every((frames) => frames.length === 1), 'every stream got its snapshot at once');
@@ -237,19 +245,7 @@ t.test("a delta to a crowded room is written in the hub's slices, never in one s
 });
 
 t.test('a stream that opens while a delta is still being written gets its snapshot only, never that older delta after it', async (t) => {
-  let clock = 0;
-  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 50, now: () => (clock += 1) });
-  const service = new PresenceService({
-    topic: 'p',
-    replicaId: 'me',
-    intervalMs: 100,
-    restateMs: 1000,
-    leaveGraceMs: 10,
-    publish: async () => undefined,
-    logger: silent,
-    now: () => 1_000_000,
-    forEachSink: (sinks, each) => hub.sliced(sinks, each),
-  });
+  const { hub, service } = slicedPresence();
   for (let index = 0; index < 2000; index++) service.join([{ kind: 'room', name: 'big' }], null, { write: () => undefined });
   service.tick(1_000_000);
   service.join([{ kind: 'room', name: 'big' }], ann, { write: () => undefined });
