@@ -216,10 +216,10 @@ function declare(name: string, fallback: string, allowed: string): void {
 
 /**
  * Replays' share of the event loop by default. Ten deep replays at once beside 1,000 live streams
- * (bench deep-resume, quiet machine, docs/BENCHMARKS.md fifth round): the live p99 went from a
- * median 2.2× to 1.75× of the undisturbed run, one client's 20,000-event gap still took 1.1–2.3 s,
- * and the ten replays together took 8–11 s instead of 4–5.5 s. 20 % was no better for live and
- * slowed a single replay to 2–3 s.
+ * (bench deep-resume, docs/BENCHMARKS.md "A quiet machine"): the live p99 went from a
+ * median 2.18× to 1.68× of the undisturbed run, one client's 20,000-event gap still took
+ * 1.1–2.6 s, and the ten replays together took 6–11 s instead of 4–7 s. 20 % was no better for
+ * live and slowed a single replay to 2–3 s.
  */
 const DEFAULT_REPLAY_SHARE_PERCENT = 30;
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
