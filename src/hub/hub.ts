@@ -50,10 +50,11 @@ export class HubBatch {
 export type Subscriber = { deliverBatch(batch: HubBatch): void } | { deliverEvent(event: HubEvent): void };
 
 type BatchSubscriber = Subscriber & { deliverBatch(batch: HubBatch): void };
+type EachSubscriber = Subscriber & { deliverEvent(event: HubEvent): void };
 
 interface ChannelSubscribers {
   batched: Set<BatchSubscriber>;
-  each: Set<Subscriber & { deliverEvent(event: HubEvent): void }>;
+  each: Set<EachSubscriber>;
   size: number;
 }
 
@@ -93,6 +94,12 @@ export class Hub {
   #batches = new Map<string, HubBatch>();
   /** Fan-outs and other per-stream work under way, served round robin within one budget per turn. */
   readonly #jobs: SlicedJob[] = [];
+  /**
+   * Per-event deliveries to streams of several channels, in publish order: one job among the
+   * others (`#laneQueued` while it is), working through its events head first.
+   */
+  readonly #lane: Array<{ event: HubEvent; remaining: Iterator<EachSubscriber> }> = [];
+  #laneQueued = false;
   /** Per channel with a fan-out under way: its later batches, which wait so each stream gets its batches in order. */
   readonly #waiting = new Map<string, HubBatch[]>();
   readonly #sliceMs: number;
@@ -139,18 +146,27 @@ export class Hub {
   }
 
   /**
-   * Hands `event` to its channel's per-event subscribers, and queues it for the batched ones
-   * until the next `flush()`; returns how many receive it. Nothing is queued for a channel
-   * nobody watches.
+   * Queues `event` for its channel's subscribers until the next `flush()`: the batched ones get
+   * the channel's events of the flush as one batch, the per-event ones (streams of several
+   * channels) each event; returns how many receive it. Nothing is queued for a channel nobody
+   * watches.
    *
-   * Per-event subscribers (streams of several channels) are served at once, in publish order:
-   * their position holds one offset per partition, and an event of one channel arriving after
-   * a later event of another on the same partition would be taken for one already delivered.
+   * Per-event subscribers are served in one lane, strictly in publish order, whatever the
+   * channel: their position holds one offset per partition, and an event of one channel arriving
+   * after a later event of another on the same partition would be taken for one already
+   * delivered. The lane takes its turns in the hub's slices like a fan-out, so ten thousand
+   * such streams on a room do not hold the event loop for the whole room either.
    */
   publish(event: HubEvent): number {
     const subscribers = this.#channels.get(event.channel);
     if (subscribers === undefined) return 0;
-    for (const subscriber of subscribers.each) subscriber.deliverEvent(event);
+    if (subscribers.each.size > 0) {
+      this.#lane.push({ event, remaining: subscribers.each.values() });
+      if (!this.#laneQueued) {
+        this.#laneQueued = true;
+        this.#jobs.push({ step: this.#laneStep, finished: () => (this.#laneQueued = false) });
+      }
+    }
     if (subscribers.batched.size > 0) {
       let batch = this.#batches.get(event.channel);
       if (batch === undefined) {
@@ -170,15 +186,17 @@ export class Hub {
    * fan-out to finish).
    */
   flush(): void {
-    if (this.#batches.size === 0) return;
-    const batches = this.#batches;
-    this.#batches = new Map();
-    for (const batch of batches.values()) {
-      const waiting = this.#waiting.get(batch.channel);
-      if (waiting !== undefined) waiting.push(batch);
-      else if (this.#startFanOut(batch)) this.#waiting.set(batch.channel, []);
+    if (this.#batches.size > 0) {
+      const batches = this.#batches;
+      this.#batches = new Map();
+      for (const batch of batches.values()) {
+        const waiting = this.#waiting.get(batch.channel);
+        if (waiting !== undefined) waiting.push(batch);
+        else if (this.#startFanOut(batch)) this.#waiting.set(batch.channel, []);
+      }
     }
-    this.#fanOut();
+    // The per-event lane may have work without any batch (only streams of several channels).
+    if (this.#jobs.length > 0) this.#fanOut();
   }
 
   /**
@@ -221,6 +239,20 @@ export class Hub {
     });
     return true;
   }
+
+  /** The lane's next delivery: the head event's next stream, else the next event's; false once all are done. */
+  readonly #laneStep = (): boolean => {
+    while (this.#lane.length > 0) {
+      const head = this.#lane[0]!;
+      const next = head.remaining.next();
+      if (next.done !== true) {
+        next.value.deliverEvent(head.event);
+        return true;
+      }
+      this.#lane.shift();
+    }
+    return false;
+  };
 
   #fanOut(): void {
     if (this.#continueScheduled) return; // a slice is due on a later turn: work joins the queue

@@ -62,16 +62,39 @@ t.test('events published before a flush reach a channel’s streams as one batch
   t.equal(batch!.frame, b.received[0]!.frame, 'built once, shared');
 });
 
-t.test('streams of several channels get each event at once, in publish order across channels', async (t) => {
+t.test('streams of several channels get each event, in publish order across channels, at the flush', async (t) => {
   const hub = new Hub();
   const multi = eventRecorder();
   hub.subscribe('room:a', multi);
   hub.subscribe('room:b', multi);
   const order = [event('room:a', 1), event('room:b', 2), event('room:a', 3)];
   for (const each of order) hub.publish(each);
-  t.same(multi.received, order, 'delivered in publish order, before any flush');
+  t.same(multi.received, [], 'queued until the flush');
   hub.flush();
-  t.equal(multi.received.length, 3, 'and not again at the flush');
+  t.same(multi.received, order, 'delivered in publish order');
+  hub.flush();
+  t.equal(multi.received.length, 3, 'and not again at the next flush');
+});
+
+t.test('per-event deliveries to many streams of several channels go out in slices, each stream still getting every event in publish order', async (t) => {
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 50, now: steppingClock() });
+  const multis = Array.from({ length: 1000 }, () => eventRecorder());
+  for (const multi of multis) {
+    hub.subscribe('room:a', multi);
+    hub.subscribe('room:b', multi);
+  }
+  const order = [event('room:a', 1), event('room:b', 2), event('room:a', 3), event('room:b', 4)];
+  for (const each of order) hub.publish(each);
+  hub.flush();
+  const done = multis.filter((multi) => multi.received.length === order.length).length;
+  t.ok(done < multis.length, `the flush returned before every stream had every event (${done} of ${multis.length})`);
+  // More events meanwhile: they queue behind, in order.
+  const later = [event('room:b', 5), event('room:a', 6)];
+  for (const each of later) hub.publish(each);
+  hub.flush();
+  await hub.settled();
+  const expected = [...order, ...later].map((each) => each.offset).join();
+  t.ok(multis.every((multi) => multi.received.map((each) => each.offset).join() === expected), 'every stream: every event once, in publish order');
 });
 
 t.test('unsubscribe removes the subscriber, and the channel when it was the last', async (t) => {
