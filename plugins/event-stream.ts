@@ -163,10 +163,15 @@ export default fp(
     app.decorate('openStreamCount', () => openStreams.size);
     app.decorate('streamStats', stats);
 
-    // One timer for every stream whose authorisation expires, not one per stream.
+    // One timer for every stream whose authorisation expires, not one per stream. The streams of
+    // a reconnect storm reach MAX_STREAM_LIFETIME_MS together: they are ended in the hub's slices
+    // (ending one twice, should a tick come round before its slice, does nothing).
+    const endExpired = (stream: OpenStream): void => stream.connection.end(authExpiredFrame, 'auth-expired');
     const expiryTimer = setInterval(() => {
       const now = Date.now();
-      for (const stream of expiring) if (stream.endAt !== null && stream.endAt <= now) stream.connection.end(authExpiredFrame, 'auth-expired');
+      const due: OpenStream[] = [];
+      for (const stream of expiring) if (stream.endAt !== null && stream.endAt <= now) due.push(stream);
+      if (due.length > 0) app.hub.sliced(due, endExpired);
     }, EXPIRY_CHECK_INTERVAL_MS);
     expiryTimer.unref();
 
