@@ -86,6 +86,16 @@ export interface HubOptions {
   onError?: (error: unknown) => void;
 }
 
+/** A job's step over `remaining`: `each` of the next item, false once there is none. */
+function stepsOver<T>(remaining: Iterator<T>, each: (item: T) => void): () => boolean {
+  return () => {
+    const next = remaining.next();
+    if (next.done === true) return false;
+    each(next.value);
+    return true;
+  };
+}
+
 /** The clock is read once per this many deliveries: reading it costs more than a delivery. */
 const CLOCK_STRIDE = 32;
 
@@ -209,15 +219,7 @@ export class Hub {
    * `onError` and that item is skipped.
    */
   sliced<T>(items: Iterable<T>, each: (item: T) => void): void {
-    const remaining = items[Symbol.iterator]();
-    this.#jobs.push({
-      step: () => {
-        const next = remaining.next();
-        if (next.done === true) return false;
-        each(next.value);
-        return true;
-      },
-    });
+    this.#jobs.push({ step: stepsOver(items[Symbol.iterator](), each) });
     this.#fanOut();
   }
 
@@ -227,14 +229,8 @@ export class Hub {
     if (subscribers === undefined || subscribers.batched.size === 0) return false;
     // A live iterator over the channel's set: a stream that leaves is skipped, one that joins
     // meanwhile may still get this batch, which its subscription filters by offset.
-    const remaining = subscribers.batched.values();
     this.#jobs.push({
-      step: () => {
-        const next = remaining.next();
-        if (next.done === true) return false;
-        next.value.deliverBatch(batch);
-        return true;
-      },
+      step: stepsOver(subscribers.batched.values(), (subscriber) => subscriber.deliverBatch(batch)),
       finished: () => this.#finish(batch.channel),
     });
     return true;

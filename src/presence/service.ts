@@ -130,6 +130,8 @@ export class PresenceService {
   readonly stats: PresenceStats = { statementsPublished: 0, statementBytes: 0, publishFailures: 0, statementsConsumed: 0, recordsSkipped: 0, framesWritten: 0 };
   readonly #options: PresenceServiceOptions;
   readonly #now: () => number;
+  /** How a delta reaches a channel's streams (`PresenceServiceOptions.forEachSink`; default: all at once). */
+  readonly #forEachSink: NonNullable<PresenceServiceOptions['forEachSink']>;
   readonly #tracker: PresenceTracker;
   readonly #remote: RemoteStatements;
   /** Local streams per channel. */
@@ -152,6 +154,11 @@ export class PresenceService {
   constructor(options: PresenceServiceOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#forEachSink =
+      options.forEachSink ??
+      ((sinks, each) => {
+        for (const sink of sinks) each(sink);
+      });
     this.replicaId = options.replicaId ?? newReplicaId();
     this.expiryMs = EXPIRY_PERIODS * options.restateMs;
     this.#nextRestateAt = this.#now() + options.restateMs;
@@ -310,11 +317,9 @@ export class PresenceService {
       anonymous: after.anonymous,
     });
     // One frame for the channel, shared by its streams: per stream, one write.
-    const each = (sink: PresenceSink): void => this.#write(sink, frame);
-    if (this.#options.forEachSink === undefined) for (const sink of sinks) each(sink);
     // The streams here now: one opening while the delta is still being written got a newer
     // snapshot, which this delta must not follow (closed ones ignore the write).
-    else this.#options.forEachSink([...sinks], each);
+    this.#forEachSink([...sinks], (sink) => this.#write(sink, frame));
   }
 
   /** The replica's statement of the channel; `until`: its last one, its members listed until then at most (see stop). */

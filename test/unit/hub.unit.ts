@@ -201,12 +201,18 @@ t.test('other per-stream work (`sliced`) shares the fan-outs\' budget: a big set
   t.notOk(hub.busy);
 });
 
-t.test('one slice per turn of the event loop: a flush\'s slice is not followed at once by the next one in the same turn', async (t) => {
+/** A hub with slices of 2 ms on a stepping clock, a room of 1,000 streams and one batch of it flushed: its fan-out under way. */
+function bigRoomFlushed(): { hub: Hub; big: Array<ReturnType<typeof batchRecorder>> } {
   const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 100, now: steppingClock() });
   const big = Array.from({ length: 1000 }, () => batchRecorder());
   for (const subscriber of big) hub.subscribe('room:big', subscriber);
   hub.publish(event('room:big', 1));
   hub.flush();
+  return { hub, big };
+}
+
+t.test('one slice per turn of the event loop: a flush\'s slice is not followed at once by the next one in the same turn', async (t) => {
+  const { hub, big } = bigRoomFlushed();
   const reached = () => big.filter((subscriber) => subscriber.received.length === 1).length;
   const afterFlush = reached();
   t.ok(afterFlush < big.length, 'the flush ran one slice');
@@ -219,11 +225,7 @@ t.test('one slice per turn of the event loop: a flush\'s slice is not followed a
 });
 
 t.test('a flush while a slice is due on a later turn delivers nothing at once: its batch joins that slice', async (t) => {
-  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 100, now: steppingClock() });
-  const big = Array.from({ length: 1000 }, () => batchRecorder());
-  for (const subscriber of big) hub.subscribe('room:big', subscriber);
-  hub.publish(event('room:big', 1));
-  hub.flush();
+  const { hub, big } = bigRoomFlushed();
   t.ok(hub.busy);
   const small = batchRecorder();
   hub.subscribe('room:small', small);
