@@ -31,6 +31,8 @@ export default fp(
     const presence = new PresenceService({
       topic,
       intervalMs: config.presence.intervalMs,
+      crowdStreams: config.presence.crowdStreams,
+      crowdIntervalMs: config.presence.crowdIntervalMs,
       restateMs: config.presence.restateMs,
       leaveGraceMs: config.presence.leaveGraceMs,
       publish: (record) => app.bus.publish(record),

@@ -143,7 +143,7 @@ const CONTROL_EVENTS: Array<{ event: string; description: string; data: TSchema 
 
 const PRESENCE_EVENT_DESCRIPTION =
   'Who is in the channel (README, "Presence"; kinds with `presence` on): first a snapshot (`snapshot: true`, `members`), before anything else, ' +
-  'then deltas (`joined`, `left`) at most once per PRESENCE_INTERVAL_MS; `count` (members listed) and `anonymous` (unnamed streams) are absolute. ' +
+  'then deltas (`joined`, `left`) at most once per PRESENCE_INTERVAL_MS (PRESENCE_CROWD_INTERVAL_MS in a room with more than PRESENCE_CROWD_STREAMS streams on the replica); `count` (members listed) and `anonymous` (unnamed streams) are absolute. ' +
   'No `id:`, never replayed. `verified: false` marks a self-chosen name (auth off, `?name=`)';
 
 /** The data of a `presence` event: a snapshot or a delta, the channel under its kind's name. */

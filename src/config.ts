@@ -134,6 +134,10 @@ export interface PresenceConfig {
   topic: string | null;
   /** A replica publishes its changes, and sends its streams deltas, at most once per this (ms). */
   intervalMs: number;
+  /** A room with more than this many streams on a replica is crowded: its deltas there go out per `crowdIntervalMs`. */
+  crowdStreams: number;
+  /** A crowded room's streams get a delta at most once per this (ms); at least `intervalMs`. */
+  crowdIntervalMs: number;
   /** Each replica restates every channel it holds this often (ms); statements expire after 3× this. */
   restateMs: number;
   /** A member whose last stream closed stays listed this long (ms); above SSE_RETRY_MS. */
@@ -564,6 +568,8 @@ function presenceConfig(env: Env): PresenceConfig {
   if (topic !== undefined && !TOPIC_NAME.test(topic)) throw new ConfigError('PRESENCE_TOPIC', `has an invalid value "${topic}"`);
   const sseRetryMs = integer(env, 'SSE_RETRY_MS', 3000, 0, 3600000);
   const intervalMs = integer(env, 'PRESENCE_INTERVAL_MS', 1000, 10, 60000);
+  const crowdStreams = integer(env, 'PRESENCE_CROWD_STREAMS', 100, 1, 10000000);
+  const crowdIntervalMs = integer(env, 'PRESENCE_CROWD_INTERVAL_MS', 5000, 10, 3600000);
   const restateMs = integer(env, 'PRESENCE_RESTATE_MS', 10000, 100, 3600000);
   // The grace must outlast the reconnect delay, or every reconnect is a leave and a join.
   const leaveGraceMs = integer(env, 'PRESENCE_LEAVE_GRACE_MS', Math.max(5000, sseRetryMs + 2000), 0, 3600000);
@@ -571,7 +577,8 @@ function presenceConfig(env: Env): PresenceConfig {
     throw new ConfigError('PRESENCE_LEAVE_GRACE_MS', `(${leaveGraceMs}) must be greater than SSE_RETRY_MS (${sseRetryMs}): a client reconnecting would leave and join again`);
   }
   if (restateMs < intervalMs) throw new ConfigError('PRESENCE_RESTATE_MS', `(${restateMs}) must be at least PRESENCE_INTERVAL_MS (${intervalMs})`);
-  return { rooms: bool(env, 'ROOM_PRESENCE', true), topic: topic ?? null, intervalMs, restateMs, leaveGraceMs };
+  if (crowdIntervalMs < intervalMs) throw new ConfigError('PRESENCE_CROWD_INTERVAL_MS', `(${crowdIntervalMs}) must be at least PRESENCE_INTERVAL_MS (${intervalMs})`);
+  return { rooms: bool(env, 'ROOM_PRESENCE', true), topic: topic ?? null, intervalMs, crowdStreams, crowdIntervalMs, restateMs, leaveGraceMs };
 }
 
 /**
@@ -744,6 +751,8 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   ROOM_PRESENCE: 'whether chat rooms track who is in them ([Presence](#presence)); `false`: no presence route or events for rooms, and no presence topic unless a declared kind turns presence on',
   PRESENCE_TOPIC: 'the compacted topic where replicas share who is in each room ([Presence](#presence)); created when missing',
   PRESENCE_INTERVAL_MS: 'presence changes are published, and `presence` deltas sent to streams, at most once per this per room',
+  PRESENCE_CROWD_STREAMS: 'a room with more than this many streams on a replica is crowded: its streams there get `presence` deltas at most once per `PRESENCE_CROWD_INTERVAL_MS` (each delta is a write per stream)',
+  PRESENCE_CROWD_INTERVAL_MS: 'a crowded room\'s streams get a `presence` delta (the net change) at most once per this; at least `PRESENCE_INTERVAL_MS`',
   PRESENCE_RESTATE_MS: 'each replica restates who it holds in every room this often; a replica silent for 3× this (killed) has its members leave everyone\'s view',
   PRESENCE_LEAVE_GRACE_MS: 'a member whose last stream closed stays listed this long, so a reconnect is not a leave and a join; must be above `SSE_RETRY_MS`',
   KAFKA_FAIL_FAST: 'exit 1 at startup when Kafka refuses the credentials or the TLS handshake, instead of retrying',

@@ -12,7 +12,7 @@ import { kafkaAdmin } from './helpers/kafka.ts';
  */
 
 const RESTATE_MS = 1000;
-const FAST = { rooms: true, intervalMs: 100, restateMs: RESTATE_MS, leaveGraceMs: 600, topic: null };
+const FAST = { rooms: true, intervalMs: 100, crowdStreams: 100, crowdIntervalMs: 500, restateMs: RESTATE_MS, leaveGraceMs: 600, topic: null };
 
 // any: the tests index into the presence JSON they assert on.
 const lastPresence = (stream: TestStream): any => (stream.presence.length === 0 ? undefined : JSON.parse(stream.presence[stream.presence.length - 1]!.data));

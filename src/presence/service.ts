@@ -27,7 +27,8 @@ import { PresenceTracker } from './tracker.ts';
  * - reads every replica's statements and drops those not restated within 3 × `restateMs`;
  * - sends its streams of a channel `event: presence` frames: a snapshot when a stream opens,
  *   then deltas (joined, left, counts) at most once per `intervalMs` per channel, one frame
- *   built per channel and written to each of its streams.
+ *   built per channel and written to each of its streams; a crowded channel (more than
+ *   `crowdStreams` streams here) gets them at most once per `crowdIntervalMs`.
  * Presence frames carry no `id:` (they never move a client's Last-Event-ID) and are never kept
  * in the history: a resumed stream gets a fresh snapshot, never old deltas.
  */
@@ -60,6 +61,19 @@ export interface PresenceServiceOptions {
   replicaId?: string;
   /** Changes are published, and deltas sent, at most once per this (ms). */
   intervalMs: number;
+  /**
+   * A channel with more than this many streams on this replica is crowded: its deltas go out at
+   * most once per `crowdIntervalMs` instead. A delta costs one write per stream, so a crowded
+   * room whose count churns would otherwise cost as much as an event per interval, for good.
+   * The precedent is PubNub's "Announce Max" (default 20 occupants), beyond which presence
+   * switches to "interval mode" (one occupancy event per "Interval", default 10 s).
+   */
+  crowdStreams: number;
+  /**
+   * A crowded channel's streams get a delta at most once per this (ms, at least `intervalMs`),
+   * counted from its last delta; changes meanwhile are carried, netted, by the next one.
+   */
+  crowdIntervalMs: number;
   /** Every channel held is restated this often (ms); statements older than 3× this expire. */
   restateMs: number;
   /** A member whose last stream closed stays this long (ms): longer than the client's reconnect delay. */
@@ -138,6 +152,8 @@ export class PresenceService {
   readonly #sinks = new Map<string, Set<PresenceSink>>();
   /** Per channel with local streams: the view they were last told (snapshot or delta). */
   readonly #announced = new Map<string, ClusterView>();
+  /** Per channel with local streams: when its last delta was sent (ms), for crowded channels' pace. */
+  readonly #lastDeltaAt = new Map<string, number>();
   /** Channels whose own statement is due (members changed). */
   #statementDue = new Set<string>();
   /** Channels whose cluster view may have changed since streams were last told. */
@@ -219,6 +235,7 @@ export class PresenceService {
         if (sinks.size === 0) {
           this.#sinks.delete(key);
           this.#announced.delete(key);
+          this.#lastDeltaAt.delete(key);
         }
       }
     };
@@ -292,7 +309,7 @@ export class PresenceService {
     for (const key of this.#remote.expire(now)) this.#viewChanged.add(key);
     const changed = this.#viewChanged;
     this.#viewChanged = new Set();
-    for (const key of changed) this.#sendDelta(key);
+    for (const key of changed) this.#sendDelta(key, now);
     if (now >= this.#nextRestateAt) {
       this.#nextRestateAt = now + this.#options.restateMs;
       for (const key of this.#tracker.channelKeys()) this.#statementDue.add(key);
@@ -302,14 +319,22 @@ export class PresenceService {
     for (const key of due) this.#publishStatement(key, now);
   }
 
-  #sendDelta(key: string): void {
+  #sendDelta(key: string, now: number): void {
     const sinks = this.#sinks.get(key);
     const before = this.#announced.get(key);
     if (sinks === undefined || before === undefined) return;
+    const lastAt = this.#lastDeltaAt.get(key);
+    if (sinks.size > this.#options.crowdStreams && lastAt !== undefined && now - lastAt < this.#options.crowdIntervalMs) {
+      // Crowded: every delta is a write per stream. Still due: a later tick sends the net change
+      // since what was last announced (and a stream opening meanwhile gets a current snapshot).
+      this.#viewChanged.add(key);
+      return;
+    }
     const after = this.#view(key);
     const { joined, left } = diffViews(before.members, after.members);
     if (joined.length === 0 && left.length === 0 && before.anonymous === after.anonymous) return;
     this.#announced.set(key, after);
+    this.#lastDeltaAt.set(key, now);
     const frame = this.#frame(splitKey(key), {
       joined: ordered(joined).map((member) => shown(member, false)),
       left: ordered(left).map((member) => shown(member, false)),

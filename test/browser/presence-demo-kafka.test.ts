@@ -18,7 +18,7 @@ if (noChromium !== false) {
   const browser = await launchChromium(t);
 
   t.test('two pages on two replicas list each other as in the room, and a page that leaves drops off', async (t) => {
-    const [a, b] = await startReplicaPair(t, { presence: { rooms: true, intervalMs: 100, restateMs: 1000, leaveGraceMs: 500, topic: null } });
+    const [a, b] = await startReplicaPair(t, { presence: { rooms: true, intervalMs: 100, crowdStreams: 100, crowdIntervalMs: 500, restateMs: 1000, leaveGraceMs: 500, topic: null } });
     const room = uniqueName('room');
     const open = (url: string, user: string): Promise<Page> => openPage(t, browser, `${url}/?room=${room}`, { beforeLoad: `localStorage.setItem('user', ${JSON.stringify(user)})` });
     const ann = await open(a.url, 'Ann');

@@ -6,7 +6,7 @@ import { openStream, until, type TestStream } from '../helpers/sse-client.ts';
 
 /** Presence on one replica (the embedded bus): snapshot, deltas, the route, grace, identities. */
 
-const FAST = { rooms: true, intervalMs: 50, restateMs: 1000, leaveGraceMs: 400, topic: null };
+const FAST = { rooms: true, intervalMs: 50, crowdStreams: 100, crowdIntervalMs: 250, restateMs: 1000, leaveGraceMs: 400, topic: null };
 
 // any: the tests index into the presence JSON they assert on.
 const data = (stream: TestStream, index: number): any => JSON.parse(stream.presence[index]!.data);

@@ -98,7 +98,7 @@ t.test('statements: encoded and decoded; a bad record is refused with a reason, 
 t.test('service: statements on change (coalesced per interval) and on restatement; deltas per channel once per interval, one shared frame', async (t) => {
   let now = 1_000_000;
   const published: OutgoingRecord[] = [];
-  const service = new PresenceService({ topic: 'p', replicaId: 'me', intervalMs: 100, restateMs: 1000, leaveGraceMs: 10, publish: async (record) => published.push(record), logger: silent, now: () => now });
+  const service = new PresenceService({ topic: 'p', replicaId: 'me', intervalMs: 100, crowdStreams: 100, crowdIntervalMs: 500, restateMs: 1000, leaveGraceMs: 10, publish: async (record) => published.push(record), logger: silent, now: () => now });
   const frames: Buffer[][] = [[], []];
   const sinks = frames.map((list) => ({ write: (frame: Buffer) => list.push(frame) }));
   service.join([{ kind: 'room', name: 'a' }], ann, sinks[0]!);
@@ -155,7 +155,7 @@ t.test('a departing replica hands over: its last statement keeps its members lis
 });
 
 t.test('service: a snapshot of a crowded room lists the earliest members and says it is truncated; count counts all', async (t) => {
-  const service = new PresenceService({ topic: 'p', replicaId: 'me', intervalMs: 100, restateMs: 1000, leaveGraceMs: 10, publish: async () => undefined, logger: silent });
+  const service = new PresenceService({ topic: 'p', replicaId: 'me', intervalMs: 100, crowdStreams: 100, crowdIntervalMs: 500, restateMs: 1000, leaveGraceMs: 10, publish: async () => undefined, logger: silent });
   const members = Array.from({ length: MAX_SNAPSHOT_MEMBERS + 5 }, (_, i) => ({ sub: `u${i}`, name: `n${i}`, verified: true, since: i }));
   service.onRecords([{ topic: 'p', partition: 0, offset: '0', key: null, value: Buffer.from(encodeStatement({ kind: 'room', channel: 'big', replica: 'other', members: members.slice(0, 3000), anonymous: 0, at: Date.now() })), headers: {}, timestamp: Date.now() }]);
   service.onRecords([{ topic: 'p', partition: 0, offset: '1', key: null, value: Buffer.from(encodeStatement({ kind: 'room', channel: 'big', replica: 'third', members: members.slice(3000), anonymous: 0, at: Date.now() })), headers: {}, timestamp: Date.now() }]);
@@ -185,19 +185,24 @@ t.test('settings: presence in a kind declaration and the presence settings are c
   t.throws(() => loadConfig({ CHANNELS_FILE: file('bad', 'yes') }), /channel kind "orders": presence must be boolean/);
 
   const defaults = loadConfig({});
-  t.same(defaults.presence, { rooms: true, topic: null, intervalMs: 1000, restateMs: 10000, leaveGraceMs: 5000 });
+  t.same(defaults.presence, { rooms: true, topic: null, intervalMs: 1000, crowdStreams: 100, crowdIntervalMs: 5000, restateMs: 10000, leaveGraceMs: 5000 });
   t.equal(presenceTopic(defaults), 'chat.presence', 'the default topic follows CHAT_TOPIC');
   t.equal(presenceTopic(loadConfig({ PRESENCE_TOPIC: 'who-is-here' })), 'who-is-here');
   t.equal(loadConfig({ SSE_RETRY_MS: '8000' }).presence.leaveGraceMs, 10000, 'the default grace outlasts a longer retry');
   t.throws(() => loadConfig({ SSE_RETRY_MS: '3000', PRESENCE_LEAVE_GRACE_MS: '2000' }), /PRESENCE_LEAVE_GRACE_MS \(2000\) must be greater than SSE_RETRY_MS \(3000\)/);
   t.throws(() => loadConfig({ PRESENCE_INTERVAL_MS: '5000', PRESENCE_RESTATE_MS: '1000' }), /PRESENCE_RESTATE_MS \(1000\) must be at least PRESENCE_INTERVAL_MS/);
+  t.match(loadConfig({ PRESENCE_CROWD_STREAMS: '20', PRESENCE_CROWD_INTERVAL_MS: '10000' }).presence, { crowdStreams: 20, crowdIntervalMs: 10000 });
+  t.equal(loadConfig({ PRESENCE_INTERVAL_MS: '2000', PRESENCE_CROWD_INTERVAL_MS: '2000' }).presence.crowdIntervalMs, 2000, 'the crowd interval may equal the interval');
+  t.throws(() => loadConfig({ PRESENCE_INTERVAL_MS: '2000', PRESENCE_CROWD_INTERVAL_MS: '1000' }), { name: 'ConfigError', message: /PRESENCE_CROWD_INTERVAL_MS \(1000\) must be at least PRESENCE_INTERVAL_MS \(2000\)/ });
+  t.throws(() => loadConfig({ PRESENCE_CROWD_INTERVAL_MS: '500' }), /PRESENCE_CROWD_INTERVAL_MS \(500\) must be at least PRESENCE_INTERVAL_MS \(1000\)/, 'against the default interval too');
+  t.throws(() => loadConfig({ PRESENCE_CROWD_STREAMS: '0' }), /PRESENCE_CROWD_STREAMS must be between 1 and/);
   t.throws(() => loadConfig({ PRESENCE_TOPIC: 'chat' }), /PRESENCE_TOPIC \("chat"\) is the topic of a channel kind/);
   t.throws(() => loadConfig({ PRESENCE_TOPIC: 'bad topic' }), /PRESENCE_TOPIC has an invalid value/);
 });
 
 t.test('a member who moves to another replica keeps when it joined (`since`)', async (t) => {
   let now = 5_000;
-  const service = new PresenceService({ topic: 'p', replicaId: 'b', intervalMs: 100, restateMs: 1000, leaveGraceMs: 10, publish: async () => undefined, logger: silent, now: () => now });
+  const service = new PresenceService({ topic: 'p', replicaId: 'b', intervalMs: 100, crowdStreams: 100, crowdIntervalMs: 500, restateMs: 1000, leaveGraceMs: 10, publish: async () => undefined, logger: silent, now: () => now });
   // Replica a's last statement: Ann there since 1,000, handed over until 9,000.
   const statement = { kind: 'room', channel: 'r', replica: 'a', members: [{ sub: 'u-ann', name: 'Ann', verified: true, since: 1_000 }], anonymous: 0, at: 4_000, until: 9_000 };
   service.onRecords([{ topic: 'p', partition: 0, offset: '0', key: null, value: Buffer.from(encodeStatement(statement)), headers: {}, timestamp: 4_000 }]);
@@ -219,6 +224,9 @@ function slicedPresence(): { hub: Hub; service: PresenceService } {
     topic: 'p',
     replicaId: 'me',
     intervalMs: 100,
+    // Never crowded: these tests are about how one delta is written, not how often.
+    crowdStreams: Infinity,
+    crowdIntervalMs: 500,
     restateMs: 1000,
     leaveGraceMs: 10,
     publish: async () => undefined,
@@ -256,5 +264,82 @@ t.test('a stream that opens while a delta is still being written gets its snapsh
   await hub.settled();
   t.equal(late.length, 1, 'only its snapshot');
   t.match(JSON.parse(late[0]!.toString().split('data: ')[1]!), { snapshot: true, count: 1, anonymous: 2001 });
+  await service.stop(10);
+});
+
+/**
+ * A service whose channel `room:a` has `streams` anonymous streams here (the recorded sinks)
+ * and whose counts another replica ('other') changes at will; deltas are crowded beyond 3 streams.
+ */
+function crowdedPresence(streams: number) {
+  let now = 1_000_000;
+  const service = new PresenceService({ topic: 'p', replicaId: 'me', intervalMs: 100, crowdStreams: 3, crowdIntervalMs: 500, restateMs: 60_000, leaveGraceMs: 10, publish: async () => undefined, logger: silent, now: () => now });
+  const written = Array.from({ length: streams }, () => [] as Buffer[]);
+  for (const frames of written) service.join([{ kind: 'room', name: 'a' }], null, { write: (frame) => frames.push(frame) });
+  let offset = 0;
+  /** The other replica now holds `members` and `anonymous` streams in room a. */
+  const other = (members: string[], anonymous: number) =>
+    service.onRecords([
+      {
+        topic: 'p',
+        partition: 0,
+        offset: String(offset++),
+        key: null,
+        value: Buffer.from(encodeStatement({ kind: 'room', channel: 'a', replica: 'other', members: members.map((name, i) => ({ sub: `u-${name}`, name, verified: true, since: i + 1 })), anonymous, at: now })),
+        headers: {},
+        timestamp: now,
+      },
+    ]);
+  /** One interval later: the timer's tick. */
+  const tick = (ms = 100) => {
+    now += ms;
+    service.tick(now);
+  };
+  const presence = (frame: Buffer) => JSON.parse(frame.toString().split('data: ')[1]!);
+  return { service, written, other, tick, presence };
+}
+
+t.test('a crowded channel (more than crowdStreams streams here) gets at most one delta per crowdIntervalMs, then the net change', async (t) => {
+  const { service, written, other, tick, presence } = crowdedPresence(4);
+  tick();
+  t.ok(written.every((frames) => frames.length === 2), 'its first delta goes out at once (none sent before)');
+  t.match(presence(written[0]![1]!), { count: 0, anonymous: 4 });
+
+  // Its count changes on every tick: Bob joins, leaves, Cy joins, the other replica's anonymous grow.
+  const changes: Array<[string[], number]> = [[['Bob'], 1], [[], 2], [['Cy'], 3], [['Cy'], 4]];
+  for (const [members, anonymous] of changes) {
+    other(members, anonymous);
+    tick();
+    t.ok(written.every((frames) => frames.length === 2), `no delta ${anonymous * 100} ms after the last one`);
+  }
+  other(['Cy'], 5);
+  tick();
+  t.ok(written.every((frames) => frames.length === 3), 'one delta once the crowd interval has passed');
+  t.equal(written[0]![2], written[3]![2], 'one frame, shared');
+  t.match(presence(written[0]![2]!), { room: 'a', joined: [{ sub: 'u-Cy', name: 'Cy' }], left: [], count: 1, anonymous: 9 }, 'the net change: Bob came and went, unseen; counts as of now');
+
+  // A change with none after it is not lost: sent when the crowd interval has passed.
+  other(['Cy'], 6);
+  tick();
+  tick(300);
+  t.ok(written.every((frames) => frames.length === 3), 'still within the crowd interval');
+  tick();
+  t.ok(written.every((frames) => frames.length === 4));
+  t.match(presence(written[0]![3]!), { joined: [], left: [], count: 1, anonymous: 10 });
+  await service.stop(10);
+});
+
+t.test('a channel at the crowd threshold (crowdStreams streams here) still gets a delta on every tick with a change', async (t) => {
+  const { service, written, other, tick, presence } = crowdedPresence(3);
+  tick();
+  t.ok(written.every((frames) => frames.length === 2));
+  for (let anonymous = 1; anonymous <= 4; anonymous++) {
+    other(anonymous % 2 === 1 ? ['Bob'] : [], anonymous);
+    tick();
+    t.ok(written.every((frames) => frames.length === 2 + anonymous), `a delta on tick ${anonymous}`);
+    t.match(presence(written[0]![1 + anonymous]!), { count: anonymous % 2, anonymous: 3 + anonymous });
+  }
+  tick();
+  t.ok(written.every((frames) => frames.length === 6), 'no change, no delta');
   await service.stop(10);
 });
