@@ -137,7 +137,7 @@ export class Subscription {
   readonly #context: SubscriptionContext;
   #tracks: Track[];
   /** Slots of kinds whose events a client that is behind may skip for newer ones (`slowClients: conflate`). */
-  readonly #conflating = new Set<TopicSlot>();
+  #conflating: Set<TopicSlot> | undefined;
   readonly #sink: SubscriptionSink;
   readonly #cursor = new Map<string, CursorEntry>();
   /** Live events held while the replay runs; null once live. */
@@ -148,7 +148,8 @@ export class Subscription {
   #single: CursorEntry | undefined;
   #unsubscribes: Array<() => void> = [];
   #closed = false;
-  readonly #resets = new Set<ResetReason>();
+  /** Reasons told so far; made at the first (most streams have none: an idle stream holds no empty set). */
+  #resets: Set<ResetReason> | undefined;
   /** Decided at the first replayed event: whether the replay is framed by `lag` and `live`. */
   #lagging: boolean | null = null;
   /** This stream's place among the replica's deep replays (`replaySlots`), kept for its life: its age. */
@@ -168,7 +169,7 @@ export class Subscription {
     this.#tracks = channels.flatMap(({ kind: kindName, name }) => {
       const kind = dispatcher.registry.get(kindName);
       const { slot } = kind;
-      if (kind.conflate) this.#conflating.add(slot);
+      if (kind.conflate) (this.#conflating ??= new Set()).add(slot);
       const key = channelKey(kind.name, name);
       const count = Math.max(1, dispatcher.partitionCount(slot));
       const learned = dispatcher.partitionOf(key);
@@ -220,7 +221,7 @@ export class Subscription {
       const entry = this.#cursor.get(key);
       if (entry === undefined || start < entry.next) this.#setEntry(key, { slot: track.slot, partition: track.partition, next: start });
     }
-    for (const reason of this.#resets) this.#sink.write(bodyFrame('reset', JSON.stringify({ reason })));
+    for (const reason of this.#resets ?? []) this.#sink.write(bodyFrame('reset', JSON.stringify({ reason })));
 
     let froms = starts;
     for (;;) {
@@ -254,7 +255,7 @@ export class Subscription {
   }
 
   #outcome(outcome: SubscriptionOutcome): SubscriptionOutcome {
-    outcome.resets = [...this.#resets];
+    outcome.resets = this.#resets === undefined ? [] : [...this.#resets];
     return outcome;
   }
 
@@ -264,20 +265,24 @@ export class Subscription {
     return new Map(this.#tracks.map((track) => [track.id, dispatcher.nextOffset(track.slot, track.partition)]));
   }
 
+  /** Notes a reset to be told with the stream's start (`start` writes them). */
+  #noteReset(reason: ResetReason): void {
+    (this.#resets ??= new Set()).add(reason);
+  }
+
   /** Tells the client (once per reason) that part of what it asked for cannot be sent. */
   #reset(reason: ResetReason): void {
-    if (this.#resets.has(reason)) return;
-    this.#resets.add(reason);
+    if (this.#resets?.has(reason)) return;
+    this.#noteReset(reason);
     this.#sink.write(bodyFrame('reset', JSON.stringify({ reason })));
   }
 
   async #startOffsets(from: StartFrom, liveFrom: Map<string, number | undefined>): Promise<Map<string, number>> {
     const starts = new Map<string, number>();
-    const resets = this.#resets;
     if (from.kind === 'cursor') {
       const entries = this.#context.codec.decode(from.id);
       if (entries === null) {
-        resets.add('invalid-id');
+        this.#noteReset('invalid-id');
         return starts;
       }
       const byPosition = new Map(entries.map((entry) => [positionKey(entry.slot, entry.partition), entry.next]));
@@ -291,7 +296,7 @@ export class Subscription {
       // A channel followed on every partition lives on one of those the id holds: the others
       // are dropped. A channel the id says nothing of cannot be resumed.
       this.#tracks = this.#tracks.filter((track) => starts.has(track.id) || !(track.guessed && resumable.has(track.key)));
-      if (this.#tracks.some((track) => !starts.has(track.id))) resets.add('unknown-position');
+      if (this.#tracks.some((track) => !starts.has(track.id))) this.#noteReset('unknown-position');
       await this.#dropPositionsPastTheEnd(starts, liveFrom);
     } else if (from.kind === 'time') {
       const { history, rangeReader, dispatcher } = this.#context;
@@ -303,7 +308,7 @@ export class Subscription {
             .offsetForTime(dispatcher.topicOf(track.slot), track.partition, from.timestamp)
             .catch(() => null);
         }
-        if (offset === null) resets.add('since-unavailable');
+        if (offset === null) this.#noteReset('since-unavailable');
         else starts.set(track.id, offset);
       }
     }
@@ -343,7 +348,7 @@ export class Subscription {
       }
       if (beyond) {
         starts.delete(track.id);
-        this.#resets.add('beyond-end');
+        this.#noteReset('beyond-end');
       }
     }
   }
@@ -584,7 +589,7 @@ export class Subscription {
 
   /** The key under which a client that is behind may skip this event for a newer one; undefined: never skipped. */
   #conflateKey(event: { slot: TopicSlot; channel: string }): string | undefined {
-    return this.#conflating.has(event.slot) ? event.channel : undefined;
+    return this.#conflating?.has(event.slot) === true ? event.channel : undefined;
   }
 
   /** Moves the stream's position in a partition forward (never back). */
