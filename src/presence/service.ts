@@ -71,7 +71,7 @@ export interface PresenceServiceOptions {
   crowdStreams: number;
   /**
    * A crowded channel's streams get a delta at most once per this (ms, at least `intervalMs`),
-   * counted from its last delta; changes meanwhile are carried, netted, by the next one.
+   * counted from its last delta (or its first stream here: a room filled at once gets none before); changes meanwhile are carried, netted, by the next one.
    */
   crowdIntervalMs: number;
   /** Every channel held is restated this often (ms); statements older than 3× this expire. */
@@ -215,6 +215,9 @@ export class PresenceService {
       if (sinks === undefined) {
         sinks = new Set();
         this.#sinks.set(key, sinks);
+        // Its streams are told the room by their snapshots: a room that fills up at once (a
+        // reconnect storm into it) gets its first delta a crowd interval after its first stream, too.
+        this.#lastDeltaAt.set(key, this.#now());
       }
       sinks.add(sink);
       const view = this.#view(key);
