@@ -166,6 +166,7 @@ export class Subscription {
     this.#turns = context.replayTurns ?? defaultReplayTurns;
     this.#sink = sink;
     const { dispatcher } = context;
+    // An exact-size copy (`slice`): the tracks live as long as the stream, and flatMap's array keeps room to grow.
     this.#tracks = channels.flatMap(({ kind: kindName, name }) => {
       const kind = dispatcher.registry.get(kindName);
       const { slot } = kind;
@@ -177,7 +178,7 @@ export class Subscription {
       if (learned !== undefined) return [track(learned, false)];
       if (kind.partitioning === 'murmur2') return [track(partitionForKey(name, count), false)];
       return Array.from({ length: count }, (_, partition) => track(partition, count > 1));
-    });
+    }).slice();
   }
 
   get closed(): boolean {

@@ -204,13 +204,16 @@ export class PresenceService {
    * called right after the stream's preamble), then the channels' deltas until the returned
    * function is called (idempotent) when the stream ends.
    */
-  join(channels: readonly PresenceChannel[], identity: PresenceIdentity | null, sink: PresenceSink): () => void {
-    const leaves: Array<() => void> = [];
-    for (const channel of channels) {
+  join(streamChannels: readonly PresenceChannel[], identity: PresenceIdentity | null, sink: PresenceSink): () => void {
+    // Both arrays live as long as the stream: exact-size (a filtered or pushed-to array keeps
+    // room to grow, ~100 bytes each per idle stream).
+    const channels = streamChannels.slice();
+    const leaves = new Array<() => void>(channels.length);
+    for (const [index, channel] of channels.entries()) {
       const key = keyOf(channel.kind, channel.name);
       // A member already in the channel on another replica (moved by a drain, a second tab) keeps its `since`.
       const since = identity === null ? undefined : mergeView(NOBODY, this.#remote.statementsOf(key)).members.get(memberKey(identity))?.since;
-      leaves.push(this.#tracker.join(key, identity, since));
+      leaves[index] = this.#tracker.join(key, identity, since);
       let sinks = this.#sinks.get(key);
       if (sinks === undefined) {
         sinks = new Set();
