@@ -155,3 +155,28 @@ t.test('ROOM_PRESENCE=false: room streams start with their events, no presence r
   const status = await routeOf(`${gateway.url}/status`);
   t.notOk(status.partitions.some((entry: { topic: string }) => entry.topic.endsWith('.presence')), 'the presence topic is not consumed');
 });
+
+t.test('a crowded room (more than PRESENCE_CROWD_STREAMS streams) gets its first delta a crowd interval after its first stream, then at most one per interval', async (t) => {
+  const crowdIntervalMs = 2000;
+  const gateway = await startGateway(t, { presence: { ...FAST, crowdStreams: 2, crowdIntervalMs } });
+  const room = uniqueName('room');
+  const opened = Date.now();
+  const streams: TestStream[] = [];
+  for (let i = 0; i < 3; i++) streams.push(await openStream(t, `${gateway.url}/events/${room}`));
+  await until(() => streams.every((stream) => stream.presence.length >= 1), 5000, 'the snapshots');
+  const watcher = streams[0]!;
+  t.match(data(watcher, 0), { room, snapshot: true, anonymous: 1 });
+  // Uncrowded, the count of 3 would reach the first stream within an interval (50 ms).
+  await until(() => lastPresence(watcher)?.anonymous === 3, 10_000, 'a delta counting 3 streams');
+  t.ok(Date.now() - opened >= crowdIntervalMs, `no delta before the crowd interval (${Date.now() - opened} ms)`);
+  t.equal(watcher.presence.length, 2, 'one delta: the net change');
+  t.match(lastPresence(watcher), { room, joined: [], left: [], count: 0, anonymous: 3 });
+
+  // A change after it waits for the next crowd interval, then arrives, netted.
+  const deltaSeen = Date.now();
+  streams.push(await openStream(t, `${gateway.url}/events/${room}`));
+  await until(() => lastPresence(watcher)?.anonymous === 4, 10_000, 'a delta counting 4 streams');
+  // The delta was sent at least crowdIntervalMs after the previous one, which reached us before deltaSeen.
+  t.ok(Date.now() - deltaSeen >= crowdIntervalMs - 500, `the next delta a crowd interval later (${Date.now() - deltaSeen} ms)`);
+  t.equal(watcher.presence.length, 3);
+});
