@@ -33,7 +33,7 @@ function presenceRoute(app: FastifyInstance, path: string, kind: ChannelKind, pa
         summary: `Who is in a ${kind.name === 'room' ? 'room' : `${kind.name} channel`} (presence)`,
         description:
           'Members (token identities; with auth off, streams that named themselves with `?name=`) and anonymous streams on the channel, ' +
-          'over every replica. Needs the right to read the channel (as its stream does). Converges within PRESENCE_INTERVAL_MS of a change on another replica ' +
+          'over every replica. Needs the right to read the channel (as its stream does). Converges within about 2 × PRESENCE_INTERVAL_MS (plus Kafka delivery time) of a change on another replica ' +
           '(README, "Presence").',
         params: Type.Object({ [param]: ChannelName }),
         response: { 200: presenceReply(kind), 400: Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() }, { description: 'A channel name that breaks the schema' }), ...authReplies, ...internalError },

@@ -569,7 +569,8 @@ function presenceConfig(env: Env): PresenceConfig {
   const sseRetryMs = integer(env, 'SSE_RETRY_MS', 3000, 0, 3600000);
   const intervalMs = integer(env, 'PRESENCE_INTERVAL_MS', 1000, 10, 60000);
   const crowdStreams = integer(env, 'PRESENCE_CROWD_STREAMS', 100, 1, 10000000);
-  const crowdIntervalMs = integer(env, 'PRESENCE_CROWD_INTERVAL_MS', 5000, 10, 3600000);
+  // A default that a longer PRESENCE_INTERVAL_MS alone never contradicts (it must be at least that).
+  const crowdIntervalMs = integer(env, 'PRESENCE_CROWD_INTERVAL_MS', Math.max(5000, intervalMs), 10, 3600000);
   const restateMs = integer(env, 'PRESENCE_RESTATE_MS', 10000, 100, 3600000);
   // The grace must outlast the reconnect delay, or every reconnect is a leave and a join.
   const leaveGraceMs = integer(env, 'PRESENCE_LEAVE_GRACE_MS', Math.max(5000, sseRetryMs + 2000), 0, 3600000);
@@ -678,6 +679,7 @@ const SHOWN_DEFAULTS: Record<string, Partial<SettingSpec>> = {
   KAFKA_SASL_MECHANISM: { allowed: 'plain scram-sha-256 scram-sha-512' },
   PRESENCE_TOPIC: { default: '<CHAT_TOPIC>.presence', allowed: TOPIC_NAME.source },
   PRESENCE_LEAVE_GRACE_MS: { default: 'max(5000, SSE_RETRY_MS + 2000)' },
+  PRESENCE_CROWD_INTERVAL_MS: { default: 'max(5000, PRESENCE_INTERVAL_MS)' },
 };
 
 /**

@@ -154,6 +154,15 @@ export class PresenceService {
   readonly #announced = new Map<string, ClusterView>();
   /** Per channel with local streams: when its last delta was sent (ms), for crowded channels' pace. */
   readonly #lastDeltaAt = new Map<string, number>();
+  /**
+   * Per channel: the streams that opened since its last delta, with the view their snapshot told
+   * them and whether its members were those of `#announced`. The next delta is measured against
+   * `#announced`: for a stream whose snapshot listed other members, a change undone in between
+   * (a member leaving and coming back, or joining and leaving) would never reach it, so it gets
+   * its own difference instead. Counts are absolute: a snapshot with the announced members but
+   * other counts only needs the counts.
+   */
+  readonly #openedSince = new Map<string, Map<PresenceSink, { view: ClusterView; sameMembers: boolean }>>();
   /** Channels whose own statement is due (members changed). */
   #statementDue = new Set<string>();
   /** Channels whose cluster view may have changed since streams were last told. */
@@ -225,7 +234,17 @@ export class PresenceService {
       sinks.add(sink);
       const view = this.#view(key);
       // First stream here: what it is told now is what the next delta is measured against.
-      if (!this.#announced.has(key)) this.#announced.set(key, view);
+      const announced = this.#announced.get(key);
+      if (announced === undefined) this.#announced.set(key, view);
+      else {
+        let opened = this.#openedSince.get(key);
+        if (opened === undefined) {
+          opened = new Map();
+          this.#openedSince.set(key, opened);
+        }
+        const { joined, left } = diffViews(announced.members, view.members);
+        opened.set(sink, { view, sameMembers: joined.length === 0 && left.length === 0 });
+      }
       this.#write(sink, this.#snapshotFrame(channel, view));
     }
     let left = false;
@@ -238,7 +257,9 @@ export class PresenceService {
         const sinks = this.#sinks.get(key);
         if (sinks === undefined) continue;
         sinks.delete(sink);
+        this.#openedSince.get(key)?.delete(sink);
         if (sinks.size === 0) {
+          this.#openedSince.delete(key);
           this.#sinks.delete(key);
           this.#announced.delete(key);
           this.#lastDeltaAt.delete(key);
@@ -337,20 +358,49 @@ export class PresenceService {
       return;
     }
     const after = this.#view(key);
-    const { joined, left } = diffViews(before.members, after.members);
-    if (joined.length === 0 && left.length === 0 && before.anonymous === after.anonymous) return;
+    const shared = this.#deltaFrame(key, before, after);
+    const opened = this.#openedSince.get(key);
+    this.#openedSince.delete(key);
+    if (shared === null && opened === undefined) return;
     this.#announced.set(key, after);
     this.#lastDeltaAt.set(key, now);
-    const frame = this.#frame(splitKey(key), {
-      joined: ordered(joined).map((member) => shown(member, false)),
-      left: ordered(left).map((member) => shown(member, false)),
-      count: after.members.size,
-      anonymous: after.anonymous,
-    });
-    // One frame for the channel, shared by its streams: per stream, one write.
+    // One frame for the channel, shared by its streams: per stream, one write. A stream opened
+    // since the last delta gets its difference from its own snapshot (`#openedSince`).
+    let counts: Buffer | undefined;
+    const own = new Map<ClusterView, Buffer | null>();
+    const frameFor = (sink: PresenceSink): Buffer | null => {
+      const told = opened?.get(sink);
+      if (told === undefined) return shared;
+      if (told.sameMembers) {
+        if (shared !== null || told.view.anonymous === after.anonymous) return shared;
+        counts ??= this.#frame(splitKey(key), { joined: [], left: [], count: after.members.size, anonymous: after.anonymous });
+        return counts;
+      }
+      let frame = own.get(told.view);
+      if (frame === undefined) {
+        frame = this.#deltaFrame(key, told.view, after);
+        own.set(told.view, frame);
+      }
+      return frame;
+    };
     // The streams here now: one opening while the delta is still being written got a newer
     // snapshot, which this delta must not follow (closed ones ignore the write).
-    this.#forEachSink([...sinks], (sink) => this.#write(sink, frame));
+    this.#forEachSink([...sinks], (sink) => {
+      const frame = frameFor(sink);
+      if (frame !== null) this.#write(sink, frame);
+    });
+  }
+
+  /** The delta frame from what a stream was told (`from`) to `to`; null when nothing changed. */
+  #deltaFrame(key: string, from: ClusterView, to: ClusterView): Buffer | null {
+    const { joined, left } = diffViews(from.members, to.members);
+    if (joined.length === 0 && left.length === 0 && from.anonymous === to.anonymous) return null;
+    return this.#frame(splitKey(key), {
+      joined: ordered(joined).map((member) => shown(member, false)),
+      left: ordered(left).map((member) => shown(member, false)),
+      count: to.members.size,
+      anonymous: to.anonymous,
+    });
   }
 
   /** The replica's statement of the channel; `until`: its last one, its members listed until then at most (see stop). */

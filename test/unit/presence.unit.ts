@@ -193,6 +193,7 @@ t.test('settings: presence in a kind declaration and the presence settings are c
   t.throws(() => loadConfig({ PRESENCE_INTERVAL_MS: '5000', PRESENCE_RESTATE_MS: '1000' }), /PRESENCE_RESTATE_MS \(1000\) must be at least PRESENCE_INTERVAL_MS/);
   t.match(loadConfig({ PRESENCE_CROWD_STREAMS: '20', PRESENCE_CROWD_INTERVAL_MS: '10000' }).presence, { crowdStreams: 20, crowdIntervalMs: 10000 });
   t.equal(loadConfig({ PRESENCE_INTERVAL_MS: '2000', PRESENCE_CROWD_INTERVAL_MS: '2000' }).presence.crowdIntervalMs, 2000, 'the crowd interval may equal the interval');
+  t.equal(loadConfig({ PRESENCE_INTERVAL_MS: '6000' }).presence.crowdIntervalMs, 6000, 'a longer interval alone: the crowd interval follows it, no refusal');
   t.throws(() => loadConfig({ PRESENCE_INTERVAL_MS: '2000', PRESENCE_CROWD_INTERVAL_MS: '1000' }), { name: 'ConfigError', message: /PRESENCE_CROWD_INTERVAL_MS \(1000\) must be at least PRESENCE_INTERVAL_MS \(2000\)/ });
   t.throws(() => loadConfig({ PRESENCE_CROWD_INTERVAL_MS: '500' }), /PRESENCE_CROWD_INTERVAL_MS \(500\) must be at least PRESENCE_INTERVAL_MS \(1000\)/, 'against the default interval too');
   t.throws(() => loadConfig({ PRESENCE_CROWD_STREAMS: '0' }), /PRESENCE_CROWD_STREAMS must be between 1 and/);
@@ -343,5 +344,37 @@ t.test('a channel at the crowd threshold (crowdStreams streams here) still gets 
   }
   tick();
   t.ok(written.every((frames) => frames.length === 6), 'no change, no delta');
+  await service.stop(10);
+});
+
+t.test('a stream opened between deltas gets its own difference from its snapshot: a member who left and came back, or came and left, meanwhile', async (t) => {
+  const { service, written, other, tick, presence } = crowdedPresence(4);
+  tick(500);
+  t.ok(written.every((frames) => frames.length === 2), 'the room announced once');
+  const late = (): Buffer[] => {
+    const frames: Buffer[] = [];
+    service.join([{ kind: 'room', name: 'a' }], null, { write: (frame) => frames.push(frame) });
+    return frames;
+  };
+
+  // Zoe is announced, leaves, a stream opens (its snapshot without her), she comes back.
+  other(['Zoe'], 0);
+  tick(500);
+  other([], 0);
+  const opened1 = late();
+  t.match(presence(opened1[0]!), { snapshot: true, members: [], count: 0 });
+  other(['Zoe'], 0);
+  tick(500);
+  t.match(presence(opened1.at(-1)!), { joined: [{ name: 'Zoe' }], left: [], count: 1, anonymous: 5 }, 'the late stream is told Zoe is there');
+  t.match(presence(written[0]!.at(-1)!), { joined: [], left: [], count: 1, anonymous: 5 }, 'the others, who saw her all along, only the count');
+
+  // Yan comes, a stream opens (its snapshot lists him), he leaves before the next delta.
+  other(['Zoe', 'Yan'], 0);
+  const opened2 = late();
+  t.match(presence(opened2[0]!), { snapshot: true, count: 2 });
+  other(['Zoe'], 0);
+  tick(500);
+  t.match(presence(opened2.at(-1)!), { joined: [], left: [{ name: 'Yan' }], count: 1, anonymous: 6 }, 'the late stream is told Yan left');
+  t.match(presence(written[0]!.at(-1)!), { joined: [], left: [], count: 1, anonymous: 6 }, 'the others never saw him');
   await service.stop(10);
 });
