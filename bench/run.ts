@@ -339,6 +339,14 @@ class LoadClient {
   }
 }
 
+/** p50, p99 and max of durations in ms (rounded to 0.1 ms); null for none. */
+function msPercentiles(samples: readonly number[]): { count: number; p50: number; p99: number; max: number } | null {
+  if (samples.length === 0) return null;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number): number => round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!, 1);
+  return { count: sorted.length, p50: at(0.5), p99: at(0.99), max: round(sorted[sorted.length - 1]!, 1) };
+}
+
 function percentiles(hist: Array<[number, number]>): { count: number; p50: number; p99: number; p999: number; max: number } | null {
   const count = hist.reduce((sum, [, n]) => sum + n, 0);
   if (count === 0) return null;
@@ -532,6 +540,12 @@ function httpPublisher(server: RunningServer): (room: string, seq: number) => Pr
 }
 
 let kafkaProducer: Producer | undefined;
+/**
+ * How long each of the bench producer's sends took to be acknowledged (ms, acks=-1), since the
+ * latency scenario last cleared it: a stall of the broker shows here as well as in the
+ * gateway's latency, and not in Nchan's (fed over HTTP).
+ */
+const kafkaAckMs: number[] = [];
 async function kafkaPublisher(): Promise<(room: string, seq: number) => Promise<boolean>> {
   const brokers = await ensureKafka();
   if (!kafkaProducer) {
@@ -542,11 +556,13 @@ async function kafkaPublisher(): Promise<(room: string, seq: number) => Promise<
   }
   const producer = kafkaProducer;
   return async (room, seq) => {
+    const sentAt = performance.now();
     await producer.send({
       topic: chatTopic,
       acks: -1,
       messages: [{ key: room, value: JSON.stringify({ id: `m${seq}`, user: 'bench', text: payload(seq) }), headers: { 'event-type': 'message' } }],
     });
+    kafkaAckMs.push(performance.now() - sentAt);
     return true;
   };
 }
@@ -713,6 +729,11 @@ async function latency(name: ServerName): Promise<Record<string, unknown>> {
     const chains = rooms.map(() => Promise.resolve());
     let publishErrors = 0;
     await sleep(500);
+    kafkaAckMs.length = 0;
+    // Resets the gateway's loop-delay histogram; awaited, so that the scrape's own stall ends
+    // before the measured window starts.
+    await scrapeEventLoop(server);
+    const endToEndStart = await scrapeEndToEnd(server);
     const startMark = await client.mark();
     const serverStart = server.sample();
     const clientCpuStart = client.cpuSeconds();
@@ -738,6 +759,8 @@ async function latency(name: ServerName): Promise<Record<string, unknown>> {
     const drained = await drain(client, published, 10_000);
     const endMark = await client.mark();
     const serverEnd = server.sample();
+    const eventLoop = await scrapeEventLoop(server);
+    const endToEnd = endToEndBetween(endToEndStart, await scrapeEndToEnd(server));
     const seconds = (endMark.tUs - startMark.tUs) / 1e6;
     const result = {
       server: name,
@@ -752,9 +775,16 @@ async function latency(name: ServerName): Promise<Record<string, unknown>> {
       latencyMs: percentiles(endMark.hist),
       streamsClosedByServer: endMark.closed,
       drained,
+      // Where a stall came from: the gateway's event loop (its longest delay), or the broker
+      // (the bench producer's sends waiting for their acknowledgement).
+      eventLoopDelayMs: eventLoop,
+      kafkaAckMs: viaKafka ? msPercentiles(kafkaAckMs) : null,
+      // The gateway's view: events handed to their streams within each bound (s) of their record timestamp.
+      gatewayHandOverWithin: endToEnd,
       ...lossAndDuplicates(endMark, published),
     };
-    log(`${name} latency: p99 ${result.latencyMs?.p99} ms, lost ${result.lost}, dup ${result.duplicated}`);
+    const acks = result.kafkaAckMs === null ? '' : `, Kafka acks p99 ${result.kafkaAckMs?.p99} max ${result.kafkaAckMs?.max} ms`;
+    log(`${name} latency: p99 ${result.latencyMs?.p99} ms, loop max ${eventLoop?.maxMs ?? '-'} ms${acks}, lost ${result.lost}, dup ${result.duplicated}`);
     return result;
   });
 }
@@ -950,6 +980,31 @@ async function scrapeEventLoop(server: RunningServer): Promise<{ maxMs: number; 
   } catch {
     return null;
   }
+}
+
+/**
+ * The gateway's own end-to-end histogram (record timestamp to the hand-over to its streams,
+ * `sse_gateway_end_to_end_latency_seconds`): cumulative count per bucket bound (seconds), or
+ * null (not a gateway, or unreachable). Two scrapes bracket a window; their difference says
+ * whether a slow event was slow before the gateway's fan-out (Kafka, the consumer) or after it.
+ */
+async function scrapeEndToEnd(server: RunningServer): Promise<Map<string, number> | null> {
+  if (!server.name.startsWith('gateway')) return null;
+  try {
+    const response = await fetch(`http://127.0.0.1:${server.port}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const text = await response.text();
+    const buckets = new Map<string, number>();
+    for (const match of text.matchAll(/^sse_gateway_end_to_end_latency_seconds_bucket\{le="([^"]+)"\} (\S+)$/gm)) buckets.set(match[1]!, Number(match[2]));
+    return buckets;
+  } catch {
+    return null;
+  }
+}
+
+/** Events handed over within each bucket bound (s) between two scrapes of `scrapeEndToEnd`. */
+function endToEndBetween(start: Map<string, number> | null, end: Map<string, number> | null): Record<string, number> | null {
+  if (start === null || end === null) return null;
+  return Object.fromEntries([...end].map(([le, count]) => [le, count - (start.get(le) ?? 0)]));
 }
 
 /**

@@ -257,3 +257,24 @@ t.test('a delivery that throws is that stream\'s alone: the others get theirs, t
   t.ok(good.every((subscriber) => subscriber.received.map((batch) => batch.first.offset).join() === '1,2'), 'every other stream got both batches, in order');
   t.equal(errors.length, 3, 'each failure reported');
 });
+
+t.test('events go first: a room flushed while other per-stream work (`sliced`) is under way gets its fan-out done while that work barely moves', async (t) => {
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 64, now: steppingClock() });
+  let pinged = 0;
+  hub.sliced(Array.from({ length: 10_000 }, (_, index) => index), () => {
+    pinged += 1;
+  });
+  t.ok(pinged < 10_000, 'the big set is under way');
+  // 999 streams, then one that notes how far the other work had gone when the fan-out reached it.
+  for (let i = 0; i < 999; i++) hub.subscribe('room:busy', batchRecorder());
+  let pingedWhenRoomDone = -1;
+  hub.subscribe('room:busy', { deliverBatch: () => (pingedWhenRoomDone = pinged) });
+  const pingedAtFlush = pinged;
+  hub.publish(event('room:busy', 1));
+  hub.flush();
+  await hub.settled();
+  t.ok(pingedWhenRoomDone >= 0, 'the room got its batch');
+  // Equal turns would have pinged as many streams (1,000) as the room has, meanwhile.
+  t.ok(pingedWhenRoomDone - pingedAtFlush <= 1000 / 16 + 64, `the other work advanced by ${pingedWhenRoomDone - pingedAtFlush} meanwhile`);
+  t.equal(pinged, 10_000, 'and was done, every item once');
+});
