@@ -167,11 +167,16 @@ export default fp(
     // a reconnect storm reach MAX_STREAM_LIFETIME_MS together: they are ended in the hub's slices
     // (ending one twice, should a tick come round before its slice, does nothing).
     const endExpired = (stream: OpenStream): void => stream.connection.end(authExpiredFrame, 'auth-expired');
+    // A pass still under way (events go first in the hub's slices) is not joined by another.
+    let expiryPassRunning = false;
     const expiryTimer = setInterval(() => {
+      if (expiryPassRunning) return;
       const now = Date.now();
       const due: OpenStream[] = [];
       for (const stream of expiring) if (stream.endAt !== null && stream.endAt <= now) due.push(stream);
-      if (due.length > 0) app.hub.sliced(due, endExpired);
+      if (due.length === 0) return;
+      expiryPassRunning = true;
+      app.hub.sliced(due, endExpired, () => (expiryPassRunning = false));
     }, EXPIRY_CHECK_INTERVAL_MS);
     expiryTimer.unref();
 
@@ -189,7 +194,14 @@ export default fp(
         stats.heartbeats += 1;
       }
     };
-    const heartbeatTimer = setInterval(() => app.hub.sliced(openStreams, pingSilent), Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_TICKS)));
+    // One pass at a time: under a saturated fan-out a pass over every stream takes longer (events
+    // go first), and passes queued behind each other would only repeat the same work.
+    let heartbeatPassRunning = false;
+    const heartbeatTimer = setInterval(() => {
+      if (heartbeatPassRunning) return;
+      heartbeatPassRunning = true;
+      app.hub.sliced(openStreams, pingSilent, () => (heartbeatPassRunning = false));
+    }, Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_TICKS)));
     heartbeatTimer.unref();
 
     /** Sockets corked in this turn, uncorked together once its promise jobs have run. */

@@ -229,10 +229,12 @@ export class Hub {
    * ten thousand streams must not hold the event loop for its whole length, whatever is sent.
    * `items` is iterated lazily: a Set's members removed meanwhile are skipped, added ones may
    * be reached (pass a copy when later members must not be). An error thrown by `each` goes to
-   * `onError` and that item is skipped.
+   * `onError` and that item is skipped. `done` runs once every item has been seen: a periodic
+   * caller starts its next pass only then, so passes never pile up behind a long fan-out.
    */
-  sliced<T>(items: Iterable<T>, each: (item: T) => void): void {
-    this.#jobs.push({ step: stepsOver(items[Symbol.iterator](), each), turn: Math.max(1, Math.floor(this.#perChannelTurn / EVENTS_FIRST)) });
+  sliced<T>(items: Iterable<T>, each: (item: T) => void, done?: () => void): void {
+    const turn = Math.max(1, Math.floor(this.#perChannelTurn / EVENTS_FIRST));
+    this.#jobs.push(done === undefined ? { step: stepsOver(items[Symbol.iterator](), each), turn } : { step: stepsOver(items[Symbol.iterator](), each), turn, finished: done });
     this.#fanOut();
   }
 

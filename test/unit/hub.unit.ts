@@ -278,3 +278,18 @@ t.test('events go first: a room flushed while other per-stream work (`sliced`) i
   t.ok(pingedWhenRoomDone - pingedAtFlush <= 1000 / 16 + 64, `the other work advanced by ${pingedWhenRoomDone - pingedAtFlush} meanwhile`);
   t.equal(pinged, 10_000, 'and was done, every item once');
 });
+
+t.test('`sliced` tells when its pass is done, once, after every item', async (t) => {
+  const hub = new Hub({ sliceMs: 2, deliveriesPerChannelTurn: 64, now: steppingClock() });
+  let seen = 0;
+  let doneAt = -1;
+  let doneCalls = 0;
+  hub.sliced(Array.from({ length: 5000 }, (_, index) => index), () => (seen += 1), () => {
+    doneAt = seen;
+    doneCalls += 1;
+  });
+  t.equal(doneCalls, 0, 'not yet: the pass continues on later turns');
+  await hub.settled();
+  t.equal(doneCalls, 1);
+  t.equal(doneAt, 5000, 'after the last item');
+});
