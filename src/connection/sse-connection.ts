@@ -59,7 +59,7 @@ const CRLF = Buffer.from('\r\n');
 /**
  * The HTTP/1.1 chunk (size line, frame, CRLF) of the frame written last. One entry is enough:
  * a shared frame is written to its subscribers one after the other (a hub flush, the heartbeat
- * loop: runs of up to 256 streams in the hub's slices), and keeping no more means frames kept in
+ * loop: runs of up to 64 streams in the hub's slices), and keeping no more means frames kept in
  * the history carry no copy.
  */
 let lastFrame: Buffer | undefined;
