@@ -163,21 +163,34 @@ export default fp(
     app.decorate('openStreamCount', () => openStreams.size);
     app.decorate('streamStats', stats);
 
+    /**
+     * A periodic timer's pass over streams in the hub's slices, never started while its previous
+     * one is under way: events go first there, so under a saturated fan-out a pass takes longer,
+     * and passes queued behind each other would only repeat the same work.
+     */
+    const onePassAtATime = (pass: (done: () => void) => void): (() => void) => {
+      let running = false;
+      const done = (): void => {
+        running = false;
+      };
+      return () => {
+        if (running) return;
+        running = true;
+        pass(done);
+      };
+    };
+
     // One timer for every stream whose authorisation expires, not one per stream. The streams of
-    // a reconnect storm reach MAX_STREAM_LIFETIME_MS together: they are ended in the hub's slices
-    // (ending one twice, should a tick come round before its slice, does nothing).
+    // a reconnect storm reach MAX_STREAM_LIFETIME_MS together: they are ended in the hub's slices.
     const endExpired = (stream: OpenStream): void => stream.connection.end(authExpiredFrame, 'auth-expired');
-    // A pass still under way (events go first in the hub's slices) is not joined by another.
-    let expiryPassRunning = false;
-    const expiryTimer = setInterval(() => {
-      if (expiryPassRunning) return;
+    const expiryPass = onePassAtATime((done) => {
       const now = Date.now();
       const due: OpenStream[] = [];
       for (const stream of expiring) if (stream.endAt !== null && stream.endAt <= now) due.push(stream);
-      if (due.length === 0) return;
-      expiryPassRunning = true;
-      app.hub.sliced(due, endExpired, () => (expiryPassRunning = false));
-    }, EXPIRY_CHECK_INTERVAL_MS);
+      if (due.length === 0) done();
+      else app.hub.sliced(due, endExpired, done);
+    });
+    const expiryTimer = setInterval(expiryPass, EXPIRY_CHECK_INTERVAL_MS);
     expiryTimer.unref();
 
     // One timer for all heartbeats: a comment on every stream that sent nothing for HEARTBEAT_MS.
@@ -194,14 +207,8 @@ export default fp(
         stats.heartbeats += 1;
       }
     };
-    // One pass at a time: under a saturated fan-out a pass over every stream takes longer (events
-    // go first), and passes queued behind each other would only repeat the same work.
-    let heartbeatPassRunning = false;
-    const heartbeatTimer = setInterval(() => {
-      if (heartbeatPassRunning) return;
-      heartbeatPassRunning = true;
-      app.hub.sliced(openStreams, pingSilent, () => (heartbeatPassRunning = false));
-    }, Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_TICKS)));
+    const heartbeatPass = onePassAtATime((done) => app.hub.sliced(openStreams, pingSilent, done));
+    const heartbeatTimer = setInterval(heartbeatPass, Math.max(1, Math.floor(config.heartbeatMs / HEARTBEAT_TICKS)));
     heartbeatTimer.unref();
 
     /** Sockets corked in this turn, uncorked together once its promise jobs have run. */

@@ -79,7 +79,8 @@ function chunkOf(frame: Buffer): Buffer {
  * the response's whole life, as the string it built by appending each header: a rope of ~30
  * pieces, ~1 KB that a stream, which lives for hours, holds for nothing. Encoding the string
  * once makes V8 flatten it in place (one piece); the pieces are then garbage. Measured with heap
- * snapshots of 2,000 idle streams (docs/BENCHMARKS.md, "Idle streams").
+ * snapshots of 2,000 idle streams (docs/BENCHMARKS.md, "Reconnect storms, idle memory and the
+ * Kafka-path stalls").
  */
 function flattenHeaderBlock(response: ServerResponse): void {
   const head = (response as unknown as { _header?: unknown })._header;

@@ -238,8 +238,9 @@ export class Hub {
    * caller starts its next pass only then, so passes never pile up behind a long fan-out.
    */
   sliced<T>(items: Iterable<T>, each: (item: T) => void, done?: () => void): void {
-    const turn = Math.max(1, Math.floor(this.#perChannelTurn / EVENTS_FIRST));
-    this.#jobs.push(done === undefined ? { step: stepsOver(items[Symbol.iterator](), each), turn } : { step: stepsOver(items[Symbol.iterator](), each), turn, finished: done });
+    const job: SlicedJob = { step: stepsOver(items[Symbol.iterator](), each), turn: Math.max(1, Math.floor(this.#perChannelTurn / EVENTS_FIRST)) };
+    if (done !== undefined) job.finished = done;
+    this.#jobs.push(job);
     this.#fanOut();
   }
 
