@@ -871,9 +871,17 @@ async function ingest(): Promise<Record<string, unknown>> {
 /**
  * Publishes `ratePerRoom[i]` events/s to `rooms[i]` until `stop()`; each room's events are
  * spread over the second (room i starts i/rooms of an interval late). Straight to Kafka for
- * gateway-kafka (every 10 ms tick, the events due go out as one produce request, `acks: -1`,
- * requests one after the other so each room's order holds), over HTTP otherwise (one ordered
- * chain per room). `published[i]` is the last acknowledged sequence number of room i.
+ * gateway-kafka (`acks: -1`, one produce request at a time so each room's order holds: every
+ * 10 ms tick the events due join the pending ones, and whatever is pending when the request in
+ * flight is acknowledged goes out as the next one, as a producer's linger batches), over HTTP
+ * otherwise (one ordered chain per room). `published[i]` is the last acknowledged sequence
+ * number of room i.
+ *
+ * Until 2026-12-02 each tick's events were a request of their own, queued behind the earlier
+ * ones: whenever produce requests took longer than the 10 ms tick (a busy broker on the shared
+ * cores), the queue grew until `bound` held the rooms back, and that queueing, the bench's
+ * own, was counted in the gateway's latency (many-rooms p99 166–932 ms against Nchan's 7–28,
+ * docs/BENCHMARKS.md, fifth round).
  *
  * With `bound`, a room's next event is held back while the room is `bound.window` events ahead
  * of its slowest subscriber in `bound.client` (rooms in the same order): a server that cannot
@@ -893,9 +901,26 @@ function startRatePublisher(
   let errors = 0;
   let running = true;
   const viaKafka = server.name === 'gateway-kafka';
-  let chain: Promise<unknown> = Promise.resolve();
   const chains = rooms.map(() => Promise.resolve());
   const http = viaKafka ? undefined : httpPublisher(server);
+  /** Kafka: events due and not yet sent, with their messages; `sending` while a produce request is in flight. */
+  let pending: Array<{ index: number; seq: number; message: { key: string; value: string; headers: Record<string, string> } }> = [];
+  let sending: Promise<void> | null = null;
+  const sendPending = async (producer: Producer): Promise<void> => {
+    while (pending.length > 0) {
+      const batch = pending;
+      pending = [];
+      try {
+        const sentAt = performance.now();
+        await producer.send({ topic: chatTopic, acks: -1, messages: batch.map((item) => item.message) });
+        acks.push(performance.now() - sentAt);
+        for (const { index, seq } of batch) published[index] = seq;
+      } catch {
+        errors += batch.length;
+      }
+    }
+    sending = null;
+  };
   const loop = (async () => {
     const producer = viaKafka ? await sharedProducer() : undefined;
     const t0 = performance.now();
@@ -912,21 +937,14 @@ function startRatePublisher(
         }
       });
       if (producer && due.length > 0) {
-        const messages = due.map(({ index, seq }) => ({
-          key: rooms[index]!,
-          value: JSON.stringify({ id: `m${seq}`, user: 'bench', text: payload(seq) }),
-          headers: { 'event-type': 'message' },
-        }));
-        chain = chain.then(async () => {
-          try {
-            const sentAt = performance.now();
-            await producer.send({ topic: chatTopic, acks: -1, messages });
-            acks.push(performance.now() - sentAt);
-            for (const { index, seq } of due) published[index] = seq;
-          } catch {
-            errors += due.length;
-          }
-        });
+        for (const { index, seq } of due) {
+          pending.push({
+            index,
+            seq,
+            message: { key: rooms[index]!, value: JSON.stringify({ id: `m${seq}`, user: 'bench', text: payload(seq) }), headers: { 'event-type': 'message' } },
+          });
+        }
+        sending ??= sendPending(producer);
       } else if (http) {
         for (const { index, seq } of due) {
           chains[index] = chains[index]!.then(async () => {
@@ -958,7 +976,7 @@ function startRatePublisher(
     stop: async () => {
       running = false;
       await loop;
-      await chain;
+      await sending;
       await Promise.all(chains);
     },
   };
