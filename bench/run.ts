@@ -372,7 +372,7 @@ interface RunningServer {
   port: number;
   pid: number;
   /** The process group to measure (every process of the server). */
-  sample(): { cpuSeconds: number; rssBytes: number };
+  sample(): { cpuSeconds: number; kernelSeconds: number; rssBytes: number };
   stop(): Promise<void>;
 }
 
@@ -605,8 +605,8 @@ async function withServerAndClient<T>(
     rooms: string[],
     connect: { established: number; failed: number; httpErrors: number; ms: number },
     rssBefore: number,
-    /** Server CPU seconds before the streams were opened, and just after they all were. */
-    cpu: { before: number; connected: number },
+    /** Server CPU seconds before the streams were opened, and just after they all were (`kernel`: the kernel's part of each). */
+    cpu: { before: number; connected: number; kernelBefore: number; kernelConnected: number },
   ) => Promise<T>,
   serverOptions: { cpuProfileDir?: string } = {},
 ): Promise<T> {
@@ -618,9 +618,14 @@ async function withServerAndClient<T>(
     const rooms = roomNames(roomPrefix);
     client = new LoadClient(loadClientBinary(), server.port, rooms, streams);
     const connect = await client.connected();
-    const connectedCpu = server.sample().cpuSeconds;
+    const connected = server.sample();
     log(`${name}: ${connect.established}/${streams} streams in ${connect.ms.toFixed(0)} ms (${connect.failed} failed)`);
-    return await body(server, client, rooms, connect, before.rssBytes, { before: before.cpuSeconds, connected: connectedCpu });
+    return await body(server, client, rooms, connect, before.rssBytes, {
+      before: before.cpuSeconds,
+      connected: connected.cpuSeconds,
+      kernelBefore: before.kernelSeconds,
+      kernelConnected: connected.kernelSeconds,
+    });
   } finally {
     await client?.stop();
     await server.stop();
@@ -708,12 +713,15 @@ async function idle(name: ServerName, cpuProfileDir?: string): Promise<Record<st
       // What opening a stream costs the server, whatever share of the cores it got (the wall
       // time to establish is mostly scheduling on a loaded machine; this is not).
       serverCpuMicrosPerStream: round(((cpu.connected - cpu.before) * 1e6) / Math.max(connect.established, 1), 0),
+      // The kernel's part of it (accepting, reading the request, writing the first bytes): the
+      // rest is the server's own user-space work.
+      serverKernelMicrosPerStream: round(((cpu.kernelConnected - cpu.kernelBefore) * 1e6) / Math.max(connect.established, 1), 0),
       rssBeforeMB: round(rssBefore / 2 ** 20, 1),
       rssAfterMB: round(after.rssBytes / 2 ** 20, 1),
       rssPerStreamKB: round((after.rssBytes - rssBefore) / 1024 / Math.max(connect.established, 1), 2),
       rssTotalPerStreamKB: round(after.rssBytes / 1024 / Math.max(connect.established, 1), 2),
     };
-    log(`${name} idle: ${result.streams} streams in ${result.establishMs} ms (${result.serverCpuMicrosPerStream} µs server CPU each), ${result.rssPerStreamKB} KB/stream`);
+    log(`${name} idle: ${result.streams} streams in ${result.establishMs} ms (${result.serverCpuMicrosPerStream} µs server CPU each, ${result.serverKernelMicrosPerStream} of it in the kernel), ${result.rssPerStreamKB} KB/stream`);
     return result;
   }, cpuProfileDir ? { cpuProfileDir } : {});
 }
@@ -1493,6 +1501,7 @@ async function manyRooms(name: ServerName): Promise<Record<string, unknown>> {
     const seconds = (endMark.tUs - startMark.tUs) / 1e6;
     const deliveriesPerSecond = (endMark.events - startMark.events) / seconds;
     const serverCores = (serverEnd.cpuSeconds - serverStart.cpuSeconds) / seconds;
+    const serverKernelCores = (serverEnd.kernelSeconds - serverStart.kernelSeconds) / seconds;
     // Events that reached the room's first subscriber in the window: what the server took in
     // and dispatched (the highest sequence number seen in each room, start to end).
     const eventsIn = endMark.rooms.reduce((sum, room, index) => sum + Math.max(0, room.maxLast) - Math.max(0, startMark.rooms[index]!.maxLast), 0);
@@ -1513,6 +1522,8 @@ async function manyRooms(name: ServerName): Promise<Record<string, unknown>> {
       // Under ~0.97 the server did not keep up with the offered load (the window held the publisher back).
       deliveredOverTarget: round(deliveriesPerSecond / target, 3),
       serverCpuCores: round(serverCores, 3),
+      // The kernel's part of serverCpuCores (socket writes and reads); the rest is user space.
+      serverKernelCores: round(serverKernelCores, 3),
       deliveriesPerServerCpuSecond: Math.round(deliveriesPerSecond / Math.max(serverCores, 0.01)),
       eventsInPerSecond: Math.round(eventsInPerSecond),
       eventsInPerServerCpuSecond: Math.round(eventsInPerSecond / Math.max(serverCores, 0.01)),
