@@ -6,6 +6,7 @@ import { httpError } from './errors.ts';
 import { ReplaySlots, ReplayTurns } from '../src/connection/replay-turns.ts';
 import { REPLAY_SLICE_MS, Subscription, type ChannelRef, type StartFrom, type SubscriptionContext } from '../src/connection/subscription.ts';
 import { SseConnection } from '../src/connection/sse-connection.ts';
+import { tooManyPositions } from '../src/connection/cursor.ts';
 import type { PresenceIdentity } from '../src/presence/statement.ts';
 
 declare module 'fastify' {
@@ -262,6 +263,13 @@ export default fp(
       if (!isStarted()) {
         stats.refusedStarting += 1;
         return comeBackLater(reply, 'starting', jitteredRetryMs(config.sseRetryMs));
+      }
+      // Every id this stream gets must be one a replica reads back: a stream whose ids would
+      // hold more positions than an id can is refused now, not cut short at its first resume.
+      // (One channel of a keyed kind follows one partition: no count needed.)
+      if (channels.length !== 1 || context.dispatcher.registry.get(kind).partitioning === 'any') {
+        const refused = tooManyPositions(Subscription.positionsFollowed(context.dispatcher, channels));
+        if (refused !== null) throw httpError(400, refused);
       }
       if (openStreams.size >= config.maxStreams) {
         stats.refusedAtCapacity += 1;

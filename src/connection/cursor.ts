@@ -63,9 +63,34 @@ const TAG_BYTES = 12;
 const OFFSET_BYTES = 6;
 /** Offsets are written in 6 bytes: 2^48 records per partition is beyond any real topic. */
 const MAX_OFFSET = 2 ** 48 - 1;
-const MAX_ENTRIES = 256;
-/** A cursor longer than this cannot come from us; refuse it before doing any work. */
-export const MAX_CURSOR_LENGTH = 4096;
+/**
+ * Most positions (topic, partition) one id holds: a stream following more is refused when it
+ * opens (`tooManyPositions`), so every id the gateway writes is one it reads back. 512 entries
+ * of the built-in kinds are ~4.6 KB, ~6.2 KB of base64url (declared kinds' wider slots: at most
+ * ~9.6 KB): a `Last-Event-ID` header or `?lastEventId=` that fits within `MAX_HEADER_BYTES`'
+ * default (16 KB) beside a token.
+ */
+export const MAX_CURSOR_ENTRIES = 512;
+/** The widest slot (a declared kind's, src/channels/kind.ts `slotForTopic`: below 2^31) and partition (below 2^21) an id is sized for. */
+const MAX_SLOT = 2 ** 31 - 1;
+const MAX_PARTITION = 2 ** 21 - 1;
+/**
+ * The longest id the gateway writes (base64url characters): MAX_CURSOR_ENTRIES entries of the
+ * widest slot and partition, a fresh id's nonce, the count, the version and the tag. A longer
+ * one cannot come from us; refuse it before doing any work.
+ */
+export const MAX_CURSOR_LENGTH = Math.ceil(((1 + NONCE_BYTES + varintLength(MAX_CURSOR_ENTRIES) + MAX_CURSOR_ENTRIES * (varintLength(MAX_SLOT) + varintLength(MAX_PARTITION) + OFFSET_BYTES) + TAG_BYTES) * 4) / 3);
+
+/**
+ * Why a stream of this many positions cannot be served, or null when it can: its ids would hold
+ * more than MAX_CURSOR_ENTRIES, and an id the gateway could not read back would lose events on
+ * the next resume. The message is for a 400 answer.
+ */
+export function tooManyPositions(positions: number): string | null {
+  return positions > MAX_CURSOR_ENTRIES
+    ? `this stream would follow ${positions} Kafka partitions; a resumable event id holds at most ${MAX_CURSOR_ENTRIES}: ask for fewer channels per stream`
+    : null;
+}
 
 function readVarint(bytes: Buffer, start: number): [value: number, next: number] | null {
   let value = 0;
@@ -103,11 +128,17 @@ function plaintextLength(entries: readonly CursorEntry[]): number {
   return length;
 }
 
-/** Writes the plaintext of `entries` into `out` from `at` (exactly `plaintextLength` bytes). Throws RangeError for an offset beyond 2^48. */
+/**
+ * Writes the plaintext of `entries` into `out` from `at` (exactly `plaintextLength` bytes).
+ * Throws RangeError for more than MAX_CURSOR_ENTRIES entries, a slot or partition beyond the
+ * widths MAX_CURSOR_LENGTH allows for, or an offset beyond 2^48: an id `decode` would refuse.
+ */
 function writePlaintext(entries: readonly CursorEntry[], out: Buffer, at: number): void {
+  if (entries.length > MAX_CURSOR_ENTRIES) throw new RangeError(`${entries.length} positions in one id (at most ${MAX_CURSOR_ENTRIES})`);
   let position = writeVarintAt(out, at, entries.length);
   for (const entry of entries) {
     if (!Number.isSafeInteger(entry.next) || entry.next < 0 || entry.next > MAX_OFFSET) throw new RangeError(`offset ${entry.next} out of range`);
+    if (entry.slot > MAX_SLOT || entry.partition > MAX_PARTITION) throw new RangeError(`slot ${entry.slot} or partition ${entry.partition} out of range`);
     position = writeVarintAt(out, position, entry.slot);
     position = writeVarintAt(out, position, entry.partition);
     out.writeUIntBE(entry.next, position, OFFSET_BYTES);
@@ -117,7 +148,7 @@ function writePlaintext(entries: readonly CursorEntry[], out: Buffer, at: number
 
 function entriesOf(plaintext: Buffer): CursorEntry[] | null {
   const count = readVarint(plaintext, 0);
-  if (count === null || count[0] > MAX_ENTRIES) return null;
+  if (count === null || count[0] > MAX_CURSOR_ENTRIES) return null;
   const entries: CursorEntry[] = [];
   let position = count[1];
   for (let index = 0; index < count[0]; index++) {

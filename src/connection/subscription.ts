@@ -133,6 +133,19 @@ export interface SubscriptionOutcome {
 }
 
 
+/**
+ * The partitions a stream of one channel reads: the one its records were seen on, or Kafka's
+ * default partitioner's for its key (`murmur2` kinds); else (`any` kinds before the channel's
+ * first record) every partition of its topic, each a `guessed` track until one shows records.
+ */
+function partitionsRead(dispatcher: Dispatcher, kind: ChannelKind, key: string, name: string): { partitions: number[]; guessed: boolean } {
+  const count = Math.max(1, dispatcher.partitionCount(kind.slot));
+  const learned = dispatcher.partitionOf(key);
+  if (learned !== undefined) return { partitions: [learned], guessed: false };
+  if (kind.partitioning === 'murmur2') return { partitions: [partitionForKey(name, count)], guessed: false };
+  return { partitions: Array.from({ length: count }, (_, partition) => partition), guessed: count > 1 };
+}
+
 export class Subscription {
   readonly #context: SubscriptionContext;
   #tracks: Track[];
@@ -172,13 +185,23 @@ export class Subscription {
       const { slot } = kind;
       if (kind.conflate) (this.#conflating ??= new Set()).add(slot);
       const key = channelKey(kind.name, name);
-      const count = Math.max(1, dispatcher.partitionCount(slot));
-      const learned = dispatcher.partitionOf(key);
-      const track = (partition: number, guessed: boolean): Track => ({ id: `${key}|${partition}`, key, kind, name, slot, partition, guessed });
-      if (learned !== undefined) return [track(learned, false)];
-      if (kind.partitioning === 'murmur2') return [track(partitionForKey(name, count), false)];
-      return Array.from({ length: count }, (_, partition) => track(partition, count > 1));
+      const { partitions, guessed } = partitionsRead(dispatcher, kind, key, name);
+      return partitions.map((partition): Track => ({ id: `${key}|${partition}`, key, kind, name, slot, partition, guessed }));
     }).slice();
+  }
+
+  /**
+   * How many Kafka positions (topic, partition) a stream of `channels` follows, which is how
+   * many entries its ids hold: what `tooManyPositions` (src/connection/cursor.ts) is asked
+   * about before the stream opens. Channels of unknown kinds must have been refused before.
+   */
+  static positionsFollowed(dispatcher: Dispatcher, channels: readonly ChannelRef[]): number {
+    const seen = new Set<string>();
+    for (const { kind: kindName, name } of channels) {
+      const kind = dispatcher.registry.get(kindName);
+      for (const partition of partitionsRead(dispatcher, kind, channelKey(kind.name, name), name).partitions) seen.add(positionKey(kind.slot, partition));
+    }
+    return seen.size;
   }
 
   get closed(): boolean {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createCipheriv, createHmac, hkdfSync } from 'node:crypto';
-import { CursorCodec } from '../../src/connection/cursor.ts';
+import { CursorCodec, MAX_CURSOR_ENTRIES, MAX_CURSOR_LENGTH, tooManyPositions } from '../../src/connection/cursor.ts';
 
 const topics = { chat: 'chat', ticker: 'ticker' };
 
@@ -18,6 +18,22 @@ t.test('a cursor round-trips, and is the same whichever codec with the same secr
   t.same(b.decode(id), entries);
 });
 
+t.test('every id the codec writes, up to the widest, it reads back; an id it could not read back is never written', async (t) => {
+  const codec = new CursorCodec('shared-secret-0123456789', topics);
+  // The widest entries: the largest slot and partition the layout allows, offsets near 2^48.
+  const widest = Array.from({ length: MAX_CURSOR_ENTRIES }, (_, index) => ({ slot: 2 ** 31 - 1 - (index % 3), partition: 2 ** 21 - 1 - index, next: 2 ** 48 - 1 - index }));
+  for (const fresh of [false, true]) {
+    const id = codec.encode(widest, fresh);
+    t.ok(id.length <= MAX_CURSOR_LENGTH, `${fresh ? 'fresh' : 'event'} id of ${MAX_CURSOR_ENTRIES} widest entries: ${id.length} <= ${MAX_CURSOR_LENGTH} characters`);
+    t.same(codec.decode(id), widest, 'read back whole');
+  }
+  t.throws(() => codec.encode([...widest, { slot: 0, partition: 0, next: 0 }]), RangeError, 'one entry more: refused, not written');
+  t.throws(() => codec.encode([{ slot: 0, partition: 2 ** 21, next: 0 }]), RangeError, 'a partition wider than the layout allows for');
+  t.throws(() => codec.encode([{ slot: 2 ** 31, partition: 0, next: 0 }]), RangeError, 'a slot wider than the layout allows for');
+  t.equal(tooManyPositions(MAX_CURSOR_ENTRIES), null);
+  t.match(tooManyPositions(MAX_CURSOR_ENTRIES + 1), /follow 513 Kafka partitions/);
+});
+
 t.test('edited, forged, foreign and malformed ids are refused', async (t) => {
   const codec = new CursorCodec('shared-secret-0123456789', topics);
   const id = codec.encode([{ slot: 0, partition: 1, next: 10 }]);
@@ -29,7 +45,7 @@ t.test('edited, forged, foreign and malformed ids are refused', async (t) => {
   }
   t.equal(new CursorCodec('another-secret-0123456789', topics).decode(id), null, 'other secret');
   t.equal(new CursorCodec('shared-secret-0123456789', { chat: 'other', ticker: 'ticker' }).decode(id), null, 'other topics');
-  for (const bad of ['', '0-5', '!!!', 'A'.repeat(5000), id.slice(0, -1), `${id}A`]) t.equal(codec.decode(bad), null, JSON.stringify(bad.slice(0, 12)));
+  for (const bad of ['', '0-5', '!!!', 'A'.repeat(5000), 'A'.repeat(MAX_CURSOR_LENGTH + 1), id.slice(0, -1), `${id}A`]) t.equal(codec.decode(bad), null, JSON.stringify(bad.slice(0, 12)));
 });
 
 /** LEB128, as ids before version 2 carried offsets in clear. */
