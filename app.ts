@@ -83,6 +83,9 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<FastifyIn
       // The head must arrive within the same limit as the whole request (Node's default is 60 s).
       headersTimeout: config.requestTimeoutMs,
       requestTimeout: config.requestTimeoutMs,
+      // Node would answer an HTTP/1.1 request without Host itself, 400 with an empty body:
+      // plugins/errors.ts refuses it instead, with the gateway's JSON error.
+      requireHostHeader: false,
     },
     keepAliveTimeout: config.keepAliveTimeoutMs,
     // Fastify bounds every plugin start and every close hook by this (10 s by default): the

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import type { FastifySchemaValidationError, FastifyServerOptions } from 'fastify';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
+import { httpError } from './errors.ts';
 
 type BuildValidator = NonNullable<NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']>;
 type ValidatorPool = ReturnType<typeof AjvCompiler>;
@@ -169,14 +170,55 @@ export function formatSchemaErrors(errors: FastifySchemaValidationError[], dataV
 }
 
 /**
+ * Where valid JSON holds a key Fastify's parser refuses (prototype poisoning: a `__proto__`
+ * key, or a `constructor` object with a `prototype` key, at any depth), what to tell the client;
+ * null for text that is not valid JSON or holds no such key. Walked without recursion: the
+ * body's nesting is bounded only by BODY_LIMIT_BYTES.
+ */
+export function forbiddenJsonKey(text: string): string | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const pending: Array<[unknown, string]> = [[value, 'body']];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [node, path] = next;
+    if (node === null || typeof node !== 'object') continue;
+    // JSON.parse makes `"__proto__"` an own property like any other key.
+    if (Object.hasOwn(node, '__proto__')) return `${path}/__proto__ is not allowed as a key`;
+    const constructor = Object.hasOwn(node, 'constructor') ? (node as { constructor: unknown }).constructor : undefined;
+    if (constructor !== null && typeof constructor === 'object' && Object.hasOwn(constructor, 'prototype')) {
+      return `${path}/constructor/prototype is not allowed as a key (a "prototype" key inside "constructor")`;
+    }
+    for (const [key, item] of Object.entries(node)) pending.push([item, `${path}/${key}`]);
+  }
+  return null;
+}
+
+/**
  * What request bodies the gateway takes: JSON only. Fastify also parses `text/plain` by
  * default, which would reach the schema as a string and be answered "body must be object"
  * (400); without that parser a text body gets 415 Unsupported Media Type, which says what is
- * wrong.
+ * wrong. JSON is Fastify's own parser (prototype-poisoning keys refused), except that a body
+ * refused for such a key is told so, not "Body is not valid JSON".
  */
 export default fp(
   async (app) => {
     app.removeContentTypeParser('text/plain');
+    const parseJson = app.getDefaultJsonParser('error', 'error');
+    app.removeContentTypeParser('application/json');
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+      // parseAs 'string': always a string (the parser type allows a Buffer too).
+      const text = typeof body === 'string' ? body : body.toString('utf8');
+      parseJson(request, text, (error, value) => {
+        // Only a refusal is looked at again: a body that parsed costs nothing more.
+        const forbidden = error === null ? null : forbiddenJsonKey(text);
+        if (forbidden !== null) done(httpError(400, forbidden), undefined);
+        else done(error, value);
+      });
+    });
   },
   { name: 'validation', fastify: '5.x' },
 );

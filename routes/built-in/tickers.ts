@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import { builtInTopics, Currency, Price, priceUpdateRecord } from '../../src/channels/contract.ts';
 import { channelKey } from '../../src/channels/records.ts';
 import { HISTORY_WINDOW_NAMES } from '../../src/charts/chart-history.ts';
-import { AcceptedReply, errorReplies, errorReply, internalError, noSecurity, PublisherId, SymbolParams } from '../schemas.ts';
+import { AcceptedReply, authReplies as readAuthReplies, errorReplies, errorReply, internalError, PublisherId, streamSecurity, SymbolParams } from '../schemas.ts';
 import { publishAuthReplies as authReplies, publishDocs as docs, publishing } from '../publish.ts';
 import { channelStream } from '../streams.ts';
 import { hasBodyId, shardGuard, shardReplies } from '../shard-guard.ts';
@@ -62,20 +62,30 @@ const tickerRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "A ticker symbol's recent prices, for charts",
         description:
           'The last price per time bucket over the window: about 300 points at most. On Kafka, a replica reads the last 24 h of ' +
-          'the ticker topic back at startup (`backfilling` is true meanwhile), then follows live prices.',
+          'the ticker topic back at startup (`backfilling` is true meanwhile), then follows live prices. ' +
+          'Needs the right to read the symbol, as its stream does (a token, unless the symbol is public per PUBLIC_TICKERS or auth is off).',
         params: SymbolParams,
         querystring: Type.Object(
-          { window: Type.Optional(Type.Enum(HISTORY_WINDOW_NAMES, { default: '5m', description: 'How far back the chart reaches' })) },
+          {
+            window: Type.Optional(Type.Enum(HISTORY_WINDOW_NAMES, { default: '5m', description: 'How far back the chart reaches' })),
+            // Declared, as this query allows nothing else: the read grant is checked as for streams, which take `?token=` too.
+            token: Type.Optional(Type.String({ description: 'The token, when not sent as Authorization: Bearer or the cookie (the tokenQuery scheme)' })),
+          },
           { additionalProperties: false },
         ),
-        response: { 200: HistoryReply, 400: errorReply('An invalid symbol or window'), ...internalError, ...shardReplies },
+        response: { 200: HistoryReply, 400: errorReply('An invalid symbol or window'), ...readAuthReplies, ...internalError, ...shardReplies },
         tags: ['history'],
-        security: noSecurity,
+        security: streamSecurity,
       },
       // A replica keeps the charts of the symbols its partitions carry only.
       preHandler: shardGuard('ticker', 'symbol'),
     },
-    async (request) => ({ ...history.read(request.params.symbol, request.query.window ?? '5m'), backfilling: backfill?.inProgress ?? false }),
+    async (request) => {
+      const { symbol } = request.params;
+      // The prices are the symbol's stream in another shape: the same read right (401/403), no stream slot.
+      await request.authorizeSubscription([{ kind: 'ticker', name: symbol }], { stream: false });
+      return { ...history.read(symbol, request.query.window ?? '5m'), backfilling: backfill?.inProgress ?? false };
+    },
   );
 };
 

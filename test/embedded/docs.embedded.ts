@@ -106,7 +106,7 @@ const EXPECTED_STATUSES: Record<string, number[]> = {
   'PATCH /rooms/{room}/messages/{id}': [202, 400, 401, 403, 404, 409, 413, 415, 429, 500, 503],
   'DELETE /rooms/{room}/messages/{id}': [202, 400, 401, 403, 404, 429, 500, 503],
   'POST /tickers/{symbol}/prices': [202, 400, 401, 403, 413, 415, 429, 500, 503],
-  'GET /tickers/{symbol}/history': [200, 400, 500],
+  'GET /tickers/{symbol}/history': [200, 400, 401, 403, 500],
   'GET /status': [200, 401, 500],
   'GET /readyz': [200, 503],
   'GET /healthz': [200],
@@ -139,7 +139,7 @@ t.test('the document declares the security schemes, and each route its auth, tag
     'DELETE /rooms/{room}/messages/{id}': publish,
     'POST /tickers/{symbol}/prices': publish,
     'GET /status': [{ serviceApiKey: [] }],
-    'GET /tickers/{symbol}/history': [],
+    'GET /tickers/{symbol}/history': streams,
     'GET /readyz': [],
     'GET /healthz': [],
     'GET /metrics': [{ serviceApiKey: [] }],
@@ -242,7 +242,9 @@ t.test('every status the gateway answers while provoked is documented for its ro
   await request('GET /status', '/status'); // 401
   await request('GET /status', '/status', { headers: service }); // 200
   await request('GET /tickers/{symbol}/history', '/tickers/BTC/history?window=2d'); // 400
-  await request('GET /tickers/{symbol}/history', '/tickers/BTC/history'); // 200
+  await request('GET /tickers/{symbol}/history', '/tickers/BTC/history'); // 401
+  await request('GET /tickers/{symbol}/history', '/tickers/BTC/history', { headers: { authorization: `Bearer ${token({ sub: 'dee', rooms: [room] })}` } }); // 403
+  await request('GET /tickers/{symbol}/history', '/tickers/BTC/history', { headers: bob }); // 200
   await request('GET /readyz', '/readyz');
   await request('GET /healthz', '/healthz');
   await request('GET /metrics', '/metrics'); // 401
@@ -259,7 +261,7 @@ t.test('every status the gateway answers while provoked is documented for its ro
       'DELETE /rooms/{room}/messages/{id}': [202, 401, 404],
       'POST /tickers/{symbol}/prices': [202, 400, 429],
       'GET /status': [200, 401],
-      'GET /tickers/{symbol}/history': [200, 400],
+      'GET /tickers/{symbol}/history': [200, 400, 401, 403],
       'GET /readyz': [200],
       'GET /healthz': [200],
       'GET /metrics': [200, 401],
