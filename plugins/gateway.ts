@@ -62,6 +62,7 @@ export default fp<GatewayPluginOptions>(
       maxEventsPerChannel: config.historyMaxEventsPerChannel,
       maxAgeMs: config.historyMaxAgeMs,
       maxTotalEvents: config.historyMaxTotalEvents,
+      maxTotalBytes: config.historyMaxTotalBytes,
       maxEventsPerSlot: new Map(channels.kinds.flatMap((kind) => (kind.historyMaxEvents === undefined ? [] : [[kind.slot, kind.historyMaxEvents] as const]))),
     });
     const cursorCodec = new CursorCodec(config.cursorSecret, topics);

@@ -222,6 +222,7 @@ export default fp(
       () => app.streamStats.resets,
     );
     gauge('history_events', 'Events held in the in-memory resume history', () => app.history.totalEvents);
+    gauge('history_bytes', 'Bytes held in the in-memory resume history, as HISTORY_MAX_TOTAL_BYTES counts them (text, frame buffers, ~1 KB per event)', () => app.history.totalBytes);
     gauge('history_channels', 'Rooms and symbols with events in the in-memory resume history', () => app.history.channelCount);
     gauge('active_channels', 'Rooms and ticker symbols with at least one open stream', () => hub.channelCount);
     gauge('bus_ready', '1 when the bus is ready (what /readyz reports), else 0', () => (bus.readiness().ready ? 1 : 0));

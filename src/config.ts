@@ -72,6 +72,18 @@ export interface Config {
   /** A published message id repeated in its room within this many ms is dropped (0 = off); at most `historyMaxAgeMs`. */
   dedupWindowMs: number;
   historyMaxTotalEvents: number;
+  /**
+   * Bytes the resume history holds in all (HISTORY_MAX_TOTAL_BYTES), beside `historyMaxTotalEvents`:
+   * each event counted with its text, its body and frame Buffers and ~1 KB of objects
+   * (`eventBytes` in src/hub/recent-events.ts); past it the least recently active channels'
+   * oldest events go first, and resumes from them read Kafka. Default 128 MiB (134,217,728 bytes):
+   * events of the largest size (a 2000-character message of control characters, ~37 KB each as
+   * counted) fill it at ~3,600, and a replica full of them measured ~265 MB RSS once settled
+   * (~340 MB while they were being published at the per-IP limit from 10 addresses), where the
+   * count bound alone let 200,000 of them take ~7 GB; typical chat messages (~1.6-2 KB each as
+   * counted) still fill ~70,000-80,000 events, many minutes of a busy replica.
+   */
+  historyMaxTotalBytes: number;
   /** Most events of one page of a replay read from Kafka; pages follow one another on the same stream. */
   resumeMaxEvents: number;
   /** Most partitions per replica that replays read from Kafka past their first page at once; the others wait, oldest first. */
@@ -517,6 +529,7 @@ function readConfig(env: Env): Config {
     historyMaxAgeMs: integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000),
     dedupWindowMs: ((age) => integer(env, 'DEDUP_WINDOW_MS', Math.min(60000, age), 0, age))(integer(env, 'HISTORY_MAX_AGE_MS', 600000, 1000, 604800000)),
     historyMaxTotalEvents: integer(env, 'HISTORY_MAX_TOTAL_EVENTS', 200000, 1, 100000000),
+    historyMaxTotalBytes: integer(env, 'HISTORY_MAX_TOTAL_BYTES', 134217728, 1024, 1099511627776),
     resumeMaxEvents: integer(env, 'RESUME_MAX_EVENTS', 500, 1, 1000000),
     replayMaxConcurrent: integer(env, 'REPLAY_MAX_CONCURRENT', 2, 1, 100000),
     replaySharePercent: integer(env, 'REPLAY_SHARE_PERCENT', DEFAULT_REPLAY_SHARE_PERCENT, 1, 100),
@@ -711,6 +724,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   HISTORY_MAX_AGE_MS: 'how long they are kept; also how far back a fresh replica warms its history',
   DEDUP_WINDOW_MS: 'a repeat of a published message id in its room within this is dropped ([idempotent publishing](#idempotent-publishing)); at most `HISTORY_MAX_AGE_MS`; `0` = off',
   HISTORY_MAX_TOTAL_EVENTS: 'events kept in all (the least recently active channels go first)',
+  HISTORY_MAX_TOTAL_BYTES: 'bytes of events kept in all (128 MiB by default), each counted with its text, frame buffers and ~1 KB of overhead; past it the least recently active channels\' oldest events go first (resumes from them read Kafka)',
   REPLAY_MAX_CONCURRENT: 'most partitions per replica that replays read from Kafka past their first page (`RESUME_MAX_EVENTS`) at once (replays of a partition already being read go on with it: one read serves them); the others wait their turn, oldest first, their streams open (with heartbeats); a replay whose client stops reading gives its place up meanwhile',
   REPLAY_SHARE_PERCENT: 'most share of the event loop\'s time that replays (resumes) take, all together, in slices of a few ms: after a slice of t ms the next waits t × (100 − share) / share ms, so live events never queue behind replays for long; `100` = replays take every turn they can',
   RESUME_MAX_EVENTS: 'events per page of a replay read from Kafka (pages follow on the same connection, at the client\'s pace); a page is what a replay holds in memory at a time',

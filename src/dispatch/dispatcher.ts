@@ -41,12 +41,30 @@ export function singleChannelEventId(codec: CursorCodec, slot: TopicSlot, partit
   return codec.encode([{ slot, partition, next: offset + 1 }]);
 }
 
+/** Bytes of the `id: …` line `frame` puts before the body, at most (a one-position id is ~30 characters). */
+const ID_LINE_BYTES = 64;
+
+/**
+ * Bytes a DispatchedEvent of this type and data holds once its body and frame are built: the data
+ * text (V8 keeps a string of Latin-1 characters at one byte each, any other at two), the body
+ * (`event: <type>\n`, `data: <data>\n` and a blank line: 16 bytes besides type and data, UTF-8;
+ * the data is JSON, one line) and the frame (the body again, after its `id:` line).
+ */
+function dispatchedEventBytes(type: string, data: string): number {
+  const dataBytes = Buffer.byteLength(data, 'utf8');
+  const text = dataBytes === data.length ? data.length : 2 * data.length;
+  const body = Buffer.byteLength(type, 'utf8') + dataBytes + 16;
+  return text + body + ID_LINE_BYTES + body;
+}
+
 /** An event as the history keeps it and the hub hands it on: its frame body built once. */
 class DispatchedEvent implements HubEvent {
   readonly channel: string;
   readonly partition: number;
   readonly offset: number;
   readonly timestamp: number;
+  /** What the history counts against HISTORY_MAX_TOTAL_BYTES (with EVENT_OVERHEAD_BYTES): see `dispatchedEventBytes`. */
+  readonly heldBytes: number;
   readonly #type: string;
   readonly #data: string;
   #body: Buffer | undefined;
@@ -64,6 +82,7 @@ class DispatchedEvent implements HubEvent {
     this.timestamp = record.timestamp;
     this.#type = event.type;
     this.#data = event.data;
+    this.heldBytes = dispatchedEventBytes(event.type, event.data);
   }
 
   /** Built on first use, once: most events of busy topics are in rooms nobody watches or resumes. */

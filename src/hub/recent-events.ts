@@ -2,10 +2,19 @@ import { positionKey, type TopicSlot } from '../connection/cursor.ts';
 
 /**
  * Recent events per channel, so a reconnecting client resumes from memory on any replica.
- * Bounded three ways: events per channel, age, and events in all. The store also knows from
- * which offset its view of each channel is complete, so it can tell "nothing happened since"
- * from "I no longer know": the second sends the resume to Kafka.
+ * Bounded four ways: events per channel, age, events in all, and bytes in all. The store also
+ * knows from which offset its view of each channel is complete, so it can tell "nothing happened
+ * since" from "I no longer know": the second sends the resume to Kafka.
  */
+
+/**
+ * Bytes an event costs the history besides its text and Buffers (`heldBytes`): the event object
+ * and its small strings (channel, type), the JS objects around its body and frame Buffers, its
+ * slot in the channel's ring. Measured on Node 20: 0.8-1 KB an event for a chat message of 64
+ * characters with its body and frame built (heap + external after GC, 20,000 events, less their
+ * text and Buffers); rounded up.
+ */
+export const EVENT_OVERHEAD_BYTES = 1024;
 
 export interface StoredEvent {
   channel: string;
@@ -15,12 +24,30 @@ export interface StoredEvent {
   timestamp: number;
   /** The `event:` and `data:` lines and the closing blank line: the frame without its id. */
   body: Buffer;
+  /**
+   * Bytes of text and Buffers the event holds while the history keeps it, counting those it
+   * builds on first use (a frame body, a shared frame with its `id:` line) and the text they are
+   * built from; the same value for the event's whole life. Absent: `body`'s length (the event
+   * holds its body and nothing else).
+   */
+  readonly heldBytes?: number;
+}
+
+/** What one event counts against `maxTotalBytes`, in bytes: what it holds plus EVENT_OVERHEAD_BYTES. */
+export function eventBytes(event: StoredEvent): number {
+  return (event.heldBytes ?? event.body.byteLength) + EVENT_OVERHEAD_BYTES;
 }
 
 export interface RecentEventsLimits {
   maxEventsPerChannel: number;
   maxAgeMs: number;
   maxTotalEvents: number;
+  /**
+   * Bytes in all (each event counted by `eventBytes`), beside `maxTotalEvents`: whichever is
+   * reached first evicts, in the same order (HISTORY_MAX_TOTAL_BYTES; see `Config`). Absent: no
+   * byte bound (tests of other things; the gateway always sets it).
+   */
+  maxTotalBytes?: number;
   /** Per kind (its slot), a bound of its own instead of maxEventsPerChannel (a declaration's `historyMaxEvents`). */
   maxEventsPerSlot?: ReadonlyMap<number, number>;
 }
@@ -54,15 +81,16 @@ class ChannelLog {
     return this.entries[(this.start + index) % this.entries.length]!;
   }
 
-  /** Returns true when the log was full and its oldest entry made room. */
-  push(event: StoredEvent): boolean {
-    if (this.size === this.entries.length && this.size < this.capacity) this.#grow();
-    const full = this.size === this.entries.length;
-    if (full) this.dropOldest();
+  get full(): boolean {
+    return this.size === this.capacity;
+  }
+
+  /** Appends to a log that is not full (the caller drops its oldest first). */
+  push(event: StoredEvent): void {
+    if (this.size === this.entries.length) this.#grow();
     this.entries[(this.start + this.size) % this.entries.length] = event;
     this.size += 1;
     this.partition = event.partition;
-    return full;
   }
 
   #grow(): void {
@@ -72,13 +100,15 @@ class ChannelLog {
     this.start = 0;
   }
 
-  dropOldest(): void {
+  /** Drops the oldest entry (the log is not empty) and returns it. */
+  dropOldest(): StoredEvent {
     const oldest = this.at(0);
     this.entries[this.start] = undefined;
     this.start = (this.start + 1) % this.entries.length;
     this.size -= 1;
     this.dropped.offset = oldest.offset + 1;
     this.dropped.time = Math.max(this.dropped.time, oldest.timestamp);
+    return oldest;
   }
 
   /** Index of the first entry with offset >= `offset` (binary search: offsets only grow). */
@@ -100,14 +130,23 @@ export class RecentEvents {
   readonly #channels = new Map<string, ChannelLog>();
   /** Per partition: from where (offset and time) this replica's view is complete. */
   readonly #partitions = new Map<string, Coverage>();
+  readonly #maxTotalBytes: number;
   #total = 0;
+  /** The held events' `eventBytes`, summed. */
+  #bytes = 0;
 
   constructor(limits: RecentEventsLimits) {
     this.#limits = limits;
+    this.#maxTotalBytes = limits.maxTotalBytes ?? Infinity;
   }
 
   get totalEvents(): number {
     return this.#total;
+  }
+
+  /** Bytes held in all, as `maxTotalBytes` counts them (`eventBytes`): never above it after an append. */
+  get totalBytes(): number {
+    return this.#bytes;
   }
 
   get channelCount(): number {
@@ -129,9 +168,12 @@ export class RecentEvents {
       this.#channels.delete(event.channel);
     }
     this.#channels.set(event.channel, log);
-    if (!log.push(event)) this.#total += 1;
+    if (log.full) this.#dropOldest(log);
+    log.push(event);
+    this.#total += 1;
+    this.#bytes += eventBytes(event);
     this.#dropOlderThan(log, now - this.#limits.maxAgeMs);
-    while (this.#total > this.#limits.maxTotalEvents) this.#dropStalestChannel();
+    this.#evictOverTotals();
   }
 
   /** Drops events past the age limit everywhere (a shared timer calls this; appends do it per channel). */
@@ -144,19 +186,32 @@ export class RecentEvents {
   }
 
   #dropOlderThan(log: ChannelLog, cutoff: number): void {
-    while (log.size > 0 && log.at(0).timestamp < cutoff) {
-      log.dropOldest();
-      this.#total -= 1;
-    }
+    while (log.size > 0 && log.at(0).timestamp < cutoff) this.#dropOldest(log);
   }
 
-  #dropStalestChannel(): void {
-    const stalest = this.#channels.entries().next().value;
-    if (stalest === undefined) return;
-    const [channel, log] = stalest;
-    this.#total -= log.size;
-    while (log.size > 0) log.dropOldest();
-    this.#forget(channel, log);
+  /** Every drop goes through here: the log's coverage moves past the event, the totals go down. */
+  #dropOldest(log: ChannelLog): void {
+    const dropped = log.dropOldest();
+    this.#total -= 1;
+    this.#bytes -= eventBytes(dropped);
+  }
+
+  /**
+   * The bounds over all channels, `maxTotalEvents` and `maxTotalBytes`, evict in one order: the
+   * least recently active channel (the first in `#channels`) gives up its oldest events first,
+   * and is forgotten once empty; then the next. A single channel over a bound keeps its newest
+   * events. What a drop loses is then read from Kafka (or gets `reset` on the embedded bus), as
+   * for any position older than the history: `range` and `offsetAtTime` no longer vouch for it.
+   */
+  #evictOverTotals(): void {
+    while (this.#total > this.#limits.maxTotalEvents || this.#bytes > this.#maxTotalBytes) {
+      const stalest = this.#channels.entries().next().value;
+      if (stalest === undefined) return;
+      const [channel, log] = stalest;
+      // A log the age bound emptied on this append is still listed (the sweep forgets those).
+      if (log.size > 0) this.#dropOldest(log);
+      if (log.size === 0) this.#forget(channel, log);
+    }
   }
 
   /**
