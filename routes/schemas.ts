@@ -80,7 +80,7 @@ export const streamSecurity: SecurityRequirements = [{ [SECURITY.bearer]: [] }, 
 export const publishSecurity: SecurityRequirements = [{ [SECURITY.bearer]: [] }, { [SECURITY.apiKey]: [] }];
 /** Operator routes: a service API key (as X-API-Key, or as a bearer token: what Prometheus sends). */
 export const operatorSecurity: SecurityRequirements = [{ [SECURITY.apiKey]: [] }];
-/** Open to anyone (load balancers, Prometheus, charts). */
+/** Open to anyone (load balancers, Prometheus, the API docs). */
 export const noSecurity: SecurityRequirements = [];
 
 /** Refusals by the auth plugin, described once for every route that authenticates. */
