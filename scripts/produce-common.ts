@@ -97,8 +97,15 @@ export async function startProducer(spec: ProducerSpec): Promise<ProducerRun> {
   const admin = kafka.admin();
   try {
     await admin.connect();
-    const topics = await admin.listTopics();
-    if (!topics.includes(topic)) {
+    // This topic's metadata alone: the whole cluster's fails while any partition of any topic has no leader.
+    const exists = await admin.fetchTopicMetadata({ topics: [topic] }).then(
+      () => true,
+      (error: unknown) => {
+        if ((error as { type?: unknown }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return false;
+        throw error;
+      },
+    );
+    if (!exists) {
       fail(name, `topic "${topic}" does not exist on ${config.kafkaBrokers.join(',')}: start a gateway first (it creates the topics)`);
     }
   } catch (error) {

@@ -5,7 +5,9 @@
  * writing straight to Kafka, while the room's partition leader and then the group coordinator
  * are killed with SIGKILL and restarted. Every record Kafka holds at the end (read back)
  * arrives at every subscriber exactly once, in order; /readyz of both replicas answers 200
- * throughout; no error-level log line at startup (a first start on a fresh cluster).
+ * throughout; no error-level log line at startup (a first start on a fresh cluster, both
+ * replicas at once). A replica started while a node is down under another topic's only
+ * replica becomes ready (it asks about its own topics only).
  *
  * Then a produce request that times out while the broker writes it (a follower stopped with
  * SIGSTOP): every publish the bus acknowledged is in Kafka exactly once, at its offset.
@@ -143,8 +145,8 @@ async function partitionRecords(topic: string, partition: number): Promise<Array
 t.setTimeout(300000);
 t.test('partition leader and group coordinator killed (-9) and restarted: every event once, in order; /readyz 200 throughout', async (t) => {
   const topics = kafkaTopics();
-  const a = await replica(t, topics);
-  const b = await replica(t, topics);
+  // Started together, as a deploy starts them: both find the topics missing and race to make them.
+  const [a, b] = await Promise.all([replica(t, topics), replica(t, topics)]);
   const urls = [a.url, b.url];
   t.comment(`replicas ready at ${elapsed()}`);
 
@@ -331,4 +333,55 @@ t.test('a produce request that times out while the broker writes it: every ackno
   t.same(contents.get('d'), [d.offset], 'd, the next send after a send given up on: once, where it was acknowledged');
   for (const [text, position] of acknowledgedC) t.same(contents.get(text), [position.offset], `${text}, acknowledged (the fault not set up in time): once, where it was acknowledged`);
   t.ok(['c', 'c1', 'c2'].filter((text) => !acknowledgedC.has(text)).every((text) => (contents.get(text) ?? []).length <= 1), 'the one given up on: at most once');
+});
+
+t.test("a replica starts while a broker is down under another topic's only replica: its own topics are all it asks about", async (t) => {
+  // Someone else's topic of replication 1: with its node down, a partition of it has no
+  // leader, and kafkajs fails any metadata answer that lists it (the whole cluster's, which the
+  // gateway used to ask for at startup: replicas started during the outage stayed 503).
+  const unrelated = uniqueName('unrelated-rf1');
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic: unrelated, numPartitions: 3, replicationFactor: 1 }] });
+  const topics = kafkaTopics();
+  // The gateway's own topics (replication 3), made while every node is up.
+  await (await replica(t, topics)).close();
+  const node = (await partitionState(unrelated, 0)).leader;
+  const pid = cluster.jvmPids()[node];
+  if (pid === undefined) throw new Error(`node ${node} is not running`);
+  process.kill(pid, 'SIGKILL');
+  t.teardown(async () => {
+    if (cluster.jvmPids()[node] === undefined) await cluster.startNode(node);
+  });
+  await until(
+    async () => (await partitionState(unrelated, 0).catch(() => ({ leader: -1 }))).leader === -1,
+    60000,
+    `${unrelated}/0 without a leader`,
+  );
+  const started = Date.now();
+  const late = await startGateway(
+    t,
+    { logLevel: 'info', kafkaBrokers: cluster.brokers, topicPartitions: 3, topicReplicationFactor: 3, cursorSecret: 'broker-loss-test-secret', ...topics },
+    { waitReady: false },
+  );
+  let answer = '';
+  await until(
+    async () => {
+      const ready = await fetch(`${late.url}/readyz`);
+      answer = `${ready.status} ${await ready.text()}`;
+      return ready.status === 200;
+    },
+    60000,
+    () => `/readyz 200 (last: ${answer}; its last warnings: ${JSON.stringify(late.logs.filter((line) => line.level >= 40).slice(-6))})`,
+  );
+  t.comment(`a replica started during the outage was ready in ${Date.now() - started} ms`);
+  // It streams what upstream services produce meanwhile. (Its own publishing may answer 503
+  // until its idempotent producer gets an id: kafkajs asks the whole cluster's metadata for it.)
+  const room = uniqueName('room');
+  const stream = await openStream(t, `${late.url}/events/${room}`);
+  const upstream = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, retry: { retries: 3 } });
+  await upstream.connect();
+  t.teardown(() => upstream.disconnect());
+  await upstream.send({ topic: topics.chatTopic, acks: -1, messages: [{ key: room, value: JSON.stringify({ id: 'm1', user: 'u', text: 'during the outage' }), headers: { 'event-type': 'message' } }] });
+  await until(() => messageTexts(stream.events).includes('during the outage'), 20000, 'the event');
+  stream.close();
+  await cluster.startNode(node);
 });

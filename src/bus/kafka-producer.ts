@@ -70,10 +70,32 @@ export class ReplaceableProducer {
     return this.#replacements;
   }
 
-  /** Connects the first producer (kafkajs retries; throws what its connect throws). */
-  async connect(): Promise<void> {
-    await this.#current.connect();
-    this.#connected = true;
+  /**
+   * Connects the first producer; when it cannot, keeps trying in the background (a fresh
+   * producer every REPLACE_RETRY_MS, as after a failed send) and resolves false: publishing
+   * answers 503 meanwhile, and the rest of the replica (consuming, streams) need not wait. Why:
+   * kafkajs's idempotent producer asks for the metadata of every topic of the cluster before it
+   * can have a producer id (its `initProducerId` with no topic yet), and kafkajs fails that
+   * answer while any partition of any topic has no leader: one broker down under someone else's
+   * single-replica topic kept a replica starting meanwhile from starting at all. Resolves true
+   * once connected; at once when connected or connecting already.
+   */
+  async connectOrKeepTrying(): Promise<boolean> {
+    if (this.#connected) return true;
+    if (this.#replacing !== null) return false;
+    const first = this.#current;
+    try {
+      await first.connect();
+      if (first === this.#current) this.#connected = true;
+      return true;
+    } catch (error) {
+      if (this.#closed) throw error;
+      this.#logger.warn({ err: error }, 'Kafka producer could not connect; publishing answers 503 while it retries');
+      this.#letGo.add(first);
+      void first.disconnect().catch(() => undefined);
+      this.#replacing ??= this.#connectFresh();
+      return false;
+    }
   }
 
   /**
@@ -121,6 +143,11 @@ export class ReplaceableProducer {
     );
     this.#retired.add(failed);
     if (!this.#inFlight.has(failed)) this.#retire(failed);
+    await this.#connectFresh();
+  }
+
+  /** Never rejects: retries until a fresh producer connects or the producer is closed; ends the replacement under way. */
+  async #connectFresh(): Promise<void> {
     try {
       while (!this.#closed) {
         // Not the current one until connected: its events count from then on.

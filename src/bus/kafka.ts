@@ -149,7 +149,9 @@ function isExpectedKafkajsLog(message: string, context: Record<string, unknown>)
   if (context.retryCount !== undefined) return true;
   if (message.startsWith('Response ')) {
     const error = typeof context.error === 'string' ? context.error : '';
-    return RETRIABLE_PROTOCOL_MESSAGES.has(error) || GROUP_MEMBERSHIP_ERROR.test(error);
+    // The answer's error itself may be an expected one (CreateTopics' "Topic creation errors"
+    // when replicas starting together race to create the topics: #ensureTopics checks again).
+    return RETRIABLE_PROTOCOL_MESSAGES.has(error) || GROUP_MEMBERSHIP_ERROR.test(error) || EXPECTED_KAFKAJS_LOG.test(error);
   }
   return false;
 }
@@ -447,7 +449,9 @@ export class KafkaBus implements EventBus {
       this.#positions.set(`${topic}:${partition}`, { topic, partition, next: offset, highWatermark: offset });
     }
     busConsumer.onPartitionsStart(starts);
-    await this.#producer.connect();
+    // Not awaited past its first try: a producer that cannot connect yet (see
+    // connectOrKeepTrying) makes the replica degraded (publishing answers 503), not unready.
+    await this.#producer.connectOrKeepTrying();
     await this.#runConsumer(busConsumer);
   }
 
@@ -680,9 +684,29 @@ export class KafkaBus implements EventBus {
     return behind;
   }
 
+  /**
+   * Which of `topics` are missing from the cluster. Asked topic by topic, never for the whole
+   * cluster's metadata (`listTopics`): kafkajs fails a metadata answer that has any partition
+   * without a leader, so one broker down under someone else's single-replica topic kept every
+   * replica that started meanwhile from starting, its own topics healthy.
+   */
+  async #missingTopics(admin: Admin, topics: readonly string[]): Promise<string[]> {
+    const missing = await Promise.all(
+      topics.map(async (topic) => {
+        try {
+          await admin.fetchTopicMetadata({ topics: [topic] });
+          return null;
+        } catch (error) {
+          if ((error as { type?: unknown }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return topic;
+          throw error;
+        }
+      }),
+    );
+    return missing.filter((topic): topic is string => topic !== null);
+  }
+
   async #ensureTopics(admin: Admin): Promise<void> {
-    const existing = new Set(await admin.listTopics());
-    const missing = this.#options.topics.filter((topic) => !existing.has(topic));
+    const missing = await this.#missingTopics(admin, this.#options.topics);
     if (missing.length === 0) return;
     try {
       await admin.createTopics({
@@ -697,8 +721,7 @@ export class KafkaBus implements EventBus {
       this.#logger.info({ topics: missing, partitions: this.#options.partitions }, 'created missing topics');
     } catch (error) {
       // Another replica may have created them in the meantime.
-      const nowExisting = new Set(await admin.listTopics());
-      if (missing.some((topic) => !nowExisting.has(topic))) throw error;
+      if ((await this.#missingTopics(admin, missing)).length > 0) throw error;
     }
   }
 

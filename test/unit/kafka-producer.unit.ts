@@ -78,7 +78,7 @@ function setUp() {
 
 t.test('a send that failed with an unknown outcome answers at once; every later send waits for a fresh producer and goes on it', async (t) => {
   const { producer, events } = setUp();
-  await producer.connect();
+  await producer.connectOrKeepTrying();
   const failing = producer.sendBatch(batch);
   const besides = producer.sendBatch(batch);
   const old = StandIn.made[0]!;
@@ -114,7 +114,7 @@ t.test('a send that failed with an unknown outcome answers at once; every later 
 
 t.test('a refusal for size wrote nothing: the producer stays', async (t) => {
   const { producer } = setUp();
-  await producer.connect();
+  await producer.connectOrKeepTrying();
   const refused = producer.sendBatch(batch);
   StandIn.made[0]!.sends[0]!.reject(Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { type: 'MESSAGE_TOO_LARGE' }));
   await t.rejects(refused, /larger than/);
@@ -127,7 +127,7 @@ t.test('a refusal for size wrote nothing: the producer stays', async (t) => {
 
 t.test('two sends failing together replace the producer once; disconnect ends a replacement that cannot connect', async (t) => {
   const { producer } = setUp();
-  await producer.connect();
+  await producer.connectOrKeepTrying();
   const sends = [producer.sendBatch(batch), producer.sendBatch(batch)];
   const old = StandIn.made[0]!;
   StandIn.failConnects = 1000;
@@ -144,7 +144,7 @@ t.test('two sends failing together replace the producer once; disconnect ends a 
 
 t.test('closed while a replacement connects: the fresh producer is let go, not left connected', async (t) => {
   const { producer } = setUp();
-  await producer.connect();
+  await producer.connectOrKeepTrying();
   const send = producer.sendBatch(batch);
   const old = StandIn.made[0]!;
   let release!: () => void;
@@ -167,7 +167,7 @@ t.test('closed while a replacement connects: the fresh producer is let go, not l
 
 t.test('a failed send alone on its producer: the producer is let go at once, while the fresh one connects, and that is no outage', async (t) => {
   const { producer, events } = setUp();
-  await producer.connect();
+  await producer.connectOrKeepTrying();
   let release!: () => void;
   const connecting = new Promise<void>((resolve) => (release = resolve));
   const originalConnect = StandIn.prototype.connect;
@@ -193,7 +193,7 @@ t.test('a failed send alone on its producer: the producer is let go at once, whi
 
 t.test('disconnected during a replacement that cannot connect: waiting sends are refused at once', async (t) => {
   const { producer } = setUp();
-  await producer.connect();
+  await producer.connectOrKeepTrying();
   const failing = producer.sendBatch(batch);
   StandIn.failConnects = 1000;
   StandIn.made[0]!.sends[0]!.reject(new Error('Connection error: read ECONNRESET'));
@@ -204,4 +204,21 @@ t.test('disconnected during a replacement that cannot connect: waiting sends are
   await producer.disconnect();
   await t.rejects(waiting, /closed/);
   t.equal(StandIn.made.length, attempts, "refused before the replacement's next attempt to connect");
+});
+
+t.test('a first connect that fails does not hold the replica up: publishing answers 503 until a fresh producer connects in the background', async (t) => {
+  const { producer, events } = setUp();
+  StandIn.failConnects = 2;
+  t.equal(await producer.connectOrKeepTrying(), false, 'resolves at once, not connected');
+  t.notOk(producer.connected, 'publishing answers 503 meanwhile');
+  t.ok(StandIn.made[0]!.disconnected, 'the producer that failed is let go');
+  t.equal(await producer.connectOrKeepTrying(), false, 'asked again while it keeps trying: no second attempt of its own');
+  await until(() => producer.connected);
+  t.equal(events.connects, 1, 'told once, when a fresh one connected');
+  t.equal(StandIn.made.length, 3, 'the first, one fresh that failed, one that connected');
+  t.equal(await producer.connectOrKeepTrying(), true);
+  const sent = producer.sendBatch(batch);
+  StandIn.made[2]!.sends[0]!.resolve(answer('7'));
+  t.same(await sent, answer('7'), 'sends go on the producer that connected');
+  await producer.disconnect();
 });
