@@ -268,7 +268,9 @@ export default fp(
       // hold more positions than an id can is refused now, not cut short at its first resume.
       // (One channel of a keyed kind follows one partition: no count needed.)
       if (channels.length !== 1 || context.dispatcher.registry.get(kind).partitioning === 'any') {
-        const refused = tooManyPositions(Subscription.positionsFollowed(context.dispatcher, channels));
+        const resumeId = resumeIdOf(request);
+        const resumingFrom = resumeId === undefined ? undefined : (context.codec.decode(resumeId) ?? undefined);
+        const refused = tooManyPositions(Subscription.positionsFollowed(context.dispatcher, channels, resumingFrom));
         if (refused !== null) throw httpError(400, refused);
       }
       if (openStreams.size >= config.maxStreams) {

@@ -193,13 +193,21 @@ export class Subscription {
   /**
    * How many Kafka positions (topic, partition) a stream of `channels` follows, which is how
    * many entries its ids hold: what `tooManyPositions` (src/connection/cursor.ts) is asked
-   * about before the stream opens. Channels of unknown kinds must have been refused before.
+   * about before the stream opens. `resumingFrom`: the entries of the id the stream resumes
+   * from, if any (a replica that has not seen a channel's records yet follows it on every
+   * partition; the id says which one). Channels of unknown kinds must have been refused before.
    */
-  static positionsFollowed(dispatcher: Dispatcher, channels: readonly ChannelRef[]): number {
+  static positionsFollowed(dispatcher: Dispatcher, channels: readonly ChannelRef[], resumingFrom?: readonly CursorEntry[]): number {
+    const inId = resumingFrom === undefined ? undefined : new Set(resumingFrom.map((entry) => positionKey(entry.slot, entry.partition)));
     const seen = new Set<string>();
     for (const { kind: kindName, name } of channels) {
       const kind = dispatcher.registry.get(kindName);
-      for (const partition of partitionsRead(dispatcher, kind, channelKey(kind.name, name), name).partitions) seen.add(positionKey(kind.slot, partition));
+      const { partitions, guessed } = partitionsRead(dispatcher, kind, channelKey(kind.name, name), name);
+      let keys = partitions.map((partition) => positionKey(kind.slot, partition));
+      // Resuming, a channel followed on every partition keeps those the id holds, when it holds
+      // any (as `#startOffsets` does): what this replica has not learnt yet, the id has.
+      if (guessed && inId !== undefined && keys.some((key) => inId.has(key))) keys = keys.filter((key) => inId.has(key));
+      for (const key of keys) seen.add(key);
     }
     return seen.size;
   }

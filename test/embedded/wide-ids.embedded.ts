@@ -1,5 +1,6 @@
 import t from 'tap';
-import { startGateway, uniqueName } from '../helpers/gateway.ts';
+import { postJson, startGateway, uniqueName } from '../helpers/gateway.ts';
+import type { ChannelKindDeclaration } from '../../src/channels/kind.ts';
 import { openStream, until } from '../helpers/sse-client.ts';
 import { messages, post } from '../helpers/rooms.ts';
 import { partitionForKey } from '../../src/bus/partitioner.ts';
@@ -16,13 +17,13 @@ import { MAX_CURSOR_ENTRIES } from '../../src/connection/cursor.ts';
 const PARTITIONS = 1000;
 
 /** Room names (under one unique prefix) whose partitions, among PARTITIONS, number exactly `distinct`. */
-function roomsOnPartitions(distinct: number): string[] {
+function roomsOnPartitions(distinct: number, partitions = PARTITIONS): string[] {
   const prefix = uniqueName('w');
   const seen = new Set<number>();
   const rooms: string[] = [];
   for (let i = 0; seen.size < distinct; i++) {
     const room = `${prefix}-${i}`;
-    const partition = partitionForKey(room, PARTITIONS);
+    const partition = partitionForKey(room, partitions);
     if (seen.has(partition)) continue;
     seen.add(partition);
     rooms.push(room);
@@ -79,4 +80,30 @@ t.test(`a stream of exactly ${MAX_CURSOR_ENTRIES} partitions opens; one more is 
   const body = (await over.json()) as { message: string };
   t.match(body.message, new RegExp(`follow ${MAX_CURSOR_ENTRIES + 1} Kafka partitions.*at most ${MAX_CURSOR_ENTRIES}`));
   t.equal(gateway.app.openStreamCount(), 0, 'nothing left open');
+});
+
+t.test('resuming on a replica that has not learnt a channel\'s partition yet: the id says which, and the stream is not refused', async (t) => {
+  // A declared kind with `partitioning: any` is followed on every partition until its
+  // channel's first record; the id of a replica that had seen one holds just that partition.
+  const orders: ChannelKindDeclaration = { name: 'orders', topic: 'orders', publish: ['created'], eventTypes: { created: { schema: { type: 'object' } } } };
+  const config = { topicPartitions: 400, maxChannelsPerStream: 1000, maxHeaderBytes: 65536, channelKinds: [orders], cursorSecret: 'wide-ids-test-secret-0123456789' };
+  const channel = uniqueName('c');
+  const rooms = roomsOnPartitions(300, 400);
+  const url = (base: string) => `${base}/events?orders=${channel}&${rooms.map((room) => `room=${room}`).join('&')}`;
+  const first = await startGateway(t, config);
+  t.equal((await postJson(`${first.url}/streams/orders/${channel}/created`, { n: 1 })).status, 202);
+  const stream = await openStream(t, url(first.url));
+  t.equal(stream.status, 200, 'this replica knows the channel\'s partition: ~301 positions');
+  await until(() => stream.lastEventId() !== '', 5000, 'the position id');
+  const id = stream.lastEventId();
+  stream.close();
+
+  // A replica started later, which has seen nothing of the channel: 400 + ~300 positions by
+  // its own count, ~301 by the id's.
+  const later = await startGateway(t, config);
+  const fresh = await fetch(url(later.url), { headers: { accept: 'text/event-stream' } });
+  t.equal(fresh.status, 400, 'opened there without an id, the stream would follow too many partitions');
+  const resumed = await openStream(t, url(later.url), { 'last-event-id': id });
+  t.equal(resumed.status, 200, 'resumed with the id: not refused (EventSource would give up for good)');
+  await until(() => resumed.lastEventId() !== '' && resumed.lastEventId() !== id, 5000, 'a position from the new replica');
 });
