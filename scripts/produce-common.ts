@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import { loadConfig, type Config } from '../src/config.ts';
+import { topicExists } from '../src/bus/kafka-connection.ts';
 
 /**
  * Shared by the demo producers (`npm run produce:chat`, `npm run produce:ticker`): they write
@@ -97,15 +98,7 @@ export async function startProducer(spec: ProducerSpec): Promise<ProducerRun> {
   const admin = kafka.admin();
   try {
     await admin.connect();
-    // This topic's metadata alone: the whole cluster's fails while any partition of any topic has no leader.
-    const exists = await admin.fetchTopicMetadata({ topics: [topic] }).then(
-      () => true,
-      (error: unknown) => {
-        if ((error as { type?: unknown }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return false;
-        throw error;
-      },
-    );
-    if (!exists) {
+    if (!(await topicExists(admin, topic))) {
       fail(name, `topic "${topic}" does not exist on ${config.kafkaBrokers.join(',')}: start a gateway first (it creates the topics)`);
     }
   } catch (error) {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { KafkaConfig } from 'kafkajs';
+import type { Admin, KafkaConfig } from 'kafkajs';
 import type { KafkaSecurityConfig } from '../config.ts';
 
 /** The part of kafkajs's client options that secures the connection to the brokers. */
@@ -51,4 +51,20 @@ export function describeKafkaConnection(security: KafkaSecurityConfig): Record<s
  */
 export function isUnrecoverableKafkaError(reason: string): boolean {
   return /SASL|authenticat|not authorized|AUTHORIZATION_FAILED|unsupported.*mechanism|certificate|self[- ]signed|SSL|TLS|EPROTO/i.test(reason);
+}
+
+/**
+ * Whether `topic` exists on the cluster, from its own metadata alone. Never from the whole
+ * cluster's (`listTopics`): kafkajs fails a metadata answer that has any partition without a
+ * leader, so one broker down under someone else's single-replica topic would make every topic
+ * look unknowable. Throws kafkajs's error for anything but "unknown topic".
+ */
+export async function topicExists(admin: Admin, topic: string): Promise<boolean> {
+  try {
+    await admin.fetchTopicMetadata({ topics: [topic] });
+    return true;
+  } catch (error) {
+    if ((error as { type?: unknown }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return false;
+    throw error;
+  }
 }

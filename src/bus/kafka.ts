@@ -12,7 +12,7 @@ import {
   type KafkaConfig,
 } from 'kafkajs';
 import type { Logger } from '../logger.ts';
-import type { KafkaConnectionOptions } from './kafka-connection.ts';
+import { topicExists, type KafkaConnectionOptions } from './kafka-connection.ts';
 import { busRecordOf, KafkaRangeReader, offsetAtTime } from './kafka-range-reader.ts';
 import { PublishQueue } from './publish-queue.ts';
 import { ReplaceableProducer } from './kafka-producer.ts';
@@ -684,25 +684,10 @@ export class KafkaBus implements EventBus {
     return behind;
   }
 
-  /**
-   * Which of `topics` are missing from the cluster. Asked topic by topic, never for the whole
-   * cluster's metadata (`listTopics`): kafkajs fails a metadata answer that has any partition
-   * without a leader, so one broker down under someone else's single-replica topic kept every
-   * replica that started meanwhile from starting, its own topics healthy.
-   */
+  /** Which of `topics` are missing from the cluster, asked topic by topic (see `topicExists`). */
   async #missingTopics(admin: Admin, topics: readonly string[]): Promise<string[]> {
-    const missing = await Promise.all(
-      topics.map(async (topic) => {
-        try {
-          await admin.fetchTopicMetadata({ topics: [topic] });
-          return null;
-        } catch (error) {
-          if ((error as { type?: unknown }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return topic;
-          throw error;
-        }
-      }),
-    );
-    return missing.filter((topic): topic is string => topic !== null);
+    const exists = await Promise.all(topics.map((topic) => topicExists(admin, topic)));
+    return topics.filter((_, index) => !exists[index]);
   }
 
   async #ensureTopics(admin: Admin): Promise<void> {
